@@ -1,0 +1,28 @@
+//! Generates the gRPC stubs and the reflection descriptor set from `proto/` with a pure-Rust
+//! protobuf compiler, so that building needs no system `protoc`.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTO: &str = "proto/cams/flows/v1/flows.proto";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO}");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let fds = protox::Compiler::new(["proto"])?
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files([PROTO])?
+        .file_descriptor_set();
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out_dir.join("flows_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

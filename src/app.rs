@@ -1,0 +1,156 @@
+//! Wiring: builds the gateway from a [`Config`], binds the listener (port 0 works, for tests) and
+//! serves gRPC until told to stop, with health, reflection and a bounded drain.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::{
+    cams::{CamsClient, Credentials, CredentialsProvider, StaticCredentials},
+    config::Config,
+    gateway::Gateway,
+    grpc::FlowApi,
+    pb::{self, flow_service_server::FlowServiceServer},
+    sandbox::{Sandbox, SandboxConfig, SandboxHandle},
+};
+
+/// A GetFlow request is two short strings; anything larger is not one.
+const MAX_REQUEST_BYTES: usize = 4 * 1024;
+
+pub struct Application {
+    listener: TcpListener,
+    api: FlowApi,
+    drain_timeout: Duration,
+    /// Keeps the in-process simulated CAMS alive for `serve --sandbox`.
+    sandbox: Option<SandboxHandle>,
+}
+
+impl Application {
+    /// Builds with the credentials the configuration calls for: generated ones against an
+    /// in-process simulated CAMS under `sandbox`, the `ALIBABA_CLOUD_*` variables otherwise.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.sandbox {
+            let sandbox_config = SandboxConfig::generated();
+            let credentials = Credentials::new(
+                sandbox_config.access_key_id.clone(),
+                sandbox_config.access_key_secret.clone(),
+                None,
+            );
+            let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), sandbox_config)
+                .await
+                .context("cannot start the simulated CAMS")?;
+            let mut config = config;
+            config.upstream.endpoint = sandbox
+                .endpoint()
+                .parse()
+                .context("simulated CAMS endpoint")?;
+            tracing::info!(endpoint = %config.upstream.endpoint, "simulated CAMS started (sandbox mode)");
+            let mut app =
+                Self::build_with_credentials(config, Arc::new(StaticCredentials::new(credentials)))
+                    .await?;
+            app.sandbox = Some(sandbox.spawn());
+            return Ok(app);
+        }
+        let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
+        Self::build_with_credentials(config, Arc::new(StaticCredentials::new(credentials))).await
+    }
+
+    pub async fn build_with_credentials(
+        config: Config,
+        credentials: Arc<dyn CredentialsProvider>,
+    ) -> anyhow::Result<Self> {
+        let client =
+            CamsClient::new(config.upstream.clone(), credentials).map_err(anyhow::Error::msg)?;
+        let api = FlowApi::new(Gateway::new(client), config.call_timeout);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Self {
+            listener,
+            api,
+            drain_timeout: config.drain_timeout,
+            sandbox: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The simulated CAMS's endpoint, under `--sandbox`.
+    pub fn sandbox_endpoint(&self) -> Option<String> {
+        self.sandbox.as_ref().map(SandboxHandle::endpoint)
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING, stops accepting and gives
+    /// in-flight calls up to the drain timeout before returning.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<FlowServiceServer<FlowApi>>().await;
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("reflection v1alpha")?;
+
+        let flows = FlowServiceServer::new(self.api).max_decoding_message_size(MAX_REQUEST_BYTES);
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight calls");
+            reporter
+                .set_not_serving::<FlowServiceServer<FlowApi>>()
+                .await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = drain_tx.send(());
+        };
+
+        let addr = self.listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+        let serve = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(flows)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+
+        let drain_timeout = self.drain_timeout;
+        let drain_bound = async move {
+            if drain_rx.await.is_ok() {
+                tokio::time::sleep(drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serve => served.context("gRPC server failed")?,
+            () = drain_bound => {
+                tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining calls");
+            }
+        }
+        tracing::info!("stopped");
+        drop(self.sandbox);
+        Ok(())
+    }
+}

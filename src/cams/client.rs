@@ -1,0 +1,220 @@
+//! One signed GetFlow attempt over a pooled HTTPS client. Retrying, limiting and caching live
+//! above this layer; this one turns a (tenant, flow) into one HTTP exchange and its outcome.
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{Url, header::HeaderMap};
+use tokio::time::Instant;
+
+use super::{
+    ACTION_GET_FLOW, API_VERSION, RETRY_AFTER_HEADER,
+    credentials::CredentialsProvider,
+    error::CamsError,
+    signer::{self, EMPTY_BODY_SHA256, RequestToSign},
+    wire::{self, FlowAnswer},
+};
+use crate::domain::{FlowId, TenantId};
+
+/// Tunables of the upstream HTTP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub endpoint: Url,
+    pub connect_timeout: Duration,
+    /// Bound on one attempt when the caller sets no shorter deadline.
+    pub request_timeout: Duration,
+    /// Largest response body read; a larger one is refused unread.
+    pub max_body_bytes: usize,
+}
+
+impl UpstreamConfig {
+    pub fn new(endpoint: Url) -> Self {
+        Self {
+            endpoint,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Signs and sends GetFlow calls. Cheap to share: holds one connection pool.
+#[derive(Debug, Clone)]
+pub struct CamsClient {
+    http: reqwest::Client,
+    /// `scheme://host[:port]/`, the URL every call starts from.
+    base: Arc<str>,
+    /// The `host` header value as reqwest will send it (port only when not the default).
+    host: Arc<str>,
+    credentials: Arc<dyn CredentialsProvider>,
+    config: UpstreamConfig,
+}
+
+impl CamsClient {
+    pub fn new(
+        config: UpstreamConfig,
+        credentials: Arc<dyn CredentialsProvider>,
+    ) -> Result<Self, String> {
+        let endpoint = &config.endpoint;
+        let host = endpoint
+            .host_str()
+            .ok_or_else(|| format!("endpoint {endpoint} has no host"))?;
+        let host = match endpoint.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            // A redirect would carry a signature computed for another URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cams-flows/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base: format!("{}://{host}/", endpoint.scheme()).into(),
+            host: host.into(),
+            credentials,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// One freshly signed attempt, abandoned at `deadline` (the caller's) with
+    /// [`CamsError::DeadlineExceeded`]; the configured request timeout, when shorter, ends it with
+    /// [`CamsError::Timeout`].
+    pub async fn get_flow(
+        &self,
+        tenant: &TenantId,
+        flow_id: &FlowId,
+        deadline: Instant,
+    ) -> Result<FlowAnswer, CamsError> {
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(CamsError::Credentials)?;
+
+        let mut params = vec![("FlowId", flow_id.as_str())];
+        if let Some(space) = tenant.cust_space_id() {
+            params.push(("CustSpaceId", space));
+        }
+        let query = signer::canonical_query(params);
+        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+
+        let mut signed: Vec<(&str, &str)> = vec![
+            ("host", &self.host),
+            ("x-acs-action", ACTION_GET_FLOW),
+            ("x-acs-version", API_VERSION),
+            ("x-acs-date", &date),
+            ("x-acs-signature-nonce", &nonce),
+            ("x-acs-content-sha256", EMPTY_BODY_SHA256),
+        ];
+        if let Some(token) = credentials.security_token() {
+            signed.push(("x-acs-accesskey-id", credentials.access_key_id()));
+            signed.push(("x-acs-security-token", token));
+        }
+        let signature = RequestToSign {
+            method: "POST",
+            path: "/",
+            canonical_query: &query,
+            headers: &signed,
+            body_sha256: EMPTY_BODY_SHA256,
+        }
+        .sign(credentials.access_key_secret());
+        let authorization = signer::authorization(credentials.access_key_id(), &signature);
+
+        let url = if query.is_empty() {
+            self.base.to_string()
+        } else {
+            format!("{}?{query}", self.base)
+        };
+        let mut request = self
+            .http
+            .post(url)
+            .header("accept", "application/json")
+            .header("authorization", authorization)
+            .header("content-length", "0");
+        // `host` is set by reqwest from the URL, exactly as signed.
+        for (name, value) in signed.iter().filter(|(name, _)| *name != "host") {
+            request = request.header(*name, *value);
+        }
+        let exchange = async {
+            let response = request.send().await.map_err(transport_error)?;
+            let status = response.status().as_u16();
+            let retry_after = retry_after(response.headers());
+            let body = read_capped(response, self.config.max_body_bytes).await?;
+            wire::decode(status, &body, retry_after)
+        };
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| CamsError::DeadlineExceeded)?
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+/// Reads the body chunk by chunk and stops at the cap, so a huge or endless body costs at most
+/// `limit` bytes of memory.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CamsError> {
+    let http_status = response.status().as_u16();
+    let too_large = CamsError::BodyTooLarge { http_status, limit };
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body =
+        Vec::with_capacity(response.content_length().unwrap_or(1024).min(limit as u64) as usize);
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Describes a transport failure without the URL (it carries caller input) and without any
+/// header (they carry the signature and the STS token).
+fn transport_error(err: reqwest::Error) -> CamsError {
+    if err.is_timeout() {
+        return CamsError::Timeout;
+    }
+    let what = if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "the response body broke off"
+    } else if err.is_request() {
+        "the request failed"
+    } else {
+        "transport error"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if cause.is_empty() {
+        CamsError::Transport(what.to_owned())
+    } else {
+        CamsError::Transport(format!("{what}: {cause}"))
+    }
+}

@@ -1,0 +1,312 @@
+//! Layered configuration: defaults < TOML file < `CAMS_FLOWS_*` environment < command-line flags.
+//! Everything is validated here, once; a bad value is reported with the key that holds it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::cams::{DEFAULT_ENDPOINT, UpstreamConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The validated configuration of `cams-flows serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// Run against an in-process simulated CAMS with generated credentials.
+    pub sandbox: bool,
+    /// How long in-flight calls may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// Bound on a call whose caller sets no deadline.
+    pub call_timeout: Duration,
+    pub upstream: UpstreamConfig,
+}
+
+impl Config {
+    /// Defaults for a gateway on `listen` in front of `endpoint`.
+    pub fn new(listen: SocketAddr, endpoint: Url) -> Self {
+        Self {
+            listen,
+            log_format: LogFormat::Json,
+            sandbox: false,
+            drain_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(10),
+            upstream: UpstreamConfig::new(endpoint),
+        }
+    }
+}
+
+/// Flags of `cams-flows serve`. Each is also read from its environment variable and from the
+/// config file (flag > environment > file > default).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; its keys are the flag names with `_` for `-`
+    /// (e.g. `listen`, `[upstream] max_body_bytes`).
+    #[arg(long, env = "CAMS_FLOWS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 0.0.0.0:50051].
+    #[arg(long, env = "CAMS_FLOWS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// CAMS endpoint [default: https://cams.ap-southeast-1.aliyuncs.com].
+    #[arg(long, env = "CAMS_FLOWS_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<Url>,
+    /// Log format [default: json].
+    #[arg(long, env = "CAMS_FLOWS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Serve against an in-process simulated CAMS with generated credentials (no cloud account
+    /// needed). Ignores --endpoint and the ALIBABA_CLOUD_* variables.
+    #[arg(long, env = "CAMS_FLOWS_SANDBOX")]
+    pub sandbox: bool,
+    /// Time in-flight calls get to finish after SIGTERM/SIGINT [default: 10000].
+    #[arg(long, env = "CAMS_FLOWS_DRAIN_TIMEOUT_MS", value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// Bound on a call whose caller sets no deadline [default: 10000].
+    #[arg(long, env = "CAMS_FLOWS_CALL_TIMEOUT_MS", value_name = "MS")]
+    pub call_timeout_ms: Option<u64>,
+    /// Connect timeout towards CAMS [default: 2000].
+    #[arg(
+        long,
+        env = "CAMS_FLOWS_UPSTREAM_CONNECT_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub upstream_connect_timeout_ms: Option<u64>,
+    /// Bound on one HTTP exchange with CAMS [default: 10000].
+    #[arg(
+        long,
+        env = "CAMS_FLOWS_UPSTREAM_REQUEST_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub upstream_request_timeout_ms: Option<u64>,
+    /// Largest CAMS response body read; larger ones are refused unread [default: 262144].
+    #[arg(long, env = "CAMS_FLOWS_UPSTREAM_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub upstream_max_body_bytes: Option<usize>,
+}
+
+/// The config file as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    endpoint: Option<String>,
+    log_format: Option<LogFormat>,
+    sandbox: Option<bool>,
+    drain_timeout_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    #[serde(default)]
+    upstream: FileUpstream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    connect_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn bad(key: &str, problem: impl ToString) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+impl ServeArgs {
+    /// Merges the flags (and environment, already folded in by clap) over the file and defaults.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+
+        let listen = match (self.listen, file.listen) {
+            (Some(addr), _) => addr,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| bad("listen", format!("{text:?} is not an address: {e}")))?,
+            (None, None) => SocketAddr::from(([0, 0, 0, 0], 50051)),
+        };
+        let endpoint = match (&self.endpoint, file.endpoint) {
+            (Some(url), _) => url.clone(),
+            (None, Some(text)) => Url::parse(&text)
+                .map_err(|e| bad("endpoint", format!("{text:?} is not a URL: {e}")))?,
+            (None, None) => Url::parse(DEFAULT_ENDPOINT).map_err(|e| bad("endpoint", e))?,
+        };
+        check_endpoint(&endpoint)?;
+
+        let mut config = Config::new(listen, endpoint);
+        config.log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Json);
+        config.sandbox = self.sandbox || file.sandbox.unwrap_or(false);
+        config.drain_timeout = millis(
+            "drain_timeout_ms",
+            self.drain_timeout_ms.or(file.drain_timeout_ms),
+            config.drain_timeout,
+        )?;
+        config.call_timeout = millis(
+            "call_timeout_ms",
+            self.call_timeout_ms.or(file.call_timeout_ms),
+            config.call_timeout,
+        )?;
+        let upstream = &mut config.upstream;
+        upstream.connect_timeout = millis(
+            "upstream.connect_timeout_ms",
+            self.upstream_connect_timeout_ms
+                .or(file.upstream.connect_timeout_ms),
+            upstream.connect_timeout,
+        )?;
+        upstream.request_timeout = millis(
+            "upstream.request_timeout_ms",
+            self.upstream_request_timeout_ms
+                .or(file.upstream.request_timeout_ms),
+            upstream.request_timeout,
+        )?;
+        if let Some(bytes) = self
+            .upstream_max_body_bytes
+            .or(file.upstream.max_body_bytes)
+        {
+            if bytes < 1024 {
+                return Err(bad(
+                    "upstream.max_body_bytes",
+                    format!("{bytes} is below the 1024 bytes a CAMS error envelope can take"),
+                ));
+            }
+            upstream.max_body_bytes = bytes;
+        }
+        Ok(config)
+    }
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| bad("config", e.message()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        bad(&key, e.into_inner().message())
+    })
+}
+
+fn millis(key: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(bad(key, "must be greater than 0")),
+        Some(ms) if ms > 3_600_000 => Err(bad(key, format!("{ms} ms is over one hour"))),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn check_endpoint(url: &Url) -> Result<(), ConfigError> {
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(bad(
+            "endpoint",
+            format!("{url}: scheme must be https (or http)"),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("endpoint", format!("{url}: has no host")));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            "endpoint",
+            format!("{url}: must be scheme://host[:port] with no path or query (CAMS serves at /)"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("endpoint", "must not carry user information"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_file(toml: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("cams-flows-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, toml).expect("write");
+        let args = ServeArgs {
+            config: Some(dir.clone()),
+            ..ServeArgs::default()
+        };
+        let result = args.resolve();
+        let _ = std::fs::remove_file(dir);
+        result
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ServeArgs::default().resolve().expect("defaults are valid");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:50051");
+        assert_eq!(
+            c.upstream.endpoint.as_str(),
+            "https://cams.ap-southeast-1.aliyuncs.com/"
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn file_values_and_flag_precedence() {
+        let c = resolve_file(
+            "listen = \"127.0.0.1:6000\"\nlog_format = \"text\"\n[upstream]\nmax_body_bytes = 4096\n",
+        )
+        .expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.upstream.max_body_bytes, 4096);
+
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7000".parse().expect("addr")),
+            ..ServeArgs::default()
+        };
+        assert_eq!(args.resolve().expect("valid").listen.port(), 7000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "[upstream]\nmax_body_bytes = \"big\"\n",
+                "upstream.max_body_bytes",
+            ),
+            (
+                "[upstream]\nmax_body_bytes = 10\n",
+                "upstream.max_body_bytes",
+            ),
+            ("drain_timeout_ms = 0\n", "drain_timeout_ms"),
+            ("listen = \"nowhere\"\n", "listen"),
+            ("endpoint = \"ftp://x\"\n", "endpoint"),
+            ("endpoint = \"https://x/path\"\n", "endpoint"),
+            ("lissten = \"x\"\n", "lissten"),
+            ("[upstream]\ntimeout = 1\n", "upstream.timeout"),
+            ("listen = [", "config"),
+        ];
+        for (toml, key) in cases {
+            let err = resolve_file(toml).expect_err(toml);
+            assert!(
+                err.key == key || err.problem.contains(key),
+                "{toml:?} gave {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! pb <-> domain conversions, done once at the edge.
+
+use std::time::SystemTime;
+
+use crate::{
+    domain::{Flow, FlowCategory, FlowId, FlowStatus, TenantId},
+    error::{Error, FieldViolation},
+    gateway::FlowQuery,
+    pb,
+};
+
+impl TryFrom<pb::GetFlowRequest> for FlowQuery {
+    type Error = Error;
+
+    fn try_from(request: pb::GetFlowRequest) -> Result<Self, Error> {
+        let flow_id = FlowId::parse(request.flow_id);
+        let tenant = TenantId::parse(request.cust_space_id);
+        match (flow_id, tenant) {
+            (Ok(flow_id), Ok(tenant)) => Ok(Self { tenant, flow_id }),
+            (flow_id, tenant) => {
+                let mut violations = Vec::new();
+                if let Err(e) = flow_id {
+                    violations.push(FieldViolation {
+                        field: "flow_id",
+                        description: e.to_string(),
+                    });
+                }
+                if let Err(e) = tenant {
+                    violations.push(FieldViolation {
+                        field: "cust_space_id",
+                        description: e.to_string(),
+                    });
+                }
+                Err(Error::InvalidArgument(violations))
+            }
+        }
+    }
+}
+
+impl From<FlowStatus> for pb::FlowStatus {
+    fn from(status: FlowStatus) -> Self {
+        match status {
+            FlowStatus::Unrecognized => Self::Unspecified,
+            FlowStatus::Draft => Self::Draft,
+            FlowStatus::Published => Self::Published,
+            FlowStatus::Deprecated => Self::Deprecated,
+            FlowStatus::Blocked => Self::Blocked,
+            FlowStatus::Throttled => Self::Throttled,
+        }
+    }
+}
+
+impl From<FlowCategory> for pb::FlowCategory {
+    fn from(category: FlowCategory) -> Self {
+        match category {
+            FlowCategory::Unrecognized => Self::Unspecified,
+            FlowCategory::SignUp => Self::SignUp,
+            FlowCategory::SignIn => Self::SignIn,
+            FlowCategory::AppointmentBooking => Self::AppointmentBooking,
+            FlowCategory::LeadGeneration => Self::LeadGeneration,
+            FlowCategory::ContactUs => Self::ContactUs,
+            FlowCategory::CustomerSupport => Self::CustomerSupport,
+            FlowCategory::Survey => Self::Survey,
+            FlowCategory::Other => Self::Other,
+            FlowCategory::Shopping => Self::Shopping,
+        }
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    // prost's conversion handles times before the epoch too.
+    prost_types::Timestamp::from(t)
+}
+
+impl From<&Flow> for pb::Flow {
+    fn from(flow: &Flow) -> Self {
+        Self {
+            flow_id: flow.flow_id.clone(),
+            flow_name: flow.flow_name.clone(),
+            status: pb::FlowStatus::from(flow.status()).into(),
+            categories: flow
+                .categories()
+                .map(|c| pb::FlowCategory::from(c).into())
+                .collect(),
+            json_version: flow.json_version.clone(),
+            data_api_version: flow.data_api_version.clone(),
+            preview_url: flow.preview_url.clone(),
+            preview_url_expire_time: flow.preview_url_expires.map(timestamp),
+            endpoint_uri: flow.endpoint_uri.clone(),
+            raw_status: flow.raw_status.clone(),
+            raw_categories: flow.raw_categories.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_fields_are_reported() {
+        let err = FlowQuery::try_from(pb::GetFlowRequest {
+            flow_id: String::new(),
+            cust_space_id: "a\nb".into(),
+        })
+        .expect_err("invalid");
+        let Error::InvalidArgument(violations) = err else {
+            panic!("wrong error")
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["flow_id", "cust_space_id"]);
+    }
+}

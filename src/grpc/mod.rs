@@ -1,0 +1,17 @@
+//! The gRPC edge: protobuf in, protobuf and `tonic::Status` out. Conversions to and from the
+//! domain happen here and only here.
+
+mod convert;
+mod deadline;
+mod service;
+pub mod status;
+
+pub use deadline::grpc_timeout;
+pub use service::FlowApi;
+
+/// The `google.rpc.ErrorInfo.domain` of failures decided by the gateway itself.
+pub const LOCAL_DOMAIN: &str = "cams-flows";
+/// The `google.rpc.ErrorInfo.domain` of failures reported by CAMS.
+pub const CAMS_DOMAIN: &str = "cams.aliyuncs.com";
+/// Response header naming how a successful answer was served.
+pub const CACHE_HEADER: &str = "x-cams-cache";

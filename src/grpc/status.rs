@@ -1,0 +1,116 @@
+//! Every failure of the request path becomes a `tonic::Status` here, in one match, with the
+//! `google.rpc` details the proto documents.
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{CAMS_DOMAIN, LOCAL_DOMAIN};
+use crate::{
+    cams::{ApiError, ApiErrorKind, CamsError},
+    error::Error,
+};
+
+/// Back-off suggested for upstream throttling when CAMS sends no `x-acs-retry-after`: the quota
+/// is counted per second.
+const DEFAULT_THROTTLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Trailer that gRPC clients with retry support read as the server's pushback.
+pub const RETRY_PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
+
+pub fn to_status(error: &Error) -> Status {
+    match error {
+        Error::InvalidArgument(violations) => {
+            let mut details = ErrorDetails::new();
+            for v in violations {
+                details.add_bad_request_violation(v.field, &v.description);
+            }
+            details.set_error_info("INVALID_ARGUMENT", LOCAL_DOMAIN, HashMap::new());
+            Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+        }
+        Error::Cams(CamsError::Api(api)) => api_status(api),
+        Error::Cams(e @ CamsError::BadResponse { http_status, .. }) => local(
+            Code::Unavailable,
+            "UPSTREAM_BAD_RESPONSE",
+            e,
+            Some(*http_status),
+        ),
+        Error::Cams(e @ CamsError::BodyTooLarge { http_status, .. }) => local(
+            Code::Unavailable,
+            "UPSTREAM_BODY_TOO_LARGE",
+            e,
+            Some(*http_status),
+        ),
+        Error::Cams(e @ CamsError::Transport(_)) => {
+            local(Code::Unavailable, "UPSTREAM_UNREACHABLE", e, None)
+        }
+        Error::Cams(e @ CamsError::Timeout) => {
+            local(Code::Unavailable, "UPSTREAM_TIMEOUT", e, None)
+        }
+        Error::Cams(CamsError::Credentials(_)) => local(
+            Code::Internal,
+            "CREDENTIALS_UNAVAILABLE",
+            "the gateway has no usable CAMS credentials; see its logs",
+            None,
+        ),
+        Error::Cams(e @ CamsError::DeadlineExceeded) => {
+            local(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", e, None)
+        }
+    }
+}
+
+fn local(code: Code, reason: &str, message: impl ToString, http_status: Option<u16>) -> Status {
+    let mut details = ErrorDetails::new();
+    let metadata: HashMap<String, String> = http_status
+        .map(|s| ("httpStatus".to_owned(), s.to_string()))
+        .into_iter()
+        .collect();
+    details.set_error_info(reason, LOCAL_DOMAIN, metadata);
+    Status::with_error_details(code, message.to_string(), details)
+}
+
+fn api_status(api: &ApiError) -> Status {
+    let kind = api.kind();
+    let code = match kind {
+        ApiErrorKind::InvalidArgument => Code::InvalidArgument,
+        ApiErrorKind::PermissionDenied => Code::PermissionDenied,
+        ApiErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ApiErrorKind::Throttled => Code::ResourceExhausted,
+        ApiErrorKind::NotFound => Code::NotFound,
+        ApiErrorKind::GatewayMisconfigured => Code::Internal,
+        ApiErrorKind::Unavailable => Code::Unavailable,
+        ApiErrorKind::Unknown => Code::Unknown,
+    };
+    // CAMS's text for a refused signature can describe the request; callers get the code only.
+    let message = if kind == ApiErrorKind::GatewayMisconfigured {
+        format!(
+            "CAMS refused the gateway's credentials or signature ({}); the operator must fix the \
+             gateway's configuration",
+            api.code
+        )
+    } else {
+        format!("CAMS {}: {}", api.code, api.message)
+    };
+    let mut metadata = HashMap::from([("httpStatus".to_owned(), api.http_status.to_string())]);
+    if !api.request_id.is_empty() {
+        metadata.insert("requestId".to_owned(), api.request_id.clone());
+    }
+    let mut details = ErrorDetails::new();
+    details.set_error_info(&api.code, CAMS_DOMAIN, metadata);
+    if kind == ApiErrorKind::Throttled {
+        let wait = api.retry_after.unwrap_or(DEFAULT_THROTTLE_RETRY);
+        details.set_retry_info(Some(wait));
+        let mut status = Status::with_error_details(code, message, details);
+        add_pushback(&mut status, wait);
+        return status;
+    }
+    Status::with_error_details(code, message, details)
+}
+
+/// Adds `grpc-retry-pushback-ms`, which tonic sends as a trailer of the error response.
+pub fn add_pushback(status: &mut Status, wait: Duration) {
+    if let Ok(value) = wait.as_millis().to_string().parse() {
+        status.metadata_mut().insert(RETRY_PUSHBACK_TRAILER, value);
+    }
+}

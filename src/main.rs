@@ -1,0 +1,135 @@
+#![forbid(unsafe_code)]
+//! The `cams-flows` command line: parses arguments and hands over to the library.
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use cams_flows::{
+    app::Application,
+    config::{LogFormat, ServeArgs},
+    sandbox::{Sandbox, SandboxConfig},
+    telemetry,
+};
+use clap::{Parser, Subcommand};
+
+/// gRPC gateway in front of Alibaba Cloud CAMS's WhatsApp Flows API.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve cams.flows.v1.FlowService over gRPC (with health and reflection).
+    ///
+    /// Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and
+    /// optionally ALIBABA_CLOUD_SECURITY_TOKEN, unless --sandbox is given.
+    Serve(ServeArgs),
+    /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS).
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SandboxArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "CAMS_SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The AccessKeyId the simulated CAMS accepts.
+    #[arg(long, env = "CAMS_SANDBOX_ACCESS_KEY_ID", default_value = "sandbox-id")]
+    access_key_id: String,
+    /// The AccessKey secret the simulated CAMS verifies signatures with.
+    #[arg(
+        long,
+        env = "CAMS_SANDBOX_ACCESS_KEY_SECRET",
+        default_value = "sandbox-secret",
+        hide_default_value = true
+    )]
+    access_key_secret: String,
+    /// Accepted calls per sliding second per AccessKeyId before Throttling.User (CAMS: 5).
+    #[arg(long, env = "CAMS_SANDBOX_RPS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    rps: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Sandbox(args) => sandbox(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sandbox(args: SandboxArgs) -> ExitCode {
+    telemetry::init(args.log_format);
+    let mut config = SandboxConfig::new(args.access_key_id, args.access_key_secret);
+    config.rps_per_key = args.rps;
+    let sandbox = match Sandbox::bind(args.listen, config).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(endpoint = %sandbox.endpoint(), "simulated CAMS listening");
+    match sandbox.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

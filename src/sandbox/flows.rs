@@ -1,0 +1,456 @@
+//! What the simulated GetFlow answers, chosen by `FlowId` once a call has passed every check.
+//!
+//! | `FlowId` | answer |
+//! |---|---|
+//! | `926753328126430` | 200, the documented example verbatim: `DRAFT` `flow_001` [`SIGN_UP`], JSONVersion `2.1`, PreviewUrl `https://pre-url`, PreviewUrlExpires `1700617436633`, RequestId `DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n` (trailing newline included) |
+//! | `100000000000002` | 200, `PUBLISHED` `order_status` [`CUSTOMER_SUPPORT`, `OTHER`], EndpointUri `https://flows.example.com/endpoint` |
+//! | `100000000000003` | 200, `DEPRECATED` `old_survey` [`SURVEY`] |
+//! | `100000000000004` | 200, `BLOCKED` `booking` [`APPOINTMENT_BOOKING`] |
+//! | `100000000000005` | 200, `THROTTLED` `shop` [`SHOPPING`, `LEAD_GENERATION`] |
+//! | `100000000000009` | 200, `ARCHIVED` (a status the gateway does not know) `future_flow` [`SIGN_IN`, `TELEPATHY`] (an unknown category) |
+//! | `sim:error:<Code>` | the error envelope with that Code: `Product.Unsubscript`, `Ram.PermissionDeny`, `System.LimitControl`, `Unknown.ResourceOwnerId` → 400 with the documented message; `Forbidden.RAM` → 403 with an `AccessDeniedDetail` object; `InvalidAccessKeyId.NotFound` → 404; `InternalError` → 500; `ServiceUnavailable` → 503; `Throttling*` and `System.LimitControl*` → 400 with `x-acs-retry-after: 1500`; any other Code → 400 `Simulated error <Code>.` |
+//! | `sim:ok-error:<Code>` | the same envelope (and headers) under HTTP 200 |
+//! | `sim:html` | 502, `text/html`, an nginx "502 Bad Gateway" page |
+//! | `sim:garbage` | 200, `application/json`, a truncated body `{"RequestId":"X","Code":"OK","Data":{"Status":"DRA` |
+//! | `sim:slow:<ms>` | waits `<ms>` (at most 60000), then answers like `100000000000002` with the requested FlowId |
+//! | `sim:huge` | 200, a streamed 16 MiB JSON body with `Content-Length` |
+//! | `sim:hang` | 200, headers and `{"Code":"OK",` sent, then the body never ends |
+//! | missing or empty | 400 `MissingParameter` |
+//! | anything else | 404 `Flow.NotExist` |
+//!
+//! The sample flows answer for every `CustSpaceId`. Except for the documented example they carry
+//! JSONVersion `6.0`, DataApiVersion `3.0`, a fresh upper-case RequestId, PreviewUrlExpires 30 days
+//! ahead and a PreviewUrl that names the flow, a random token and the `CustSpaceId`, so answers
+//! differ per tenant. Parameters other than `FlowId` and `CustSpaceId` are ignored.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+
+use super::envelope::{ErrorReply, json_response, new_request_id};
+use crate::cams::signer::encode;
+
+const DOCUMENTED_FLOW_ID: &str = "926753328126430";
+const DOCUMENTED_REQUEST_ID: &str = "DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n";
+const MAX_SLOW: Duration = Duration::from_secs(60);
+const PREVIEW_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Far beyond any sane GetFlow answer, so a client's response size cap must trip.
+const HUGE_BODY_LEN: usize = 16 * 1024 * 1024;
+const HUGE_CHUNK_LEN: usize = 64 * 1024;
+/// Retry hint on simulated throttling, in milliseconds.
+const SIMULATED_RETRY_AFTER_MS: u64 = 1500;
+
+struct Sample {
+    id: &'static str,
+    status: &'static str,
+    name: &'static str,
+    categories: &'static [&'static str],
+    endpoint_uri: Option<&'static str>,
+}
+
+const ORDER_STATUS: Sample = Sample {
+    id: "100000000000002",
+    status: "PUBLISHED",
+    name: "order_status",
+    categories: &["CUSTOMER_SUPPORT", "OTHER"],
+    endpoint_uri: Some("https://flows.example.com/endpoint"),
+};
+
+const SAMPLES: &[Sample] = &[
+    ORDER_STATUS,
+    Sample {
+        id: "100000000000003",
+        status: "DEPRECATED",
+        name: "old_survey",
+        categories: &["SURVEY"],
+        endpoint_uri: None,
+    },
+    Sample {
+        id: "100000000000004",
+        status: "BLOCKED",
+        name: "booking",
+        categories: &["APPOINTMENT_BOOKING"],
+        endpoint_uri: None,
+    },
+    Sample {
+        id: "100000000000005",
+        status: "THROTTLED",
+        name: "shop",
+        categories: &["SHOPPING", "LEAD_GENERATION"],
+        endpoint_uri: None,
+    },
+    Sample {
+        id: "100000000000009",
+        status: "ARCHIVED",
+        name: "future_flow",
+        categories: &["SIGN_IN", "TELEPATHY"],
+        endpoint_uri: None,
+    },
+];
+
+/// The answer to an accepted call, and how long to sit on it first.
+pub(super) struct Plan {
+    pub delay: Duration,
+    pub outcome: Outcome,
+}
+
+pub(super) enum Outcome {
+    Flow { request_id: String, body: Value },
+    Error(ErrorReply),
+    Html,
+    Garbage,
+    Huge,
+    Hang,
+}
+
+/// Chooses the answer from the call's parameters.
+pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>) -> Plan {
+    let now = Plan::now;
+    let Some(flow_id) = flow_id.filter(|id| !id.is_empty()) else {
+        return now(Outcome::Error(ErrorReply::bad_request(
+            "MissingParameter",
+            "The input parameter \"FlowId\" that is mandatory for processing this request is \
+             not supplied.",
+        )));
+    };
+    let space = cust_space_id.unwrap_or_default();
+    if flow_id == DOCUMENTED_FLOW_ID {
+        return now(documented_flow());
+    }
+    if let Some(sample) = SAMPLES.iter().find(|s| s.id == flow_id) {
+        return now(sample_flow(sample, flow_id, space));
+    }
+    if let Some(code) = flow_id.strip_prefix("sim:error:").filter(|c| !c.is_empty()) {
+        return now(Outcome::Error(simulated_error(code)));
+    }
+    if let Some(code) = flow_id
+        .strip_prefix("sim:ok-error:")
+        .filter(|c| !c.is_empty())
+    {
+        let mut reply = simulated_error(code);
+        reply.status = StatusCode::OK;
+        return now(Outcome::Error(reply));
+    }
+    if let Some(ms) = flow_id
+        .strip_prefix("sim:slow:")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        return Plan {
+            delay: Duration::from_millis(ms).min(MAX_SLOW),
+            outcome: sample_flow(&ORDER_STATUS, flow_id, space),
+        };
+    }
+    now(match flow_id {
+        "sim:html" => Outcome::Html,
+        "sim:garbage" => Outcome::Garbage,
+        "sim:huge" => Outcome::Huge,
+        "sim:hang" => Outcome::Hang,
+        _ => Outcome::Error(ErrorReply::new(
+            StatusCode::NOT_FOUND,
+            "Flow.NotExist",
+            "The specified flow does not exist.",
+        )),
+    })
+}
+
+impl Plan {
+    fn now(outcome: Outcome) -> Self {
+        Self {
+            delay: Duration::ZERO,
+            outcome,
+        }
+    }
+}
+
+fn documented_flow() -> Outcome {
+    Outcome::Flow {
+        request_id: DOCUMENTED_REQUEST_ID.to_owned(),
+        body: json!({
+            "RequestId": DOCUMENTED_REQUEST_ID,
+            "Code": "OK",
+            "Message": "None",
+            "AccessDeniedDetail": "",
+            "Data": {
+                "Status": "DRAFT",
+                "FlowId": DOCUMENTED_FLOW_ID,
+                "FlowName": "flow_001",
+                "Categories": ["SIGN_UP"],
+                "JSONVersion": "2.1",
+                "DataApiVersion": "3.0",
+                "PreviewUrl": "https://pre-url",
+                "PreviewUrlExpires": 1_700_617_436_633_u64,
+            },
+        }),
+    }
+}
+
+fn sample_flow(sample: &Sample, flow_id: &str, space: &str) -> Outcome {
+    let request_id = new_request_id();
+    let preview_url = format!(
+        "https://business.facebook.com/wa/manage/flows/{}/preview/?token={}&space={}",
+        encode(flow_id),
+        uuid::Uuid::new_v4(),
+        encode(space),
+    );
+    let mut data = json!({
+        "Status": sample.status,
+        "FlowId": flow_id,
+        "FlowName": sample.name,
+        "Categories": sample.categories,
+        "JSONVersion": "6.0",
+        "DataApiVersion": "3.0",
+        "PreviewUrl": preview_url,
+        "PreviewUrlExpires": unix_millis(SystemTime::now() + PREVIEW_LIFETIME),
+    });
+    if let (Some(uri), Some(fields)) = (sample.endpoint_uri, data.as_object_mut()) {
+        fields.insert("EndpointUri".to_owned(), uri.into());
+    }
+    Outcome::Flow {
+        body: json!({
+            "RequestId": request_id,
+            "Code": "OK",
+            "Message": "Success",
+            "AccessDeniedDetail": "",
+            "Data": data,
+        }),
+        request_id,
+    }
+}
+
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+fn simulated_error(code: &str) -> ErrorReply {
+    let bad_request = |message: &str| ErrorReply::bad_request(code, message);
+    match code {
+        "Product.Unsubscript" => bad_request("You have not subscribed to the specified product."),
+        "Ram.PermissionDeny" => bad_request("You are not authorized to perform the operation."),
+        "Unknown.ResourceOwnerId" => {
+            bad_request("The resource does not belong to the current user.")
+        }
+        "Forbidden.RAM" => ErrorReply {
+            access_denied_detail: Some(access_denied_detail()),
+            ..ErrorReply::new(
+                StatusCode::FORBIDDEN,
+                code,
+                "User not authorized to operate on the specified resource.",
+            )
+        },
+        "InvalidAccessKeyId.NotFound" => ErrorReply::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Specified access key is not found.",
+        ),
+        "InternalError" => ErrorReply::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "The request processing has failed due to some unknown error, exception or failure.",
+        ),
+        "ServiceUnavailable" => ErrorReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "The request has failed due to a temporary failure of the server.",
+        ),
+        _ if code.starts_with("System.LimitControl") => {
+            bad_request("The system is under flow control.")
+                .with_retry_after(SIMULATED_RETRY_AFTER_MS)
+        }
+        "Throttling.User" => bad_request("Request was denied due to user flow control.")
+            .with_retry_after(SIMULATED_RETRY_AFTER_MS),
+        _ if code.starts_with("Throttling") => {
+            bad_request("Request was denied due to request throttling.")
+                .with_retry_after(SIMULATED_RETRY_AFTER_MS)
+        }
+        _ => bad_request(&format!("Simulated error {code}.")),
+    }
+}
+
+fn access_denied_detail() -> Value {
+    json!({
+        "PolicyType": "AccountLevelIdentityBasedPolicy",
+        "AuthPrincipalOwnerId": "1234",
+        "AuthPrincipalType": "SubUser",
+        "AuthPrincipalDisplayName": "sandbox-user",
+        "NoPermissionType": "ImplicitDeny",
+        "AuthAction": "cams:GetFlow",
+        "EncodedDiagnosticMessage": "AQEAAAAAZ2FuZGJveC1zaW11bGF0ZWQtZGVuaWFs",
+    })
+}
+
+impl Outcome {
+    /// The Code the answer carries, for the request log; non-envelope answers get a lower-case
+    /// marker that no CAMS code can collide with.
+    pub fn code(&self) -> String {
+        match self {
+            Outcome::Flow { .. } => "OK".to_owned(),
+            Outcome::Error(reply) => reply.code.clone(),
+            Outcome::Html => "html".to_owned(),
+            Outcome::Garbage => "garbage".to_owned(),
+            Outcome::Huge => "huge".to_owned(),
+            Outcome::Hang => "hang".to_owned(),
+        }
+    }
+
+    /// `closing` ends the bodies that would otherwise never end, so the server can shut down.
+    pub fn into_response(self, closing: watch::Receiver<bool>) -> Response {
+        match self {
+            Outcome::Flow { request_id, body } => json_response(StatusCode::OK, &body, &request_id),
+            Outcome::Error(reply) => reply.into_response(),
+            Outcome::Html => (
+                StatusCode::BAD_GATEWAY,
+                [(header::CONTENT_TYPE, "text/html")],
+                BAD_GATEWAY_PAGE,
+            )
+                .into_response(),
+            Outcome::Garbage => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"RequestId":"X","Code":"OK","Data":{"Status":"DRA"#,
+            )
+                .into_response(),
+            Outcome::Huge => huge_response(),
+            Outcome::Hang => {
+                let head = tokio_stream::once(Ok(Bytes::from_static(br#"{"Code":"OK","#)));
+                let body = Body::from_stream(head.chain(UntilClosed::new(closing)));
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, super::envelope::JSON_CONTENT_TYPE)],
+                    body,
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+/// Valid JSON of exactly [`HUGE_BODY_LEN`] bytes, streamed so the sandbox never holds it whole.
+fn huge_response() -> Response {
+    let head = format!(
+        r#"{{"RequestId":"{}","Code":"OK","Message":"None","Data":{{"Status":"PUBLISHED","FlowId":"sim:huge","FlowName":""#,
+        new_request_id()
+    );
+    let tail: &'static [u8] = br#""}}"#;
+    let mut padding_left = HUGE_BODY_LEN.saturating_sub(head.len() + tail.len());
+    let chunk = Bytes::from(vec![b'x'; HUGE_CHUNK_LEN]);
+    let mut parts = vec![Bytes::from(head)];
+    while padding_left > 0 {
+        let len = padding_left.min(HUGE_CHUNK_LEN);
+        parts.push(chunk.slice(..len));
+        padding_left -= len;
+    }
+    parts.push(Bytes::from_static(tail));
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let body = Body::from_stream(tokio_stream::iter(
+        parts.into_iter().map(Ok::<_, Infallible>),
+    ));
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(super::envelope::JSON_CONTENT_TYPE),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A body stream that yields nothing and ends once the sandbox closes.
+struct UntilClosed(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl UntilClosed {
+    fn new(mut closing: watch::Receiver<bool>) -> Self {
+        Self(Box::pin(async move {
+            // An error means the sandbox is gone, which ends the body as well.
+            let _ = closing.wait_for(|closed| *closed).await;
+        }))
+    }
+}
+
+impl Stream for UntilClosed {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_dispatch() {
+        assert_eq!(plan(None, None).outcome.code(), "MissingParameter");
+        assert_eq!(plan(Some(""), None).outcome.code(), "MissingParameter");
+        assert_eq!(plan(Some("42"), None).outcome.code(), "Flow.NotExist");
+        assert_eq!(
+            plan(Some("sim:error:"), None).outcome.code(),
+            "Flow.NotExist"
+        );
+        assert_eq!(plan(Some("sim:html"), None).outcome.code(), "html");
+        let slow = plan(Some("sim:slow:999999"), None);
+        assert_eq!(slow.delay, MAX_SLOW);
+        assert_eq!(slow.outcome.code(), "OK");
+        for sample in SAMPLES {
+            assert_eq!(plan(Some(sample.id), Some("s")).outcome.code(), "OK");
+        }
+    }
+
+    #[test]
+    fn simulated_errors_follow_the_table() {
+        let cases = [
+            ("Product.Unsubscript", 400, None),
+            ("Forbidden.RAM", 403, None),
+            ("InvalidAccessKeyId.NotFound", 404, None),
+            ("InternalError", 500, None),
+            ("ServiceUnavailable", 503, None),
+            ("Throttling.Api", 400, Some(SIMULATED_RETRY_AFTER_MS)),
+            ("System.LimitControl", 400, Some(SIMULATED_RETRY_AFTER_MS)),
+            ("Whatever", 400, None),
+        ];
+        for (code, status, retry) in cases {
+            let reply = simulated_error(code);
+            assert_eq!(reply.status.as_u16(), status, "{code}");
+            assert_eq!(reply.retry_after_ms, retry, "{code}");
+        }
+        assert!(
+            simulated_error("Forbidden.RAM")
+                .access_denied_detail
+                .is_some()
+        );
+        assert_eq!(
+            simulated_error("Whatever").message,
+            "Simulated error Whatever."
+        );
+    }
+
+    #[test]
+    fn sample_answers_differ_per_tenant() {
+        let url = |space| match sample_flow(&ORDER_STATUS, ORDER_STATUS.id, space) {
+            Outcome::Flow { body, .. } => body["Data"]["PreviewUrl"].as_str().map(str::to_owned),
+            _ => None,
+        };
+        let a = url("tenant-a").unwrap_or_default();
+        assert!(a.ends_with("&space=tenant-a"), "{a}");
+        assert_ne!(url("tenant-a"), url("tenant-b"));
+    }
+}

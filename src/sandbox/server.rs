@@ -1,0 +1,181 @@
+//! The HTTP side: routes, the GetFlow pipeline (verify, throttle, record, answer) and the
+//! control endpoints.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::SandboxConfig;
+use super::envelope::ErrorReply;
+use super::flows;
+use super::nonces::NonceCache;
+use super::stats::{RecordedRequest, Recorder};
+use super::throttle::Throttle;
+use super::verify::{self, Incoming, invalid_action};
+use crate::cams::signer::parse_query;
+
+/// GetFlow sends no body; anything bigger than this is not a CAMS call.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub(super) struct State {
+    config: SandboxConfig,
+    nonces: Mutex<NonceCache>,
+    /// Throttle and records share a lock so that admitting a call and counting it are one step.
+    books: Mutex<Books>,
+    closing: watch::Sender<bool>,
+}
+
+struct Books {
+    throttle: Throttle,
+    recorder: Recorder,
+}
+
+impl State {
+    pub fn new(config: SandboxConfig) -> Self {
+        Self {
+            nonces: Mutex::new(NonceCache::default()),
+            books: Mutex::new(Books {
+                throttle: Throttle::new(config.rps_per_key),
+                recorder: Recorder::default(),
+            }),
+            closing: watch::Sender::new(false),
+            config,
+        }
+    }
+
+    /// Ends held-open answers; the server is going away.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub(super) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", post(get_flow).fallback(unknown))
+        .route("/_sandbox/stats", get(stats).fallback(unknown))
+        .route("/_sandbox/requests", get(requests).fallback(unknown))
+        .route("/_sandbox/reset", post(reset).fallback(unknown))
+        .fallback(unknown)
+        .with_state(state)
+}
+
+async fn unknown() -> Response {
+    invalid_action().into_response()
+}
+
+async fn stats(Extract(state): Extract<Arc<State>>) -> Response {
+    let stats = state.books().recorder.stats();
+    Json(stats).into_response()
+}
+
+async fn requests(Extract(state): Extract<Arc<State>>) -> Response {
+    let requests = state.books().recorder.requests();
+    Json(requests).into_response()
+}
+
+/// Clears what tests observe; nonces and the throttle window stay, as they model the real
+/// gateway's state rather than observations of it.
+async fn reset(Extract(state): Extract<Arc<State>>) -> StatusCode {
+    state.books().recorder.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_flow(
+    Extract(state): Extract<Arc<State>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let raw_query = uri.query().unwrap_or_default().to_owned();
+    let params = parse_query(&raw_query);
+    let entry = |code: &str| RecordedRequest {
+        raw_query: raw_query.clone(),
+        params: params.clone().unwrap_or_default(),
+        code: code.to_owned(),
+    };
+    let param = |name: &str| {
+        params
+            .as_deref()
+            .and_then(|ps| ps.iter().find(|(k, _)| k == name))
+            .map(|(_, v)| v.as_str())
+    };
+    let flow_id = param("FlowId");
+
+    let refuse = |reply: ErrorReply| {
+        tracing::debug!(code = %reply.code, flow_id, "sandbox GetFlow refused");
+        state.books().recorder.rejected(entry(&reply.code));
+        reply.into_response()
+    };
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return refuse(ErrorReply::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "InvalidParameter",
+            "The request body is too large.",
+        ));
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let call = Incoming {
+        headers: &headers,
+        host,
+        params: params.as_deref(),
+        body: &body,
+    };
+    let now = Instant::now();
+    if let Err(reply) = verify::verify(&state.config, &state.nonces, &call, SystemTime::now(), now)
+    {
+        return refuse(reply);
+    }
+
+    let plan = flows::plan(flow_id, param("CustSpaceId"));
+    let code = plan.outcome.code();
+    {
+        let mut books = state.books();
+        if let Err(wait) = books.throttle.admit(&state.config.access_key_id, now) {
+            books.recorder.throttled(entry("Throttling.User"));
+            drop(books);
+            tracing::debug!(
+                code = "Throttling.User",
+                flow_id,
+                "sandbox GetFlow throttled"
+            );
+            return throttled(wait);
+        }
+        books.recorder.accepted(flow_id, now, entry(&code));
+    }
+    tracing::debug!(code = %code, flow_id, "sandbox GetFlow accepted");
+
+    let mut closing = state.closing.subscribe();
+    if !plan.delay.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(plan.delay) => {}
+            _ = closing.wait_for(|closed| *closed) => {}
+        }
+    }
+    plan.outcome.into_response(closing)
+}
+
+fn throttled(wait: Duration) -> Response {
+    // Rounded up, so a client that waits exactly this long finds the slot free.
+    let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX);
+    ErrorReply::bad_request(
+        "Throttling.User",
+        "Request was denied due to user flow control.",
+    )
+    .with_retry_after(ms)
+    .into_response()
+}

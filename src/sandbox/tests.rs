@@ -1,0 +1,462 @@
+//! End-to-end checks over real HTTP, with a deliberately tiny signer of their own so that the
+//! sandbox is tested independently of the production client.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::*;
+use crate::cams::signer::{EMPTY_BODY_SHA256, RequestToSign, authorization, canonical_query};
+
+const KEY_ID: &str = "test-key";
+const SECRET: &str = "test-secret";
+
+async fn start(config: SandboxConfig) -> SandboxHandle {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    Sandbox::bind(loopback, config).await.expect("bind").spawn()
+}
+
+async fn sandbox() -> SandboxHandle {
+    start(SandboxConfig::new(KEY_ID, SECRET)).await
+}
+
+fn now_date() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A GetFlow call; fields are public so each test bends the one thing it is about.
+struct Call<'a> {
+    params: Vec<(&'a str, &'a str)>,
+    key_id: &'a str,
+    secret: &'a str,
+    date: String,
+    nonce: String,
+    /// Extra headers, signed.
+    signed: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Call<'a> {
+    fn flow(flow_id: &'a str) -> Self {
+        Self {
+            params: vec![("FlowId", flow_id)],
+            key_id: KEY_ID,
+            secret: SECRET,
+            date: now_date(),
+            nonce: uuid::Uuid::new_v4().simple().to_string(),
+            signed: Vec::new(),
+        }
+    }
+
+    fn request(&self, client: &reqwest::Client, addr: SocketAddr) -> reqwest::RequestBuilder {
+        let query = canonical_query(self.params.iter().copied());
+        let host = addr.to_string();
+        let mut headers = vec![
+            ("host", host.as_str()),
+            ("x-acs-action", "GetFlow"),
+            ("x-acs-version", "2020-06-06"),
+            ("x-acs-date", self.date.as_str()),
+            ("x-acs-signature-nonce", self.nonce.as_str()),
+            ("x-acs-content-sha256", EMPTY_BODY_SHA256),
+        ];
+        headers.extend(self.signed.iter().copied());
+        let signature = RequestToSign {
+            method: "POST",
+            path: "/",
+            canonical_query: &query,
+            headers: &headers,
+            body_sha256: EMPTY_BODY_SHA256,
+        }
+        .sign(self.secret);
+        let mut request = client
+            .post(format!("http://{addr}/?{query}"))
+            .header("authorization", authorization(self.key_id, &signature));
+        for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
+            request = request.header(*name, *value);
+        }
+        request
+    }
+
+    async fn send(&self, sandbox: &SandboxHandle) -> Answer {
+        let client = reqwest::Client::new();
+        let request = self.request(&client, sandbox.local_addr());
+        Answer::read(request.send().await.expect("send")).await
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    json: Value,
+}
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body");
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    fn code(&self) -> &str {
+        self.json["Code"].as_str().unwrap_or_default()
+    }
+}
+
+async fn control<T: serde::de::DeserializeOwned>(sandbox: &SandboxHandle, path: &str) -> T {
+    let body = reqwest::get(format!("{}{path}", sandbox.endpoint()))
+        .await
+        .expect("control call")
+        .bytes()
+        .await
+        .expect("control body");
+    serde_json::from_slice(&body).expect("control json")
+}
+
+async fn stats(sandbox: &SandboxHandle) -> SandboxStats {
+    control(sandbox, "/_sandbox/stats").await
+}
+
+#[tokio::test]
+async fn documented_flow_answers_verbatim() {
+    let sandbox = sandbox().await;
+    let answer = Call::flow("926753328126430").send(&sandbox).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.headers["content-type"],
+        "application/json;charset=utf-8"
+    );
+    let json = &answer.json;
+    assert_eq!(json["RequestId"], "DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n");
+    assert_eq!(json["Code"], "OK");
+    assert_eq!(json["Message"], "None");
+    let data = &json["Data"];
+    assert_eq!(data["Status"], "DRAFT");
+    assert_eq!(data["FlowId"], "926753328126430");
+    assert_eq!(data["FlowName"], "flow_001");
+    assert_eq!(data["Categories"], serde_json::json!(["SIGN_UP"]));
+    assert_eq!(data["JSONVersion"], "2.1");
+    assert_eq!(data["DataApiVersion"], "3.0");
+    assert_eq!(data["PreviewUrl"], "https://pre-url");
+    assert_eq!(data["PreviewUrlExpires"], 1_700_617_436_633_u64);
+
+    let stats = stats(&sandbox).await;
+    assert_eq!((stats.accepted, stats.rejected), (1, 0));
+    assert_eq!(stats.calls_by_flow.get("926753328126430"), Some(&1));
+}
+
+#[tokio::test]
+async fn wrong_secret_does_not_match() {
+    let sandbox = sandbox().await;
+    let answer = Call {
+        secret: "not-the-secret",
+        ..Call::flow("926753328126430")
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (400, "SignatureDoesNotMatch")
+    );
+    assert_eq!(
+        answer.json["Message"],
+        "Specified signature is not matched with our calculation."
+    );
+    assert_eq!(answer.json["HostId"], "cams.ap-southeast-1.aliyuncs.com");
+    assert_eq!(
+        answer.json["Recommend"],
+        "https://api.aliyun.com/troubleshoot?q=SignatureDoesNotMatch&product=cams"
+    );
+    let stats = stats(&sandbox).await;
+    assert_eq!((stats.accepted, stats.rejected), (0, 1));
+}
+
+#[tokio::test]
+async fn unknown_key_is_not_found() {
+    let sandbox = sandbox().await;
+    let answer = Call {
+        key_id: "someone-else",
+        ..Call::flow("926753328126430")
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (404, "InvalidAccessKeyId.NotFound")
+    );
+}
+
+#[tokio::test]
+async fn unsigned_acs_header_is_incomplete() {
+    let sandbox = sandbox().await;
+    let client = reqwest::Client::new();
+    let response = Call::flow("926753328126430")
+        .request(&client, sandbox.local_addr())
+        .header("x-acs-extra", "sneaked in")
+        .send()
+        .await
+        .expect("send");
+    let answer = Answer::read(response).await;
+    assert_eq!((answer.status, answer.code()), (400, "IncompleteSignature"));
+}
+
+#[tokio::test]
+async fn stale_date_is_expired() {
+    let sandbox = sandbox().await;
+    let stale = SystemTime::now() - Duration::from_secs(16 * 60);
+    let answer = Call {
+        date: humantime::format_rfc3339_seconds(stale).to_string(),
+        ..Call::flow("926753328126430")
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (400, "InvalidTimeStamp.Expired")
+    );
+
+    let answer = Call {
+        date: "2023-10-26T10:22:32.000Z".to_owned(),
+        ..Call::flow("926753328126430")
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(answer.code(), "InvalidTimeStamp.Format");
+}
+
+#[tokio::test]
+async fn reused_nonce_is_refused() {
+    let sandbox = sandbox().await;
+    let call = Call::flow("926753328126430");
+    assert_eq!(call.send(&sandbox).await.code(), "OK");
+    let again = call.send(&sandbox).await;
+    assert_eq!((again.status, again.code()), (400, "SignatureNonceUsed"));
+    let stats = stats(&sandbox).await;
+    assert_eq!((stats.accepted, stats.rejected), (1, 1));
+}
+
+#[tokio::test]
+async fn sixth_call_in_a_second_is_throttled() {
+    let sandbox = sandbox().await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let response = Call::flow("100000000000002")
+            .request(&client, sandbox.local_addr())
+            .send()
+            .await
+            .expect("send");
+        answers.push(Answer::read(response).await);
+    }
+    assert!(answers[..5].iter().all(|a| a.code() == "OK"));
+    let last = &answers[5];
+    assert_eq!((last.status, last.code()), (400, "Throttling.User"));
+    let retry_after: u64 = last.headers["x-acs-retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("millis");
+    assert!((1..=1000).contains(&retry_after), "{retry_after}");
+
+    let stats = stats(&sandbox).await;
+    assert_eq!(stats.accepted, 5);
+    assert_eq!(stats.throttled, 1);
+    assert_eq!(stats.max_accepted_per_sliding_second, 5);
+    assert_eq!(stats.calls_by_flow.get("100000000000002"), Some(&5));
+
+    tokio::time::sleep(Duration::from_millis(retry_after)).await;
+    assert_eq!(
+        Call::flow("100000000000002").send(&sandbox).await.code(),
+        "OK"
+    );
+}
+
+#[tokio::test]
+async fn injected_parameter_stays_one_value() {
+    let sandbox = sandbox().await;
+    let answer = Call::flow("1&Action=DeleteFlow").send(&sandbox).await;
+    assert_eq!((answer.status, answer.code()), (404, "Flow.NotExist"));
+
+    let log: Vec<RecordedRequest> = control(&sandbox, "/_sandbox/requests").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].raw_query, "FlowId=1%26Action%3DDeleteFlow");
+    assert_eq!(
+        log[0].params,
+        vec![("FlowId".to_owned(), "1&Action=DeleteFlow".to_owned())]
+    );
+    assert_eq!(log[0].code, "Flow.NotExist");
+}
+
+#[tokio::test]
+async fn reset_clears_stats_and_log() {
+    let sandbox = sandbox().await;
+    Call::flow("100000000000003").send(&sandbox).await;
+    Call {
+        secret: "wrong",
+        ..Call::flow("100000000000003")
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(stats(&sandbox).await.accepted, 1);
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/_sandbox/reset", sandbox.endpoint()))
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(stats(&sandbox).await, SandboxStats::default());
+    let log: Vec<RecordedRequest> = control(&sandbox, "/_sandbox/requests").await;
+    assert!(log.is_empty());
+}
+
+#[tokio::test]
+async fn security_token_must_match() {
+    let sandbox = start(SandboxConfig {
+        security_token: Some(SecretString::from("sts-token")),
+        ..SandboxConfig::new(KEY_ID, SECRET)
+    })
+    .await;
+    let with_token = |token| Call {
+        signed: vec![
+            ("x-acs-accesskey-id", KEY_ID),
+            ("x-acs-security-token", token),
+        ],
+        ..Call::flow("100000000000004")
+    };
+    assert_eq!(with_token("sts-token").send(&sandbox).await.code(), "OK");
+    assert_eq!(
+        with_token("other-token").send(&sandbox).await.code(),
+        "InvalidSecurityToken.Mismatch"
+    );
+    assert_eq!(
+        Call::flow("100000000000004").send(&sandbox).await.code(),
+        "InvalidSecurityToken.Mismatch"
+    );
+}
+
+#[tokio::test]
+async fn simulated_faults() {
+    let sandbox = start(SandboxConfig {
+        rps_per_key: 100,
+        ..SandboxConfig::new(KEY_ID, SECRET)
+    })
+    .await;
+
+    let ram = Call::flow("sim:error:Forbidden.RAM").send(&sandbox).await;
+    assert_eq!((ram.status, ram.code()), (403, "Forbidden.RAM"));
+    assert_eq!(ram.json["AccessDeniedDetail"]["AuthAction"], "cams:GetFlow");
+
+    let limited = Call::flow("sim:error:System.LimitControl")
+        .send(&sandbox)
+        .await;
+    assert_eq!(limited.status, 400);
+    assert_eq!(limited.headers["x-acs-retry-after"], "1500");
+
+    let ok_error = Call::flow("sim:ok-error:Ram.PermissionDeny")
+        .send(&sandbox)
+        .await;
+    assert_eq!(
+        (ok_error.status, ok_error.code()),
+        (200, "Ram.PermissionDeny")
+    );
+
+    let html = Call::flow("sim:html").send(&sandbox).await;
+    assert_eq!(html.status, 502);
+    assert_eq!(html.headers["content-type"], "text/html");
+
+    let slow = Call::flow("sim:slow:50").send(&sandbox).await;
+    assert_eq!(slow.json["Data"]["FlowId"], "sim:slow:50");
+
+    let client = reqwest::Client::new();
+    let huge = Call::flow("sim:huge")
+        .request(&client, sandbox.local_addr())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(huge.content_length(), Some(16 * 1024 * 1024));
+    let body = huge.bytes().await.expect("body");
+    assert_eq!(body.len(), 16 * 1024 * 1024);
+    assert!(serde_json::from_slice::<Value>(&body).is_ok());
+
+    let mut hang = Call::flow("sim:hang")
+        .request(&client, sandbox.local_addr())
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(hang.status().as_u16(), 200);
+    let first = hang.chunk().await.expect("first chunk");
+    assert_eq!(first.as_deref(), Some(&br#"{"Code":"OK","#[..]));
+    let rest = tokio::time::timeout(Duration::from_millis(200), hang.chunk()).await;
+    assert!(rest.is_err(), "the body must not finish");
+
+    let stats = stats(&sandbox).await;
+    assert_eq!(stats.accepted, 7);
+}
+
+#[tokio::test]
+async fn other_paths_are_unknown_actions() {
+    let sandbox = sandbox().await;
+    for response in [
+        reqwest::get(format!("{}/", sandbox.endpoint())).await,
+        reqwest::get(format!("{}/nope", sandbox.endpoint())).await,
+    ] {
+        let answer = Answer::read(response.expect("send")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (404, "InvalidAction.NotFound")
+        );
+    }
+    assert_eq!(stats(&sandbox).await, SandboxStats::default());
+}
+
+#[test]
+fn config_debug_redacts_secrets() {
+    let config = SandboxConfig {
+        security_token: Some(SecretString::from("sts-token-value")),
+        ..SandboxConfig::new("id", "secret-value")
+    };
+    let debug = format!("{config:?}");
+    assert!(debug.contains("\"id\""));
+    assert!(!debug.contains("secret-value"));
+    assert!(!debug.contains("sts-token-value"));
+
+    let generated = SandboxConfig::generated();
+    assert!(generated.access_key_id.starts_with("sandbox-"));
+    assert_eq!(generated.access_key_id.len(), "sandbox-".len() + 8);
+    assert_eq!(generated.rps_per_key, 5);
+}
+
+#[tokio::test]
+async fn shutdown_ends_held_open_calls() {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let sandbox = Sandbox::bind(loopback, SandboxConfig::new(KEY_ID, SECRET))
+        .await
+        .expect("bind");
+    let addr = sandbox.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sandbox.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let request = Call::flow("sim:hang")
+        .request(&client, addr)
+        .build()
+        .expect("request");
+    let mut hang = client.execute(request).await.expect("headers arrive");
+    assert_eq!(
+        hang.chunk().await.expect("chunk").as_deref(),
+        Some(&br#"{"Code":"OK","#[..])
+    );
+
+    let _ = stop.send(());
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(matches!(finished, Ok(Ok(Ok(())))), "run_until must return");
+}

@@ -1,0 +1,21 @@
+//! Logging: `tracing` to stdout as JSON lines (for log pipelines) or text (for people).
+//! `RUST_LOG` overrides the default `info` filter.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. Safe to call more than once: later calls are ignored.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,338 @@
+//! What operators and meshes depend on: health, reflection, shutdown, the command line.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use support::{DOC_FLOW, spawn_app};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+const FLOW_SERVICE: &str = "cams.flows.v1.FlowService";
+
+#[tokio::test]
+async fn health_reports_serving_then_not_serving_on_shutdown() {
+    let mut app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    for service in ["", FLOW_SERVICE] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: FLOW_SERVICE.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("first");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    app.trigger_shutdown();
+    let next = watch.message().await.expect("stream").expect("update");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+}
+
+#[tokio::test]
+async fn reflection_lists_services_in_v1_and_v1alpha() {
+    let app = spawn_app().await;
+
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let response = stream.message().await.expect("stream").expect("response");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected {response:?}")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [FLOW_SERVICE, "grpc.health.v1.Health"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    // The descriptor of FlowService resolves, with its imports, for `describe`.
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "cams.flows.v1.GetFlowResponse".into(),
+            ),
+        ),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let response = stream.message().await.expect("stream").expect("response");
+    assert!(
+        matches!(
+            response.message_response,
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+                if !f.file_descriptor_proto.is_empty()
+        ),
+        "{response:?}"
+    );
+
+    let mut old =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut stream = old
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    let response = stream.message().await.expect("stream").expect("response");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected {response:?}")
+    };
+    assert!(list.service.iter().any(|s| s.name == FLOW_SERVICE));
+}
+
+#[tokio::test]
+async fn in_flight_calls_finish_during_shutdown() {
+    let mut app = spawn_app().await;
+    let client = app.client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .clone()
+            .get_flow(cams_flows::pb::GetFlowRequest {
+                flow_id: "sim:slow:700".into(),
+                cust_space_id: String::new(),
+            })
+            .await
+    });
+    // Wait until the simulated CAMS holds the call, so that shutdown starts mid-call.
+    while app.sandbox_requests().await.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    app.trigger_shutdown();
+    let response = call.await.expect("task").expect("in-flight call completes");
+    assert_eq!(
+        response.into_inner().flow.expect("flow").flow_id,
+        "sim:slow:700"
+    );
+    app.stop().await.expect("clean stop");
+}
+
+// ---- the binary ----
+
+fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cams-flows"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ALIBABA_CLOUD_") || key.starts_with("CAMS_FLOWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = binary()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next log line holding `needle`, as JSON.
+    fn wait_for(&self, needle: &str) -> serde_json::Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+// Multi-threaded so that the client's connection keeps being driven (it must answer the
+// server's GOAWAY) while this test blocks on the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
+    let mut running = Running::start(&[
+        "serve",
+        "--sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let listening = running.wait_for("\"listening\"");
+    let addr = listening["addr"].as_str().expect("addr").to_owned();
+
+    let mut client =
+        cams_flows::pb::flow_service_client::FlowServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+    let response = client
+        .get_flow(cams_flows::pb::GetFlowRequest {
+            flow_id: DOC_FLOW.into(),
+            cust_space_id: "cams-kei1".into(),
+        })
+        .await
+        .expect("GetFlow through the sandbox")
+        .into_inner();
+    assert_eq!(response.flow.expect("flow").flow_name, "flow_001");
+
+    // One structured line per call with the fields operators search by.
+    let served = running.wait_for("\"served\"");
+    assert_eq!(served["span"]["tenant"], "cams-kei1");
+    assert_eq!(served["span"]["flow_id"], DOC_FLOW);
+    assert_eq!(
+        served["span"]["cams_request_id"],
+        "DAC72B08-3327-33EF-BEDC-8EC3E83A6575"
+    );
+    assert_eq!(served["span"]["grpc_code"], "OK");
+    assert!(served["span"]["latency_us"].is_u64(), "{served}");
+
+    let t0 = std::time::Instant::now();
+    running.signal("TERM");
+    running.wait_for("\"stopped\"");
+    let status = running.child.wait().expect("exit");
+    assert_eq!(status.code(), Some(0));
+    // Nothing was in flight, so the exit does not wait for the drain bound (10 s by default),
+    // even though the client still holds its connection.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    drop(client);
+}
+
+#[test]
+fn missing_credentials_fail_fast_naming_the_variables() {
+    let output = binary()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            && stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let path = std::env::temp_dir().join(format!("cams-flows-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[upstream]\nmax_body_bytes = -5\n").expect("write");
+    let output = binary()
+        .args(["serve", "--sandbox", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("upstream.max_body_bytes"), "{stderr}");
+
+    let output = binary()
+        .args(["serve", "--sandbox", "--listen", "not-an-address"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
+
+    let output = binary()
+        .args(["serve", "--sandbox"])
+        .env("CAMS_FLOWS_DRAIN_TIMEOUT_MS", "0")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("drain_timeout_ms"));
+}
+
+#[test]
+fn help_documents_the_flags() {
+    let output = binary().args(["serve", "--help"]).output().expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen",
+        "--endpoint",
+        "--config",
+        "--log-format",
+        "--sandbox",
+        "--drain-timeout-ms",
+        "CAMS_FLOWS_LISTEN",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+}
