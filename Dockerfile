@@ -8,9 +8,10 @@ WORKDIR /src
 # Dependencies first, so that code changes reuse the cached dependency layer.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+RUN mkdir -p src benches && echo "fn main() {}" > benches/limits.rs && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo fetch --locked
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin cams-flows \
     && install -D target/release/cams-flows /out/cams-flows
 

@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     gateway::Gateway,
     grpc::FlowApi,
+    limits::{EVICT_INTERVAL, Limits},
     pb::{self, flow_service_server::FlowServiceServer},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
 };
@@ -24,6 +25,7 @@ const MAX_REQUEST_BYTES: usize = 4 * 1024;
 pub struct Application {
     listener: TcpListener,
     api: FlowApi,
+    limits: Arc<Limits>,
     drain_timeout: Duration,
     /// Keeps the in-process simulated CAMS alive for `serve --sandbox`.
     sandbox: Option<SandboxHandle>,
@@ -65,13 +67,18 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let client =
             CamsClient::new(config.upstream.clone(), credentials).map_err(anyhow::Error::msg)?;
-        let api = FlowApi::new(Gateway::new(client), config.call_timeout);
+        let limits = Arc::new(Limits::in_process(&config.limits));
+        let api = FlowApi::new(
+            Gateway::new(client, Arc::clone(&limits)),
+            config.call_timeout,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
             api,
+            limits,
             drain_timeout: config.drain_timeout,
             sandbox: None,
         })
@@ -109,6 +116,7 @@ impl Application {
             .build_v1alpha()
             .context("reflection v1alpha")?;
 
+        let evictor = tokio::spawn(evict_idle_tenants(Arc::clone(&self.limits)));
         let flows = FlowServiceServer::new(self.api).max_decoding_message_size(MAX_REQUEST_BYTES);
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -149,8 +157,18 @@ impl Application {
                 tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining calls");
             }
         }
+        evictor.abort();
         tracing::info!("stopped");
         drop(self.sandbox);
         Ok(())
+    }
+}
+
+async fn evict_idle_tenants(limits: Arc<Limits>) {
+    let mut tick = tokio::time::interval(EVICT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        limits.tenants.evict_idle();
     }
 }

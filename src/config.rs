@@ -1,13 +1,23 @@
 //! Layered configuration: defaults < TOML file < `CAMS_FLOWS_*` environment < command-line flags.
 //! Everything is validated here, once; a bad value is reported with the key that holds it.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    num::NonZeroU32,
+    path::PathBuf,
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::cams::{DEFAULT_ENDPOINT, UpstreamConfig};
+use crate::{
+    cams::{DEFAULT_ENDPOINT, UpstreamConfig},
+    domain::TenantId,
+    limits::{LimitsConfig, TenantQuota},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,6 +38,7 @@ pub struct Config {
     /// Bound on a call whose caller sets no deadline.
     pub call_timeout: Duration,
     pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -40,6 +51,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(10),
             upstream: UpstreamConfig::new(endpoint),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -88,6 +100,22 @@ pub struct ServeArgs {
     /// Largest CAMS response body read; larger ones are refused unread [default: 262144].
     #[arg(long, env = "CAMS_FLOWS_UPSTREAM_MAX_BODY_BYTES", value_name = "BYTES")]
     pub upstream_max_body_bytes: Option<usize>,
+    /// The account's CAMS GetFlow quota: upstream calls in any sliding second, shared by all
+    /// tenants [default: 5].
+    #[arg(long, env = "CAMS_FLOWS_ACCOUNT_RPS", value_name = "N")]
+    pub account_rps: Option<u32>,
+    /// Default per-tenant (CustSpaceId) rate, calls per second; fractions allowed [default: 5].
+    #[arg(long, env = "CAMS_FLOWS_TENANT_RPS", value_name = "RATE")]
+    pub tenant_rps: Option<f64>,
+    /// Default per-tenant burst [default: 5].
+    #[arg(long, env = "CAMS_FLOWS_TENANT_BURST", value_name = "N")]
+    pub tenant_burst: Option<u32>,
+    /// Longest a call waits for account capacity; 0 never waits [default: 2000].
+    #[arg(long, env = "CAMS_FLOWS_MAX_WAIT_MS", value_name = "MS")]
+    pub max_wait_ms: Option<u64>,
+    /// Calls that may wait for account capacity at once [default: 256].
+    #[arg(long, env = "CAMS_FLOWS_MAX_QUEUE", value_name = "N")]
+    pub max_queue: Option<usize>,
 }
 
 /// The config file as written; every key optional.
@@ -102,6 +130,27 @@ struct FileConfig {
     call_timeout_ms: Option<u64>,
     #[serde(default)]
     upstream: FileUpstream,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    account_rps: Option<u32>,
+    tenant_rps: Option<f64>,
+    tenant_burst: Option<u32>,
+    max_wait_ms: Option<u64>,
+    max_queue: Option<usize>,
+    #[serde(default)]
+    tenants: BTreeMap<String, FileTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTenant {
+    rps: Option<f64>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,8 +244,103 @@ impl ServeArgs {
             }
             upstream.max_body_bytes = bytes;
         }
+        config.limits = self.limits(&file.limits)?;
         Ok(config)
     }
+
+    fn limits(&self, file: &FileLimits) -> Result<LimitsConfig, ConfigError> {
+        let defaults = LimitsConfig::default();
+        let account_rps = self
+            .account_rps
+            .or(file.account_rps)
+            .unwrap_or(defaults.account_rps);
+        if !(1..=10_000).contains(&account_rps) {
+            return Err(bad(
+                "limits.account_rps",
+                format!("{account_rps} must be between 1 and 10000"),
+            ));
+        }
+        let tenant = quota(
+            "limits.tenant_rps",
+            "limits.tenant_burst",
+            self.tenant_rps.or(file.tenant_rps),
+            self.tenant_burst.or(file.tenant_burst),
+            defaults.tenant,
+            account_rps,
+        )?;
+        let mut tenants = HashMap::new();
+        for (id, t) in &file.tenants {
+            let key = format!("limits.tenants.{id:?}");
+            let tenant_id = TenantId::parse(id.as_str()).map_err(|e| bad(&key, e))?;
+            let q = quota(
+                &format!("{key}.rps"),
+                &format!("{key}.burst"),
+                t.rps,
+                t.burst,
+                tenant,
+                account_rps,
+            )?;
+            tenants.insert(tenant_id, q);
+        }
+        let max_wait_ms = self
+            .max_wait_ms
+            .or(file.max_wait_ms)
+            .unwrap_or(defaults.max_wait.as_millis() as u64);
+        if max_wait_ms > 60_000 {
+            return Err(bad(
+                "limits.max_wait_ms",
+                format!("{max_wait_ms} is over one minute"),
+            ));
+        }
+        let max_queue = self
+            .max_queue
+            .or(file.max_queue)
+            .unwrap_or(defaults.max_queue);
+        if max_queue > 1_000_000 {
+            return Err(bad(
+                "limits.max_queue",
+                format!("{max_queue} is over 1000000"),
+            ));
+        }
+        Ok(LimitsConfig {
+            account_rps,
+            tenant,
+            tenants,
+            max_wait: Duration::from_millis(max_wait_ms),
+            max_queue,
+        })
+    }
+}
+
+/// Validates one tenant quota; unset parts fall back to `fallback`.
+fn quota(
+    rps_key: &str,
+    burst_key: &str,
+    rps: Option<f64>,
+    burst: Option<u32>,
+    fallback: TenantQuota,
+    account_rps: u32,
+) -> Result<TenantQuota, ConfigError> {
+    let rps = rps.unwrap_or(fallback.rps);
+    if !rps.is_finite() || rps <= 0.0 {
+        return Err(bad(rps_key, format!("{rps} must be a positive number")));
+    }
+    if rps > f64::from(account_rps) {
+        return Err(bad(
+            rps_key,
+            format!(
+                "{rps} is above limits.account_rps ({account_rps}): every GetFlow call goes to \
+                 CAMS, so a tenant can never be served faster than the account"
+            ),
+        ));
+    }
+    let burst = match burst {
+        None => fallback.burst,
+        Some(b) => NonZeroU32::new(b)
+            .filter(|b| b.get() <= 100_000)
+            .ok_or_else(|| bad(burst_key, format!("{b} must be between 1 and 100000")))?,
+    };
+    Ok(TenantQuota { rps, burst })
 }
 
 fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
@@ -283,6 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn limits_with_overrides() {
+        let c = resolve_file(
+            "[limits]\naccount_rps = 10\ntenant_rps = 0.5\ntenant_burst = 2\nmax_wait_ms = 0\n\
+             [limits.tenants.\"vip\"]\nrps = 10\nburst = 20\n[limits.tenants.\"\"]\nburst = 3\n",
+        )
+        .expect("valid");
+        let l = &c.limits;
+        assert_eq!(
+            (l.account_rps, l.tenant.rps, l.tenant.burst.get()),
+            (10, 0.5, 2)
+        );
+        assert_eq!(l.max_wait, Duration::ZERO);
+        let vip = l.tenants[&TenantId::parse("vip").expect("id")];
+        assert_eq!((vip.rps, vip.burst.get()), (10.0, 20));
+        // An override that leaves a field out inherits the default tenant quota.
+        let own = l.tenants[&TenantId::own_space()];
+        assert_eq!((own.rps, own.burst.get()), (0.5, 3));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -300,6 +464,27 @@ mod tests {
             ("lissten = \"x\"\n", "lissten"),
             ("[upstream]\ntimeout = 1\n", "upstream.timeout"),
             ("listen = [", "config"),
+            ("[limits]\naccount_rps = 0\n", "limits.account_rps"),
+            ("[limits]\ntenant_rps = -1\n", "limits.tenant_rps"),
+            ("[limits]\ntenant_rps = 6\n", "limits.tenant_rps"),
+            ("[limits]\ntenant_burst = 0\n", "limits.tenant_burst"),
+            ("[limits]\nmax_wait_ms = 120000\n", "limits.max_wait_ms"),
+            (
+                "[limits.tenants.\"a\"]\nrps = 50\n",
+                "limits.tenants.\"a\".rps",
+            ),
+            (
+                "[limits.tenants.\"a\"]\nburst = 0\n",
+                "limits.tenants.\"a\".burst",
+            ),
+            (
+                "[limits.tenants.\"a\"]\nrate = 1\n",
+                "limits.tenants.a.rate",
+            ),
+            (
+                "[limits.tenants.\"a\\u0001\"]\nrps = 1\n",
+                "limits.tenants.\"a\\u{1}\"",
+            ),
         ];
         for (toml, key) in cases {
             let err = resolve_file(toml).expect_err(toml);

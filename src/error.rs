@@ -1,7 +1,9 @@
 //! The one error type of the request path. The gRPC edge turns it into a status in one match
 //! (`grpc::status`).
 
-use crate::cams::CamsError;
+use std::time::Duration;
+
+use crate::{cams::CamsError, domain::TenantId, limits::TenantQuota};
 
 /// A field of the request that failed validation, named as in the proto.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,10 +12,26 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    #[error("tenant {tenant} is over its quota of {}", quota.describe())]
+    TenantRateLimited {
+        tenant: TenantId,
+        quota: TenantQuota,
+        retry_after: Duration,
+    },
+    #[error(
+        "the account's CAMS quota of {account_rps} calls per second is spent{}",
+        if *queue_full { " and the wait queue is full" } else { "" }
+    )]
+    AccountRateLimited {
+        tenant: TenantId,
+        account_rps: u32,
+        retry_after: Duration,
+        queue_full: bool,
+    },
     #[error(transparent)]
     Cams(#[from] CamsError),
 }

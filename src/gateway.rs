@@ -8,6 +8,7 @@ use crate::{
     cams::{CamsClient, FlowAnswer},
     domain::{FlowId, TenantId},
     error::Error,
+    limits::{Limits, RejectionCause},
 };
 
 /// A validated GetFlow call.
@@ -42,18 +43,42 @@ pub struct Served {
 #[derive(Debug, Clone)]
 pub struct Gateway {
     client: CamsClient,
+    limits: Arc<Limits>,
 }
 
 impl Gateway {
-    pub fn new(client: CamsClient) -> Self {
-        Self { client }
+    pub fn new(client: CamsClient, limits: Arc<Limits>) -> Self {
+        Self { client, limits }
+    }
+
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     pub async fn get_flow(&self, query: &FlowQuery, deadline: Instant) -> Result<Served, Error> {
-        let answer = self
-            .client
-            .get_flow(&query.tenant, &query.flow_id, deadline)
-            .await?;
+        let tenant = &query.tenant;
+        self.limits
+            .tenants
+            .check(tenant)
+            .map_err(|r| Error::TenantRateLimited {
+                tenant: tenant.clone(),
+                quota: r.quota,
+                retry_after: r.retry_after,
+            })?;
+        let permit = self
+            .limits
+            .account
+            .acquire(tenant, deadline)
+            .await
+            .map_err(|r| Error::AccountRateLimited {
+                tenant: tenant.clone(),
+                account_rps: self.limits.account.rps(),
+                retry_after: r.retry_after,
+                queue_full: r.cause == RejectionCause::QueueFull,
+            })?;
+        let answer = self.client.get_flow(tenant, &query.flow_id, deadline).await;
+        drop(permit);
+        let answer = answer?;
         Ok(Served {
             answer: Arc::new(answer),
             source: Source::Miss,

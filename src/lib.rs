@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod limits;
 pub mod sandbox;
 pub mod telemetry;
 

@@ -25,7 +25,7 @@ enum Command {
     ///
     /// Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and
     /// optionally ALIBABA_CLOUD_SECURITY_TOKEN, unless --sandbox is given.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS).
     Sandbox(SandboxArgs),
 }
@@ -58,7 +58,7 @@ struct SandboxArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Sandbox(args) => sandbox(args).await,
     }
 }

@@ -9,6 +9,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::{CAMS_DOMAIN, LOCAL_DOMAIN};
 use crate::{
     cams::{ApiError, ApiErrorKind, CamsError},
+    domain::TenantId,
     error::Error,
 };
 
@@ -29,6 +30,34 @@ pub fn to_status(error: &Error) -> Status {
             details.set_error_info("INVALID_ARGUMENT", LOCAL_DOMAIN, HashMap::new());
             Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
         }
+        Error::TenantRateLimited {
+            tenant,
+            quota,
+            retry_after,
+        } => rate_limited(
+            error,
+            "TENANT_RATE_LIMITED",
+            tenant,
+            format!("tenant:{}", tenant.as_str()),
+            format!("GetFlow calls of this tenant: {}", quota.describe()),
+            *retry_after,
+        ),
+        Error::AccountRateLimited {
+            tenant,
+            account_rps,
+            retry_after,
+            ..
+        } => rate_limited(
+            error,
+            "ACCOUNT_RATE_LIMITED",
+            tenant,
+            "account".to_owned(),
+            format!(
+                "CAMS GetFlow calls of the whole account: {account_rps} per sliding second, \
+                 shared by all tenants"
+            ),
+            *retry_after,
+        ),
         Error::Cams(CamsError::Api(api)) => api_status(api),
         Error::Cams(e @ CamsError::BadResponse { http_status, .. }) => local(
             Code::Unavailable,
@@ -68,6 +97,34 @@ fn local(code: Code, reason: &str, message: impl ToString, http_status: Option<u
         .collect();
     details.set_error_info(reason, LOCAL_DOMAIN, metadata);
     Status::with_error_details(code, message.to_string(), details)
+}
+
+fn rate_limited(
+    error: &Error,
+    reason: &str,
+    tenant: &TenantId,
+    subject: String,
+    description: String,
+    retry_after: Duration,
+) -> Status {
+    // Whole milliseconds, rounded up, so that RetryInfo and the pushback trailer agree and a
+    // client that waits exactly that long finds capacity.
+    let retry_after = Duration::from_millis(ceil_millis(retry_after).max(1));
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        reason,
+        LOCAL_DOMAIN,
+        HashMap::from([
+            ("tenant".to_owned(), tenant.as_str().to_owned()),
+            ("limit".to_owned(), description.clone()),
+        ]),
+    );
+    details.add_quota_failure_violation(subject, description);
+    details.set_retry_info(Some(retry_after));
+    let mut status =
+        Status::with_error_details(Code::ResourceExhausted, error.to_string(), details);
+    add_pushback(&mut status, retry_after);
+    status
 }
 
 fn api_status(api: &ApiError) -> Status {
@@ -110,7 +167,11 @@ fn api_status(api: &ApiError) -> Status {
 
 /// Adds `grpc-retry-pushback-ms`, which tonic sends as a trailer of the error response.
 pub fn add_pushback(status: &mut Status, wait: Duration) {
-    if let Ok(value) = wait.as_millis().to_string().parse() {
+    if let Ok(value) = ceil_millis(wait).to_string().parse() {
         status.metadata_mut().insert(RETRY_PUSHBACK_TRAILER, value);
     }
+}
+
+fn ceil_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }

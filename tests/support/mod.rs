@@ -2,12 +2,13 @@
 //! hands tests a generated tonic client plus an HTTP view of the simulated CAMS.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use cams_flows::{
     app::Application,
     cams::{Credentials, StaticCredentials},
     config::Config,
+    limits::TenantQuota,
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
     sandbox::{RecordedRequest, Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
 };
@@ -77,6 +78,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
     let endpoint = options.endpoint.unwrap_or_else(|| sandbox_endpoint.clone());
     let mut config = Config::new(localhost(), endpoint.parse().expect("endpoint URL"));
+    // Limits are lifted unless a test is about them, so that other tests meet only what they test.
+    config.limits.account_rps = 10_000;
+    config.limits.tenant = TenantQuota {
+        rps: 10_000.0,
+        burst: NonZeroU32::new(10_000).expect("non-zero"),
+    };
     (options.tweak)(&mut config);
     let credentials = Credentials::new(
         options.key_id,
