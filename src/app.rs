@@ -19,8 +19,10 @@ use crate::{
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
 };
 
-/// A GetFlow request is two short strings; anything larger is not one.
-const MAX_REQUEST_BYTES: usize = 4 * 1024;
+/// A valid GetFlow request is two ids of at most 128 bytes. Up to this size an oversized id is
+/// decoded and refused by validation (INVALID_ARGUMENT naming the field); beyond it the transport
+/// refuses the message unread (OUT_OF_RANGE).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 pub struct Application {
     listener: TcpListener,

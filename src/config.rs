@@ -35,7 +35,7 @@ pub struct Config {
     pub sandbox: bool,
     /// How long in-flight calls may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
-    /// Bound on a call whose caller sets no deadline.
+    /// Bound on every call, and the deadline of one whose caller sets none.
     pub call_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
@@ -75,12 +75,19 @@ pub struct ServeArgs {
     pub log_format: Option<LogFormat>,
     /// Serve against an in-process simulated CAMS with generated credentials (no cloud account
     /// needed). Ignores --endpoint and the ALIBABA_CLOUD_* variables.
-    #[arg(long, env = "CAMS_FLOWS_SANDBOX")]
-    pub sandbox: bool,
+    #[arg(
+        long,
+        env = "CAMS_FLOWS_SANDBOX",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub sandbox: Option<bool>,
     /// Time in-flight calls get to finish after SIGTERM/SIGINT [default: 10000].
     #[arg(long, env = "CAMS_FLOWS_DRAIN_TIMEOUT_MS", value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
-    /// Bound on a call whose caller sets no deadline [default: 10000].
+    /// Bound on every call, and the deadline of a call whose caller sets none [default: 10000].
     #[arg(long, env = "CAMS_FLOWS_CALL_TIMEOUT_MS", value_name = "MS")]
     pub call_timeout_ms: Option<u64>,
     /// Connect timeout towards CAMS [default: 2000].
@@ -208,7 +215,7 @@ impl ServeArgs {
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Json);
-        config.sandbox = self.sandbox || file.sandbox.unwrap_or(false);
+        config.sandbox = self.sandbox.or(file.sandbox).unwrap_or(false);
         config.drain_timeout = millis(
             "drain_timeout_ms",
             self.drain_timeout_ms.or(file.drain_timeout_ms),

@@ -141,7 +141,9 @@ async fn unknown_status_and_category_succeed_and_stay_visible() {
 async fn invalid_arguments_never_reach_cams() {
     let app = spawn_app().await;
     let long = "9".repeat(129);
+    let huge = "9".repeat(10_000);
     let cases = [
+        (huge.as_str(), "", "flow_id"),
         ("", "", "flow_id"),
         (long.as_str(), "", "flow_id"),
         ("123\n456", "", "flow_id"),
@@ -369,7 +371,7 @@ async fn deadline_bounds_a_slow_upstream() {
     let app = spawn_app().await;
     let started = std::time::Instant::now();
     let status = assert_failure(
-        app.get_flow_within("sim:slow:5000", "", Some(Duration::from_millis(300)))
+        app.get_flow_within("sim:slow:5000", "", Some(Duration::from_secs(1)))
             .await,
         Code::DeadlineExceeded,
         "DEADLINE_EXCEEDED",
@@ -398,7 +400,7 @@ async fn hung_body_ends_at_the_deadline() {
         "DEADLINE_EXCEEDED",
         LOCAL,
     );
-    assert!(started.elapsed() < Duration::from_millis(2_500));
+    assert!(started.elapsed() < Duration::from_millis(3_000));
 }
 
 #[tokio::test]

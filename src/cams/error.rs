@@ -59,7 +59,7 @@ pub fn classify(code: &str, http_status: u16) -> ApiErrorKind {
         ApiErrorKind::PermissionDenied
     } else if code == "Product.Unsubscript" {
         ApiErrorKind::FailedPrecondition
-    } else if family("MissingParameter") || family("InvalidParameter") {
+    } else if code.starts_with("MissingParameter") || code.starts_with("InvalidParameter") {
         ApiErrorKind::InvalidArgument
     } else if family("ServiceUnavailable") || family("InternalError") || http_status >= 500 {
         ApiErrorKind::Unavailable
@@ -83,7 +83,7 @@ pub enum CamsError {
     Timeout,
     #[error("no credentials to sign with: {0}")]
     Credentials(String),
-    #[error("the caller's deadline passed before CAMS answered")]
+    #[error("the call's deadline passed before CAMS answered")]
     DeadlineExceeded,
 }
 
@@ -131,6 +131,7 @@ mod tests {
             ("InvalidFlowId.NotFound", 404, NotFound),
             ("MissingParameter", 400, InvalidArgument),
             ("InvalidParameter", 400, InvalidArgument),
+            ("InvalidParameterValue", 400, InvalidArgument),
             ("InternalError", 500, Unavailable),
             ("ServiceUnavailable", 503, Unavailable),
             ("Something.New", 502, Unavailable),

@@ -4,23 +4,28 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
 
-use super::{CACHE_HEADER, deadline::grpc_timeout, status::to_status};
+use super::{
+    CACHE_HEADER,
+    deadline::grpc_timeout,
+    status::{code_name, to_status},
+};
 use crate::{
     gateway::{FlowQuery, Gateway},
     pb::{self, flow_service_server::FlowService},
 };
 
-/// Time kept back from the caller's deadline so that the gateway answers DEADLINE_EXCEEDED itself
-/// before tonic's own timer (started a little earlier) would answer CANCELLED.
+/// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its
+/// details) reaches the caller before the caller's own timer fires, and before tonic's server
+/// timer (started a little earlier) would answer CANCELLED.
 fn deadline_margin(timeout: Duration) -> Duration {
-    (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(25))
+    (timeout / 10).clamp(Duration::from_millis(2), Duration::from_millis(100))
 }
 
 /// `cams.flows.v1.FlowService`.
 #[derive(Debug, Clone)]
 pub struct FlowApi {
     gateway: Gateway,
-    /// Bound on a call whose caller set no deadline.
+    /// Bound on every call, and the deadline of one whose caller set none.
     max_call: Duration,
 }
 
@@ -77,7 +82,7 @@ impl FlowService for FlowApi {
                 }
                 Err(error) => {
                     let status = to_status(&error);
-                    span.record("grpc_code", field::debug(status.code()));
+                    span.record("grpc_code", code_name(status.code()));
                     if let crate::error::Error::Cams(crate::cams::CamsError::Api(api)) = &error {
                         span.record("cams_request_id", api.request_id.as_str());
                     }

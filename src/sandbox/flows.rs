@@ -15,6 +15,12 @@
 //! | `sim:slow:<ms>` | waits `<ms>` (at most 60000), then answers like `100000000000002` with the requested FlowId |
 //! | `sim:huge` | 200, a streamed 16 MiB JSON body with `Content-Length` |
 //! | `sim:hang` | 200, headers and `{"Code":"OK",` sent, then the body never ends |
+//! | `sim:reset` | the connection is cut right after the response headers |
+//! | `sim:ok:<tag>` | answers like `100000000000002` with the requested FlowId (any number of distinct flows) |
+//! | `sim:flaky:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId get 503 `ServiceUnavailable`, later ones succeed |
+//! | `sim:throttle:<ms>[:<tag>]` | 400 `Throttling.User` with `x-acs-retry-after: <ms>` |
+//! | `sim:expiring:<ms>[:<tag>]` | a success whose PreviewUrlExpires is `<ms>` from now |
+//! | `sim:slow:<ms>[:<tag>]` | as `sim:slow:<ms>`; the tag makes distinct flows with the same delay |
 //! | missing or empty | 400 `MissingParameter` |
 //! | anything else | 404 `Flow.NotExist` |
 //!
@@ -111,10 +117,12 @@ pub(super) enum Outcome {
     Garbage,
     Huge,
     Hang,
+    Reset,
 }
 
 /// Chooses the answer from the call's parameters.
-pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>) -> Plan {
+/// `nth` counts the accepted calls for this FlowId since the last reset, this one included.
+pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64) -> Plan {
     let now = Plan::now;
     let Some(flow_id) = flow_id.filter(|id| !id.is_empty()) else {
         return now(Outcome::Error(ErrorReply::bad_request(
@@ -141,26 +149,56 @@ pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>) -> Plan {
         reply.status = StatusCode::OK;
         return now(Outcome::Error(reply));
     }
-    if let Some(ms) = flow_id
-        .strip_prefix("sim:slow:")
-        .and_then(|ms| ms.parse::<u64>().ok())
-    {
+    if let Some(ms) = number_arg(flow_id, "sim:slow:") {
         return Plan {
             delay: Duration::from_millis(ms).min(MAX_SLOW),
             outcome: sample_flow(&ORDER_STATUS, flow_id, space),
         };
+    }
+    if let Some(failures) = number_arg(flow_id, "sim:flaky:") {
+        return now(if nth <= failures {
+            Outcome::Error(simulated_error("ServiceUnavailable"))
+        } else {
+            sample_flow(&ORDER_STATUS, flow_id, space)
+        });
+    }
+    if let Some(ms) = number_arg(flow_id, "sim:throttle:") {
+        return now(Outcome::Error(
+            ErrorReply::bad_request(
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            )
+            .with_retry_after(ms),
+        ));
+    }
+    if let Some(ms) = number_arg(flow_id, "sim:expiring:") {
+        let mut outcome = sample_flow(&ORDER_STATUS, flow_id, space);
+        if let Outcome::Flow { body, .. } = &mut outcome {
+            body["Data"]["PreviewUrlExpires"] = json!(unix_millis(SystemTime::now()) + ms);
+        }
+        return now(outcome);
+    }
+    if flow_id.starts_with("sim:ok:") {
+        return now(sample_flow(&ORDER_STATUS, flow_id, space));
     }
     now(match flow_id {
         "sim:html" => Outcome::Html,
         "sim:garbage" => Outcome::Garbage,
         "sim:huge" => Outcome::Huge,
         "sim:hang" => Outcome::Hang,
+        "sim:reset" => Outcome::Reset,
         _ => Outcome::Error(ErrorReply::new(
             StatusCode::NOT_FOUND,
             "Flow.NotExist",
             "The specified flow does not exist.",
         )),
     })
+}
+
+/// The number in `<prefix><number>` or `<prefix><number>:<tag>`; the tag only makes ids distinct.
+fn number_arg(flow_id: &str, prefix: &str) -> Option<u64> {
+    let rest = flow_id.strip_prefix(prefix)?;
+    rest.split(':').next()?.parse().ok()
 }
 
 impl Plan {
@@ -301,6 +339,7 @@ impl Outcome {
             Outcome::Garbage => "garbage".to_owned(),
             Outcome::Huge => "huge".to_owned(),
             Outcome::Hang => "hang".to_owned(),
+            Outcome::Reset => "reset".to_owned(),
         }
     }
 
@@ -322,6 +361,15 @@ impl Outcome {
             )
                 .into_response(),
             Outcome::Huge => huge_response(),
+            Outcome::Reset => {
+                // The body fails at once: the server cuts the connection after the headers,
+                // which is what a reset looks like to the client.
+                let broken = tokio_stream::once(Err::<Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated connection reset",
+                )));
+                (StatusCode::OK, Body::from_stream(broken)).into_response()
+            }
             Outcome::Hang => {
                 let head = tokio_stream::once(Ok(Bytes::from_static(br#"{"Code":"OK","#)));
                 let body = Body::from_stream(head.chain(UntilClosed::new(closing)));
@@ -399,19 +447,19 @@ mod tests {
 
     #[test]
     fn table_dispatch() {
-        assert_eq!(plan(None, None).outcome.code(), "MissingParameter");
-        assert_eq!(plan(Some(""), None).outcome.code(), "MissingParameter");
-        assert_eq!(plan(Some("42"), None).outcome.code(), "Flow.NotExist");
+        assert_eq!(plan(None, None, 1).outcome.code(), "MissingParameter");
+        assert_eq!(plan(Some(""), None, 1).outcome.code(), "MissingParameter");
+        assert_eq!(plan(Some("42"), None, 1).outcome.code(), "Flow.NotExist");
         assert_eq!(
-            plan(Some("sim:error:"), None).outcome.code(),
+            plan(Some("sim:error:"), None, 1).outcome.code(),
             "Flow.NotExist"
         );
-        assert_eq!(plan(Some("sim:html"), None).outcome.code(), "html");
-        let slow = plan(Some("sim:slow:999999"), None);
+        assert_eq!(plan(Some("sim:html"), None, 1).outcome.code(), "html");
+        let slow = plan(Some("sim:slow:999999"), None, 1);
         assert_eq!(slow.delay, MAX_SLOW);
         assert_eq!(slow.outcome.code(), "OK");
         for sample in SAMPLES {
-            assert_eq!(plan(Some(sample.id), Some("s")).outcome.code(), "OK");
+            assert_eq!(plan(Some(sample.id), Some("s"), 1).outcome.code(), "OK");
         }
     }
 

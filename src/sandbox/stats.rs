@@ -64,6 +64,14 @@ impl Recorder {
         self.log(entry);
     }
 
+    /// Accepted calls for `flow_id` since the last reset.
+    pub fn calls_for(&self, flow_id: Option<&str>) -> u64 {
+        flow_id
+            .and_then(|id| self.stats.calls_by_flow.get(id))
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn throttled(&mut self, entry: RecordedRequest) {
         self.stats.throttled += 1;
         self.log(entry);
