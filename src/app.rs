@@ -10,9 +10,10 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
+    cache::FlowCache,
     cams::{CamsClient, Credentials, CredentialsProvider, StaticCredentials},
     config::Config,
-    gateway::Gateway,
+    gateway::{Gateway, GatewayOptions},
     grpc::FlowApi,
     limits::{EVICT_INTERVAL, Limits},
     pb::{self, flow_service_server::FlowServiceServer},
@@ -29,6 +30,7 @@ pub struct Application {
     api: FlowApi,
     limits: Arc<Limits>,
     drain_timeout: Duration,
+    max_concurrent_streams: u32,
     /// Keeps the in-process simulated CAMS alive for `serve --sandbox`.
     sandbox: Option<SandboxHandle>,
 }
@@ -70,10 +72,16 @@ impl Application {
         let client =
             CamsClient::new(config.upstream.clone(), credentials).map_err(anyhow::Error::msg)?;
         let limits = Arc::new(Limits::in_process(&config.limits));
-        let api = FlowApi::new(
-            Gateway::new(client, Arc::clone(&limits)),
-            config.call_timeout,
+        let gateway = Gateway::new(
+            client,
+            Arc::clone(&limits),
+            GatewayOptions {
+                retry: config.retry,
+                cache: FlowCache::new(config.cache),
+                load_timeout: config.call_timeout,
+            },
         );
+        let api = FlowApi::new(gateway, config.call_timeout, config.max_in_flight);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -82,6 +90,7 @@ impl Application {
             api,
             limits,
             drain_timeout: config.drain_timeout,
+            max_concurrent_streams: config.max_concurrent_streams,
             sandbox: None,
         })
     }
@@ -137,6 +146,10 @@ impl Application {
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "listening");
         let serve = Server::builder()
+            .tcp_nodelay(true)
+            .max_concurrent_streams(Some(self.max_concurrent_streams))
+            // GetFlow metadata is a few headers; 16 KiB leaves room for tracing and auth headers.
+            .http2_max_header_list_size(Some(16 * 1024))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health)

@@ -14,9 +14,11 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::{
+    cache::CacheConfig,
     cams::{DEFAULT_ENDPOINT, UpstreamConfig},
     domain::TenantId,
     limits::{LimitsConfig, TenantQuota},
+    retry::RetryConfig,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -39,6 +41,12 @@ pub struct Config {
     pub call_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    pub retry: RetryConfig,
+    /// GetFlow calls served at once; more are refused with UNAVAILABLE.
+    pub max_in_flight: usize,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_concurrent_streams: u32,
 }
 
 impl Config {
@@ -52,6 +60,10 @@ impl Config {
             call_timeout: Duration::from_secs(10),
             upstream: UpstreamConfig::new(endpoint),
             limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
+            retry: RetryConfig::default(),
+            max_in_flight: 1024,
+            max_concurrent_streams: 256,
         }
     }
 }
@@ -123,6 +135,28 @@ pub struct ServeArgs {
     /// Calls that may wait for account capacity at once [default: 256].
     #[arg(long, env = "CAMS_FLOWS_MAX_QUEUE", value_name = "N")]
     pub max_queue: Option<usize>,
+    /// How long a flow is served from the cache; 0 disables caching [default: 30000].
+    #[arg(long, env = "CAMS_FLOWS_CACHE_TTL_MS", value_name = "MS")]
+    pub cache_ttl_ms: Option<u64>,
+    /// Flows the cache holds at most [default: 10000].
+    #[arg(long, env = "CAMS_FLOWS_CACHE_MAX_ENTRIES", value_name = "N")]
+    pub cache_max_entries: Option<u64>,
+    /// How long past its TTL a cached flow may stand in while CAMS fails or throttles; 0 never
+    /// [default: 0].
+    #[arg(long, env = "CAMS_FLOWS_STALE_IF_ERROR_MS", value_name = "MS")]
+    pub stale_if_error_ms: Option<u64>,
+    /// Attempts per CAMS fetch, the first included; 1 disables retries [default: 3].
+    #[arg(long, env = "CAMS_FLOWS_RETRY_MAX_ATTEMPTS", value_name = "N")]
+    pub retry_max_attempts: Option<u32>,
+    /// Retries allowed as a fraction of recent fetches [default: 0.1].
+    #[arg(long, env = "CAMS_FLOWS_RETRY_BUDGET_RATIO", value_name = "RATIO")]
+    pub retry_budget_ratio: Option<f64>,
+    /// GetFlow calls served at once; more are refused at once with UNAVAILABLE [default: 1024].
+    #[arg(long, env = "CAMS_FLOWS_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// HTTP/2 streams one client connection may have open [default: 256].
+    #[arg(long, env = "CAMS_FLOWS_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// The config file as written; every key optional.
@@ -139,6 +173,37 @@ struct FileConfig {
     upstream: FileUpstream,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    cache: FileCache,
+    #[serde(default)]
+    retry: FileRetry,
+    #[serde(default)]
+    server: FileServer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCache {
+    ttl_ms: Option<u64>,
+    max_entries: Option<u64>,
+    stale_if_error_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetry {
+    max_attempts: Option<u32>,
+    base_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    budget_ratio: Option<f64>,
+    budget_min_retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    max_in_flight: Option<usize>,
+    max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,11 +316,101 @@ impl ServeArgs {
             }
             upstream.max_body_bytes = bytes;
         }
-        config.limits = self.limits(&file.limits)?;
+        config.cache = self.cache(&file.cache)?;
+        config.retry = self.retry(&file.retry)?;
+        config.limits = self.limits(&file.limits, !config.cache.ttl.is_zero())?;
+        config.max_in_flight = bounded(
+            "server.max_in_flight",
+            self.max_in_flight.or(file.server.max_in_flight),
+            config.max_in_flight,
+            1..=1_000_000,
+        )?;
+        config.max_concurrent_streams = bounded(
+            "server.max_concurrent_streams",
+            self.max_concurrent_streams
+                .or(file.server.max_concurrent_streams),
+            config.max_concurrent_streams,
+            1..=100_000,
+        )?;
         Ok(config)
     }
 
-    fn limits(&self, file: &FileLimits) -> Result<LimitsConfig, ConfigError> {
+    fn cache(&self, file: &FileCache) -> Result<CacheConfig, ConfigError> {
+        let defaults = CacheConfig::default();
+        let ms = |key: &str, value: Option<u64>, default: Duration| match value {
+            Some(ms) if ms > 86_400_000 => Err(bad(key, format!("{ms} ms is over one day"))),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => Ok(default),
+        };
+        Ok(CacheConfig {
+            ttl: ms(
+                "cache.ttl_ms",
+                self.cache_ttl_ms.or(file.ttl_ms),
+                defaults.ttl,
+            )?,
+            max_entries: bounded(
+                "cache.max_entries",
+                self.cache_max_entries.or(file.max_entries),
+                defaults.max_entries,
+                1..=100_000_000,
+            )?,
+            stale_if_error: ms(
+                "cache.stale_if_error_ms",
+                self.stale_if_error_ms.or(file.stale_if_error_ms),
+                defaults.stale_if_error,
+            )?,
+        })
+    }
+
+    fn retry(&self, file: &FileRetry) -> Result<RetryConfig, ConfigError> {
+        let defaults = RetryConfig::default();
+        let base_backoff = millis(
+            "retry.base_backoff_ms",
+            file.base_backoff_ms,
+            defaults.base_backoff,
+        )?;
+        let max_backoff = millis(
+            "retry.max_backoff_ms",
+            file.max_backoff_ms,
+            defaults.max_backoff,
+        )?;
+        if max_backoff < base_backoff {
+            return Err(bad(
+                "retry.max_backoff_ms",
+                "must not be below retry.base_backoff_ms",
+            ));
+        }
+        let budget_ratio = self
+            .retry_budget_ratio
+            .or(file.budget_ratio)
+            .unwrap_or(defaults.budget_ratio);
+        if !(0.0..=10.0).contains(&budget_ratio) {
+            return Err(bad(
+                "retry.budget_ratio",
+                format!("{budget_ratio} must be between 0 and 10"),
+            ));
+        }
+        Ok(RetryConfig {
+            max_attempts: bounded(
+                "retry.max_attempts",
+                self.retry_max_attempts.or(file.max_attempts),
+                defaults.max_attempts,
+                1..=10,
+            )?,
+            base_backoff,
+            max_backoff,
+            budget_ratio,
+            budget_min_retries: bounded(
+                "retry.budget_min_retries",
+                file.budget_min_retries,
+                defaults.budget_min_retries,
+                0..=1_000_000,
+            )?,
+        })
+    }
+
+    /// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
+    fn limits(&self, file: &FileLimits, cached: bool) -> Result<LimitsConfig, ConfigError> {
         let defaults = LimitsConfig::default();
         let account_rps = self
             .account_rps
@@ -273,7 +428,7 @@ impl ServeArgs {
             self.tenant_rps.or(file.tenant_rps),
             self.tenant_burst.or(file.tenant_burst),
             defaults.tenant,
-            account_rps,
+            (!cached).then_some(account_rps),
         )?;
         let mut tenants = HashMap::new();
         for (id, t) in &file.tenants {
@@ -285,7 +440,7 @@ impl ServeArgs {
                 t.rps,
                 t.burst,
                 tenant,
-                account_rps,
+                (!cached).then_some(account_rps),
             )?;
             tenants.insert(tenant_id, q);
         }
@@ -319,25 +474,48 @@ impl ServeArgs {
     }
 }
 
-/// Validates one tenant quota; unset parts fall back to `fallback`.
+fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad(
+            key,
+            format!(
+                "{value} must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+/// Validates one tenant quota; unset parts fall back to `fallback`. `uncached_account_rps` is
+/// the account's rate when every call goes to CAMS (no cache), which no tenant can exceed.
 fn quota(
     rps_key: &str,
     burst_key: &str,
     rps: Option<f64>,
     burst: Option<u32>,
     fallback: TenantQuota,
-    account_rps: u32,
+    uncached_account_rps: Option<u32>,
 ) -> Result<TenantQuota, ConfigError> {
     let rps = rps.unwrap_or(fallback.rps);
     if !rps.is_finite() || rps <= 0.0 {
         return Err(bad(rps_key, format!("{rps} must be a positive number")));
     }
-    if rps > f64::from(account_rps) {
+    if let Some(account_rps) = uncached_account_rps.filter(|a| rps > f64::from(*a)) {
         return Err(bad(
             rps_key,
             format!(
-                "{rps} is above limits.account_rps ({account_rps}): every GetFlow call goes to \
-                 CAMS, so a tenant can never be served faster than the account"
+                "{rps} is above limits.account_rps ({account_rps}) with the cache off \
+                 (cache.ttl_ms = 0): every call goes to CAMS, so a tenant can never be served \
+                 faster than the account"
             ),
         ));
     }
@@ -473,11 +651,23 @@ mod tests {
             ("listen = [", "config"),
             ("[limits]\naccount_rps = 0\n", "limits.account_rps"),
             ("[limits]\ntenant_rps = -1\n", "limits.tenant_rps"),
-            ("[limits]\ntenant_rps = 6\n", "limits.tenant_rps"),
+            (
+                "[cache]\nttl_ms = 0\n[limits]\ntenant_rps = 6\n",
+                "limits.tenant_rps",
+            ),
+            ("[cache]\nttl_ms = 100000000\n", "cache.ttl_ms"),
+            ("[cache]\nmax_entries = 0\n", "cache.max_entries"),
+            ("[retry]\nmax_attempts = 0\n", "retry.max_attempts"),
+            ("[retry]\nbudget_ratio = -1\n", "retry.budget_ratio"),
+            (
+                "[retry]\nbase_backoff_ms = 500\nmax_backoff_ms = 100\n",
+                "retry.max_backoff_ms",
+            ),
+            ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
             ("[limits]\ntenant_burst = 0\n", "limits.tenant_burst"),
             ("[limits]\nmax_wait_ms = 120000\n", "limits.max_wait_ms"),
             (
-                "[limits.tenants.\"a\"]\nrps = 50\n",
+                "[cache]\nttl_ms = 0\n[limits.tenants.\"a\"]\nrps = 50\n",
                 "limits.tenants.\"a\".rps",
             ),
             (

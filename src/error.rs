@@ -34,6 +34,21 @@ pub enum Error {
     },
     #[error(transparent)]
     Cams(#[from] CamsError),
+    #[error("the gateway is at its limit of {max_in_flight} calls in flight")]
+    Overloaded { max_in_flight: usize },
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl Error {
+    /// CAMS failing or throttling, or the account quota spent: when a stale answer may stand in.
+    pub fn is_upstream_trouble(&self) -> bool {
+        match self {
+            Self::Cams(e) => e.is_retryable(),
+            Self::AccountRateLimited { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 fn describe(violations: &[FieldViolation]) -> String {

@@ -5,6 +5,7 @@
 //! asks the [`cams`] client, and [`grpc::status`] maps every failure to a gRPC status.
 
 pub mod app;
+pub mod cache;
 pub mod cams;
 pub mod config;
 pub mod domain;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod grpc;
 pub mod limits;
+pub mod retry;
 pub mod sandbox;
 pub mod telemetry;
 

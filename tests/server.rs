@@ -336,3 +336,172 @@ fn help_documents_the_flags() {
         assert!(help.contains(flag), "{flag} missing from help");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
+    use cams_flows::pb::{GetFlowRequest, flow_service_client::FlowServiceClient};
+
+    let mut running = Running::start(&[
+        "serve",
+        "--sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--drain-timeout-ms",
+        "5000",
+    ]);
+    let sandbox = running.wait_for("simulated CAMS started")["endpoint"]
+        .as_str()
+        .expect("endpoint")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr = running.wait_for("\"listening\"")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: FLOW_SERVICE.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        watch
+            .message()
+            .await
+            .expect("stream")
+            .expect("first")
+            .status(),
+        ServingStatus::Serving
+    );
+
+    // Steady load on a cached flow from several tenants, until the server goes away.
+    let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for t in 0..6 {
+        let mut client = FlowServiceClient::new(channel.clone());
+        let signalled = std::sync::Arc::clone(&signalled);
+        load.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..10_000 {
+                let before = !signalled.load(std::sync::atomic::Ordering::SeqCst);
+                let result = client
+                    .get_flow(GetFlowRequest {
+                        flow_id: "100000000000002".into(),
+                        cust_space_id: format!("load-{t}"),
+                    })
+                    .await;
+                let code = match result {
+                    Ok(_) => tonic::Code::Ok,
+                    // A call the transport refused (the server's GOAWAY, then its closed
+                    // connection): tonic's client names these INTERNAL, CANCELLED or UNKNOWN,
+                    // where gRPC's other clients say UNAVAILABLE and retry elsewhere.
+                    Err(s) if refused_by_transport(&s) => tonic::Code::Unavailable,
+                    Err(s) => s.code(),
+                };
+                seen.push((before, code));
+                if !before && code == tonic::Code::Unavailable {
+                    break;
+                }
+            }
+            seen
+        }));
+    }
+
+    // Calls that are inside the gateway, held by a slow CAMS, when the signal comes.
+    let mut slow = Vec::new();
+    for i in 0..3 {
+        let mut client = FlowServiceClient::new(channel.clone());
+        slow.push(tokio::spawn(async move {
+            client
+                .get_flow(GetFlowRequest {
+                    flow_id: format!("sim:slow:1500:drain-{i}"),
+                    cust_space_id: format!("slow-{i}"),
+                })
+                .await
+        }));
+    }
+    let http = reqwest::Client::new();
+    loop {
+        let body = http
+            .get(format!("{sandbox}/_sandbox/requests"))
+            .send()
+            .await
+            .expect("sandbox")
+            .text()
+            .await
+            .expect("body");
+        if body.matches("sim:slow:1500:drain-").count() >= 3 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    let t0 = std::time::Instant::now();
+    signalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    running.signal("TERM");
+
+    assert_eq!(
+        watch
+            .message()
+            .await
+            .expect("stream")
+            .expect("update")
+            .status(),
+        ServingStatus::NotServing
+    );
+    drop(watch);
+    for call in slow {
+        let flow = call
+            .await
+            .expect("task")
+            .expect("an in-flight call completes during the drain")
+            .into_inner()
+            .flow
+            .expect("flow");
+        assert!(flow.flow_id.starts_with("sim:slow:1500:drain-"));
+    }
+    for task in load {
+        for (before_signal, code) in task.await.expect("load task") {
+            // Every answer the server gave is a clean one: the flow, the tenant's limit, or
+            // UNAVAILABLE for a call refused once shutdown began. (That no in-flight call is cut
+            // off is shown by the slow calls above, which were inside the gateway at the signal.)
+            let allowed = [
+                tonic::Code::Ok,
+                tonic::Code::ResourceExhausted,
+                tonic::Code::Unavailable,
+            ];
+            assert!(
+                allowed.contains(&code),
+                "{code:?} (before signal: {before_signal})"
+            );
+        }
+    }
+
+    // A new connection is refused.
+    let refused = FlowServiceClient::connect(format!("http://{addr}")).await;
+    assert!(refused.is_err(), "the listener is closed");
+
+    drop(channel);
+    let status = tokio::task::spawn_blocking(move || running.child.wait())
+        .await
+        .expect("join")
+        .expect("exit");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5 + 3),
+        "exited within the drain bound"
+    );
+}
+
+fn refused_by_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status)
+        .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+}

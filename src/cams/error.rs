@@ -88,6 +88,14 @@ pub enum CamsError {
 }
 
 impl CamsError {
+    /// How long CAMS asked the gateway to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether another attempt could succeed: throttling, 5xx and transport failures.
     pub fn is_retryable(&self) -> bool {
         match self {

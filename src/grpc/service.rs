@@ -1,6 +1,6 @@
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
 
@@ -10,6 +10,7 @@ use super::{
     status::{code_name, to_status},
 };
 use crate::{
+    error::Error,
     gateway::{FlowQuery, Gateway},
     pb::{self, flow_service_server::FlowService},
 };
@@ -27,11 +28,20 @@ pub struct FlowApi {
     gateway: Gateway,
     /// Bound on every call, and the deadline of one whose caller set none.
     max_call: Duration,
+    /// Calls being served; past `max_in_flight` new ones are shed at once, so that a flood costs
+    /// a bounded amount of memory and the calls already admitted keep their latency.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 impl FlowApi {
-    pub fn new(gateway: Gateway, max_call: Duration) -> Self {
-        Self { gateway, max_call }
+    pub fn new(gateway: Gateway, max_call: Duration, max_in_flight: usize) -> Self {
+        Self {
+            gateway,
+            max_call,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        }
     }
 }
 
@@ -58,9 +68,15 @@ impl FlowService for FlowApi {
             latency_us = field::Empty,
         );
         async move {
-            let outcome = match FlowQuery::try_from(message) {
-                Ok(query) => self.gateway.get_flow(&query, deadline).await,
-                Err(e) => Err(e),
+            let outcome = match (
+                Arc::clone(&self.in_flight).try_acquire_owned(),
+                FlowQuery::try_from(message),
+            ) {
+                (Err(_), _) => Err(Error::Overloaded {
+                    max_in_flight: self.max_in_flight,
+                }),
+                (_, Err(e)) => Err(e),
+                (Ok(_admitted), Ok(query)) => self.gateway.get_flow(&query, deadline).await,
             };
             let span = tracing::Span::current();
             span.record("latency_us", started.elapsed().as_micros() as u64);
@@ -83,7 +99,7 @@ impl FlowService for FlowApi {
                 Err(error) => {
                     let status = to_status(&error);
                     span.record("grpc_code", code_name(status.code()));
-                    if let crate::error::Error::Cams(crate::cams::CamsError::Api(api)) = &error {
+                    if let Error::Cams(crate::cams::CamsError::Api(api)) = &error {
                         span.record("cams_request_id", api.request_id.as_str());
                     }
                     if status.code() == tonic::Code::Internal {

@@ -17,6 +17,9 @@ use crate::{
 /// is counted per second.
 const DEFAULT_THROTTLE_RETRY: Duration = Duration::from_secs(1);
 
+/// Back-off suggested when the gateway sheds load: long enough for in-flight calls to drain.
+const OVERLOAD_RETRY: Duration = Duration::from_millis(100);
+
 /// Trailer that gRPC clients with retry support read as the server's pushback.
 pub const RETRY_PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
 
@@ -59,6 +62,20 @@ pub fn to_status(error: &Error) -> Status {
             *retry_after,
         ),
         Error::Cams(CamsError::Api(api)) => api_status(api),
+        Error::Overloaded { max_in_flight } => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                "OVERLOADED",
+                LOCAL_DOMAIN,
+                HashMap::from([("maxInFlight".to_owned(), max_in_flight.to_string())]),
+            );
+            details.set_retry_info(Some(OVERLOAD_RETRY));
+            let mut status =
+                Status::with_error_details(Code::Unavailable, error.to_string(), details);
+            add_pushback(&mut status, OVERLOAD_RETRY);
+            status
+        }
+        Error::Internal(_) => local(Code::Internal, "INTERNAL", error, None),
         Error::Cams(e @ CamsError::BadResponse { http_status, .. }) => local(
             Code::Unavailable,
             "UPSTREAM_BAD_RESPONSE",

@@ -18,6 +18,7 @@
 //! | `sim:reset` | the connection is cut right after the response headers |
 //! | `sim:ok:<tag>` | answers like `100000000000002` with the requested FlowId (any number of distinct flows) |
 //! | `sim:flaky:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId get 503 `ServiceUnavailable`, later ones succeed |
+//! | `sim:fail-after:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId succeed, later ones get 503 `ServiceUnavailable` (an outage after good answers) |
 //! | `sim:throttle:<ms>[:<tag>]` | 400 `Throttling.User` with `x-acs-retry-after: <ms>` |
 //! | `sim:expiring:<ms>[:<tag>]` | a success whose PreviewUrlExpires is `<ms>` from now |
 //! | `sim:slow:<ms>[:<tag>]` | as `sim:slow:<ms>`; the tag makes distinct flows with the same delay |
@@ -160,6 +161,13 @@ pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64)
             Outcome::Error(simulated_error("ServiceUnavailable"))
         } else {
             sample_flow(&ORDER_STATUS, flow_id, space)
+        });
+    }
+    if let Some(successes) = number_arg(flow_id, "sim:fail-after:") {
+        return now(if nth <= successes {
+            sample_flow(&ORDER_STATUS, flow_id, space)
+        } else {
+            Outcome::Error(simulated_error("ServiceUnavailable"))
         });
     }
     if let Some(ms) = number_arg(flow_id, "sim:throttle:") {

@@ -84,6 +84,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         rps: 10_000.0,
         burst: NonZeroU32::new(10_000).expect("non-zero"),
     };
+    // Caching and retries are off unless a test is about them: the mapping tests must see each
+    // CAMS answer exactly once.
+    config.cache.ttl = Duration::ZERO;
+    config.retry.max_attempts = 1;
     (options.tweak)(&mut config);
     let credentials = Credentials::new(
         options.key_id,
