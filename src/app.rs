@@ -10,6 +10,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
+    auth::{AuthMode, Authenticator},
     cache::FlowCache,
     cams::{CamsClient, Credentials, CredentialsProvider, StaticCredentials},
     config::Config,
@@ -81,7 +82,18 @@ impl Application {
                 load_timeout: config.call_timeout,
             },
         );
-        let api = FlowApi::new(gateway, config.call_timeout, config.max_in_flight);
+        let auth = Authenticator::new(config.auth.clone());
+        if auth.mode() == AuthMode::None {
+            tracing::warn!(
+                "caller authentication is off (auth.mode = none): every caller may read every tenant"
+            );
+        }
+        let api = FlowApi::new(
+            gateway,
+            Arc::new(auth),
+            config.call_timeout,
+            config.max_in_flight,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -97,6 +109,11 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The limiters, for inspection (tests, diagnostics).
+    pub fn limits(&self) -> Arc<Limits> {
+        Arc::clone(&self.limits)
     }
 
     /// The simulated CAMS's endpoint, under `--sandbox`.

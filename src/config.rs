@@ -14,11 +14,13 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::{
+    auth::{ApiKey, AuthConfig, AuthMode, TenantSet},
     cache::CacheConfig,
     cams::{DEFAULT_ENDPOINT, UpstreamConfig},
     domain::TenantId,
     limits::{LimitsConfig, TenantQuota},
     retry::RetryConfig,
+    tls::TlsSettings,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsSettings>,
 }
 
 impl Config {
@@ -64,6 +68,8 @@ impl Config {
             retry: RetryConfig::default(),
             max_in_flight: 1024,
             max_concurrent_streams: 256,
+            auth: AuthConfig::none(),
+            tls: None,
         }
     }
 }
@@ -157,6 +163,19 @@ pub struct ServeArgs {
     /// HTTP/2 streams one client connection may have open [default: 256].
     #[arg(long, env = "CAMS_FLOWS_MAX_CONCURRENT_STREAMS", value_name = "N")]
     pub max_concurrent_streams: Option<u32>,
+    /// How callers authenticate: api_key, mtls, mesh_header or none. Required outside the
+    /// sandbox (the keys and identities are set in the config file's [auth] section).
+    #[arg(long, env = "CAMS_FLOWS_AUTH_MODE", value_enum)]
+    pub auth_mode: Option<AuthMode>,
+    /// PEM certificate chain the server presents (enables TLS, with --tls-key-file).
+    #[arg(long, env = "CAMS_FLOWS_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "CAMS_FLOWS_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to (requires client certificates).
+    #[arg(long, env = "CAMS_FLOWS_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// The config file as written; every key optional.
@@ -179,6 +198,42 @@ struct FileConfig {
     retry: FileRetry,
     #[serde(default)]
     server: FileServer,
+    auth: Option<FileAuth>,
+    #[serde(default)]
+    tls: FileTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    mode: Option<AuthMode>,
+    #[serde(default)]
+    keys: Vec<FileKey>,
+    #[serde(default)]
+    identities: Vec<FileIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    name: String,
+    sha256: String,
+    tenants: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    id: String,
+    tenants: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,7 +387,119 @@ impl ServeArgs {
             config.max_concurrent_streams,
             1..=100_000,
         )?;
+        config.tls = self.tls(&file.tls)?;
+        config.auth = self.auth(file.auth.as_ref(), config.sandbox, config.tls.as_ref())?;
         Ok(config)
+    }
+
+    fn tls(&self, file: &FileTls) -> Result<Option<TlsSettings>, ConfigError> {
+        let cert = self.tls_cert_file.clone().or(file.cert_file.clone());
+        let key = self.tls_key_file.clone().or(file.key_file.clone());
+        let client_ca = self
+            .tls_client_ca_file
+            .clone()
+            .or(file.client_ca_file.clone());
+        match (cert, key) {
+            (Some(cert_file), Some(key_file)) => Ok(Some(TlsSettings {
+                cert_file,
+                key_file,
+                client_ca_file: client_ca,
+            })),
+            (None, None) if client_ca.is_none() => Ok(None),
+            (None, None) => Err(bad(
+                "tls.client_ca_file",
+                "needs tls.cert_file and tls.key_file: client certificates are checked over TLS",
+            )),
+            (Some(_), None) => Err(bad("tls.key_file", "tls.cert_file is set, its key is not")),
+            (None, Some(_)) => Err(bad(
+                "tls.cert_file",
+                "tls.key_file is set, its certificate is not",
+            )),
+        }
+    }
+
+    fn auth(
+        &self,
+        file: Option<&FileAuth>,
+        sandbox: bool,
+        tls: Option<&TlsSettings>,
+    ) -> Result<AuthConfig, ConfigError> {
+        let mode = match (self.auth_mode, file.and_then(|f| f.mode)) {
+            (Some(mode), _) | (None, Some(mode)) => mode,
+            (None, None) if sandbox => AuthMode::None,
+            (None, None) => {
+                return Err(bad(
+                    "auth.mode",
+                    "not set: choose how callers authenticate (api_key, mtls, mesh_header, or \
+                     none to let every caller read every tenant)",
+                ));
+            }
+        };
+        let empty = FileAuth::default();
+        let file = file.unwrap_or(&empty);
+        let mut keys = Vec::new();
+        for (i, k) in file.keys.iter().enumerate() {
+            let key = |field: &str| format!("auth.keys[{i}].{field}");
+            if k.name.trim().is_empty() || keys.iter().any(|e: &ApiKey| e.name == k.name) {
+                return Err(bad(
+                    &key("name"),
+                    format!("{:?} must be non-empty and unique", k.name),
+                ));
+            }
+            let sha256 = hex::decode(k.sha256.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    bad(
+                        &key("sha256"),
+                        "must be 64 hex digits: the SHA-256 of the key (`cams-flows hash-key`)",
+                    )
+                })?;
+            let tenants = TenantSet::parse(&k.tenants).map_err(|e| bad(&key("tenants"), e))?;
+            keys.push(ApiKey {
+                name: k.name.clone(),
+                sha256,
+                tenants,
+            });
+        }
+        let mut identities = HashMap::new();
+        for (i, id) in file.identities.iter().enumerate() {
+            let key = |field: &str| format!("auth.identities[{i}].{field}");
+            if id.id.trim().is_empty() || identities.contains_key(&id.id) {
+                return Err(bad(
+                    &key("id"),
+                    format!("{:?} must be non-empty and unique", id.id),
+                ));
+            }
+            let tenants = TenantSet::parse(&id.tenants).map_err(|e| bad(&key("tenants"), e))?;
+            identities.insert(id.id.clone(), tenants);
+        }
+        match mode {
+            AuthMode::ApiKey if keys.is_empty() => {
+                return Err(bad(
+                    "auth.keys",
+                    "api_key mode needs at least one [[auth.keys]]",
+                ));
+            }
+            AuthMode::Mtls if tls.is_none_or(|t| t.client_ca_file.is_none()) => {
+                return Err(bad(
+                    "auth.mode",
+                    "mtls needs tls.cert_file, tls.key_file and tls.client_ca_file",
+                ));
+            }
+            AuthMode::Mtls | AuthMode::MeshHeader if identities.is_empty() => {
+                return Err(bad(
+                    "auth.identities",
+                    "mtls and mesh_header modes need at least one [[auth.identities]]",
+                ));
+            }
+            _ => {}
+        }
+        Ok(AuthConfig {
+            mode,
+            keys,
+            identities,
+        })
     }
 
     fn cache(&self, file: &FileCache) -> Result<CacheConfig, ConfigError> {
@@ -576,6 +743,7 @@ mod tests {
         std::fs::write(&dir, toml).expect("write");
         let args = ServeArgs {
             config: Some(dir.clone()),
+            sandbox: Some(true),
             ..ServeArgs::default()
         };
         let result = args.resolve();
@@ -585,7 +753,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = ServeArgs::default().resolve().expect("defaults are valid");
+        let c = ServeArgs {
+            auth_mode: Some(AuthMode::None),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("defaults are valid");
         assert_eq!(c.listen.to_string(), "0.0.0.0:50051");
         assert_eq!(
             c.upstream.endpoint.as_str(),
@@ -606,6 +779,7 @@ mod tests {
 
         let args = ServeArgs {
             listen: Some("127.0.0.1:7000".parse().expect("addr")),
+            auth_mode: Some(AuthMode::None),
             ..ServeArgs::default()
         };
         assert_eq!(args.resolve().expect("valid").listen.port(), 7000);
@@ -629,6 +803,25 @@ mod tests {
         // An override that leaves a field out inherits the default tenant quota.
         let own = l.tenants[&TenantId::own_space()];
         assert_eq!((own.rps, own.burst.get()), (0.5, 3));
+    }
+
+    #[test]
+    fn auth_is_required_outside_the_sandbox() {
+        let err = ServeArgs::default().resolve().expect_err("no auth");
+        assert_eq!(err.key, "auth.mode");
+        let c = resolve_file(&format!(
+            "[auth]\nmode = \"api_key\"\n[[auth.keys]]\nname = \"billing\"\nsha256 = \"{}\"\n\
+             tenants = [\"cams-a\", \"team-*\"]\n",
+            crate::auth::hash_key("k")
+        ))
+        .expect("valid");
+        assert_eq!(c.auth.mode, AuthMode::ApiKey);
+        assert_eq!(c.auth.keys[0].name, "billing");
+        let c = resolve_file(
+            "[auth]\nmode = \"mesh_header\"\n[[auth.identities]]\nid = \"spiffe://x\"\ntenants = [\"*\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(c.auth.identities.len(), 1);
     }
 
     #[test]
@@ -664,6 +857,20 @@ mod tests {
                 "retry.max_backoff_ms",
             ),
             ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
+            ("[auth]\nmode = \"api_key\"\n", "auth.keys"),
+            ("[auth]\nmode = \"sometimes\"\n", "auth.mode"),
+            (
+                "[auth]\nmode = \"api_key\"\n[[auth.keys]]\nname = \"a\"\nsha256 = \"zz\"\ntenants = [\"*\"]\n",
+                "auth.keys[0].sha256",
+            ),
+            (
+                "[auth]\nmode = \"api_key\"\n[[auth.keys]]\nname = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\ntenants = [\"a*b\"]\n",
+                "auth.keys[0].tenants",
+            ),
+            ("[auth]\nmode = \"mtls\"\n", "auth.mode"),
+            ("[auth]\nmode = \"mesh_header\"\n", "auth.identities"),
+            ("[tls]\ncert_file = \"x.pem\"\n", "tls.key_file"),
+            ("[tls]\nclient_ca_file = \"ca.pem\"\n", "tls.client_ca_file"),
             ("[limits]\ntenant_burst = 0\n", "limits.tenant_burst"),
             ("[limits]\nmax_wait_ms = 120000\n", "limits.max_wait_ms"),
             (

@@ -34,6 +34,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Cams(#[from] CamsError),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(#[from] crate::auth::AuthError),
+    #[error("{caller} may not read tenant {tenant}")]
+    TenantNotAllowed { caller: String, tenant: TenantId },
     #[error("the gateway is at its limit of {max_in_flight} calls in flight")]
     Overloaded { max_in_flight: usize },
     #[error("internal error: {0}")]

@@ -5,6 +5,7 @@
 //! asks the [`cams`] client, and [`grpc::status`] maps every failure to a gRPC status.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod cams;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod retry;
 pub mod sandbox;
 pub mod telemetry;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `cams.flows.v1`.
 pub mod pb {

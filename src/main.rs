@@ -28,6 +28,15 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS).
     Sandbox(SandboxArgs),
+    /// Print the SHA-256 of an API key (read from standard input) for `[[auth.keys]] sha256`.
+    HashKey(HashKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HashKeyArgs {
+    /// Generate a new random key and print it with its hash, instead of reading one.
+    #[arg(long)]
+    generate: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,12 +52,16 @@ struct SandboxArgs {
         long,
         env = "CAMS_SANDBOX_ACCESS_KEY_SECRET",
         default_value = "sandbox-secret",
-        hide_default_value = true
+        hide_default_value = true,
+        hide_env_values = true
     )]
     access_key_secret: String,
     /// Accepted calls per sliding second per AccessKeyId before Throttling.User (CAMS: 5).
     #[arg(long, env = "CAMS_SANDBOX_RPS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     rps: u32,
+    /// STS token the simulated CAMS requires (x-acs-security-token); none by default.
+    #[arg(long, env = "CAMS_SANDBOX_SECURITY_TOKEN", hide_env_values = true)]
+    security_token: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -60,6 +73,39 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::HashKey(args) => hash_key(&args),
+    }
+}
+
+/// Reads the key from standard input, not the command line, so that it stays out of shell
+/// history and process listings.
+fn hash_key(args: &HashKeyArgs) -> ExitCode {
+    if args.generate {
+        let key = format!(
+            "cf_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        println!("key:    {key}");
+        println!("sha256: {}", cams_flows::auth::hash_key(&key));
+        return ExitCode::SUCCESS;
+    }
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) if !line.trim().is_empty() => {
+            println!("{}", cams_flows::auth::hash_key(line.trim()));
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!(
+                "error: no key on standard input (e.g. `printf %s \"$KEY\" | cams-flows hash-key`)"
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: cannot read standard input: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -93,6 +139,7 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
     telemetry::init(args.log_format);
     let mut config = SandboxConfig::new(args.access_key_id, args.access_key_secret);
     config.rps_per_key = args.rps;
+    config.security_token = args.security_token.map(secrecy::SecretString::from);
     let sandbox = match Sandbox::bind(args.listen, config).await {
         Ok(sandbox) => sandbox,
         Err(e) => {

@@ -277,7 +277,7 @@ async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
 #[test]
 fn missing_credentials_fail_fast_naming_the_variables() {
     let output = binary()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--auth-mode", "none"])
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(2));

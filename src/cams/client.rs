@@ -3,7 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use reqwest::{Url, header::HeaderMap};
+use reqwest::{
+    Url,
+    header::{HeaderMap, HeaderValue},
+};
 use tokio::time::Instant;
 
 use super::{
@@ -139,11 +142,15 @@ impl CamsClient {
             .http
             .post(url)
             .header("accept", "application/json")
-            .header("authorization", authorization)
+            .header("authorization", sensitive(&authorization)?)
             .header("content-length", "0");
         // `host` is set by reqwest from the URL, exactly as signed.
         for (name, value) in signed.iter().filter(|(name, _)| *name != "host") {
-            request = request.header(*name, *value);
+            if *name == "x-acs-security-token" {
+                request = request.header(*name, sensitive(value)?);
+            } else {
+                request = request.header(*name, *value);
+            }
         }
         let exchange = async {
             let response = request.send().await.map_err(transport_error)?;
@@ -156,6 +163,14 @@ impl CamsClient {
             .await
             .map_err(|_| CamsError::DeadlineExceeded)?
     }
+}
+
+/// A header value that HTTP libraries keep out of their logs and `Debug` output.
+fn sensitive(value: &str) -> Result<HeaderValue, CamsError> {
+    let mut value = HeaderValue::from_str(value)
+        .map_err(|_| CamsError::Credentials("a credential is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

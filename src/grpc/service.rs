@@ -10,9 +10,11 @@ use super::{
     status::{code_name, to_status},
 };
 use crate::{
+    auth::Authenticator,
     error::Error,
     gateway::{FlowQuery, Gateway},
     pb::{self, flow_service_server::FlowService},
+    tls::ConnInfo,
 };
 
 /// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its
@@ -26,6 +28,7 @@ fn deadline_margin(timeout: Duration) -> Duration {
 #[derive(Debug, Clone)]
 pub struct FlowApi {
     gateway: Gateway,
+    auth: Arc<Authenticator>,
     /// Bound on every call, and the deadline of one whose caller set none.
     max_call: Duration,
     /// Calls being served; past `max_in_flight` new ones are shed at once, so that a flood costs
@@ -35,9 +38,15 @@ pub struct FlowApi {
 }
 
 impl FlowApi {
-    pub fn new(gateway: Gateway, max_call: Duration, max_in_flight: usize) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        auth: Arc<Authenticator>,
+        max_call: Duration,
+        max_in_flight: usize,
+    ) -> Self {
         Self {
             gateway,
+            auth,
             max_call,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
@@ -57,26 +66,42 @@ impl FlowService for FlowApi {
             None => self.max_call,
         };
         let deadline = started + budget;
+        // Authenticated before anything else is looked at, so that unauthenticated floods cost
+        // no validation, no limiter state and no cache lookups.
+        let caller = self
+            .auth
+            .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
         let message = request.into_inner();
         let span = tracing::info_span!(
             "GetFlow",
             tenant = %message.cust_space_id.escape_debug(),
             flow_id = %message.flow_id.escape_debug(),
+            caller = field::Empty,
             cams_request_id = field::Empty,
             grpc_code = field::Empty,
             cache = field::Empty,
             latency_us = field::Empty,
         );
         async move {
-            let outcome = match (
-                Arc::clone(&self.in_flight).try_acquire_owned(),
-                FlowQuery::try_from(message),
-            ) {
+            let admitted = Arc::clone(&self.in_flight).try_acquire_owned();
+            let outcome = match (admitted, caller) {
                 (Err(_), _) => Err(Error::Overloaded {
                     max_in_flight: self.max_in_flight,
                 }),
-                (_, Err(e)) => Err(e),
-                (Ok(_admitted), Ok(query)) => self.gateway.get_flow(&query, deadline).await,
+                (_, Err(e)) => Err(Error::Unauthenticated(e)),
+                (Ok(_admitted), Ok(caller)) => {
+                    tracing::Span::current().record("caller", caller.name.as_str());
+                    match FlowQuery::try_from(message) {
+                        Err(e) => Err(e),
+                        Ok(query) if !caller.tenants.allows(&query.tenant) => {
+                            Err(Error::TenantNotAllowed {
+                                caller: caller.name.clone(),
+                                tenant: query.tenant,
+                            })
+                        }
+                        Ok(query) => self.gateway.get_flow(&query, deadline).await,
+                    }
+                }
             };
             let span = tracing::Span::current();
             span.record("latency_us", started.elapsed().as_micros() as u64);

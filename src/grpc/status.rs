@@ -62,6 +62,19 @@ pub fn to_status(error: &Error) -> Status {
             *retry_after,
         ),
         Error::Cams(CamsError::Api(api)) => api_status(api),
+        Error::Unauthenticated(e) => local(Code::Unauthenticated, e.reason(), error, None),
+        Error::TenantNotAllowed { caller, tenant } => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                "TENANT_NOT_ALLOWED",
+                LOCAL_DOMAIN,
+                HashMap::from([
+                    ("tenant".to_owned(), tenant.as_str().to_owned()),
+                    ("caller".to_owned(), caller.clone()),
+                ]),
+            );
+            Status::with_error_details(Code::PermissionDenied, error.to_string(), details)
+        }
         Error::Overloaded { max_in_flight } => {
             let mut details = ErrorDetails::new();
             details.set_error_info(

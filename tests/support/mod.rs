@@ -25,6 +25,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: FlowServiceClient<Channel>,
     pub channel: Channel,
+    pub limits: Arc<cams_flows::limits::Limits>,
     pub sandbox_endpoint: String,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -99,6 +100,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .await
             .expect("build gateway");
     let addr = app.local_addr().expect("local addr");
+    let limits = app.limits();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -112,6 +114,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         addr,
         client: FlowServiceClient::new(channel.clone()),
         channel,
+        limits,
         sandbox_endpoint,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
