@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t cams-flows .
-# Run:   docker run -p 50051:50051 -e ALIBABA_CLOUD_ACCESS_KEY_ID=... -e ALIBABA_CLOUD_ACCESS_KEY_SECRET=... cams-flows
+# Run:   docker run -p 50051:50051 -e ALIBABA_CLOUD_ACCESS_KEY_ID=... -e ALIBABA_CLOUD_ACCESS_KEY_SECRET=... -e CAMS_FLOWS_CONFIG=/etc/cams-flows.toml -v $PWD/cams-flows.toml:/etc/cams-flows.toml cams-flows
 #        docker run -p 50051:50051 cams-flows serve --sandbox      (no credentials needed)
 
 FROM rust:1-slim-bookworm AS build
