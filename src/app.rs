@@ -5,7 +5,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -19,7 +18,11 @@ use crate::{
     limits::{EVICT_INTERVAL, Limits},
     pb::{self, flow_service_server::FlowServiceServer},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
+    tls::{self, TlsServer},
 };
+
+/// How often certificate files are checked for rotation (SIGHUP reloads at once).
+const CERT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A valid GetFlow request is two ids of at most 128 bytes. Up to this size an oversized id is
 /// decoded and refused by validation (INVALID_ARGUMENT naming the field); beyond it the transport
@@ -32,6 +35,7 @@ pub struct Application {
     limits: Arc<Limits>,
     drain_timeout: Duration,
     max_concurrent_streams: u32,
+    tls: Option<Arc<TlsServer>>,
     /// Keeps the in-process simulated CAMS alive for `serve --sandbox`.
     sandbox: Option<SandboxHandle>,
 }
@@ -94,6 +98,12 @@ impl Application {
             config.call_timeout,
             config.max_in_flight,
         );
+        let tls = config
+            .tls
+            .clone()
+            .map(TlsServer::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -103,6 +113,7 @@ impl Application {
             limits,
             drain_timeout: config.drain_timeout,
             max_concurrent_streams: config.max_concurrent_streams,
+            tls,
             sandbox: None,
         })
     }
@@ -145,6 +156,10 @@ impl Application {
             .context("reflection v1alpha")?;
 
         let evictor = tokio::spawn(evict_idle_tenants(Arc::clone(&self.limits)));
+        let reloader = self
+            .tls
+            .as_ref()
+            .map(|tls| tls.spawn_reloader(CERT_POLL_INTERVAL));
         let flows = FlowServiceServer::new(self.api).max_decoding_message_size(MAX_REQUEST_BYTES);
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,9 +176,8 @@ impl Application {
         };
 
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, tls = self.tls.is_some(), "listening");
         let serve = Server::builder()
-            .tcp_nodelay(true)
             .max_concurrent_streams(Some(self.max_concurrent_streams))
             // GetFlow metadata is a few headers; 16 KiB leaves room for tracing and auth headers.
             .http2_max_header_list_size(Some(16 * 1024))
@@ -173,7 +187,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(flows)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+            .serve_with_incoming_shutdown(tls::incoming(self.listener, self.tls), signal);
 
         let drain_timeout = self.drain_timeout;
         let drain_bound = async move {
@@ -190,6 +204,9 @@ impl Application {
             }
         }
         evictor.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         tracing::info!("stopped");
         drop(self.sandbox);
         Ok(())

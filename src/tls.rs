@@ -83,9 +83,10 @@ pub struct TlsServer {
     settings: TlsSettings,
     provider: Arc<CryptoProvider>,
     config: ArcSwap<ServerConfig>,
-    /// Two reloads racing (SIGHUP and a file change) could otherwise store an older read after a
-    /// newer one.
-    reload_lock: Mutex<()>,
+    /// The files' stamps taken just before the current configuration was read, so that a change
+    /// made before the reloader starts is still noticed. Held through each reload: two reloads
+    /// racing (SIGHUP and a file change) could otherwise store an older read after a newer one.
+    loaded: Mutex<Vec<Option<FileStamp>>>,
 }
 
 // By hand, so that no future field holding key material can end up in a log.
@@ -102,6 +103,7 @@ impl TlsServer {
     pub fn load(settings: TlsSettings) -> Result<Arc<Self>, String> {
         // Explicit provider: the process-wide default is unset when more than one is compiled in.
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let loaded = stamps_now(&settings.files());
         let (config, leaf) = build_config(&settings, &provider)?;
         tracing::info!(
             cert_file = %settings.cert_file.display(),
@@ -116,7 +118,7 @@ impl TlsServer {
             settings,
             provider,
             config: ArcSwap::from_pointee(config),
-            reload_lock: Mutex::new(()),
+            loaded: Mutex::new(loaded),
         }))
     }
 
@@ -124,14 +126,14 @@ impl TlsServer {
     /// warning is logged). Connections already open keep the configuration they started with.
     /// Reads files synchronously: from async code, call it through `spawn_blocking`.
     pub fn reload(&self) -> Result<(), String> {
-        // The guarded value is (), so a panic elsewhere while holding it left nothing half-done.
-        let _serialized = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // The stamps are replaced whole, so a panic elsewhere while holding the lock cannot have
+        // left them half-written.
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let stamps = stamps_now(&self.settings.files());
         match build_config(&self.settings, &self.provider) {
             Ok((config, leaf)) => {
                 self.config.store(Arc::new(config));
+                *loaded = stamps;
                 tracing::info!(
                     cert_file = %self.settings.cert_file.display(),
                     subject = %leaf.subject,
@@ -154,9 +156,14 @@ impl TlsServer {
     /// strong reference: it ends once the last `Arc<TlsServer>` is dropped, or when aborted.
     /// Must be called within a Tokio runtime. Once it runs, SIGHUP no longer ends the process.
     pub fn spawn_reloader(self: &Arc<Self>, poll: Duration) -> JoinHandle<()> {
+        let seen = self
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let server = Arc::downgrade(self);
         let files = self.settings.files();
-        tokio::spawn(watch_and_reload(server, files, poll))
+        tokio::spawn(watch_and_reload(server, files, seen, poll))
     }
 
     /// The files this server reads.
@@ -357,15 +364,25 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
+fn stamps_now(files: &[PathBuf]) -> Vec<Option<FileStamp>> {
+    files.iter().map(|f| stamp(f)).collect()
+}
+
 async fn stamps(files: &Arc<[PathBuf]>) -> Vec<Option<FileStamp>> {
     let files = Arc::clone(files);
     // A slow (network) filesystem must not stall an async worker.
-    tokio::task::spawn_blocking(move || files.iter().map(|f| stamp(f)).collect())
+    tokio::task::spawn_blocking(move || stamps_now(&files))
         .await
         .unwrap_or_default()
 }
 
-async fn watch_and_reload(server: Weak<TlsServer>, files: Vec<PathBuf>, poll: Duration) {
+/// `seen`: the stamps the current configuration was read under; any later change is reloaded.
+async fn watch_and_reload(
+    server: Weak<TlsServer>,
+    files: Vec<PathBuf>,
+    mut seen: Vec<Option<FileStamp>>,
+    poll: Duration,
+) {
     let files: Arc<[PathBuf]> = files.into();
     let mut hangup = hangup_signal();
     let mut ticks = (!poll.is_zero()).then(|| {
@@ -377,8 +394,8 @@ async fn watch_and_reload(server: Weak<TlsServer>, files: Vec<PathBuf>, poll: Du
         tracing::warn!("TLS certificates will not be reloaded: no SIGHUP handler and no polling");
         return;
     }
-    // Taken before each read of the files, so a write landing during a reload is seen next time.
-    let mut seen = stamps(&files).await;
+    // Stamps are always taken before the files are read, so a write landing during a reload is
+    // seen as a change next time.
     loop {
         let cause = tokio::select! {
             () = next_hangup(&mut hangup) => {

@@ -209,3 +209,167 @@ fn hash_key_matches_the_configuration_format() {
     );
     assert_eq!(hash_key(BILLING_KEY).len(), 64);
 }
+
+// ---- mTLS, with certificates made here ----
+
+mod mtls {
+    use super::*;
+    use cams_flows::tls::TlsSettings;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+    struct Ca {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    impl Ca {
+        fn new(name: &str) -> Self {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let key = KeyPair::generate().expect("key");
+            let pem = params.self_signed(&key).expect("self-signed").pem();
+            Self {
+                pem,
+                issuer: Issuer::new(params, key),
+            }
+        }
+
+        /// (certificate PEM, key PEM) for these SANs.
+        fn issue(&self, sans: Vec<SanType>) -> (String, String) {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.subject_alt_names = sans;
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &self.issuer).expect("signed");
+            (cert.pem(), key.serialize_pem())
+        }
+
+        fn client(&self, uri: &str) -> Identity {
+            let (cert, key) = self.issue(vec![SanType::URI(uri.try_into().expect("uri"))]);
+            Identity::from_pem(cert, key)
+        }
+    }
+
+    struct Setup {
+        app: TestApp,
+        ca: Ca,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn setup() -> Setup {
+        let ca = Ca::new("mesh CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = ca.issue(vec![
+            SanType::DnsName("localhost".try_into().expect("dns")),
+            SanType::IpAddress([127, 0, 0, 1].into()),
+        ]);
+        let path = |name: &str, contents: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, contents).expect("write");
+            p
+        };
+        let settings = TlsSettings {
+            cert_file: path("tls.crt", &cert),
+            key_file: path("tls.key", &key),
+            client_ca_file: Some(path("ca.crt", &ca.pem)),
+        };
+        let client_tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca.pem))
+            .domain_name("localhost")
+            .identity(ca.client(BILLING_ID));
+        let app = spawn_app_with(Options {
+            tls: Some((settings, client_tls)),
+            auth: Some(AuthConfig {
+                mode: AuthMode::Mtls,
+                keys: Vec::new(),
+                identities: HashMap::from([(BILLING_ID.to_owned(), tenants(&["cams-a"]))]),
+            }),
+            ..Options::default()
+        })
+        .await;
+        Setup { app, ca, _dir: dir }
+    }
+
+    async fn channel(
+        setup: &Setup,
+        identity: Option<Identity>,
+        ca_pem: &str,
+    ) -> Result<Channel, String> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
+        if let Some(identity) = identity {
+            tls = tls.identity(identity);
+        }
+        Channel::from_shared(format!("https://{}", setup.app.addr))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn get(channel: Channel, space: &str) -> Result<(), Status> {
+        cams_flows::pb::flow_service_client::FlowServiceClient::new(channel)
+            .get_flow(GetFlowRequest {
+                flow_id: FLOW.into(),
+                cust_space_id: space.into(),
+            })
+            .await
+            .map(drop)
+    }
+
+    #[tokio::test]
+    async fn the_certificate_identity_is_authorized_by_tenant() {
+        let setup = setup().await;
+        call(&setup.app, "cams-a", &[])
+            .await
+            .expect("SPIFFE identity reads its tenant");
+        assert_failure(
+            call(&setup.app, "cams-b", &[])
+                .await
+                .map(|_| Default::default()),
+            Code::PermissionDenied,
+            "TENANT_NOT_ALLOWED",
+            "cams-flows",
+        );
+        // Another identity from the same CA is authenticated but has no tenants.
+        let other = channel(
+            &setup,
+            Some(setup.ca.client("spiffe://cluster.local/ns/x/sa/y")),
+            &setup.ca.pem,
+        )
+        .await
+        .expect("valid certificate");
+        assert_eq!(
+            get(other, "cams-a").await.expect_err("no tenants").code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(setup.app.sandbox_stats().await.accepted, 1);
+    }
+
+    #[tokio::test]
+    async fn clients_without_a_trusted_certificate_are_refused() {
+        let setup = setup().await;
+        // No certificate: the handshake fails (or the first call does).
+        let refused = match channel(&setup, None, &setup.ca.pem).await {
+            Err(_) => true,
+            Ok(ch) => get(ch, "cams-a").await.is_err(),
+        };
+        assert!(refused, "a client without a certificate is refused");
+        // A certificate from another CA, even with the right SPIFFE ID.
+        let rogue = Ca::new("rogue CA");
+        let refused = match channel(&setup, Some(rogue.client(BILLING_ID)), &setup.ca.pem).await {
+            Err(_) => true,
+            Ok(ch) => get(ch, "cams-a").await.is_err(),
+        };
+        assert!(refused, "an untrusted certificate is refused");
+        assert_eq!(setup.app.sandbox_stats().await.accepted, 0);
+        // The gateway still serves trusted clients.
+        call(&setup.app, "cams-a", &[])
+            .await
+            .expect("trusted client");
+    }
+}

@@ -45,6 +45,12 @@ pub struct Options {
     /// Point the gateway at this endpoint instead of the simulated CAMS.
     pub endpoint: Option<String>,
     pub tweak: fn(&mut Config),
+    /// Serve TLS with these files, and connect the test client with this client config.
+    pub tls: Option<(
+        cams_flows::tls::TlsSettings,
+        tonic::transport::ClientTlsConfig,
+    )>,
+    pub auth: Option<cams_flows::auth::AuthConfig>,
 }
 
 impl Default for Options {
@@ -57,6 +63,8 @@ impl Default for Options {
             token: None,
             endpoint: None,
             tweak: |_| {},
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -89,6 +97,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     // CAMS answer exactly once.
     config.cache.ttl = Duration::ZERO;
     config.retry.max_attempts = 1;
+    config.tls = options.tls.as_ref().map(|(settings, _)| settings.clone());
+    if let Some(auth) = options.auth {
+        config.auth = auth;
+    }
     (options.tweak)(&mut config);
     let credentials = Credentials::new(
         options.key_id,
@@ -105,11 +117,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect to gateway");
+    let channel = match options.tls {
+        None => Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to gateway"),
+        Some((_, client_tls)) => Channel::from_shared(format!("https://{addr}"))
+            .expect("uri")
+            .tls_config(client_tls)
+            .expect("client TLS")
+            .connect()
+            .await
+            .expect("connect to gateway over TLS"),
+    };
     TestApp {
         addr,
         client: FlowServiceClient::new(channel.clone()),
