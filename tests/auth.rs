@@ -215,41 +215,9 @@ fn hash_key_matches_the_configuration_format() {
 mod mtls {
     use super::*;
     use cams_flows::tls::TlsSettings;
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-    struct Ca {
-        pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    impl Ca {
-        fn new(name: &str) -> Self {
-            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let key = KeyPair::generate().expect("key");
-            let pem = params.self_signed(&key).expect("self-signed").pem();
-            Self {
-                pem,
-                issuer: Issuer::new(params, key),
-            }
-        }
-
-        /// (certificate PEM, key PEM) for these SANs.
-        fn issue(&self, sans: Vec<SanType>) -> (String, String) {
-            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-            params.subject_alt_names = sans;
-            let key = KeyPair::generate().expect("key");
-            let cert = params.signed_by(&key, &self.issuer).expect("signed");
-            (cert.pem(), key.serialize_pem())
-        }
-
-        fn client(&self, uri: &str) -> Identity {
-            let (cert, key) = self.issue(vec![SanType::URI(uri.try_into().expect("uri"))]);
-            Identity::from_pem(cert, key)
-        }
-    }
+    use crate::support::certs::Ca;
 
     struct Setup {
         app: TestApp,
@@ -260,10 +228,8 @@ mod mtls {
     async fn setup() -> Setup {
         let ca = Ca::new("mesh CA");
         let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = ca.issue(vec![
-            SanType::DnsName("localhost".try_into().expect("dns")),
-            SanType::IpAddress([127, 0, 0, 1].into()),
-        ]);
+        let server = ca.server_leaf("gateway");
+        let (cert, key) = (server.cert_pem, server.key_pem);
         let path = |name: &str, contents: &str| {
             let p = dir.path().join(name);
             std::fs::write(&p, contents).expect("write");
@@ -277,7 +243,7 @@ mod mtls {
         let client_tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&ca.pem))
             .domain_name("localhost")
-            .identity(ca.client(BILLING_ID));
+            .identity(ca.client_with_uri(BILLING_ID));
         let app = spawn_app_with(Options {
             tls: Some((settings, client_tls)),
             auth: Some(AuthConfig {
@@ -338,7 +304,7 @@ mod mtls {
         // Another identity from the same CA is authenticated but has no tenants.
         let other = channel(
             &setup,
-            Some(setup.ca.client("spiffe://cluster.local/ns/x/sa/y")),
+            Some(setup.ca.client_with_uri("spiffe://cluster.local/ns/x/sa/y")),
             &setup.ca.pem,
         )
         .await
@@ -361,7 +327,13 @@ mod mtls {
         assert!(refused, "a client without a certificate is refused");
         // A certificate from another CA, even with the right SPIFFE ID.
         let rogue = Ca::new("rogue CA");
-        let refused = match channel(&setup, Some(rogue.client(BILLING_ID)), &setup.ca.pem).await {
+        let refused = match channel(
+            &setup,
+            Some(rogue.client_with_uri(BILLING_ID)),
+            &setup.ca.pem,
+        )
+        .await
+        {
             Err(_) => true,
             Ok(ch) => get(ch, "cams-a").await.is_err(),
         };

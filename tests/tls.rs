@@ -8,12 +8,12 @@ use std::{
     time::Duration,
 };
 
+mod support;
+
 use cams_flows::tls::{ConnInfo, PeerIdentity, TlsServer, TlsSettings, incoming};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use support::certs::{CLIENT_DNS, Ca, Leaf, SPIFFE_ID};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -27,79 +27,8 @@ use tonic_health::{
     pb::{HealthCheckRequest, health_client::HealthClient},
 };
 
-const SPIFFE_ID: &str = "spiffe://cluster.local/ns/billing/sa/api";
-const CLIENT_DNS: &str = "api.billing.svc";
 /// Every wait in these tests is bounded by this, so a regression fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-// ---- certificates ----
-
-struct Ca {
-    pem: String,
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("self-signed");
-        Self {
-            pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn issue(&self, cn: &str, sans: Vec<SanType>) -> Leaf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.subject_alt_names = sans;
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    fn server_leaf(&self, cn: &str) -> Leaf {
-        self.issue(
-            cn,
-            vec![
-                SanType::DnsName("localhost".try_into().expect("dns")),
-                SanType::IpAddress([127, 0, 0, 1].into()),
-            ],
-        )
-    }
-
-    fn client_leaf(&self) -> Leaf {
-        self.issue(
-            "api",
-            vec![
-                SanType::URI(SPIFFE_ID.try_into().expect("uri")),
-                SanType::DnsName(CLIENT_DNS.try_into().expect("dns")),
-            ],
-        )
-    }
-}
-
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl Leaf {
-    fn identity(&self) -> Identity {
-        Identity::from_pem(&self.cert_pem, &self.key_pem)
-    }
-}
 
 /// Replaces a file the way rotation tools do: a complete new file renamed over the old one.
 fn replace(path: &Path, contents: &str) {

@@ -2,6 +2,8 @@
 //! hands tests a generated tonic client plus an HTTP view of the simulated CAMS.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use cams_flows::{
