@@ -1,0 +1,408 @@
+//! `report`: the Markdown that scripts/bench.sh puts between the `bench:start`/`bench:end`
+//! markers of BENCHMARKS.md, from the files one run of the suite left in a directory:
+//!
+//! - `<scenario>.json`: the `--json` summary of a `load` or `baseline-http` run;
+//! - `<scenario>.skipped`: why a scenario did not run (one line);
+//! - `<scenario>.hwm_kb`: peak resident memory (VmHWM) of the server process, in KiB;
+//! - `rss_series.txt`: `<seconds> <VmRSS KiB>` lines sampled during the steady-load run.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use anyhow::Context;
+
+use crate::{cli::ReportArgs, record::Summary};
+
+/// Scenario file names, shared with scripts/bench.sh.
+const BASELINE_GRPC: &str = "baseline_grpc";
+const BASELINE_GRPC_NAGLE: &str = "baseline_grpc_nagle";
+const HIT: &str = "hit";
+const HIT_QUIET: &str = "hit_quiet";
+const REJECT: &str = "reject";
+const BASELINE_HTTP: &str = "baseline_http";
+const MISS: &str = "miss";
+const BASELINE_GRPC_1: &str = "baseline_grpc_1";
+const BASELINE_HTTP_1: &str = "baseline_http_1";
+const MISS_1: &str = "miss_1";
+const STEADY: &str = "steady";
+
+/// The issue's targets.
+const HIT_TARGET: f64 = 0.90;
+const MISS_THROUGHPUT_TARGET: f64 = 0.70;
+const MISS_ADDED_P50_TARGET_US: f64 = 100.0;
+/// Resident memory may move by this much across the steady run and still count as flat: the
+/// allocator keeps and returns pages in chunks.
+const FLAT_RSS_KIB: i64 = 1024;
+
+/// Which figure a ratio compares.
+#[derive(Debug, Clone, Copy)]
+enum Rate {
+    /// Successful answers per second.
+    Ok,
+    /// Every answer per second, failures included (the rejection path answers only failures).
+    All,
+}
+
+struct Scenario {
+    file: &'static str,
+    title: &'static str,
+    baseline: Option<(&'static str, &'static str, Rate)>,
+    /// Minimum ratio to the baseline the issue asks for.
+    target: Option<f64>,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        file: BASELINE_GRPC,
+        title: "**baseline 1**: bare tonic server, constant real-sized answer",
+        baseline: None,
+        target: None,
+    },
+    Scenario {
+        file: BASELINE_GRPC_NAGLE,
+        title: "baseline 1 with Nagle left on (`--tcp-nodelay false`)",
+        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
+        target: None,
+    },
+    Scenario {
+        file: HIT,
+        title: "cache hit path (`serve --sandbox`)",
+        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
+        target: Some(HIT_TARGET),
+    },
+    Scenario {
+        file: HIT_QUIET,
+        title: "cache hit path, per-call log line off (`RUST_LOG=warn`)",
+        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
+        target: None,
+    },
+    Scenario {
+        file: REJECT,
+        title: "rate-limit rejection path (tenant 1 rps, burst 1)",
+        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::All)),
+        target: None,
+    },
+    Scenario {
+        file: BASELINE_HTTP,
+        title: "**baseline 2**: straight to the simulated CAMS, one pooled `CamsClient`",
+        baseline: None,
+        target: None,
+    },
+    Scenario {
+        file: MISS,
+        title: "cache miss path, limits lifted (cache off)",
+        baseline: Some((BASELINE_HTTP, "baseline 2", Rate::Ok)),
+        target: Some(MISS_THROUGHPUT_TARGET),
+    },
+    Scenario {
+        file: BASELINE_GRPC_1,
+        title: "baseline 1, 1 call in flight",
+        baseline: None,
+        target: None,
+    },
+    Scenario {
+        file: BASELINE_HTTP_1,
+        title: "baseline 2, 1 call in flight",
+        baseline: None,
+        target: None,
+    },
+    Scenario {
+        file: MISS_1,
+        title: "cache miss path, 1 call in flight",
+        baseline: Some((BASELINE_HTTP_1, "baseline 2 (1 in flight)", Rate::Ok)),
+        target: None,
+    },
+];
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    print!("{}", render(args)?);
+    Ok(())
+}
+
+fn render(args: &ReportArgs) -> anyhow::Result<String> {
+    let dir = args.dir.as_path();
+    let mut out = String::new();
+    header(&mut out, args, dir)?;
+    table(&mut out, dir)?;
+    miss_latency(&mut out, dir)?;
+    memory(&mut out, dir)?;
+    Ok(out)
+}
+
+fn header(out: &mut String, args: &ReportArgs, dir: &Path) -> anyhow::Result<()> {
+    let revision = if args.revision.is_empty() {
+        String::new()
+    } else {
+        format!(", revision `{}`", args.revision)
+    };
+    writeln!(
+        out,
+        "Command: `{}` ({} cores, {}{revision}).",
+        args.command, args.cores, args.date
+    )?;
+    if let Some(base) = load(dir, BASELINE_GRPC)? {
+        writeln!(
+            out,
+            "\nEach scenario: {:.1} s measured after {:.0} s of warm-up, {} calls in flight \
+             (closed loop), {} HTTP/2 connection(s) for the gRPC runs; the load generator runs on \
+             the same cores.",
+            base.elapsed_s,
+            base.run.warmup_s,
+            base.run.concurrency,
+            base.run.connections.unwrap_or(1)
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn table(out: &mut String, dir: &Path) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "| scenario | calls/s | OK/s | p50 µs | p90 µs | p99 µs | p99.9 µs | vs baseline | \
+         server peak RSS | answers |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---:|---|")?;
+    for scenario in SCENARIOS {
+        let row = match load(dir, scenario.file)? {
+            Some(summary) => measured_row(dir, scenario, &summary)?,
+            None => skipped_row(dir, scenario)?,
+        };
+        writeln!(out, "{row}")?;
+    }
+    Ok(())
+}
+
+fn measured_row(dir: &Path, scenario: &Scenario, s: &Summary) -> anyhow::Result<String> {
+    let p = &s.latency_us;
+    let versus = match scenario.baseline {
+        Some((file, name, rate)) => match load(dir, file)? {
+            Some(base) => versus(s, &base, name, rate, scenario.target),
+            None => format!("{name} did not run"),
+        },
+        None => "—".to_owned(),
+    };
+    let hwm = read_kib(dir, &format!("{}.hwm_kb", scenario.file))?
+        .map(mib)
+        .unwrap_or_else(|| "—".to_owned());
+    Ok(format!(
+        "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {versus} | {hwm} | {} |",
+        scenario.title,
+        thousands(s.calls_per_s),
+        thousands(s.ok_per_s),
+        p.p50,
+        p.p90,
+        p.p99,
+        p.p99_9,
+        answers(s),
+    ))
+}
+
+fn skipped_row(dir: &Path, scenario: &Scenario) -> anyhow::Result<String> {
+    let why = fs::read_to_string(dir.join(format!("{}.skipped", scenario.file)))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "no result".to_owned());
+    Ok(format!(
+        "| {} | not run: {why} | | | | | | | | |",
+        scenario.title
+    ))
+}
+
+fn versus(s: &Summary, base: &Summary, name: &str, rate: Rate, target: Option<f64>) -> String {
+    let (mine, theirs) = match rate {
+        Rate::Ok => (s.ok_per_s, base.ok_per_s),
+        Rate::All => (s.calls_per_s, base.calls_per_s),
+    };
+    if theirs <= 0.0 {
+        return format!("{name} made no calls");
+    }
+    let ratio = mine / theirs;
+    let verdict = match target {
+        Some(t) if ratio >= t => format!(" (target ≥ {:.0} %: met)", t * 100.0),
+        Some(t) => format!(" (target ≥ {:.0} %: **missed**)", t * 100.0),
+        None => String::new(),
+    };
+    format!("{:.0} % of {name}{verdict}", ratio * 100.0)
+}
+
+/// What the answers were: cache header values and failure codes with their counts.
+fn answers(s: &Summary) -> String {
+    let mut parts: Vec<String> = s
+        .cache
+        .iter()
+        .map(|(tag, n)| format!("{tag} {}", thousands(*n as f64)))
+        .collect();
+    let untagged = s.ok - s.cache.values().sum::<u64>();
+    if untagged > 0 {
+        parts.push(format!("OK {}", thousands(untagged as f64)));
+    }
+    parts.extend(
+        s.errors
+            .iter()
+            .map(|(kind, e)| format!("{kind} {}", thousands(e.count as f64))),
+    );
+    parts.join(", ")
+}
+
+fn miss_latency(out: &mut String, dir: &Path) -> anyhow::Result<()> {
+    let runs = [(MISS, BASELINE_HTTP), (MISS_1, BASELINE_HTTP_1)];
+    let mut lines = Vec::new();
+    for (gateway, direct) in runs {
+        if let (Some(g), Some(d)) = (load(dir, gateway)?, load(dir, direct)?) {
+            lines.push(added_latency(&g, &d));
+        }
+    }
+    if !lines.is_empty() {
+        writeln!(
+            out,
+            "\nAdded latency per call on the cache-miss path (gateway − direct, successful calls):"
+        )?;
+        writeln!(out)?;
+        for line in lines {
+            writeln!(out, "- {line}")?;
+        }
+    }
+    if let (Some(grpc), Some(miss)) = (load(dir, BASELINE_GRPC_1)?, load(dir, MISS_1)?) {
+        let (hop, direct) = (grpc.latency_ok_us.p50, load(dir, BASELINE_HTTP_1)?);
+        let own = direct.map(|d| miss.latency_ok_us.p50 - d.latency_ok_us.p50 - hop);
+        write!(
+            out,
+            "\nA bare gRPC round trip alone (baseline 1, 1 call in flight) takes p50 {hop:.0} µs \
+             on this machine"
+        )?;
+        match own {
+            Some(own) => writeln!(
+                out,
+                ", so the gateway's own work on a miss is about {own:.0} µs at p50."
+            )?,
+            None => writeln!(out, ".")?,
+        }
+    }
+    Ok(())
+}
+
+fn added_latency(gateway: &Summary, direct: &Summary) -> String {
+    let (g, d) = (&gateway.latency_ok_us, &direct.latency_ok_us);
+    let added_p50 = g.p50 - d.p50;
+    let verdict = if added_p50 < MISS_ADDED_P50_TARGET_US {
+        "met"
+    } else {
+        "**missed**"
+    };
+    format!(
+        "{} in flight: p50 {:+.0} µs (target < {MISS_ADDED_P50_TARGET_US:.0} µs: {verdict}), \
+         p90 {:+.0} µs, p99 {:+.0} µs.",
+        gateway.run.concurrency,
+        added_p50,
+        g.p90 - d.p90,
+        g.p99 - d.p99,
+    )
+}
+
+fn memory(out: &mut String, dir: &Path) -> anyhow::Result<()> {
+    let series = rss_series(dir)?;
+    if series.is_empty() {
+        return Ok(());
+    }
+    let points: Vec<String> = series
+        .iter()
+        .map(|(t, kib)| format!("{t} s: {}", mib(*kib)))
+        .collect();
+    write!(
+        out,
+        "\nResident memory (VmRSS) of the gateway during a steady cache-hit run: {}.",
+        points.join(" · ")
+    )?;
+    // The first sample is taken before the load starts; growth is judged once the load runs.
+    if let (Some((from_t, from)), Some((to_t, to))) = (series.get(1), series.last()) {
+        let delta = *to as i64 - *from as i64;
+        let verdict = if delta <= FLAT_RSS_KIB {
+            "no growth"
+        } else {
+            "**grew**"
+        };
+        write!(
+            out,
+            " From {from_t} s to {to_t} s: {:+.1} MiB ({verdict}).",
+            delta as f64 / 1024.0
+        )?;
+    }
+    if let Some(steady) = load(dir, STEADY)? {
+        write!(
+            out,
+            " The run: {} calls/s, p99 {:.0} µs, answers: {}.",
+            thousands(steady.calls_per_s),
+            steady.latency_us.p99,
+            answers(&steady)
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn rss_series(dir: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+    let path = dir.join("rss_series.txt");
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut fields = line.split_whitespace().map(str::parse::<u64>);
+            match (fields.next(), fields.next()) {
+                (Some(Ok(t)), Some(Ok(kib))) => Ok((t, kib)),
+                _ => anyhow::bail!("{}: bad line {line:?}", path.display()),
+            }
+        })
+        .collect()
+}
+
+fn load(dir: &Path, name: &str) -> anyhow::Result<Option<Summary>> {
+    let path = dir.join(format!("{name}.json"));
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a load summary", path.display()))
+        .map(Some)
+}
+
+fn read_kib(dir: &Path, name: &str) -> anyhow::Result<Option<u64>> {
+    let path = dir.join(name);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse()
+        .with_context(|| format!("{}: not a number of KiB", path.display()))
+        .map(Some)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `12345.6` → `12 346`, the style of the rest of BENCHMARKS.md.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(12_345.6), "12 346");
+        assert_eq!(thousands(1_000_000.0), "1 000 000");
+    }
+}
