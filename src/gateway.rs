@@ -95,10 +95,6 @@ impl Gateway {
         }
     }
 
-    pub fn limits(&self) -> &Arc<Limits> {
-        &self.upstream.limits
-    }
-
     pub async fn get_flow(&self, query: &FlowQuery, deadline: Instant) -> Result<Served, Error> {
         let up = &self.upstream;
         up.limits

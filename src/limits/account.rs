@@ -54,21 +54,18 @@ pub struct AccountLimits {
 pub struct AccountPermit {
     /// `None` once disarmed: a permit that was never handed out frees its slot differently.
     gate: Option<Arc<Inner>>,
-    slot: usize,
 }
 
 impl std::fmt::Debug for AccountPermit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountPermit")
-            .field("slot", &self.slot)
-            .finish()
+        f.debug_struct("AccountPermit").finish_non_exhaustive()
     }
 }
 
 impl Drop for AccountPermit {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.state().slots[self.slot] = Slot::Resting(Instant::now());
+            gate.state().slots.release(Instant::now());
             gate.wake.notify_one();
         }
     }
@@ -87,14 +84,51 @@ impl Drop for LeaveQueue<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// Never used; free now.
-    Fresh,
-    /// Free from `since + window` on.
-    Resting(Instant),
-    /// A call holds it.
-    Busy,
+/// The slots, without identity: which one a call holds does not matter, only when each free one
+/// began its rest. Releases happen in time order under the lock, so pushing them at the back
+/// keeps the queue sorted and every operation O(1).
+struct Slots {
+    /// Free slots by the instant their rest began, oldest first; `None` was never used.
+    resting: VecDeque<Option<Instant>>,
+    busy: usize,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Self {
+            resting: std::iter::repeat_n(None, n).collect(),
+            busy: 0,
+        }
+    }
+
+    fn free_at(rest_began: Option<Instant>, window: Duration, now: Instant) -> Instant {
+        rest_began.map_or(now, |t| (t + window).max(now))
+    }
+
+    /// When the next free slot is ready; `None` while every slot is busy.
+    fn next_ready(&self, window: Duration, now: Instant) -> Option<Instant> {
+        self.resting.front().map(|r| Self::free_at(*r, window, now))
+    }
+
+    /// Takes the oldest free slot if its rest is over; returns its entry for [`Self::restore`].
+    fn take(&mut self, window: Duration, now: Instant) -> Option<Option<Instant>> {
+        if self.next_ready(window, now)? > now {
+            return None;
+        }
+        self.busy += 1;
+        self.resting.pop_front()
+    }
+
+    fn release(&mut self, now: Instant) {
+        self.busy = self.busy.saturating_sub(1);
+        self.resting.push_back(Some(now));
+    }
+
+    /// Gives back a slot that was taken but never used, as it was.
+    fn restore(&mut self, entry: Option<Instant>) {
+        self.busy = self.busy.saturating_sub(1);
+        self.resting.push_front(entry);
+    }
 }
 
 struct Waiter {
@@ -111,7 +145,7 @@ struct Queues {
 }
 
 struct State {
-    slots: Vec<Slot>,
+    slots: Slots,
     queues: Queues,
     next_id: u64,
 }
@@ -128,22 +162,6 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn free_at(&self, slot: Slot, now: Instant) -> Option<Instant> {
-        match slot {
-            Slot::Fresh => Some(now),
-            Slot::Resting(since) => Some((since + self.limits.window).max(now)),
-            Slot::Busy => None,
-        }
-    }
-
-    /// A slot free at `now`, if any.
-    fn ready_slot(&self, state: &State, now: Instant) -> Option<usize> {
-        state
-            .slots
-            .iter()
-            .position(|s| self.free_at(*s, now).is_some_and(|t| t <= now))
-    }
-
     /// A refusal never says "retry now": at least the average spacing of calls.
     fn retry_after(&self, start: Instant, now: Instant) -> Duration {
         let spacing = self.limits.window / self.limits.rps.max(1);
@@ -153,15 +171,16 @@ impl Inner {
     /// When a caller queued behind `ahead` others would get a slot, assuming each call returns its
     /// slot at once. Busy slots count as freeing a window from now, the earliest they can.
     fn estimate_start(&self, state: &State, ahead: usize, now: Instant) -> Instant {
-        let mut free: Vec<Instant> = state
-            .slots
-            .iter()
-            .map(|s| self.free_at(*s, now).unwrap_or(now + self.limits.window))
-            .collect();
-        free.sort_unstable();
-        let n = free.len().max(1);
+        let window = self.limits.window;
+        let slots = &state.slots;
+        let n = (slots.resting.len() + slots.busy).max(1);
         let rounds = u32::try_from(ahead / n).unwrap_or(u32::MAX);
-        free[ahead % n] + self.limits.window.saturating_mul(rounds)
+        // Resting slots come free in queue order, all before the busy ones can.
+        let first = match slots.resting.get(ahead % n) {
+            Some(rest_began) => Slots::free_at(*rest_began, window, now),
+            None => now + window,
+        };
+        first + window.saturating_mul(rounds)
     }
 }
 
@@ -182,7 +201,7 @@ impl AccountGate {
     pub fn new(limits: AccountLimits) -> Self {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
-                slots: vec![Slot::Fresh; limits.rps.max(1) as usize],
+                slots: Slots::new(limits.rps.max(1) as usize),
                 queues: Queues::default(),
                 next_id: 0,
             }),
@@ -213,14 +232,10 @@ impl AccountGate {
         let give_up = deadline.min(now + self.inner.limits.max_wait);
         let (id, rx) = {
             let mut state = self.inner.state();
-            if state.queues.len == 0 {
-                if let Some(slot) = self.inner.ready_slot(&state, now) {
-                    state.slots[slot] = Slot::Busy;
-                    return Ok(AccountPermit {
-                        gate: Some(Arc::clone(&self.inner)),
-                        slot,
-                    });
-                }
+            if state.queues.len == 0 && state.slots.take(self.inner.limits.window, now).is_some() {
+                return Ok(AccountPermit {
+                    gate: Some(Arc::clone(&self.inner)),
+                });
             }
             let ahead = state.queues.ahead_of_newcomer(tenant);
             let start = self.inner.estimate_start(&state, ahead, now);
@@ -328,33 +343,29 @@ async fn dispatch(inner: Arc<Inner>) {
         let next = {
             let mut state = inner.state();
             let now = Instant::now();
+            let window = inner.limits.window;
             while state.queues.len > 0 {
-                let Some(slot) = inner.ready_slot(&state, now) else {
+                let Some(entry) = state.slots.take(window, now) else {
                     break;
                 };
                 let Some(waiter) = next_waiter(&mut state.queues) else {
+                    state.slots.restore(entry);
                     break;
                 };
-                state.slots[slot] = Slot::Busy;
                 let permit = AccountPermit {
                     gate: Some(Arc::clone(&inner)),
-                    slot,
                 };
                 if let Err(mut permit) = waiter.tx.send(permit) {
-                    // The waiter left; the slot was never used, so it is free again at once
+                    // The waiter left; the slot was never used, so it goes back as it was
                     // (and the permit must not take the lock this loop holds).
                     permit.gate = None;
-                    state.slots[slot] = Slot::Fresh;
+                    state.slots.restore(entry);
                 }
             }
             if state.queues.len == 0 {
                 None
             } else {
-                state
-                    .slots
-                    .iter()
-                    .filter_map(|s| inner.free_at(*s, now))
-                    .min()
+                state.slots.next_ready(window, now)
             }
         };
         match next {
