@@ -314,4 +314,72 @@ mod tests {
         assert!(!signatures_match("abcd", "abce"));
         assert!(!signatures_match("abcd", "abc"));
     }
+
+    /// Strings worth more than uniform Unicode: the bytes that structure a query, `%` followed
+    /// by hex (a pre-encoded look-alike), `+`, whitespace and controls, and multi-byte text.
+    fn hostile_string() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("&".to_owned()),
+            Just("=".to_owned()),
+            Just("%".to_owned()),
+            Just("%41".to_owned()),
+            Just("%zz".to_owned()),
+            Just("+".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("\0".to_owned()),
+            Just("~".to_owned()),
+            Just("名".to_owned()),
+            Just("\u{1F600}".to_owned()),
+            "[a-zA-Z0-9._-]{0,4}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encode_is_unreserved_or_upper_hex_escapes(s in hostile_string()) {
+            let encoded = encode(&s);
+            let bytes = encoded.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%' {
+                    let hex = bytes.get(i + 1..i + 3).unwrap_or_default();
+                    proptest::prop_assert!(
+                        hex.len() == 2
+                            && hex.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)),
+                        "bad escape at {} in {:?}", i, encoded
+                    );
+                    i += 3;
+                } else {
+                    proptest::prop_assert!(
+                        bytes[i].is_ascii_alphanumeric() || b"-_.~".contains(&bytes[i]),
+                        "reserved byte {:#04x} left in {:?}", bytes[i], encoded
+                    );
+                    i += 1;
+                }
+            }
+        }
+
+        #[test]
+        fn encode_decodes_back(s in hostile_string()) {
+            let encoded = encode(&s);
+            let decoded = percent_decode_str(&encoded).decode_utf8();
+            proptest::prop_assert_eq!(decoded.as_deref(), Ok(s.as_str()));
+        }
+
+        #[test]
+        fn canonical_query_round_trips(
+            pairs in proptest::collection::vec((hostile_string(), hostile_string()), 0..6)
+        ) {
+            let query = canonical_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            // The encoder sorts by the encoded bytes, which is not the raw order: `~` stays,
+            // `é` becomes `%C3%A9`.
+            let mut sorted = pairs.clone();
+            sorted.sort_by_cached_key(|(k, v)| (encode(k), encode(v)));
+            proptest::prop_assert_eq!(parse_query(&query), Some(sorted));
+        }
+    }
 }
