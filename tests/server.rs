@@ -84,29 +84,34 @@ async fn reflection_lists_services_in_v1_and_v1alpha() {
         );
     }
 
-    // The descriptor of FlowService resolves, with its imports, for `describe`.
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-                "cams.flows.v1.GetFlowResponse".into(),
+    // The descriptors resolve, with their imports, for `describe`; google.rpc too, so that
+    // clients can decode the error details.
+    for symbol in [
+        "cams.flows.v1.GetFlowResponse",
+        "google.rpc.ErrorInfo",
+        "google.rpc.RetryInfo",
+    ] {
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.into()),
             ),
-        ),
-    };
-    let mut stream = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let response = stream.message().await.expect("stream").expect("response");
-    assert!(
-        matches!(
-            response.message_response,
-            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
-                if !f.file_descriptor_proto.is_empty()
-        ),
-        "{response:?}"
-    );
+        };
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let response = stream.message().await.expect("stream").expect("response");
+        assert!(
+            matches!(
+                response.message_response,
+                Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+                    if !f.file_descriptor_proto.is_empty()
+            ),
+            "{symbol}: {response:?}"
+        );
+    }
 
     let mut old =
         v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
