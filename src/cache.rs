@@ -124,10 +124,6 @@ impl FlowCache {
             )
             .await;
     }
-
-    pub fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
-    }
 }
 
 type Load = Shared<BoxFuture<'static, Result<Arc<FlowAnswer>, Error>>>;
@@ -160,15 +156,16 @@ type Joinable = (Load, Arc<Waiters>);
 
 /// Joins concurrent callers for the same key onto one load that runs in its own task, so that a
 /// caller who gives up (deadline, cancellation) never takes the load away from the others.
-#[derive(Default, Clone)]
+/// Shared through the gateway's `Arc`, so the map itself needs no second one.
+#[derive(Default)]
 pub struct Coalescer {
-    in_flight: Arc<Mutex<HashMap<FlowQuery, Joinable>>>,
+    in_flight: Mutex<HashMap<FlowQuery, Joinable>>,
 }
 
 impl std::fmt::Debug for Coalescer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coalescer")
-            .field("in_flight", &self.len())
+            .field("in_flight", &self.running())
             .finish()
     }
 }
@@ -208,14 +205,11 @@ impl Coalescer {
             .remove(key);
     }
 
-    pub fn len(&self) -> usize {
+    /// Loads running now (for `Debug`).
+    fn running(&self) -> usize {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

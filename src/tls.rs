@@ -783,6 +783,18 @@ mod tests {
         ]
     }
 
+    /// A TLS client that completes its handshake, then keeps the connection open until the
+    /// server side has been inspected and closes it. Returns the negotiated ALPN protocol.
+    async fn hold_open(connector: TlsConnector, addr: SocketAddr) -> Option<Vec<u8>> {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let mut byte = [0u8; 1];
+        let _ = tls.read(&mut byte).await;
+        alpn
+    }
+
     fn client_config(ca: &Ca, identity: Option<(String, String)>) -> Arc<ClientConfig> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = RootCertStore::empty();
@@ -856,14 +868,7 @@ mod tests {
             ],
         );
         let connector = TlsConnector::from(client_config(&server_ca, Some(client_cert)));
-        let client = tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.expect("connect");
-            let name = ServerName::try_from("localhost").expect("name");
-            let mut tls = connector.connect(name, tcp).await.expect("handshake");
-            // Keep the connection open until the server side has been inspected.
-            let mut byte = [0u8; 1];
-            let _ = tls.read(&mut byte).await;
-        });
+        let client = tokio::spawn(hold_open(connector, addr));
         let conn = stream.next().await.expect("a connection").expect("ok");
         let info = conn.connect_info();
         assert!(matches!(conn, Conn::Tls(_)));
@@ -885,15 +890,7 @@ mod tests {
         let (server_ca, addr, stream) = tls_server(dir.path(), None, HANDSHAKE_TIMEOUT).await;
         let mut stream = Box::pin(stream);
         let connector = TlsConnector::from(client_config(&server_ca, None));
-        let client = tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.expect("connect");
-            let name = ServerName::try_from("localhost").expect("name");
-            let mut tls = connector.connect(name, tcp).await.expect("handshake");
-            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-            let mut byte = [0u8; 1];
-            let _ = tls.read(&mut byte).await;
-            alpn
-        });
+        let client = tokio::spawn(hold_open(connector, addr));
         let conn = stream.next().await.expect("a connection").expect("ok");
         let info = conn.connect_info();
         assert_eq!(info.peer, None);
@@ -922,13 +919,7 @@ mod tests {
 
         // While the silent client holds its handshake, another one completes.
         let connector = TlsConnector::from(client_config(&server_ca, None));
-        let client = tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.expect("connect");
-            let name = ServerName::try_from("localhost").expect("name");
-            let mut tls = connector.connect(name, tcp).await.expect("handshake");
-            let mut byte = [0u8; 1];
-            let _ = tls.read(&mut byte).await;
-        });
+        let client = tokio::spawn(hold_open(connector, addr));
         let conn = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
             .expect("the second client is not held up")

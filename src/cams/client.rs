@@ -84,10 +84,6 @@ impl CamsClient {
         })
     }
 
-    pub fn config(&self) -> &UpstreamConfig {
-        &self.config
-    }
-
     /// One freshly signed attempt, abandoned at `deadline` (the caller's) with
     /// [`CamsError::DeadlineExceeded`]; the configured request timeout, when shorter, ends it with
     /// [`CamsError::Timeout`].

@@ -34,7 +34,11 @@ impl ApiError {
 }
 
 pub fn classify(code: &str, http_status: u16) -> ApiErrorKind {
-    let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
+    // `X` itself or `X.<anything>`, but not `Xsomething`.
+    let family = |prefix: &str| {
+        code.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
     if family("Throttling") || code == "System.LimitControl" {
         ApiErrorKind::Throttled
     } else if family("InvalidAccessKeyId")
