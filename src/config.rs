@@ -579,16 +579,12 @@ impl ServeArgs {
     /// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
     fn limits(&self, file: &FileLimits, cached: bool) -> Result<LimitsConfig, ConfigError> {
         let defaults = LimitsConfig::default();
-        let account_rps = self
-            .account_rps
-            .or(file.account_rps)
-            .unwrap_or(defaults.account_rps);
-        if !(1..=10_000).contains(&account_rps) {
-            return Err(bad(
-                "limits.account_rps",
-                format!("{account_rps} must be between 1 and 10000"),
-            ));
-        }
+        let account_rps = bounded(
+            "limits.account_rps",
+            self.account_rps.or(file.account_rps),
+            defaults.account_rps,
+            1..=1_000_000,
+        )?;
         let tenant = quota(
             "limits.tenant_rps",
             "limits.tenant_burst",
@@ -786,6 +782,12 @@ mod tests {
     }
 
     #[test]
+    fn account_quota_can_be_lifted_far_above_cams() {
+        let c = resolve_file("[limits]\naccount_rps = 1000000\n").expect("valid");
+        assert_eq!(c.limits.account_rps, 1_000_000);
+    }
+
+    #[test]
     fn limits_with_overrides() {
         let c = resolve_file(
             "[limits]\naccount_rps = 10\ntenant_rps = 0.5\ntenant_burst = 2\nmax_wait_ms = 0\n\
@@ -843,6 +845,7 @@ mod tests {
             ("[upstream]\ntimeout = 1\n", "upstream.timeout"),
             ("listen = [", "config"),
             ("[limits]\naccount_rps = 0\n", "limits.account_rps"),
+            ("[limits]\naccount_rps = 1000001\n", "limits.account_rps"),
             ("[limits]\ntenant_rps = -1\n", "limits.tenant_rps"),
             (
                 "[cache]\nttl_ms = 0\n[limits]\ntenant_rps = 6\n",

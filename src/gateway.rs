@@ -139,7 +139,12 @@ impl Gateway {
                 },
             }),
             (Err(error), Some(answer)) if error.is_upstream_trouble() => {
-                tracing::warn!(%error, "serving a stale answer");
+                tracing::warn!(
+                    tenant = query.tenant.as_str(),
+                    flow_id = query.flow_id.as_str(),
+                    %error,
+                    "serving a stale answer"
+                );
                 Ok(Served {
                     answer,
                     source: Source::Stale,
@@ -223,7 +228,14 @@ impl Upstream {
             if expected_end >= waiters.latest().min(bound) || !self.budget.try_retry() {
                 return Err(error.into());
             }
-            tracing::debug!(%error, retry, ?pause, "retrying CAMS");
+            tracing::debug!(
+                tenant = query.tenant.as_str(),
+                flow_id = query.flow_id.as_str(),
+                %error,
+                retry,
+                ?pause,
+                "retrying CAMS"
+            );
             tokio::time::sleep(pause).await;
         }
     }

@@ -11,6 +11,12 @@ use cams_flows::{
 };
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the call path allocates many small, short-lived buffers across worker threads, and
+/// glibc's allocator spent a tenth of the gateway's CPU on them, partly waiting on arena locks
+/// (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// gRPC gateway in front of Alibaba Cloud CAMS's WhatsApp Flows API.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]

@@ -256,16 +256,18 @@ async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
         .into_inner();
     assert_eq!(response.flow.expect("flow").flow_name, "flow_001");
 
-    // One structured line per call with the fields operators search by.
+    // One structured line per call, its fields at the top level, where log pipelines index them.
     let served = running.wait_for("\"served\"");
-    assert_eq!(served["span"]["tenant"], "cams-kei1");
-    assert_eq!(served["span"]["flow_id"], DOC_FLOW);
+    assert_eq!(served["tenant"], "cams-kei1");
+    assert_eq!(served["flow_id"], DOC_FLOW);
+    assert_eq!(served["caller"], "anonymous");
     assert_eq!(
-        served["span"]["cams_request_id"],
+        served["cams_request_id"],
         "DAC72B08-3327-33EF-BEDC-8EC3E83A6575"
     );
-    assert_eq!(served["span"]["grpc_code"], "OK");
-    assert!(served["span"]["latency_us"].is_u64(), "{served}");
+    assert_eq!(served["grpc_code"], "OK");
+    assert_eq!(served["cache"], "miss");
+    assert!(served["latency_us"].is_u64(), "{served}");
 
     let t0 = std::time::Instant::now();
     running.signal("TERM");

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         flow_id: flow_id.clone(),
         cust_space_id: cust_space_id.clone(),
     };
-    let query = match FlowQuery::try_from(request) {
+    let query = match FlowQuery::try_from(&request) {
         Ok(query) => query,
         Err(Error::InvalidArgument(violations)) => {
             let fields: Vec<&str> = violations.iter().map(|v| v.field).collect();

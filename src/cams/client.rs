@@ -44,8 +44,9 @@ impl UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct CamsClient {
     http: reqwest::Client,
-    /// `scheme://host[:port]/`, the URL every call starts from.
-    base: Arc<str>,
+    /// `scheme://host[:port]/`, the URL every call starts from; parsed once, so that a call
+    /// only adds its query.
+    base: Url,
     /// The `host` header value as reqwest will send it (port only when not the default).
     host: Arc<str>,
     credentials: Arc<dyn CredentialsProvider>,
@@ -77,7 +78,8 @@ impl CamsClient {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
-            base: format!("{}://{host}/", endpoint.scheme()).into(),
+            base: Url::parse(&format!("{}://{host}/", endpoint.scheme()))
+                .map_err(|e| format!("endpoint {endpoint}: {e}"))?,
             host: host.into(),
             credentials,
             config,
@@ -129,11 +131,12 @@ impl CamsClient {
         .sign(credentials.access_key_secret());
         let authorization = signer::authorization(credentials.access_key_id(), &signature);
 
-        let url = if query.is_empty() {
-            self.base.to_string()
-        } else {
-            format!("{}?{query}", self.base)
-        };
+        // The canonical query is already percent-encoded with the unreserved set, which the URL
+        // parser leaves as it is: the query on the wire is the one signed.
+        let mut url = self.base.clone();
+        if !query.is_empty() {
+            url.set_query(Some(&query));
+        }
         let mut request = self
             .http
             .post(url)

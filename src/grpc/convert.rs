@@ -9,12 +9,14 @@ use crate::{
     pb,
 };
 
-impl TryFrom<pb::GetFlowRequest> for FlowQuery {
+/// By reference: the request's raw ids stay with the caller, for the call's log line whether or
+/// not they are valid.
+impl TryFrom<&pb::GetFlowRequest> for FlowQuery {
     type Error = Error;
 
-    fn try_from(request: pb::GetFlowRequest) -> Result<Self, Error> {
-        let flow_id = FlowId::parse(request.flow_id);
-        let tenant = TenantId::parse(request.cust_space_id);
+    fn try_from(request: &pb::GetFlowRequest) -> Result<Self, Error> {
+        let flow_id = FlowId::parse(request.flow_id.as_str());
+        let tenant = TenantId::parse(request.cust_space_id.as_str());
         match (flow_id, tenant) {
             (Ok(flow_id), Ok(tenant)) => Ok(Self { tenant, flow_id }),
             (flow_id, tenant) => {
@@ -99,7 +101,7 @@ mod tests {
 
     #[test]
     fn both_fields_are_reported() {
-        let err = FlowQuery::try_from(pb::GetFlowRequest {
+        let err = FlowQuery::try_from(&pb::GetFlowRequest {
             flow_id: String::new(),
             cust_space_id: "a\nb".into(),
         })

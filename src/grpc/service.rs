@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::Semaphore, time::Instant};
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, field};
+use tracing::Level;
 
 use super::{
     CACHE_HEADER,
@@ -10,9 +10,10 @@ use super::{
     status::{code_name, to_status},
 };
 use crate::{
-    auth::Authenticator,
+    auth::{AuthError, Authenticator, Caller},
+    cams::CamsError,
     error::Error,
-    gateway::{FlowQuery, Gateway, Source},
+    gateway::{FlowQuery, Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
     tls::ConnInfo,
 };
@@ -54,6 +55,57 @@ impl FlowApi {
     }
 }
 
+/// What the one log event of a call says about it.
+struct CallRecord<'a> {
+    tenant: &'a str,
+    flow_id: &'a str,
+    caller: Option<&'a str>,
+    latency_us: u64,
+}
+
+/// The call's log event: every field on the event itself, with no span, so that a call whose
+/// event is filtered out (a cache hit at the default level) costs the logging layer nothing, and
+/// one that is logged is formatted once. A macro because a `tracing` level belongs to its
+/// callsite.
+macro_rules! call_event {
+    ($level:expr, $record:expr, $($fields:tt)*) => {
+        tracing::event!(
+            target: "cams_flows::call",
+            $level,
+            tenant = %$record.tenant.escape_debug(),
+            flow_id = %$record.flow_id.escape_debug(),
+            caller = $record.caller,
+            latency_us = $record.latency_us,
+            $($fields)*
+        )
+    };
+}
+
+impl FlowApi {
+    /// The call from admission to its outcome; `message` stays with the caller for the log.
+    async fn serve(
+        &self,
+        caller: &Result<Arc<Caller>, AuthError>,
+        message: &pb::GetFlowRequest,
+        deadline: Instant,
+    ) -> Result<Served, Error> {
+        let Ok(_admitted) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            return Err(Error::Overloaded {
+                max_in_flight: self.max_in_flight,
+            });
+        };
+        let caller = caller.as_ref().map_err(|e| Error::Unauthenticated(*e))?;
+        let query = FlowQuery::try_from(message)?;
+        if !caller.tenants.allows(&query.tenant) {
+            return Err(Error::TenantNotAllowed {
+                caller: caller.name.clone(),
+                tenant: query.tenant,
+            });
+        }
+        self.gateway.get_flow(&query, deadline).await
+    }
+}
+
 #[tonic::async_trait]
 impl FlowService for FlowApi {
     async fn get_flow(
@@ -72,77 +124,62 @@ impl FlowService for FlowApi {
             .auth
             .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
         let message = request.into_inner();
-        let span = tracing::info_span!(
-            "GetFlow",
-            tenant = %message.cust_space_id.escape_debug(),
-            flow_id = %message.flow_id.escape_debug(),
-            caller = field::Empty,
-            cams_request_id = field::Empty,
-            grpc_code = field::Empty,
-            cache = field::Empty,
-            latency_us = field::Empty,
-        );
-        async move {
-            let admitted = Arc::clone(&self.in_flight).try_acquire_owned();
-            let outcome = match (admitted, caller) {
-                (Err(_), _) => Err(Error::Overloaded {
-                    max_in_flight: self.max_in_flight,
-                }),
-                (_, Err(e)) => Err(Error::Unauthenticated(e)),
-                (Ok(_admitted), Ok(caller)) => {
-                    tracing::Span::current().record("caller", caller.name.as_str());
-                    match FlowQuery::try_from(message) {
-                        Err(e) => Err(e),
-                        Ok(query) if !caller.tenants.allows(&query.tenant) => {
-                            Err(Error::TenantNotAllowed {
-                                caller: caller.name.clone(),
-                                tenant: query.tenant,
-                            })
-                        }
-                        Ok(query) => self.gateway.get_flow(&query, deadline).await,
-                    }
-                }
-            };
-            let span = tracing::Span::current();
-            span.record("latency_us", started.elapsed().as_micros() as u64);
-            match outcome {
-                Ok(served) => {
-                    span.record("cams_request_id", served.answer.request_id.as_str());
-                    span.record("grpc_code", "OK");
-                    span.record("cache", served.source.as_str());
-                    // Cache hits are the high-volume path and touch no upstream: their line is
-                    // debug-level, so that an access log at info costs the hot path nothing.
-                    if served.source == Source::Hit {
-                        tracing::debug!("served");
-                    } else {
-                        tracing::info!("served");
-                    }
-                    let mut response = Response::new(pb::GetFlowResponse {
-                        flow: Some(pb::Flow::from(&served.answer.flow)),
-                        request_id: served.answer.request_id.clone(),
-                    });
-                    response.metadata_mut().insert(
-                        CACHE_HEADER,
-                        tonic::metadata::MetadataValue::from_static(served.source.as_str()),
+        let outcome = self.serve(&caller, &message, deadline).await;
+        let record = CallRecord {
+            tenant: &message.cust_space_id,
+            flow_id: &message.flow_id,
+            caller: caller.as_ref().ok().map(|c| c.name.as_str()),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        match outcome {
+            Ok(served) => {
+                let id = served.answer.request_id.as_str();
+                let cache = served.source.as_str();
+                // Cache hits are the high-volume path and touch no upstream: their line is
+                // debug-level, so that an access log at info costs the hot path nothing.
+                if served.source == Source::Hit {
+                    call_event!(
+                        Level::DEBUG,
+                        record,
+                        cams_request_id = id,
+                        grpc_code = "OK",
+                        cache,
+                        "served"
                     );
-                    Ok(response)
+                } else {
+                    call_event!(
+                        Level::INFO,
+                        record,
+                        cams_request_id = id,
+                        grpc_code = "OK",
+                        cache,
+                        "served"
+                    );
                 }
-                Err(error) => {
-                    let status = to_status(&error);
-                    span.record("grpc_code", code_name(status.code()));
-                    if let Error::Cams(crate::cams::CamsError::Api(api)) = &error {
-                        span.record("cams_request_id", api.request_id.as_str());
-                    }
-                    if status.code() == tonic::Code::Internal {
-                        tracing::error!(error = %error, "failed: the gateway needs an operator");
-                    } else {
-                        tracing::info!(error = %error, "failed");
-                    }
-                    Err(status)
+                let mut response = Response::new(pb::GetFlowResponse {
+                    flow: Some(pb::Flow::from(&served.answer.flow)),
+                    request_id: served.answer.request_id.clone(),
+                });
+                response.metadata_mut().insert(
+                    CACHE_HEADER,
+                    tonic::metadata::MetadataValue::from_static(cache),
+                );
+                Ok(response)
+            }
+            Err(error) => {
+                let status = to_status(&error);
+                let grpc_code = code_name(status.code());
+                let id = match &error {
+                    Error::Cams(CamsError::Api(api)) => Some(api.request_id.as_str()),
+                    _ => None,
+                };
+                if status.code() == tonic::Code::Internal {
+                    call_event!(Level::ERROR, record, cams_request_id = id, grpc_code, error = %error, "failed: the gateway needs an operator");
+                } else {
+                    call_event!(Level::INFO, record, cams_request_id = id, grpc_code, error = %error, "failed");
                 }
+                Err(status)
             }
         }
-        .instrument(span)
-        .await
     }
 }

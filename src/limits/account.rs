@@ -65,8 +65,16 @@ impl std::fmt::Debug for AccountPermit {
 impl Drop for AccountPermit {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.state().slots.release(Instant::now());
-            gate.wake.notify_one();
+            let waiting = {
+                let mut state = gate.state();
+                state.slots.release(Instant::now());
+                state.queues.len > 0
+            };
+            // Only waiters need the dispatcher; one that queues after this check wakes it
+            // itself, and finds the slot released.
+            if waiting {
+                gate.wake.notify_one();
+            }
         }
     }
 }
@@ -86,48 +94,77 @@ impl Drop for LeaveQueue<'_> {
 
 /// The slots, without identity: which one a call holds does not matter, only when each free one
 /// began its rest. Releases happen in time order under the lock, so pushing them at the back
-/// keeps the queue sorted and every operation O(1).
+/// keeps the queue sorted and every operation O(1). Slots never used yet are only counted, so the
+/// memory follows the calls of one window, not the configured rate.
 struct Slots {
-    /// Free slots by the instant their rest began, oldest first; `None` was never used.
-    resting: VecDeque<Option<Instant>>,
+    /// Free slots that were never used: ready at once, and taken before any resting one.
+    unused: usize,
+    /// Free slots by the instant their rest began, oldest first.
+    resting: VecDeque<Instant>,
     busy: usize,
 }
+
+/// A taken slot as it was before: `None` if it had never been used.
+type SlotEntry = Option<Instant>;
 
 impl Slots {
     fn new(n: usize) -> Self {
         Self {
-            resting: std::iter::repeat_n(None, n).collect(),
+            unused: n,
+            resting: VecDeque::new(),
             busy: 0,
         }
     }
 
-    fn free_at(rest_began: Option<Instant>, window: Duration, now: Instant) -> Instant {
-        rest_began.map_or(now, |t| (t + window).max(now))
+    fn free_at(rest_began: Instant, window: Duration, now: Instant) -> Instant {
+        (rest_began + window).max(now)
     }
 
     /// When the next free slot is ready; `None` while every slot is busy.
     fn next_ready(&self, window: Duration, now: Instant) -> Option<Instant> {
+        if self.unused > 0 {
+            return Some(now);
+        }
         self.resting.front().map(|r| Self::free_at(*r, window, now))
     }
 
+    /// When the free slot at `index` in taking order is ready; `None` past the free ones.
+    fn ready_at(&self, index: usize, window: Duration, now: Instant) -> Option<Instant> {
+        match index.checked_sub(self.unused) {
+            None => Some(now),
+            Some(i) => self.resting.get(i).map(|r| Self::free_at(*r, window, now)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.unused + self.resting.len() + self.busy
+    }
+
     /// Takes the oldest free slot if its rest is over; returns its entry for [`Self::restore`].
-    fn take(&mut self, window: Duration, now: Instant) -> Option<Option<Instant>> {
+    fn take(&mut self, window: Duration, now: Instant) -> Option<SlotEntry> {
         if self.next_ready(window, now)? > now {
             return None;
         }
         self.busy += 1;
-        self.resting.pop_front()
+        if self.unused > 0 {
+            self.unused -= 1;
+            return Some(None);
+        }
+        self.resting.pop_front().map(Some)
     }
 
     fn release(&mut self, now: Instant) {
         self.busy = self.busy.saturating_sub(1);
-        self.resting.push_back(Some(now));
+        self.resting.push_back(now);
     }
 
     /// Gives back a slot that was taken but never used, as it was.
-    fn restore(&mut self, entry: Option<Instant>) {
+    fn restore(&mut self, entry: SlotEntry) {
         self.busy = self.busy.saturating_sub(1);
-        self.resting.push_front(entry);
+        match entry {
+            None => self.unused += 1,
+            Some(rest_began) => self.resting.push_front(rest_began),
+        }
     }
 }
 
@@ -173,13 +210,12 @@ impl Inner {
     fn estimate_start(&self, state: &State, ahead: usize, now: Instant) -> Instant {
         let window = self.limits.window;
         let slots = &state.slots;
-        let n = (slots.resting.len() + slots.busy).max(1);
+        let n = slots.len().max(1);
         let rounds = u32::try_from(ahead / n).unwrap_or(u32::MAX);
-        // Resting slots come free in queue order, all before the busy ones can.
-        let first = match slots.resting.get(ahead % n) {
-            Some(rest_began) => Slots::free_at(*rest_began, window, now),
-            None => now + window,
-        };
+        // Free slots come free in taking order, all before the busy ones can.
+        let first = slots
+            .ready_at(ahead % n, window, now)
+            .unwrap_or(now + window);
         first + window.saturating_mul(rounds)
     }
 }
@@ -406,6 +442,30 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("{} callers queued, expected {n}", gate.queued());
+    }
+
+    /// A very high quota costs nothing up front: the gate remembers only the slots that calls
+    /// have used, and those used slots are the ones it hands out last.
+    #[tokio::test(start_paused = true)]
+    async fn memory_follows_use_not_the_quota() {
+        let gate = gate(1_000_000, 0, 10);
+        let t = tenant("t");
+        let far = Instant::now() + Duration::from_secs(5);
+        let permits: Vec<_> = futures_util::future::join_all((0..3).map(|_| gate.acquire(&t, far)))
+            .await
+            .into_iter()
+            .map(|p| p.expect("a slot is free"))
+            .collect();
+        assert_eq!(gate.inner.state().slots.resting.len(), 0);
+        drop(permits);
+        {
+            let state = gate.inner.state();
+            assert_eq!(state.slots.resting.len(), 3, "only used slots are kept");
+            assert_eq!(state.slots.unused, 1_000_000 - 3);
+        }
+        // The next call gets a never-used slot at once rather than a resting one.
+        let _next = gate.acquire(&t, far).await.expect("an unused slot");
+        assert_eq!(gate.inner.state().slots.resting.len(), 3);
     }
 
     /// No more than `n` of `starts` lie in any window of one second.

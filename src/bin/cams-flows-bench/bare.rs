@@ -53,27 +53,27 @@ impl FlowService for ConstantFlows {
 
 pub async fn run(args: BareArgs) -> anyhow::Result<()> {
     let response = sample_response().await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    // The bench script waits for this exact line.
-    println!("listening {addr}");
     eprintln!(
         "baseline-grpc: constant GetFlowResponse of {} bytes encoded",
         response.encoded_len()
     );
-    serve(listener, response, args.tcp_nodelay).await
-}
-
-async fn serve(
-    listener: TcpListener,
-    response: GetFlowResponse,
-    tcp_nodelay: bool,
-) -> anyhow::Result<()> {
     let service = ConstantFlows {
         response: Arc::new(response),
     };
+    serve(args.listen, service, args.tcp_nodelay).await
+}
+
+/// Serves `service` as a bare tonic server: no layers, no reflection, no health.
+pub async fn serve<S: FlowService>(
+    listen: SocketAddr,
+    service: S,
+    tcp_nodelay: bool,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    // The bench script waits for this exact line.
+    println!("listening {}", listener.local_addr()?);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(tcp_nodelay));
     Server::builder()
         .add_service(FlowServiceServer::new(service))

@@ -23,6 +23,9 @@ pub enum Command {
     BaselineGrpc(BareArgs),
     /// The same calls straight to a simulated CAMS over HTTP with one pooled CamsClient.
     BaselineHttp(DirectArgs),
+    /// Serve a bare FlowService that forwards every GetFlow to CAMS with one CamsClient and
+    /// nothing else: the least any gRPC-to-CAMS gateway can cost.
+    BaselineProxy(ProxyArgs),
     /// Render the results that scripts/bench.sh collected as the Markdown of BENCHMARKS.md.
     Report(ReportArgs),
 }
@@ -96,8 +99,9 @@ pub struct BareArgs {
     pub tcp_nodelay: bool,
 }
 
+/// Where the simulated CAMS is and the AccessKey it accepts.
 #[derive(Debug, Clone, Args)]
-pub struct DirectArgs {
+pub struct UpstreamArgs {
     /// Base URL of the simulated CAMS, `http://host:port`.
     #[arg(long)]
     pub endpoint: String,
@@ -105,8 +109,23 @@ pub struct DirectArgs {
     pub access_key_id: String,
     #[arg(long, default_value = "sandbox-secret", hide_default_value = true)]
     pub access_key_secret: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DirectArgs {
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
     #[command(flatten)]
     pub shape: Shape,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Address to serve on; port 0 picks a free one (printed as `listening <addr>`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::{
-    cli::DirectArgs,
+    cli::{DirectArgs, UpstreamArgs},
     drive::drive,
     keys::Keys,
     record::{Outcome, RunInfo},
@@ -29,8 +29,8 @@ struct ParsedKeys {
 pub async fn run(args: DirectArgs) -> anyhow::Result<()> {
     let shape = &args.shape;
     let keys = parse_keys(Keys::from_shape(shape))?;
-    let info = RunInfo::new(shape, &keys.keys, "http", &args.endpoint, None);
-    let client = client(&args)?;
+    let info = RunInfo::new(shape, &keys.keys, "http", &args.upstream.endpoint, None);
+    let client = client(&args.upstream)?;
     let keys = Arc::new(keys);
     let timeout = shape.timeout;
     let call = move |seq: u64| {
@@ -73,8 +73,8 @@ fn parse_keys(keys: Keys) -> anyhow::Result<ParsedKeys> {
     })
 }
 
-/// The gateway's defaults, so that both runs use the same client settings.
-fn client(args: &DirectArgs) -> anyhow::Result<CamsClient> {
+/// The gateway's defaults, so that every run uses the same client settings.
+pub fn client(args: &UpstreamArgs) -> anyhow::Result<CamsClient> {
     let endpoint = args
         .endpoint
         .parse()

@@ -7,9 +7,15 @@
 //!   limit of the gRPC stack on this machine.
 //! - `baseline-http`: the same calls made straight to a simulated CAMS through one pooled
 //!   `CamsClient`; the limit of the upstream.
+//! - `baseline-proxy`: a bare FlowService forwarding every call through one `CamsClient`; the
+//!   least a gRPC hop in front of CAMS can cost, without anything a gateway does.
 //! - `report`: turns the JSON results of `scripts/bench.sh` into the Markdown of BENCHMARKS.md.
 //!
 //! Not part of the product and not run by the tests: CI only builds it, so it cannot rot.
+
+/// The gateway's allocator, so that the baselines and the gateway are compared like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
 mod cli;
@@ -17,6 +23,7 @@ mod direct;
 mod drive;
 mod keys;
 mod load;
+mod proxy;
 mod record;
 mod report;
 
@@ -45,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => runtime(threads)?.block_on(load::run(args)),
         Command::BaselineGrpc(args) => runtime(threads)?.block_on(bare::run(args)),
         Command::BaselineHttp(args) => runtime(threads)?.block_on(direct::run(args)),
+        Command::BaselineProxy(args) => runtime(threads)?.block_on(proxy::run(args)),
     }
 }
 

@@ -19,9 +19,11 @@ const HIT: &str = "hit";
 const HIT_QUIET: &str = "hit_quiet";
 const REJECT: &str = "reject";
 const BASELINE_HTTP: &str = "baseline_http";
+const BASELINE_PROXY: &str = "baseline_proxy";
 const MISS: &str = "miss";
 const BASELINE_GRPC_1: &str = "baseline_grpc_1";
 const BASELINE_HTTP_1: &str = "baseline_http_1";
+const BASELINE_PROXY_1: &str = "baseline_proxy_1";
 const MISS_1: &str = "miss_1";
 const STEADY: &str = "steady";
 
@@ -42,74 +44,106 @@ enum Rate {
     All,
 }
 
+/// A baseline a scenario is compared with.
+struct Against {
+    file: &'static str,
+    name: &'static str,
+    rate: Rate,
+    /// Minimum ratio to the baseline the issue asks for.
+    target: Option<f64>,
+}
+
+const fn against(file: &'static str, name: &'static str) -> Against {
+    Against {
+        file,
+        name,
+        rate: Rate::Ok,
+        target: None,
+    }
+}
+
 struct Scenario {
     file: &'static str,
     title: &'static str,
-    baseline: Option<(&'static str, &'static str, Rate)>,
-    /// Minimum ratio to the baseline the issue asks for.
-    target: Option<f64>,
+    against: &'static [Against],
 }
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         file: BASELINE_GRPC,
         title: "**baseline 1**: bare tonic server, constant real-sized answer",
-        baseline: None,
-        target: None,
+        against: &[],
     },
     Scenario {
         file: BASELINE_GRPC_NAGLE,
         title: "baseline 1 with Nagle left on (`--tcp-nodelay false`)",
-        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
-        target: None,
+        against: &[against(BASELINE_GRPC, "baseline 1")],
     },
     Scenario {
         file: HIT,
         title: "cache hit path (`serve --sandbox`)",
-        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
-        target: Some(HIT_TARGET),
+        against: &[Against {
+            target: Some(HIT_TARGET),
+            ..against(BASELINE_GRPC, "baseline 1")
+        }],
     },
     Scenario {
         file: HIT_QUIET,
         title: "cache hit path, per-call log line off (`RUST_LOG=warn`)",
-        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::Ok)),
-        target: None,
+        against: &[against(BASELINE_GRPC, "baseline 1")],
     },
     Scenario {
         file: REJECT,
         title: "rate-limit rejection path (tenant 1 rps, burst 1)",
-        baseline: Some((BASELINE_GRPC, "baseline 1", Rate::All)),
-        target: None,
+        against: &[Against {
+            rate: Rate::All,
+            ..against(BASELINE_GRPC, "baseline 1")
+        }],
     },
     Scenario {
         file: BASELINE_HTTP,
         title: "**baseline 2**: straight to the simulated CAMS, one pooled `CamsClient`",
-        baseline: None,
-        target: None,
+        against: &[],
+    },
+    Scenario {
+        file: BASELINE_PROXY,
+        title: "**baseline 3**: bare gRPC server forwarding each call through one `CamsClient`, \
+                nothing else",
+        against: &[against(BASELINE_HTTP, "baseline 2")],
     },
     Scenario {
         file: MISS,
         title: "cache miss path, limits lifted (cache off)",
-        baseline: Some((BASELINE_HTTP, "baseline 2", Rate::Ok)),
-        target: Some(MISS_THROUGHPUT_TARGET),
+        against: &[
+            Against {
+                target: Some(MISS_THROUGHPUT_TARGET),
+                ..against(BASELINE_HTTP, "baseline 2")
+            },
+            against(BASELINE_PROXY, "baseline 3"),
+        ],
     },
     Scenario {
         file: BASELINE_GRPC_1,
         title: "baseline 1, 1 call in flight",
-        baseline: None,
-        target: None,
+        against: &[],
     },
     Scenario {
         file: BASELINE_HTTP_1,
         title: "baseline 2, 1 call in flight",
-        baseline: None,
-        target: None,
+        against: &[],
+    },
+    Scenario {
+        file: BASELINE_PROXY_1,
+        title: "baseline 3, 1 call in flight",
+        against: &[against(BASELINE_HTTP_1, "baseline 2")],
     },
     Scenario {
         file: MISS_1,
         title: "cache miss path, 1 call in flight",
-        baseline: Some((BASELINE_HTTP_1, "baseline 2 (1 in flight)", Rate::Ok)),
-        target: None,
+        against: &[
+            against(BASELINE_HTTP_1, "baseline 2"),
+            against(BASELINE_PROXY_1, "baseline 3"),
+        ],
     },
 ];
 
@@ -174,12 +208,17 @@ fn table(out: &mut String, dir: &Path) -> anyhow::Result<()> {
 
 fn measured_row(dir: &Path, scenario: &Scenario, s: &Summary) -> anyhow::Result<String> {
     let p = &s.latency_us;
-    let versus = match scenario.baseline {
-        Some((file, name, rate)) => match load(dir, file)? {
-            Some(base) => versus(s, &base, name, rate, scenario.target),
-            None => format!("{name} did not run"),
-        },
-        None => "—".to_owned(),
+    let mut comparisons = Vec::new();
+    for base in scenario.against {
+        comparisons.push(match load(dir, base.file)? {
+            Some(summary) => versus(s, &summary, base),
+            None => format!("{} did not run", base.name),
+        });
+    }
+    let versus = if comparisons.is_empty() {
+        "—".to_owned()
+    } else {
+        comparisons.join("; ")
     };
     let hwm = read_kib(dir, &format!("{}.hwm_kb", scenario.file))?
         .map(mib)
@@ -207,8 +246,9 @@ fn skipped_row(dir: &Path, scenario: &Scenario) -> anyhow::Result<String> {
     ))
 }
 
-fn versus(s: &Summary, base: &Summary, name: &str, rate: Rate, target: Option<f64>) -> String {
-    let (mine, theirs) = match rate {
+fn versus(s: &Summary, base: &Summary, against: &Against) -> String {
+    let name = against.name;
+    let (mine, theirs) = match against.rate {
         Rate::Ok => (s.ok_per_s, base.ok_per_s),
         Rate::All => (s.calls_per_s, base.calls_per_s),
     };
@@ -216,7 +256,7 @@ fn versus(s: &Summary, base: &Summary, name: &str, rate: Rate, target: Option<f6
         return format!("{name} made no calls");
     }
     let ratio = mine / theirs;
-    let verdict = match target {
+    let verdict = match against.target {
         Some(t) if ratio >= t => format!(" (target ≥ {:.0} %: met)", t * 100.0),
         Some(t) => format!(" (target ≥ {:.0} %: **missed**)", t * 100.0),
         None => String::new(),
@@ -244,12 +284,30 @@ fn answers(s: &Summary) -> String {
 }
 
 fn miss_latency(out: &mut String, dir: &Path) -> anyhow::Result<()> {
-    let runs = [(MISS, BASELINE_HTTP), (MISS_1, BASELINE_HTTP_1)];
+    let runs = [
+        (MISS, BASELINE_PROXY, BASELINE_HTTP),
+        (MISS_1, BASELINE_PROXY_1, BASELINE_HTTP_1),
+    ];
     let mut lines = Vec::new();
-    for (gateway, direct) in runs {
-        if let (Some(g), Some(d)) = (load(dir, gateway)?, load(dir, direct)?) {
-            lines.push(added_latency(&g, &d));
+    for (gateway, proxy, direct) in runs {
+        let (Some(g), Some(d)) = (load(dir, gateway)?, load(dir, direct)?) else {
+            continue;
+        };
+        let mut line = added_latency(&g, &d);
+        if let Some(p) = load(dir, proxy)? {
+            let (g, p, d) = (&g.latency_ok_us, &p.latency_ok_us, &d.latency_ok_us);
+            write!(
+                line,
+                " Of the p50, the gRPC hop itself (baseline 3 − baseline 2) is {:+.0} µs and the \
+                 gateway's own features (gateway − baseline 3) {:+.0} µs; at p99, {:+.0} µs and \
+                 {:+.0} µs.",
+                p.p50 - d.p50,
+                g.p50 - p.p50,
+                p.p99 - d.p99,
+                g.p99 - p.p99,
+            )?;
         }
+        lines.push(line);
     }
     if !lines.is_empty() {
         writeln!(
@@ -261,21 +319,13 @@ fn miss_latency(out: &mut String, dir: &Path) -> anyhow::Result<()> {
             writeln!(out, "- {line}")?;
         }
     }
-    if let (Some(grpc), Some(miss)) = (load(dir, BASELINE_GRPC_1)?, load(dir, MISS_1)?) {
-        let (hop, direct) = (grpc.latency_ok_us.p50, load(dir, BASELINE_HTTP_1)?);
-        let own = direct.map(|d| miss.latency_ok_us.p50 - d.latency_ok_us.p50 - hop);
-        write!(
+    if let Some(grpc) = load(dir, BASELINE_GRPC_1)? {
+        writeln!(
             out,
-            "\nA bare gRPC round trip alone (baseline 1, 1 call in flight) takes p50 {hop:.0} µs \
-             on this machine"
+            "\nA bare gRPC round trip alone (baseline 1, 1 call in flight) takes p50 {:.0} µs on \
+             this machine.",
+            grpc.latency_ok_us.p50
         )?;
-        match own {
-            Some(own) => writeln!(
-                out,
-                ", so the gateway's own work on a miss is about {own:.0} µs at p50."
-            )?,
-            None => writeln!(out, ".")?,
-        }
     }
     Ok(())
 }

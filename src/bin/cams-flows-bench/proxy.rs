@@ -1,0 +1,60 @@
+//! `baseline-proxy`: the least a gRPC hop in front of CAMS can cost. A bare tonic FlowService
+//! that turns each GetFlow into one call of the gateway's own `CamsClient` (signing included)
+//! and converts the answer the way the gateway does, with nothing else: no authentication,
+//! limits, cache, coalescing, retries or log line. The gap between this and the gateway's
+//! cache-miss path is what the gateway's own features cost; the gap between this and
+//! `baseline-http` is the gRPC hop itself.
+
+use std::time::Duration;
+
+use cams_flows::{
+    cams::CamsClient,
+    domain::{FlowId, TenantId},
+    grpc::CACHE_HEADER,
+    pb::{self, GetFlowRequest, GetFlowResponse, flow_service_server::FlowService},
+};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+use crate::{bare, cli::ProxyArgs, direct};
+
+/// Bound on each forwarded call; the load generator's own deadline is shorter.
+const CALL_BOUND: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+struct Forward {
+    client: CamsClient,
+}
+
+#[tonic::async_trait]
+impl FlowService for Forward {
+    async fn get_flow(
+        &self,
+        request: Request<GetFlowRequest>,
+    ) -> Result<Response<GetFlowResponse>, Status> {
+        let request = request.into_inner();
+        let tenant = TenantId::parse(request.cust_space_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let flow =
+            FlowId::parse(request.flow_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let answer = self
+            .client
+            .get_flow(&tenant, &flow, Instant::now() + CALL_BOUND)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // The header the gateway sends on a miss, so that both send the same bytes.
+        let mut response = Response::new(GetFlowResponse {
+            flow: Some(pb::Flow::from(&answer.flow)),
+            request_id: answer.request_id,
+        });
+        response
+            .metadata_mut()
+            .insert(CACHE_HEADER, MetadataValue::from_static("miss"));
+        Ok(response)
+    }
+}
+
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let client = direct::client(&args.upstream)?;
+    bare::serve(args.listen, Forward { client }, true).await
+}
