@@ -170,6 +170,8 @@ fn binary() -> Command {
             cmd.env_remove(key);
         }
     }
+    // The default log level, whatever the test runner's environment says.
+    cmd.env_remove("RUST_LOG");
     cmd
 }
 
@@ -200,13 +202,22 @@ impl Running {
 
     /// The next log line holding `needle`, as JSON.
     fn wait_for(&self, needle: &str) -> serde_json::Value {
+        let line = self.lines_until(needle).pop().unwrap_or_default();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// The log lines up to and including the next one holding `needle`.
+    fn lines_until(&self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
             }
         }
     }
@@ -269,9 +280,28 @@ async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
     assert_eq!(served["cache"], "miss");
     assert!(served["latency_us"].is_u64(), "{served}");
 
+    // A cache hit is the high-volume path: no line at the default level. (The documentation's
+    // flow above carries a preview URL that has expired, so it is never cached; a sample flow is.)
+    for expected in ["miss", "hit"] {
+        let response = client
+            .get_flow(cams_flows::pb::GetFlowRequest {
+                flow_id: "sim:ok:0".into(),
+                cust_space_id: "cams-kei1".into(),
+            })
+            .await
+            .expect("GetFlow of a sample flow");
+        assert_eq!(
+            response.metadata().get("x-cams-cache").expect("header"),
+            expected
+        );
+    }
+
     let t0 = std::time::Instant::now();
     running.signal("TERM");
-    running.wait_for("\"stopped\"");
+    let rest = running.lines_until("\"stopped\"");
+    let served: Vec<&String> = rest.iter().filter(|l| l.contains("\"served\"")).collect();
+    assert_eq!(served.len(), 1, "only the miss is logged at info: {rest:?}");
+    assert!(served[0].contains("\"cache\":\"miss\""), "{served:?}");
     let status = running.child.wait().expect("exit");
     assert_eq!(status.code(), Some(0));
     // Nothing was in flight, so the exit does not wait for the drain bound (10 s by default),

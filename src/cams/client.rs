@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{
     ACTION_GET_FLOW, API_VERSION, RETRY_AFTER_HEADER,
-    credentials::CredentialsProvider,
+    credentials::{Credentials, CredentialsProvider},
     error::CamsError,
     signer::{self, EMPTY_BODY_SHA256, RequestToSign},
     wire::{self, FlowAnswer},
@@ -101,50 +101,24 @@ impl CamsClient {
             .await
             .map_err(CamsError::Credentials)?;
 
-        let mut params = vec![("FlowId", flow_id.as_str())];
-        if let Some(space) = tenant.cust_space_id() {
-            params.push(("CustSpaceId", space));
-        }
-        let query = signer::canonical_query(params);
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-
-        let mut signed: Vec<(&str, &str)> = vec![
-            ("host", &self.host),
-            ("x-acs-action", ACTION_GET_FLOW),
-            ("x-acs-version", API_VERSION),
-            ("x-acs-date", &date),
-            ("x-acs-signature-nonce", &nonce),
-            ("x-acs-content-sha256", EMPTY_BODY_SHA256),
-        ];
-        if let Some(token) = credentials.security_token() {
-            signed.push(("x-acs-accesskey-id", credentials.access_key_id()));
-            signed.push(("x-acs-security-token", token));
-        }
-        let signature = RequestToSign {
-            method: "POST",
-            path: "/",
-            canonical_query: &query,
-            headers: &signed,
-            body_sha256: EMPTY_BODY_SHA256,
-        }
-        .sign(credentials.access_key_secret());
-        let authorization = signer::authorization(credentials.access_key_id(), &signature);
+        let signed = SignedGetFlow::new(&self.host, tenant, flow_id, &credentials, &date, &nonce);
 
         // The canonical query is already percent-encoded with the unreserved set, which the URL
         // parser leaves as it is: the query on the wire is the one signed.
         let mut url = self.base.clone();
-        if !query.is_empty() {
-            url.set_query(Some(&query));
+        if !signed.query.is_empty() {
+            url.set_query(Some(&signed.query));
         }
         let mut request = self
             .http
             .post(url)
             .header("accept", "application/json")
-            .header("authorization", sensitive(&authorization)?)
+            .header("authorization", sensitive(&signed.authorization)?)
             .header("content-length", "0");
         // `host` is set by reqwest from the URL, exactly as signed.
-        for (name, value) in signed.iter().filter(|(name, _)| *name != "host") {
+        for (name, value) in signed.headers.iter().filter(|(name, _)| *name != "host") {
             if *name == "x-acs-security-token" {
                 request = request.header(*name, sensitive(value)?);
             } else {
@@ -161,6 +135,60 @@ impl CamsClient {
         tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| CamsError::DeadlineExceeded)?
+    }
+}
+
+/// One GetFlow attempt, signed: what goes on the wire besides the method, path and body.
+pub struct SignedGetFlow<'a> {
+    /// The canonical query, which is also the query sent.
+    pub query: String,
+    /// The signed headers as (lower-case name, value), `host` included.
+    pub headers: Vec<(&'static str, &'a str)>,
+    pub authorization: String,
+}
+
+impl<'a> SignedGetFlow<'a> {
+    /// Signs a call for `host` at `date` (RFC 3339, seconds) with a never-reused `nonce`. STS
+    /// credentials add their AccessKeyId and token to the signed headers.
+    pub fn new(
+        host: &'a str,
+        tenant: &'a TenantId,
+        flow_id: &'a FlowId,
+        credentials: &'a Credentials,
+        date: &'a str,
+        nonce: &'a str,
+    ) -> Self {
+        let mut params = vec![("FlowId", flow_id.as_str())];
+        if let Some(space) = tenant.cust_space_id() {
+            params.push(("CustSpaceId", space));
+        }
+        let query = signer::canonical_query(params);
+        let mut headers = vec![
+            ("host", host),
+            ("x-acs-action", ACTION_GET_FLOW),
+            ("x-acs-version", API_VERSION),
+            ("x-acs-date", date),
+            ("x-acs-signature-nonce", nonce),
+            ("x-acs-content-sha256", EMPTY_BODY_SHA256),
+        ];
+        if let Some(token) = credentials.security_token() {
+            headers.push(("x-acs-accesskey-id", credentials.access_key_id()));
+            headers.push(("x-acs-security-token", token));
+        }
+        let signature = RequestToSign {
+            method: "POST",
+            path: "/",
+            canonical_query: &query,
+            headers: &headers,
+            body_sha256: EMPTY_BODY_SHA256,
+        }
+        .sign(credentials.access_key_secret());
+        let authorization = signer::authorization(credentials.access_key_id(), &signature);
+        Self {
+            query,
+            headers,
+            authorization,
+        }
     }
 }
 
