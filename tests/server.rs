@@ -59,18 +59,11 @@ async fn reflection_lists_services_in_v1_and_v1alpha() {
     let app = spawn_app().await;
 
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut stream = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let response = stream.message().await.expect("stream").expect("response");
+    let response = ask_v1(
+        &mut client,
+        v1::server_reflection_request::MessageRequest::ListServices(String::new()),
+    )
+    .await;
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         response.message_response
     else {
@@ -91,18 +84,11 @@ async fn reflection_lists_services_in_v1_and_v1alpha() {
         "google.rpc.ErrorInfo",
         "google.rpc.RetryInfo",
     ] {
-        let request = v1::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(
-                v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.into()),
-            ),
-        };
-        let mut stream = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("reflection v1")
-            .into_inner();
-        let response = stream.message().await.expect("stream").expect("response");
+        let response = ask_v1(
+            &mut client,
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.into()),
+        )
+        .await;
         assert!(
             matches!(
                 response.message_response,
@@ -133,6 +119,23 @@ async fn reflection_lists_services_in_v1_and_v1alpha() {
         panic!("unexpected {response:?}")
     };
     assert!(list.service.iter().any(|s| s.name == FLOW_SERVICE));
+}
+
+/// One reflection v1 request on a stream of its own, and its answer.
+async fn ask_v1(
+    client: &mut v1::server_reflection_client::ServerReflectionClient<tonic::transport::Channel>,
+    request: v1::server_reflection_request::MessageRequest,
+) -> v1::ServerReflectionResponse {
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    stream.message().await.expect("stream").expect("response")
 }
 
 #[tokio::test]
