@@ -8,28 +8,18 @@
 //! system allocator, not the binaries' mimalloc; the counts do not depend on the allocator.
 
 use std::{
-    alloc::System,
-    hint::black_box,
-    net::SocketAddr,
-    num::NonZeroU32,
-    sync::Arc,
-    time::{Duration, Instant},
+    alloc::System, hint::black_box, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Instant,
 };
 
 use cams_flows::{
-    auth::{AuthConfig, Authenticator},
-    cache::{CacheConfig, FlowCache},
-    cams::{
-        ApiError, CamsClient, CamsError, Credentials, StaticCredentials, UpstreamConfig,
-        client::SignedGetFlow, wire,
-    },
+    app,
+    cams::{ApiError, CamsError, Credentials, StaticCredentials, client::SignedGetFlow, wire},
+    config::Config,
     domain::{FlowId, TenantId},
     error::Error,
-    gateway::{Gateway, GatewayOptions},
     grpc::{FlowApi, status::to_status},
-    limits::{Limits, LimitsConfig, TenantQuota},
+    limits::TenantQuota,
     pb::{self, GetFlowRequest, flow_service_server::FlowService},
-    retry::RetryConfig,
     sandbox::{Sandbox, SandboxConfig},
 };
 use prost::Message;
@@ -96,31 +86,16 @@ fn credentials() -> Credentials {
     )
 }
 
+/// The gateway's service as the server builds it, with the default configuration but for the
+/// tenant quota.
 fn api(endpoint: &str, tenant: TenantQuota) -> FlowApi {
-    let client = CamsClient::new(
-        UpstreamConfig::new(endpoint.parse().expect("sandbox endpoint")),
-        Arc::new(StaticCredentials::new(credentials())),
-    )
-    .expect("client");
-    let limits = Arc::new(Limits::in_process(&LimitsConfig {
-        tenant,
-        ..LimitsConfig::default()
-    }));
-    let gateway = Gateway::new(
-        client,
-        limits,
-        GatewayOptions {
-            retry: RetryConfig::default(),
-            cache: FlowCache::new(CacheConfig::default()),
-            load_timeout: Duration::from_secs(10),
-        },
+    let mut config = Config::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        endpoint.parse().expect("sandbox endpoint"),
     );
-    FlowApi::new(
-        gateway,
-        Arc::new(Authenticator::new(AuthConfig::none())),
-        Duration::from_secs(10),
-        1024,
-    )
+    config.limits.tenant = tenant;
+    let credentials = Arc::new(StaticCredentials::new(credentials()));
+    app::flow_api(&config, credentials).expect("gateway").0
 }
 
 fn request(tenant: &str) -> tonic::Request<GetFlowRequest> {

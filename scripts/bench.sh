@@ -128,12 +128,33 @@ start_sandbox() {
     --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" --log-format json
   SANDBOX_PID=$STARTED
   SANDBOX_ENDPOINT=$(wait_for "$STARTED" "$WORK/$1.log" 'simulated CAMS listening' | json_field endpoint)
+  # How the direct client and baseline 3 reach it.
+  UPSTREAM=(--endpoint "$SANDBOX_ENDPOINT" --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET")
+}
+
+# The gateway against the standalone simulated CAMS, cache off and every limit lifted.
+start_miss_gateway() {
+  GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
+  start_gateway "$1" --endpoint "$SANDBOX_ENDPOINT" --cache-ttl-ms 0 "${NO_LIMITS[@]}"
+  GATEWAY_ENV=()
+}
+
+# The target a bench server started as PID announces in LOG with `listening <addr>`.
+listening_target() {
+  echo "http://$(wait_for "$1" "$2" '^listening ' | awk '{ print $2 }')"
 }
 
 start_bare() {
   start "$1" "$BENCH" baseline-grpc --listen 127.0.0.1:0 "${@:2}"
   BARE_PID=$STARTED
-  BARE_TARGET="http://$(wait_for "$STARTED" "$WORK/$1.log" '^listening ' | awk '{ print $2 }')"
+  BARE_TARGET=$(listening_target "$STARTED" "$WORK/$1.log")
+}
+
+# Baseline 3 in front of the simulated CAMS started last.
+start_proxy() {
+  start "$1" "$BENCH" baseline-proxy --listen 127.0.0.1:0 "${UPSTREAM[@]}"
+  PROXY_PID=$STARTED
+  PROXY_TARGET=$(listening_target "$STARTED" "$WORK/$1.log")
 }
 
 # load NAME CONCURRENCY TARGET ARGS...: a measured gRPC run; its summary goes to
@@ -211,9 +232,8 @@ rejection() {
 baseline_http() {
   step "baseline 2: straight to the simulated CAMS ($2 in flight)"
   start_sandbox "sandbox_$1"
-  "$BENCH" baseline-http --json --label "$1" --endpoint "$SANDBOX_ENDPOINT" \
-    --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" \
-    --concurrency "$2" --warmup "$WARMUP" --duration "$DURATION" "${MISS_KEYS[@]}" \
+  "$BENCH" baseline-http --json --label "$1" "${UPSTREAM[@]}" --concurrency "$2" \
+    --warmup "$WARMUP" --duration "$DURATION" "${MISS_KEYS[@]}" \
     >"$RESULTS/$1.json"
   stop "$SANDBOX_PID"
 }
@@ -222,13 +242,10 @@ baseline_http() {
 baseline_proxy() {
   step "baseline 3: bare gRPC-to-CAMS proxy ($2 in flight)"
   start_sandbox "sandbox_$1"
-  start "$1" "$BENCH" baseline-proxy --listen 127.0.0.1:0 --endpoint "$SANDBOX_ENDPOINT" \
-    --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET"
-  local pid=$STARTED target
-  target="http://$(wait_for "$pid" "$WORK/$1.log" '^listening ' | awk '{ print $2 }')"
-  load "$1" "$2" "$target" "${MISS_KEYS[@]}"
-  record_peak "$pid" "$1"
-  stop "$pid"
+  start_proxy "$1"
+  load "$1" "$2" "$PROXY_TARGET" "${MISS_KEYS[@]}"
+  record_peak "$PROXY_PID" "$1"
+  stop "$PROXY_PID"
   stop "$SANDBOX_PID"
 }
 
@@ -236,10 +253,7 @@ baseline_proxy() {
 cache_miss() {
   step "cache miss path, limits lifted ($2 in flight)"
   start_sandbox "sandbox_$1"
-  GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
-  start_gateway "$1" --endpoint "$SANDBOX_ENDPOINT" \
-    --cache-ttl-ms 0 "${NO_LIMITS[@]}"
-  GATEWAY_ENV=()
+  start_miss_gateway "$1"
   load "$1" "$2" "$GATEWAY_TARGET" "${MISS_KEYS[@]}"
   record_peak "$GATEWAY_PID" "$1"
   stop "$GATEWAY_PID"
@@ -270,23 +284,18 @@ rounds_hit() {
 rounds_miss() {
   step "cache miss path vs baselines 2 and 3: $ROUNDS interleaved rounds of $ROUND"
   start_sandbox rounds_sandbox
-  start rounds_proxy "$BENCH" baseline-proxy --listen 127.0.0.1:0 --endpoint "$SANDBOX_ENDPOINT" \
-    --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET"
-  local proxy_pid=$STARTED proxy i direct
-  proxy="http://$(wait_for "$proxy_pid" "$WORK/rounds_proxy.log" '^listening ' | awk '{ print $2 }')"
-  GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
-  start_gateway rounds_miss --endpoint "$SANDBOX_ENDPOINT" --cache-ttl-ms 0 "${NO_LIMITS[@]}"
-  GATEWAY_ENV=()
+  start_proxy rounds_proxy
+  start_miss_gateway rounds_miss
+  local i direct
   : >"$RESULTS/rounds_miss.txt"
   for ((i = 0; i < ROUNDS; i++)); do
-    direct=$("$BENCH" baseline-http --json --endpoint "$SANDBOX_ENDPOINT" \
-      --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" --concurrency "$CONCURRENCY" \
+    direct=$("$BENCH" baseline-http --json "${UPSTREAM[@]}" --concurrency "$CONCURRENCY" \
       --warmup 1s --duration "$ROUND" "${MISS_KEYS[@]}" 2>/dev/null | ok_per_s)
-    echo "$direct $(round_rate "$proxy" "${MISS_KEYS[@]}") \
+    echo "$direct $(round_rate "$PROXY_TARGET" "${MISS_KEYS[@]}") \
 $(round_rate "$GATEWAY_TARGET" "${MISS_KEYS[@]}")" >>"$RESULTS/rounds_miss.txt"
   done
   stop "$GATEWAY_PID"
-  stop "$proxy_pid"
+  stop "$PROXY_PID"
   stop "$SANDBOX_PID"
 }
 

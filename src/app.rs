@@ -74,30 +74,12 @@ impl Application {
         config: Config,
         credentials: Arc<dyn CredentialsProvider>,
     ) -> anyhow::Result<Self> {
-        let client =
-            CamsClient::new(config.upstream.clone(), credentials).map_err(anyhow::Error::msg)?;
-        let limits = Arc::new(Limits::in_process(&config.limits));
-        let gateway = Gateway::new(
-            client,
-            Arc::clone(&limits),
-            GatewayOptions {
-                retry: config.retry,
-                cache: FlowCache::new(config.cache),
-                load_timeout: config.call_timeout,
-            },
-        );
-        let auth = Authenticator::new(config.auth.clone());
-        if auth.mode() == AuthMode::None {
+        let (api, limits) = flow_api(&config, credentials)?;
+        if config.auth.mode == AuthMode::None {
             tracing::warn!(
                 "caller authentication is off (auth.mode = none): every caller may read every tenant"
             );
         }
-        let api = FlowApi::new(
-            gateway,
-            Arc::new(auth),
-            config.call_timeout,
-            config.max_in_flight,
-        );
         let tls = config
             .tls
             .clone()
@@ -223,4 +205,31 @@ async fn evict_idle_tenants(limits: Arc<Limits>) {
         tick.tick().await;
         limits.tenants.evict_idle();
     }
+}
+
+/// The GetFlow service with everything behind it (client, limits, cache, authentication) as
+/// `config` describes it, without a listener; the limiters are returned for inspection.
+pub fn flow_api(
+    config: &Config,
+    credentials: Arc<dyn CredentialsProvider>,
+) -> anyhow::Result<(FlowApi, Arc<Limits>)> {
+    let client =
+        CamsClient::new(config.upstream.clone(), credentials).map_err(anyhow::Error::msg)?;
+    let limits = Arc::new(Limits::in_process(&config.limits));
+    let gateway = Gateway::new(
+        client,
+        Arc::clone(&limits),
+        GatewayOptions {
+            retry: config.retry,
+            cache: FlowCache::new(config.cache),
+            load_timeout: config.call_timeout,
+        },
+    );
+    let api = FlowApi::new(
+        gateway,
+        Arc::new(Authenticator::new(config.auth.clone())),
+        config.call_timeout,
+        config.max_in_flight,
+    );
+    Ok((api, limits))
 }

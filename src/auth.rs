@@ -158,10 +158,6 @@ impl Authenticator {
         }
     }
 
-    pub fn mode(&self) -> AuthMode {
-        self.config.mode
-    }
-
     pub fn authenticate(
         &self,
         metadata: &MetadataMap,

@@ -1,16 +1,16 @@
 //! `baseline-proxy`: the least a gRPC hop in front of CAMS can cost. A bare tonic FlowService
-//! that turns each GetFlow into one call of the gateway's own `CamsClient` (signing included)
-//! and converts the answer the way the gateway does, with nothing else: no authentication,
-//! limits, cache, coalescing, retries or log line. The gap between this and the gateway's
-//! cache-miss path is what the gateway's own features cost; the gap between this and
-//! `baseline-http` is the gRPC hop itself.
+//! that validates each GetFlow as the gateway does, makes it one call of the gateway's own
+//! `CamsClient` (signing included) and converts the answer the way the gateway does, with
+//! nothing else: no authentication, limits, cache, coalescing, retries or log line. The gap
+//! between this and the gateway's cache-miss path is what the gateway's own features cost; the
+//! gap between this and `baseline-http` is the gRPC hop itself.
 
 use std::time::Duration;
 
 use cams_flows::{
     cams::CamsClient,
-    domain::{FlowId, TenantId},
-    grpc::CACHE_HEADER,
+    gateway::FlowQuery,
+    grpc::{CACHE_HEADER, status::to_status},
     pb::{self, GetFlowRequest, GetFlowResponse, flow_service_server::FlowService},
 };
 use tokio::time::Instant;
@@ -32,16 +32,12 @@ impl FlowService for Forward {
         &self,
         request: Request<GetFlowRequest>,
     ) -> Result<Response<GetFlowResponse>, Status> {
-        let request = request.into_inner();
-        let tenant = TenantId::parse(request.cust_space_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let flow =
-            FlowId::parse(request.flow_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let query = FlowQuery::try_from(request.get_ref()).map_err(|e| to_status(&e))?;
         let answer = self
             .client
-            .get_flow(&tenant, &flow, Instant::now() + CALL_BOUND)
+            .get_flow(&query.tenant, &query.flow_id, Instant::now() + CALL_BOUND)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| to_status(&e.into()))?;
         // The header the gateway sends on a miss, so that both send the same bytes.
         let mut response = Response::new(GetFlowResponse {
             flow: Some(pb::Flow::from(&answer.flow)),
