@@ -46,11 +46,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.sandbox {
             let sandbox_config = SandboxConfig::generated();
-            let credentials = Credentials::new(
-                sandbox_config.access_key_id.clone(),
-                sandbox_config.access_key_secret.clone(),
-                None,
-            );
+            let credentials = sandbox_config.credentials();
             let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), sandbox_config)
                 .await
                 .context("cannot start the simulated CAMS")?;

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use cams_flows::{
-    cams::{CamsClient, Credentials, StaticCredentials, UpstreamConfig},
+    cams::{CamsClient, StaticCredentials, UpstreamConfig},
     domain::{FlowId, TenantId},
     grpc::CACHE_HEADER,
     pb::{
@@ -86,11 +86,7 @@ pub async fn serve<S: FlowService>(
 /// library's own code.
 async fn sample_response() -> anyhow::Result<GetFlowResponse> {
     let config = SandboxConfig::generated();
-    let credentials = Credentials::new(
-        config.access_key_id.clone(),
-        config.access_key_secret.clone(),
-        None,
-    );
+    let credentials = config.credentials();
     let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
         .context("cannot start the simulated CAMS")?;
