@@ -13,8 +13,10 @@ use std::{
 
 use cams_flows::{
     app,
-    cams::{ApiError, CamsError, Credentials, StaticCredentials, client::SignedGetFlow, wire},
+    cams::{ApiError, CamsError, client::SignedGetFlow, wire},
+    clock,
     config::Config,
+    credentials::{Credentials, StaticCredentials},
     domain::{FlowId, TenantId},
     error::Error,
     grpc::{FlowApi, status::to_status},
@@ -87,15 +89,17 @@ fn credentials() -> Credentials {
 }
 
 /// The gateway's service as the server builds it, with the default configuration but for the
-/// tenant quota.
-fn api(endpoint: &str, tenant: TenantQuota) -> FlowApi {
+/// tenant quota. Its background loops run in `tasks`.
+fn api(endpoint: &str, tenant: TenantQuota, tasks: &mut app::Tasks) -> FlowApi {
     let mut config = Config::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         endpoint.parse().expect("sandbox endpoint"),
     );
     config.limits.tenant = tenant;
     let credentials = Arc::new(StaticCredentials::new(credentials()));
-    app::flow_api(&config, credentials).expect("gateway").0
+    app::flow_api(&config, credentials, clock::system(), tasks)
+        .expect("gateway")
+        .api
 }
 
 fn request(tenant: &str) -> tonic::Request<GetFlowRequest> {
@@ -125,7 +129,7 @@ fn main() {
         .expect("simulated CAMS");
     let endpoint = sandbox.endpoint();
     let _sandbox = runtime.block_on(async { sandbox.spawn() });
-    // The account gate starts its dispatcher task, so the gateway is built inside the runtime.
+    // The gateway's background loops are spawned, so it is built inside the runtime.
     let _inside = runtime.enter();
 
     let lifted = TenantQuota {
@@ -136,8 +140,9 @@ fn main() {
         rps: 0.001,
         burst: NonZeroU32::new(1).expect("non-zero"),
     };
-    let hit_api = api(&endpoint, lifted);
-    let reject_api = api(&endpoint, tight);
+    let mut tasks = app::Tasks::default();
+    let hit_api = api(&endpoint, lifted, &mut tasks);
+    let reject_api = api(&endpoint, tight, &mut tasks);
     runtime.block_on(async {
         // Fills the cache, and spends the tight tenant's only token.
         for api in [&hit_api, &reject_api] {

@@ -5,7 +5,10 @@ use std::{collections::HashMap, hint::black_box, num::NonZeroU32, time::Instant}
 
 use cams_flows::{
     domain::TenantId,
-    limits::{AccountGate, AccountLimits, TenantLimiter, TenantQuota},
+    limits::{
+        AccountGate, AccountLimits, AccountQuota, GovernorTenantLimits, LocalSlots, TenantLimits,
+        TenantQuota,
+    },
 };
 
 /// Resident memory of this process, from /proc (Linux).
@@ -31,7 +34,7 @@ fn generous() -> TenantQuota {
 /// ns per `check` cycling over `n` distinct tenants, all already tracked.
 fn decision_ns(n: usize) -> f64 {
     let ids = tenants(n);
-    let limiter = TenantLimiter::new(generous(), HashMap::new());
+    let limiter = GovernorTenantLimits::new(generous(), HashMap::new());
     for id in &ids {
         let _ = limiter.check(id);
     }
@@ -47,7 +50,7 @@ fn decision_ns(n: usize) -> f64 {
 
 fn bytes_per_tenant(n: usize) -> Option<f64> {
     let ids = tenants(n);
-    let limiter = TenantLimiter::new(generous(), HashMap::new());
+    let limiter = GovernorTenantLimits::new(generous(), HashMap::new());
     let before = rss_bytes()?;
     for id in &ids {
         let _ = limiter.check(id);
@@ -63,18 +66,24 @@ fn account_ns() -> f64 {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let gate = AccountGate::new(AccountLimits {
-            rps: 1_000_000,
-            window: std::time::Duration::from_nanos(1),
-            max_wait: std::time::Duration::from_secs(1),
-            max_queue: 16,
-        });
+        let window = std::time::Duration::from_nanos(1);
+        let gate = AccountGate::new(
+            AccountLimits {
+                rps: 1_000_000,
+                window,
+                max_wait: std::time::Duration::from_secs(1),
+                max_queue: 16,
+            },
+            std::sync::Arc::new(LocalSlots::new(1_000_000, window)),
+        );
         let tenant = TenantId::own_space();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         let n = 1_000_000;
         let started = Instant::now();
         for _ in 0..n {
-            drop(black_box(gate.acquire(&tenant, deadline).await));
+            if let Ok(lease) = black_box(gate.acquire(&tenant, deadline).await) {
+                lease.complete().await;
+            }
         }
         started.elapsed().as_nanos() as f64 / n as f64
     })

@@ -15,13 +15,12 @@ use serde::Deserialize;
 
 use crate::{
     auth::{ApiKey, AuthConfig, AuthMode, TenantSet},
-    cache::CacheConfig,
     cams::{DEFAULT_ENDPOINT, UpstreamConfig},
     domain::TenantId,
     limits::{LimitsConfig, TenantQuota},
-    retry::RetryConfig,
     tls::TlsSettings,
 };
+pub use crate::{cache::CacheConfig, gateway::RetryConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,9 +1,18 @@
-//! The one error type of the request path. The gRPC edge turns it into a status in one match
-//! (`grpc::status`).
+//! The one error type of the request path, and the one place that decides what each failure
+//! means: its gRPC code, whether another attempt at CAMS may help, and whether a stale answer
+//! may stand in. Every match below names every variant, so a new failure does not compile until
+//! it is decided. The gRPC edge (`grpc::status`) adds the details; it does not decide the code.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use crate::{cams::CamsError, domain::TenantId, limits::TenantQuota};
+use tonic::Code;
+
+use crate::{
+    auth::AuthError,
+    cams::{ApiErrorKind, CamsError},
+    domain::TenantId,
+    limits::TenantQuota,
+};
 
 /// A field of the request that failed validation, named as in the proto.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +21,9 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a call failed. Not `Clone`: a failure shared by coalesced callers travels as
+/// `Arc<Error>`, so causes keep their `source()` chain.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
@@ -35,23 +46,121 @@ pub enum Error {
     #[error(transparent)]
     Cams(#[from] CamsError),
     #[error("unauthenticated: {0}")]
-    Unauthenticated(#[from] crate::auth::AuthError),
+    Unauthenticated(#[from] AuthError),
     #[error("{caller} may not read tenant {tenant}")]
     TenantNotAllowed { caller: String, tenant: TenantId },
     #[error("the gateway is at its limit of {max_in_flight} calls in flight")]
     Overloaded { max_in_flight: usize },
+    #[error("the call's deadline passed before CAMS answered")]
+    DeadlineExceeded,
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
 
-impl Error {
-    /// CAMS failing or throttling, or the account quota spent: when a stale answer may stand in.
-    pub fn is_upstream_trouble(&self) -> bool {
+/// A failed call: its own error, or one it shares with every caller of the same coalesced load.
+/// Either way it reads as an [`Error`]; sharing costs no allocation for the failures that are a
+/// call's own (validation, limits), which are also the most frequent.
+#[derive(Debug)]
+pub enum Failure {
+    Own(Error),
+    Shared(Arc<Error>),
+}
+
+impl std::ops::Deref for Failure {
+    type Target = Error;
+
+    fn deref(&self) -> &Error {
         match self {
-            Self::Cams(e) => e.is_retryable(),
-            Self::AccountRateLimited { .. } => true,
-            _ => false,
+            Self::Own(error) => error,
+            Self::Shared(error) => error,
         }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self::Own(error)
+    }
+}
+
+impl From<Arc<Error>> for Failure {
+    fn from(error: Arc<Error>) -> Self {
+        Self::Shared(error)
+    }
+}
+
+/// What a failure means, decided in [`Error::disposition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disposition {
+    /// The gRPC code the caller gets.
+    pub code: Code,
+    /// Whether the gateway tries CAMS again (within the retry budget and the deadline).
+    pub retry: bool,
+    /// Whether a cached answer past its TTL may be served instead (`cache.stale_if_error_ms`).
+    pub stale_may_serve: bool,
+}
+
+impl Disposition {
+    const fn new(code: Code, retry: bool, stale_may_serve: bool) -> Self {
+        Self {
+            code,
+            retry,
+            stale_may_serve,
+        }
+    }
+
+    /// Refused by the gateway before CAMS was asked: nothing to retry, nothing stale to serve.
+    const fn refused(code: Code) -> Self {
+        Self::new(code, false, false)
+    }
+
+    /// CAMS is failing or throttling: another attempt may help, and a stale answer is better
+    /// than none. The caller is told to come back later (UNAVAILABLE or RESOURCE_EXHAUSTED),
+    /// which is exactly what the gateway itself does.
+    const fn upstream_trouble(code: Code) -> Self {
+        Self::new(code, true, true)
+    }
+}
+
+impl Error {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::InvalidArgument(_) => Disposition::refused(Code::InvalidArgument),
+            Self::TenantRateLimited { .. } => Disposition::refused(Code::ResourceExhausted),
+            // The quota is the gateway's own; CAMS was not asked, so there is nothing to retry,
+            // but CAMS's capacity is spent and a stale answer serves the caller better.
+            Self::AccountRateLimited { .. } => {
+                Disposition::new(Code::ResourceExhausted, false, true)
+            }
+            Self::Unauthenticated(_) => Disposition::refused(Code::Unauthenticated),
+            Self::TenantNotAllowed { .. } => Disposition::refused(Code::PermissionDenied),
+            Self::Overloaded { .. } => Disposition::refused(Code::Unavailable),
+            Self::DeadlineExceeded => Disposition::refused(Code::DeadlineExceeded),
+            Self::Internal(_) => Disposition::refused(Code::Internal),
+            Self::Cams(cams) => cams_disposition(cams),
+        }
+    }
+}
+
+fn cams_disposition(error: &CamsError) -> Disposition {
+    match error {
+        CamsError::Api(api) => match api.kind() {
+            ApiErrorKind::Throttled => Disposition::upstream_trouble(Code::ResourceExhausted),
+            ApiErrorKind::Unavailable => Disposition::upstream_trouble(Code::Unavailable),
+            ApiErrorKind::InvalidArgument => Disposition::refused(Code::InvalidArgument),
+            ApiErrorKind::PermissionDenied => Disposition::refused(Code::PermissionDenied),
+            ApiErrorKind::FailedPrecondition => Disposition::refused(Code::FailedPrecondition),
+            ApiErrorKind::NotFound => Disposition::refused(Code::NotFound),
+            ApiErrorKind::GatewayMisconfigured => Disposition::refused(Code::Internal),
+            ApiErrorKind::Unknown => Disposition::refused(Code::Unknown),
+        },
+        // Something between the gateway and CAMS (a proxy, a load balancer) answered instead of
+        // CAMS, or the connection broke: transient as far as anyone can tell.
+        CamsError::BadResponse { .. }
+        | CamsError::BodyTooLarge { .. }
+        | CamsError::Transport { .. }
+        | CamsError::Timeout => Disposition::upstream_trouble(Code::Unavailable),
+        CamsError::Credentials(_) => Disposition::refused(Code::Internal),
     }
 }
 
@@ -61,4 +170,66 @@ fn describe(violations: &[FieldViolation]) -> String {
         .map(|v| format!("{} {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cams::ApiError;
+
+    fn api(code: &str, http_status: u16) -> Error {
+        Error::Cams(CamsError::Api(ApiError {
+            code: code.to_owned(),
+            message: String::new(),
+            request_id: String::new(),
+            http_status,
+            retry_after: None,
+            recommend: None,
+        }))
+    }
+
+    /// Whatever the gateway retries it reports as "come back later", and the other way round:
+    /// the caller and the gateway never disagree about whether trying again can help.
+    #[test]
+    fn retried_failures_are_the_ones_callers_may_retry() {
+        let cases = [
+            api("Throttling.User", 400),
+            api("ServiceUnavailable", 503),
+            api("Something.New", 502),
+            api("Flow.NotExist", 404),
+            api("Ram.PermissionDeny", 400),
+            api("SignatureDoesNotMatch", 400),
+            api("Something.New", 400),
+            Error::Cams(CamsError::BadResponse {
+                http_status: 404,
+                detail: "html".into(),
+            }),
+            Error::Cams(CamsError::BadResponse {
+                http_status: 502,
+                detail: "html".into(),
+            }),
+            Error::Cams(CamsError::BodyTooLarge {
+                http_status: 200,
+                limit: 1,
+            }),
+            Error::Cams(CamsError::Timeout),
+            Error::DeadlineExceeded,
+            Error::Overloaded { max_in_flight: 1 },
+        ];
+        for error in cases {
+            let d = error.disposition();
+            let later = matches!(d.code, Code::Unavailable | Code::ResourceExhausted);
+            let from_cams = matches!(error, Error::Cams(_));
+            assert_eq!(d.retry, later && from_cams, "{error}: {d:?}");
+            if d.retry {
+                assert!(d.stale_may_serve, "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_callers_deadline_is_not_a_cams_failure() {
+        let d = Error::DeadlineExceeded.disposition();
+        assert_eq!(d, Disposition::refused(Code::DeadlineExceeded));
+    }
 }

@@ -1,20 +1,33 @@
 #![forbid(unsafe_code)]
 //! cams-flows: a gRPC gateway in front of Alibaba Cloud CAMS's WhatsApp Flows API.
 //!
-//! A call travels one way: [`grpc`] validates it into a [`gateway::FlowQuery`], the [`gateway`]
-//! asks the [`cams`] client, and [`grpc::status`] maps every failure to a gRPC status.
+//! A call travels one way, and the modules follow it:
+//!
+//! ```text
+//! client ─gRPC─▶ server (accept, TLS) ─▶ grpc (auth, validate, deadline) ─▶ gateway
+//!    gateway: tenant limit ─▶ cache ─▶ coalesced load
+//!    load:    credentials ─▶ account quota (fair queue, lease) ─▶ cams client (acs signature)
+//! client ◀─ gRPC status + google.rpc details ◀─ error (one decision per failure) ◀─┘
+//! ```
+//!
+//! [`app`] wires it together and owns the background tasks; [`config`] reads the settings;
+//! [`domain`] holds the vocabulary every layer shares. The simulated CAMS ([`sandbox`]) is
+//! behind the default-on `sandbox` feature.
 
+pub mod acs;
 pub mod app;
 pub mod auth;
-pub mod cache;
+pub(crate) mod cache;
 pub mod cams;
+pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod error;
-pub mod gateway;
+pub(crate) mod gateway;
 pub mod grpc;
 pub mod limits;
-pub mod retry;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod telemetry;
 pub mod tls;

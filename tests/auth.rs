@@ -147,7 +147,7 @@ async fn missing_or_wrong_keys_are_unauthenticated_and_cost_nothing() {
         )
         .await;
     }
-    assert_eq!(app.limits.tenants.tracked(), 0);
+    assert_eq!(app.tenants.tracked(), 0);
     assert_eq!(app.sandbox_stats().await.accepted, 0);
 }
 

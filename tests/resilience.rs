@@ -6,10 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cams_flows::{
-    cache::CacheConfig,
     config::Config,
+    config::{CacheConfig, RetryConfig},
     pb::{GetFlowRequest, GetFlowResponse},
-    retry::RetryConfig,
 };
 use support::{Options, TestApp, assert_failure, error_info, spawn_app_with};
 use tonic::{Code, Status};

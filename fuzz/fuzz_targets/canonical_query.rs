@@ -6,7 +6,7 @@
 //! split costs no string, and seeds stay readable.
 #![no_main]
 
-use cams_flows::cams::signer::{canonical_query, encode, parse_query};
+use cams_flows::acs::v3::{canonical_query, encode, parse_query};
 use libfuzzer_sys::fuzz_target;
 
 fn is_unreserved(b: u8) -> bool {

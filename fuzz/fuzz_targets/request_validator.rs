@@ -7,7 +7,7 @@
 #![no_main]
 
 use cams_flows::{
-    cams::signer::{canonical_query, parse_query},
+    acs::v3::{canonical_query, parse_query},
     domain::{FlowId, TenantId},
     error::Error,
     gateway::FlowQuery,

@@ -7,16 +7,18 @@ use reqwest::{
     Url,
     header::{HeaderMap, HeaderValue},
 };
-use tokio::time::Instant;
 
 use super::{
     ACTION_GET_FLOW, API_VERSION, RETRY_AFTER_HEADER,
-    credentials::{Credentials, CredentialsProvider},
     error::CamsError,
-    signer::{self, EMPTY_BODY_SHA256, RequestToSign},
     wire::{self, FlowAnswer},
 };
-use crate::domain::{FlowId, TenantId};
+use crate::{
+    acs::v3::{self, EMPTY_BODY_SHA256, RequestToSign},
+    clock::SharedClock,
+    credentials::{Credentials, CredentialsError, CredentialsProvider},
+    domain::{FlowId, TenantId},
+};
 
 /// Tunables of the upstream HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct CamsClient {
     /// The `host` header value as reqwest will send it (port only when not the default).
     host: Arc<str>,
     credentials: Arc<dyn CredentialsProvider>,
+    /// Dates every signature.
+    clock: SharedClock,
     config: UpstreamConfig,
 }
 
@@ -57,11 +61,12 @@ impl CamsClient {
     pub fn new(
         config: UpstreamConfig,
         credentials: Arc<dyn CredentialsProvider>,
-    ) -> Result<Self, String> {
+        clock: SharedClock,
+    ) -> Result<Self, ClientError> {
         let endpoint = &config.endpoint;
         let host = endpoint
             .host_str()
-            .ok_or_else(|| format!("endpoint {endpoint} has no host"))?;
+            .ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?;
         let host = match endpoint.port() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
@@ -75,35 +80,50 @@ impl CamsClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cams-flows/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError::Http)?;
         Ok(Self {
             http,
             base: Url::parse(&format!("{}://{host}/", endpoint.scheme()))
-                .map_err(|e| format!("endpoint {endpoint}: {e}"))?,
+                .map_err(|_| ClientError::Endpoint(endpoint.to_string()))?,
             host: host.into(),
             credentials,
+            clock,
             config,
         })
     }
 
-    /// One freshly signed attempt, abandoned at `deadline` (the caller's) with
-    /// [`CamsError::DeadlineExceeded`]; the configured request timeout, when shorter, ends it with
-    /// [`CamsError::Timeout`].
+    /// The credentials the next attempt will be signed with. Asked for before an account-quota
+    /// slot is taken, so that a slow credential source never holds a slot.
+    pub async fn credentials(&self) -> Result<Arc<Credentials>, CamsError> {
+        self.credentials
+            .credentials()
+            .await
+            .map_err(CamsError::Credentials)
+    }
+
+    /// One attempt with the current credentials: what a caller that needs neither a quota nor
+    /// retries (the benchmark baselines, a smoke test) does.
+    pub async fn fetch(
+        &self,
+        tenant: &TenantId,
+        flow_id: &FlowId,
+    ) -> Result<FlowAnswer, CamsError> {
+        let credentials = self.credentials().await?;
+        self.get_flow(tenant, flow_id, &credentials).await
+    }
+
+    /// One freshly signed attempt, ended by the configured request timeout
+    /// ([`CamsError::Timeout`]). The caller's deadline is the caller's business: it drops the
+    /// future when the deadline passes.
     pub async fn get_flow(
         &self,
         tenant: &TenantId,
         flow_id: &FlowId,
-        deadline: Instant,
+        credentials: &Credentials,
     ) -> Result<FlowAnswer, CamsError> {
-        let credentials = self
-            .credentials
-            .credentials()
-            .await
-            .map_err(CamsError::Credentials)?;
-
-        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let date = humantime::format_rfc3339_seconds(self.clock.now()).to_string();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let signed = SignedGetFlow::new(&self.host, tenant, flow_id, &credentials, &date, &nonce);
+        let signed = SignedGetFlow::new(&self.host, tenant, flow_id, credentials, &date, &nonce);
 
         // The canonical query is already percent-encoded with the unreserved set, which the URL
         // parser leaves as it is: the query on the wire is the one signed.
@@ -115,26 +135,24 @@ impl CamsClient {
             .http
             .post(url)
             .header("accept", "application/json")
-            .header("authorization", sensitive(&signed.authorization)?)
+            .header(
+                "authorization",
+                sensitive(&signed.authorization, "the signature")?,
+            )
             .header("content-length", "0");
         // `host` is set by reqwest from the URL, exactly as signed.
         for (name, value) in signed.headers.iter().filter(|(name, _)| *name != "host") {
             if *name == "x-acs-security-token" {
-                request = request.header(*name, sensitive(value)?);
+                request = request.header(*name, sensitive(value, "the STS token")?);
             } else {
                 request = request.header(*name, *value);
             }
         }
-        let exchange = async {
-            let response = request.send().await.map_err(transport_error)?;
-            let status = response.status().as_u16();
-            let retry_after = retry_after(response.headers());
-            let body = read_capped(response, self.config.max_body_bytes).await?;
-            wire::decode(status, &body, retry_after)
-        };
-        tokio::time::timeout_at(deadline, exchange)
-            .await
-            .map_err(|_| CamsError::DeadlineExceeded)?
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(response, self.config.max_body_bytes).await?;
+        wire::decode(status, &body, retry_after)
     }
 }
 
@@ -162,7 +180,7 @@ impl<'a> SignedGetFlow<'a> {
         if let Some(space) = tenant.cust_space_id() {
             params.push(("CustSpaceId", space));
         }
-        let query = signer::canonical_query(params);
+        let query = v3::canonical_query(params);
         let mut headers = vec![
             ("host", host),
             ("x-acs-action", ACTION_GET_FLOW),
@@ -183,7 +201,7 @@ impl<'a> SignedGetFlow<'a> {
             body_sha256: EMPTY_BODY_SHA256,
         }
         .sign(credentials.access_key_secret());
-        let authorization = signer::authorization(credentials.access_key_id(), &signature);
+        let authorization = v3::authorization(credentials.access_key_id(), &signature);
         Self {
             query,
             headers,
@@ -193,9 +211,9 @@ impl<'a> SignedGetFlow<'a> {
 }
 
 /// A header value that HTTP libraries keep out of their logs and `Debug` output.
-fn sensitive(value: &str) -> Result<HeaderValue, CamsError> {
+fn sensitive(value: &str, what: &'static str) -> Result<HeaderValue, CamsError> {
     let mut value = HeaderValue::from_str(value)
-        .map_err(|_| CamsError::Credentials("a credential is not a valid header value".into()))?;
+        .map_err(|_| CamsError::Credentials(CredentialsError::NotAHeaderValue(what)))?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -248,15 +266,25 @@ fn transport_error(err: reqwest::Error) -> CamsError {
     } else {
         "transport error"
     };
-    let mut cause = String::new();
+    let err = err.without_url();
+    let mut detail = String::new();
     let mut source = std::error::Error::source(&err);
     while let Some(inner) = source {
-        cause = inner.to_string();
+        detail = inner.to_string();
         source = inner.source();
     }
-    if cause.is_empty() {
-        CamsError::Transport(what.to_owned())
-    } else {
-        CamsError::Transport(format!("{what}: {cause}"))
+    CamsError::Transport {
+        what,
+        detail,
+        source: err,
     }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the CAMS endpoint {0} has no usable host")]
+    Endpoint(String),
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
 }

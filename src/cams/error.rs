@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::credentials::CredentialsError;
+
 /// An error CAMS reported in its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -72,8 +74,10 @@ pub fn classify(code: &str, http_status: u16) -> ApiErrorKind {
     }
 }
 
-/// Everything that can go wrong between the gateway and CAMS.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Everything that can go wrong in one exchange with CAMS. What each means to a caller (its gRPC
+/// code, whether another attempt may help, whether a stale answer may stand in) is decided once,
+/// in `crate::error`.
+#[derive(Debug, thiserror::Error)]
 pub enum CamsError {
     #[error("CAMS answered {}: {}", .0.code, .0.message)]
     Api(ApiError),
@@ -81,14 +85,19 @@ pub enum CamsError {
     BadResponse { http_status: u16, detail: String },
     #[error("CAMS answered HTTP {http_status} with a body over {limit} bytes")]
     BodyTooLarge { http_status: u16, limit: usize },
-    #[error("could not reach CAMS: {0}")]
-    Transport(String),
+    /// `detail` is the innermost cause (e.g. `Connection refused`), which is what an operator
+    /// needs; the whole chain stays reachable through `source()`, without the URL.
+    #[error("could not reach CAMS: {what}{}", if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
+    Transport {
+        what: &'static str,
+        detail: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("CAMS did not answer within the upstream timeout")]
     Timeout,
     #[error("no credentials to sign with: {0}")]
-    Credentials(String),
-    #[error("the call's deadline passed before CAMS answered")]
-    DeadlineExceeded,
+    Credentials(#[source] CredentialsError),
 }
 
 impl CamsError {
@@ -97,21 +106,6 @@ impl CamsError {
         match self {
             Self::Api(e) => e.retry_after,
             _ => None,
-        }
-    }
-
-    /// Whether another attempt could succeed: throttling, 5xx and transport failures.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Api(e) => matches!(
-                e.kind(),
-                ApiErrorKind::Throttled | ApiErrorKind::Unavailable
-            ),
-            Self::BadResponse { http_status, .. } | Self::BodyTooLarge { http_status, .. } => {
-                *http_status >= 500
-            }
-            Self::Transport(_) | Self::Timeout => true,
-            Self::Credentials(_) | Self::DeadlineExceeded => false,
         }
     }
 }

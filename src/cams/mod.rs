@@ -2,13 +2,10 @@
 //! gateway domain values and [`CamsError`].
 
 pub mod client;
-pub mod credentials;
 pub mod error;
-pub mod signer;
 pub mod wire;
 
-pub use client::{CamsClient, UpstreamConfig};
-pub use credentials::{Credentials, CredentialsProvider, StaticCredentials};
+pub use client::{CamsClient, ClientError, UpstreamConfig};
 pub use error::{ApiError, ApiErrorKind, CamsError};
 pub use wire::FlowAnswer;
 

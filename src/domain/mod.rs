@@ -3,6 +3,8 @@
 
 mod flow;
 mod ids;
+mod query;
 
 pub use flow::{Flow, FlowCategory, FlowStatus};
 pub use ids::{FlowId, IdError, TenantId};
+pub use query::FlowQuery;

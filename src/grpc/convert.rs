@@ -3,9 +3,8 @@
 use std::time::SystemTime;
 
 use crate::{
-    domain::{Flow, FlowCategory, FlowId, FlowStatus, TenantId},
+    domain::{Flow, FlowCategory, FlowId, FlowQuery, FlowStatus, TenantId},
     error::{Error, FieldViolation},
-    gateway::FlowQuery,
     pb,
 };
 

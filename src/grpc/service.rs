@@ -12,9 +12,11 @@ use super::{
 use crate::{
     auth::{AuthError, Authenticator, Caller},
     cams::CamsError,
-    error::Error,
-    gateway::{FlowQuery, Gateway, Served, Source},
+    domain::FlowQuery,
+    error::{Error, Failure},
+    gateway::{Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
+    telemetry::{CallRecord, ErrorChain, call_event},
     tls::ConnInfo,
 };
 
@@ -55,32 +57,6 @@ impl FlowApi {
     }
 }
 
-/// What the one log event of a call says about it.
-struct CallRecord<'a> {
-    tenant: &'a str,
-    flow_id: &'a str,
-    caller: Option<&'a str>,
-    latency_us: u64,
-}
-
-/// The call's log event: every field on the event itself, with no span, so that a call whose
-/// event is filtered out (a cache hit at the default level) costs the logging layer nothing, and
-/// one that is logged is formatted once. A macro because a `tracing` level belongs to its
-/// callsite.
-macro_rules! call_event {
-    ($level:expr, $record:expr, $($fields:tt)*) => {
-        tracing::event!(
-            target: "cams_flows::call",
-            $level,
-            tenant = %$record.tenant.escape_debug(),
-            flow_id = %$record.flow_id.escape_debug(),
-            caller = $record.caller,
-            latency_us = $record.latency_us,
-            $($fields)*
-        )
-    };
-}
-
 impl FlowApi {
     /// The call from admission to its outcome; `message` stays with the caller for the log.
     async fn serve(
@@ -88,11 +64,12 @@ impl FlowApi {
         caller: &Result<Arc<Caller>, AuthError>,
         message: &pb::GetFlowRequest,
         deadline: Instant,
-    ) -> Result<Served, Error> {
+    ) -> Result<Served, Failure> {
         let Ok(_admitted) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             return Err(Error::Overloaded {
                 max_in_flight: self.max_in_flight,
-            });
+            }
+            .into());
         };
         let caller = caller.as_ref().map_err(|e| Error::Unauthenticated(*e))?;
         let query = FlowQuery::try_from(message)?;
@@ -100,7 +77,8 @@ impl FlowApi {
             return Err(Error::TenantNotAllowed {
                 caller: caller.name.clone(),
                 tenant: query.tenant,
-            });
+            }
+            .into());
         }
         self.gateway.get_flow(&query, deadline).await
     }
@@ -169,14 +147,14 @@ impl FlowService for FlowApi {
             Err(error) => {
                 let status = to_status(&error);
                 let grpc_code = code_name(status.code());
-                let id = match &error {
+                let id = match &*error {
                     Error::Cams(CamsError::Api(api)) => Some(api.request_id.as_str()),
                     _ => None,
                 };
                 if status.code() == tonic::Code::Internal {
-                    call_event!(Level::ERROR, record, cams_request_id = id, grpc_code, error = %error, "failed: the gateway needs an operator");
+                    call_event!(Level::ERROR, record, cams_request_id = id, grpc_code, error = %ErrorChain(&*error), "failed: the gateway needs an operator");
                 } else {
-                    call_event!(Level::INFO, record, cams_request_id = id, grpc_code, error = %error, "failed");
+                    call_event!(Level::INFO, record, cams_request_id = id, grpc_code, error = %ErrorChain(&*error), "failed");
                 }
                 Err(status)
             }

@@ -23,7 +23,10 @@ const OVERLOAD_RETRY: Duration = Duration::from_millis(100);
 /// Trailer that gRPC clients with retry support read as the server's pushback.
 pub const RETRY_PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
 
+/// The status of a failure: its code as [`Error::disposition`] decides, and the details the
+/// proto documents for it.
 pub fn to_status(error: &Error) -> Status {
+    let code = error.disposition().code;
     match error {
         Error::InvalidArgument(violations) => {
             let mut details = ErrorDetails::new();
@@ -31,13 +34,14 @@ pub fn to_status(error: &Error) -> Status {
                 details.add_bad_request_violation(v.field, &v.description);
             }
             details.set_error_info("INVALID_ARGUMENT", LOCAL_DOMAIN, HashMap::new());
-            Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+            Status::with_error_details(code, error.to_string(), details)
         }
         Error::TenantRateLimited {
             tenant,
             quota,
             retry_after,
         } => rate_limited(
+            code,
             error,
             "TENANT_RATE_LIMITED",
             tenant,
@@ -51,6 +55,7 @@ pub fn to_status(error: &Error) -> Status {
             retry_after,
             ..
         } => rate_limited(
+            code,
             error,
             "ACCOUNT_RATE_LIMITED",
             tenant,
@@ -61,8 +66,7 @@ pub fn to_status(error: &Error) -> Status {
             ),
             *retry_after,
         ),
-        Error::Cams(CamsError::Api(api)) => api_status(api),
-        Error::Unauthenticated(e) => local(Code::Unauthenticated, e.reason(), error, None),
+        Error::Unauthenticated(e) => local(code, e.reason(), error, None),
         Error::TenantNotAllowed { caller, tenant } => {
             let mut details = ErrorDetails::new();
             details.set_error_info(
@@ -73,7 +77,7 @@ pub fn to_status(error: &Error) -> Status {
                     ("caller".to_owned(), caller.clone()),
                 ]),
             );
-            Status::with_error_details(Code::PermissionDenied, error.to_string(), details)
+            Status::with_error_details(code, error.to_string(), details)
         }
         Error::Overloaded { max_in_flight } => {
             let mut details = ErrorDetails::new();
@@ -83,39 +87,33 @@ pub fn to_status(error: &Error) -> Status {
                 HashMap::from([("maxInFlight".to_owned(), max_in_flight.to_string())]),
             );
             details.set_retry_info(Some(OVERLOAD_RETRY));
-            let mut status =
-                Status::with_error_details(Code::Unavailable, error.to_string(), details);
+            let mut status = Status::with_error_details(code, error.to_string(), details);
             add_pushback(&mut status, OVERLOAD_RETRY);
             status
         }
-        Error::Internal(_) => local(Code::Internal, "INTERNAL", error, None),
-        Error::Cams(e @ CamsError::BadResponse { http_status, .. }) => local(
-            Code::Unavailable,
-            "UPSTREAM_BAD_RESPONSE",
-            e,
-            Some(*http_status),
-        ),
-        Error::Cams(e @ CamsError::BodyTooLarge { http_status, .. }) => local(
-            Code::Unavailable,
-            "UPSTREAM_BODY_TOO_LARGE",
-            e,
-            Some(*http_status),
-        ),
-        Error::Cams(e @ CamsError::Transport(_)) => {
-            local(Code::Unavailable, "UPSTREAM_UNREACHABLE", e, None)
+        Error::DeadlineExceeded => local(code, "DEADLINE_EXCEEDED", error, None),
+        Error::Internal(_) => local(code, "INTERNAL", error, None),
+        Error::Cams(cams) => cams_status(code, cams),
+    }
+}
+
+fn cams_status(code: Code, error: &CamsError) -> Status {
+    match error {
+        CamsError::Api(api) => api_status(code, api),
+        CamsError::BadResponse { http_status, .. } => {
+            local(code, "UPSTREAM_BAD_RESPONSE", error, Some(*http_status))
         }
-        Error::Cams(e @ CamsError::Timeout) => {
-            local(Code::Unavailable, "UPSTREAM_TIMEOUT", e, None)
+        CamsError::BodyTooLarge { http_status, .. } => {
+            local(code, "UPSTREAM_BODY_TOO_LARGE", error, Some(*http_status))
         }
-        Error::Cams(CamsError::Credentials(_)) => local(
-            Code::Internal,
+        CamsError::Transport { .. } => local(code, "UPSTREAM_UNREACHABLE", error, None),
+        CamsError::Timeout => local(code, "UPSTREAM_TIMEOUT", error, None),
+        CamsError::Credentials(_) => local(
+            code,
             "CREDENTIALS_UNAVAILABLE",
             "the gateway has no usable CAMS credentials; see its logs",
             None,
         ),
-        Error::Cams(e @ CamsError::DeadlineExceeded) => {
-            local(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", e, None)
-        }
     }
 }
 
@@ -130,6 +128,7 @@ fn local(code: Code, reason: &str, message: impl ToString, http_status: Option<u
 }
 
 fn rate_limited(
+    code: Code,
     error: &Error,
     reason: &str,
     tenant: &TenantId,
@@ -151,24 +150,13 @@ fn rate_limited(
     );
     details.add_quota_failure_violation(subject, description);
     details.set_retry_info(Some(retry_after));
-    let mut status =
-        Status::with_error_details(Code::ResourceExhausted, error.to_string(), details);
+    let mut status = Status::with_error_details(code, error.to_string(), details);
     add_pushback(&mut status, retry_after);
     status
 }
 
-fn api_status(api: &ApiError) -> Status {
+fn api_status(code: Code, api: &ApiError) -> Status {
     let kind = api.kind();
-    let code = match kind {
-        ApiErrorKind::InvalidArgument => Code::InvalidArgument,
-        ApiErrorKind::PermissionDenied => Code::PermissionDenied,
-        ApiErrorKind::FailedPrecondition => Code::FailedPrecondition,
-        ApiErrorKind::Throttled => Code::ResourceExhausted,
-        ApiErrorKind::NotFound => Code::NotFound,
-        ApiErrorKind::GatewayMisconfigured => Code::Internal,
-        ApiErrorKind::Unavailable => Code::Unavailable,
-        ApiErrorKind::Unknown => Code::Unknown,
-    };
     // CAMS's text for a refused signature can describe the request; callers get the code only.
     let message = if kind == ApiErrorKind::GatewayMisconfigured {
         format!(

@@ -1,19 +1,25 @@
-//! Rate limits: each tenant within its own quota, and all tenants together within the account's
-//! CAMS quota (5 GetFlow calls per second for the whole account).
+//! Rate limits: each tenant within its own quota ([`tenant`]), and all tenants together within
+//! the account's CAMS quota ([`account`]: 5 GetFlow calls per second for the whole account).
+//! Each is a seam with an in-process implementation, the default and the test double.
 
-mod account;
-mod tenant;
+pub mod account;
+pub mod tenant;
 
 use std::{collections::HashMap, time::Duration};
 
-pub use account::{AccountGate, AccountLimits, AccountPermit, AccountRejection, RejectionCause};
-pub use tenant::{TenantLimiter, TenantQuota, TenantRejection};
-use tokio::time::Instant;
+pub use account::{
+    AccountGate, AccountLimits, AccountQuota, AccountRejection, Lease, LocalSlots, RejectionCause,
+    SlotLease, SlotStore,
+};
+pub use tenant::{GovernorTenantLimits, TenantLimits, TenantQuota, TenantRejection};
 
 use crate::domain::TenantId;
 
 /// How often idle tenants are forgotten.
 pub const EVICT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The span in which CAMS counts its quota.
+pub const QUOTA_WINDOW: Duration = Duration::from_secs(1);
 
 /// The validated `[limits]` configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,61 +48,13 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Where the account's quota is kept. In-process today; a shared store (several replicas, one
-/// account) is the next implementation.
-#[async_trait::async_trait]
-pub trait AccountLimiter: Send + Sync {
-    async fn acquire(
-        &self,
-        tenant: &TenantId,
-        deadline: Instant,
-    ) -> Result<AccountPermit, AccountRejection>;
-
-    /// The account's calls per second, for error details.
-    fn rps(&self) -> u32;
-}
-
-#[async_trait::async_trait]
-impl AccountLimiter for AccountGate {
-    async fn acquire(
-        &self,
-        tenant: &TenantId,
-        deadline: Instant,
-    ) -> Result<AccountPermit, AccountRejection> {
-        AccountGate::acquire(self, tenant, deadline).await
-    }
-
-    fn rps(&self) -> u32 {
-        self.limits().rps
-    }
-}
-
-/// Both limits, in the order a call meets them.
-pub struct Limits {
-    pub tenants: TenantLimiter,
-    pub account: Box<dyn AccountLimiter>,
-}
-
-impl std::fmt::Debug for Limits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limits")
-            .field("tracked_tenants", &self.tenants.tracked())
-            .field("account_rps", &self.account.rps())
-            .finish()
-    }
-}
-
-impl Limits {
-    /// Builds the in-process limiters (needs a Tokio runtime for the account dispatcher).
-    pub fn in_process(config: &LimitsConfig) -> Self {
-        Self {
-            tenants: TenantLimiter::new(config.tenant, config.tenants.clone()),
-            account: Box::new(AccountGate::new(AccountLimits {
-                rps: config.account_rps,
-                window: Duration::from_secs(1),
-                max_wait: config.max_wait,
-                max_queue: config.max_queue,
-            })),
+impl LimitsConfig {
+    pub fn account(&self) -> AccountLimits {
+        AccountLimits {
+            rps: self.account_rps,
+            window: QUOTA_WINDOW,
+            max_wait: self.max_wait,
+            max_queue: self.max_queue,
         }
     }
 }

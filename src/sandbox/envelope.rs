@@ -5,8 +5,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::acs::v3::encode;
 use crate::cams::RETRY_AFTER_HEADER;
-use crate::cams::signer::encode;
 
 pub(super) const HOST_ID: &str = "cams.ap-southeast-1.aliyuncs.com";
 pub(super) const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
 use super::envelope::{ErrorReply, json_response, new_request_id};
-use crate::cams::signer::encode;
+use crate::acs::v3::encode;
 
 const DOCUMENTED_FLOW_ID: &str = "926753328126430";
 const DOCUMENTED_REQUEST_ID: &str = "DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n";

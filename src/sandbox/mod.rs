@@ -60,8 +60,8 @@ impl SandboxConfig {
     }
 
     /// The credentials a client needs to be accepted by this simulated CAMS.
-    pub fn credentials(&self) -> crate::cams::Credentials {
-        crate::cams::Credentials::new(
+    pub fn credentials(&self) -> crate::credentials::Credentials {
+        crate::credentials::Credentials::new(
             self.access_key_id.clone(),
             self.access_key_secret.clone(),
             self.security_token.clone(),

@@ -20,7 +20,7 @@ use super::nonces::NonceCache;
 use super::stats::{RecordedRequest, Recorder};
 use super::throttle::Throttle;
 use super::verify::{self, Incoming, invalid_action};
-use crate::cams::signer::parse_query;
+use crate::acs::v3::parse_query;
 
 /// GetFlow sends no body; anything bigger than this is not a CAMS call.
 const MAX_BODY: usize = 1024 * 1024;

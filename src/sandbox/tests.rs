@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::*;
-use crate::cams::signer::{EMPTY_BODY_SHA256, RequestToSign, authorization, canonical_query};
+use crate::acs::v3::{EMPTY_BODY_SHA256, RequestToSign, authorization, canonical_query};
 
 const KEY_ID: &str = "test-key";
 const SECRET: &str = "test-secret";

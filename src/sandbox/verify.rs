@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::SandboxConfig;
 use super::envelope::ErrorReply;
 use super::nonces::NonceCache;
-use crate::cams::signer::{
+use crate::acs::v3::{
     ParsedAuthorization, RequestToSign, canonical_query, hex_sha256, parse_authorization,
     signatures_match,
 };

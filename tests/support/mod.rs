@@ -8,8 +8,8 @@ use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use cams_flows::{
     app::Application,
-    cams::{Credentials, StaticCredentials},
     config::Config,
+    credentials::{Credentials, StaticCredentials},
     limits::TenantQuota,
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
     sandbox::{RecordedRequest, Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
@@ -27,11 +27,11 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: FlowServiceClient<Channel>,
     pub channel: Channel,
-    pub limits: Arc<cams_flows::limits::Limits>,
+    pub tenants: Arc<dyn cams_flows::limits::TenantLimits>,
     pub sandbox_endpoint: String,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), cams_flows::app::ServeError>>>,
     _sandbox: Option<SandboxHandle>,
 }
 
@@ -114,7 +114,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .await
             .expect("build gateway");
     let addr = app.local_addr().expect("local addr");
-    let limits = app.limits();
+    let tenants = app.tenant_limits();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -137,7 +137,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         addr,
         client: FlowServiceClient::new(channel.clone()),
         channel,
-        limits,
+        tenants,
         sandbox_endpoint,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
@@ -202,7 +202,7 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it to return.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> Result<(), cams_flows::app::ServeError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

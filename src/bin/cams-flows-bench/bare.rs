@@ -7,7 +7,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use cams_flows::{
-    cams::{CamsClient, StaticCredentials, UpstreamConfig},
+    cams::{CamsClient, UpstreamConfig},
+    clock,
+    credentials::StaticCredentials,
     domain::{FlowId, TenantId},
     grpc::CACHE_HEADER,
     pb::{
@@ -17,7 +19,7 @@ use cams_flows::{
     sandbox::{Sandbox, SandboxConfig},
 };
 use prost::Message;
-use tokio::{net::TcpListener, time::Instant};
+use tokio::net::TcpListener;
 use tonic::{
     Request, Response, Status,
     metadata::MetadataValue,
@@ -95,13 +97,13 @@ async fn sample_response() -> anyhow::Result<GetFlowResponse> {
     let client = CamsClient::new(
         UpstreamConfig::new(endpoint),
         Arc::new(StaticCredentials::new(credentials)),
-    )
-    .map_err(anyhow::Error::msg)?;
+        clock::system(),
+    )?;
     let tenant = TenantId::parse(SAMPLE_TENANT).context("sample tenant")?;
     let flow = FlowId::parse(SAMPLE_FLOW).context("sample flow")?;
-    let answer = client
-        .get_flow(&tenant, &flow, Instant::now() + Duration::from_secs(10))
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.fetch(&tenant, &flow))
         .await
+        .context("the simulated CAMS did not answer")?
         .context("cannot fetch the sample flow from the simulated CAMS")?;
     Ok(GetFlowResponse {
         flow: Some(pb::Flow::from(&answer.flow)),

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use cams_flows::{
     cams::CamsClient,
-    gateway::FlowQuery,
+    domain::FlowQuery,
+    error::Error,
     grpc::{CACHE_HEADER, status::to_status},
     pb::{self, GetFlowRequest, GetFlowResponse, flow_service_server::FlowService},
 };
-use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{bare, cli::ProxyArgs, direct};
@@ -33,11 +33,11 @@ impl FlowService for Forward {
         request: Request<GetFlowRequest>,
     ) -> Result<Response<GetFlowResponse>, Status> {
         let query = FlowQuery::try_from(request.get_ref()).map_err(|e| to_status(&e))?;
-        let answer = self
-            .client
-            .get_flow(&query.tenant, &query.flow_id, Instant::now() + CALL_BOUND)
-            .await
-            .map_err(|e| to_status(&e.into()))?;
+        let answer =
+            tokio::time::timeout(CALL_BOUND, self.client.fetch(&query.tenant, &query.flow_id))
+                .await
+                .map_err(|_| to_status(&Error::DeadlineExceeded))?
+                .map_err(|e| to_status(&e.into()))?;
         // The header the gateway sends on a miss, so that both send the same bytes.
         let mut response = Response::new(GetFlowResponse {
             flow: Some(pb::Flow::from(&answer.flow)),

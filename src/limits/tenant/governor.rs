@@ -1,5 +1,5 @@
-//! Per-tenant rate limits: one GCRA cell per call (governor), keyed by the validated tenant, with
-//! per-tenant overrides that carry their own quota.
+//! The in-process tenant limits: one GCRA cell per call (governor), keyed by the validated
+//! tenant, with per-tenant overrides that carry their own quota.
 
 use std::{collections::HashMap, num::NonZeroU32, time::Duration};
 
@@ -10,14 +10,8 @@ use governor::{
     state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
 };
 
+use super::{TenantLimits, TenantQuota, TenantRejection};
 use crate::domain::TenantId;
-
-/// A tenant's allowance: a sustained rate and the burst it may spend at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TenantQuota {
-    pub rps: f64,
-    pub burst: NonZeroU32,
-}
 
 impl TenantQuota {
     fn governor(self) -> Quota {
@@ -27,38 +21,36 @@ impl TenantQuota {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(self.burst)
     }
-
-    /// How the quota reads in errors and logs, e.g. `5 calls/s, burst 10`.
-    pub fn describe(self) -> String {
-        format!("{} calls/s, burst {}", self.rps, self.burst)
-    }
-}
-
-/// A tenant over its quota: when it may call again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantRejection {
-    pub quota: TenantQuota,
-    pub retry_after: Duration,
 }
 
 type Keyed<C> =
     RateLimiter<TenantId, DashMapStateStore<TenantId>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-pub struct TenantLimiter<C: Clock = DefaultClock> {
+pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
     default: TenantQuota,
     shared: Keyed<C>,
     overrides: HashMap<TenantId, (TenantQuota, Direct<C>)>,
     clock: C,
 }
 
-impl TenantLimiter<DefaultClock> {
+impl<C: Clock> std::fmt::Debug for GovernorTenantLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernorTenantLimits")
+            .field("default", &self.default)
+            .field("overrides", &self.overrides.len())
+            .field("tracked", &self.shared.len())
+            .finish()
+    }
+}
+
+impl GovernorTenantLimits<DefaultClock> {
     pub fn new(default: TenantQuota, overrides: HashMap<TenantId, TenantQuota>) -> Self {
         Self::with_clock(default, overrides, DefaultClock::default())
     }
 }
 
-impl<C: Clock + Clone> TenantLimiter<C> {
+impl<C: Clock + Clone> GovernorTenantLimits<C> {
     pub fn with_clock(
         default: TenantQuota,
         overrides: HashMap<TenantId, TenantQuota>,
@@ -78,9 +70,14 @@ impl<C: Clock + Clone> TenantLimiter<C> {
             clock,
         }
     }
+}
 
-    /// Spends one cell of the tenant's quota, or says how long until one is free.
-    pub fn check(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
+impl<C> TenantLimits for GovernorTenantLimits<C>
+where
+    C: Clock + Clone + Send + Sync,
+    C::Instant: Send + Sync,
+{
+    fn check(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
         let (quota, outcome) = match self.overrides.get(tenant) {
             Some((quota, limiter)) => (*quota, limiter.check()),
             None => (self.default, self.shared.check_key(tenant)),
@@ -93,13 +90,12 @@ impl<C: Clock + Clone> TenantLimiter<C> {
 
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
     /// memory without bound. Overrides are configured, not learned, and stay.
-    pub fn evict_idle(&self) {
+    fn evict_idle(&self) {
         self.shared.retain_recent();
         self.shared.shrink_to_fit();
     }
 
-    /// Tenants currently tracked by the shared limiter.
-    pub fn tracked(&self) -> usize {
+    fn tracked(&self) -> usize {
         self.shared.len()
     }
 }
@@ -124,7 +120,8 @@ mod tests {
     #[test]
     fn burst_then_rate_with_exact_retry_after() {
         let clock = FakeRelativeClock::default();
-        let limiter = TenantLimiter::with_clock(quota(2.0, 3), HashMap::new(), clock.clone());
+        let limiter =
+            GovernorTenantLimits::with_clock(quota(2.0, 3), HashMap::new(), clock.clone());
         let a = tenant("a");
         for _ in 0..3 {
             limiter.check(&a).expect("burst");
@@ -147,7 +144,7 @@ mod tests {
             (tenant("vip"), quota(10.0, 20)),
             (tenant("slow"), quota(1.0, 1)),
         ]);
-        let limiter = TenantLimiter::with_clock(quota(2.0, 2), overrides, clock.clone());
+        let limiter = GovernorTenantLimits::with_clock(quota(2.0, 2), overrides, clock.clone());
         for _ in 0..20 {
             limiter.check(&tenant("vip")).expect("raised");
         }
@@ -164,7 +161,8 @@ mod tests {
     #[test]
     fn idle_tenants_are_forgotten() {
         let clock = FakeRelativeClock::default();
-        let limiter = TenantLimiter::with_clock(quota(5.0, 5), HashMap::new(), clock.clone());
+        let limiter =
+            GovernorTenantLimits::with_clock(quota(5.0, 5), HashMap::new(), clock.clone());
         for i in 0..1000 {
             limiter.check(&tenant(&format!("t{i}"))).expect("fresh");
         }
@@ -183,7 +181,8 @@ mod tests {
     #[test]
     fn fractional_rates() {
         let clock = FakeRelativeClock::default();
-        let limiter = TenantLimiter::with_clock(quota(0.5, 1), HashMap::new(), clock.clone());
+        let limiter =
+            GovernorTenantLimits::with_clock(quota(0.5, 1), HashMap::new(), clock.clone());
         limiter.check(&tenant("a")).expect("first");
         assert_eq!(
             limiter.check(&tenant("a")).expect_err("second").retry_after,

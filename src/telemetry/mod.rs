@@ -1,6 +1,10 @@
 //! Logging: `tracing` to stdout as JSON lines (for log pipelines) or text (for people).
 //! `RUST_LOG` overrides the default `info` filter.
 
+mod call;
+
+pub use call::ErrorChain;
+pub(crate) use call::{CallRecord, call_event};
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;

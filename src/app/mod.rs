@@ -1,0 +1,202 @@
+//! The application: builds the gateway from a [`Config`] ([`wiring`] picks the backends), binds
+//! the listener (port 0 works, for tests) and serves gRPC until told to stop, then shuts down in
+//! a stated order: NOT_SERVING, stop accepting, drain the calls in flight (bounded), stop the
+//! background loops ([`tasks`]).
+
+#[cfg(feature = "sandbox")]
+mod sandbox;
+mod serve;
+mod tasks;
+mod wiring;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+pub use tasks::Tasks;
+pub use wiring::{Wired, flow_api};
+
+use crate::{
+    auth::AuthMode,
+    cams::ClientError,
+    clock,
+    config::Config,
+    credentials::{self, CredentialsError, CredentialsProvider, StaticCredentials},
+    grpc::FlowApi,
+    limits::{AccountQuota, TenantLimits},
+    tls::TlsServer,
+};
+
+/// How often certificate files are checked for rotation (SIGHUP reloads at once).
+const CERT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not start. Each names what to fix; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the simulated CAMS")]
+    Sandbox(#[source] std::io::Error),
+    #[error("the simulated CAMS has an unusable endpoint {0}")]
+    SandboxEndpoint(String),
+    #[error("this build has no simulated CAMS (the `sandbox` feature is off)")]
+    NoSandbox,
+}
+
+/// Why serving stopped other than by a shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot read the listener's address")]
+    Address(#[source] std::io::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    api: FlowApi,
+    tenants: Arc<dyn TenantLimits>,
+    account: Arc<dyn AccountQuota>,
+    drain_timeout: Duration,
+    max_concurrent_streams: u32,
+    tls: Option<Arc<TlsServer>>,
+    tasks: Tasks,
+    sandbox_endpoint: Option<String>,
+}
+
+impl Application {
+    /// Builds with the credentials the configuration calls for: generated ones against an
+    /// in-process simulated CAMS under `sandbox`, the `ALIBABA_CLOUD_*` variables otherwise.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        if config.sandbox {
+            return Self::build_sandbox(config).await;
+        }
+        let credentials = credentials::from_env()?;
+        Self::build_with_credentials(config, Arc::new(StaticCredentials::new(credentials))).await
+    }
+
+    #[cfg(feature = "sandbox")]
+    async fn build_sandbox(mut config: Config) -> Result<Self, StartError> {
+        let mut tasks = Tasks::default();
+        let (endpoint, credentials) = sandbox::start(&mut tasks).await?;
+        config.upstream.endpoint = endpoint;
+        let sandbox_endpoint = Some(config.upstream.endpoint.to_string());
+        let mut app =
+            Self::build_in(config, Arc::new(StaticCredentials::new(credentials)), tasks).await?;
+        app.sandbox_endpoint = sandbox_endpoint;
+        Ok(app)
+    }
+
+    #[cfg(not(feature = "sandbox"))]
+    async fn build_sandbox(_config: Config) -> Result<Self, StartError> {
+        Err(StartError::NoSandbox)
+    }
+
+    pub async fn build_with_credentials(
+        config: Config,
+        credentials: Arc<dyn CredentialsProvider>,
+    ) -> Result<Self, StartError> {
+        Self::build_in(config, credentials, Tasks::default()).await
+    }
+
+    async fn build_in(
+        config: Config,
+        credentials: Arc<dyn CredentialsProvider>,
+        mut tasks: Tasks,
+    ) -> Result<Self, StartError> {
+        let wired = flow_api(&config, credentials, clock::system(), &mut tasks)?;
+        if config.auth.mode == AuthMode::None {
+            tracing::warn!(
+                "caller authentication is off (auth.mode = none): every caller may read every tenant"
+            );
+        }
+        let tls = config
+            .tls
+            .clone()
+            .map(TlsServer::load)
+            .transpose()
+            .map_err(StartError::Tls)?;
+        if let Some(tls) = &tls {
+            tasks.spawn("certificate reloader", tls_reloader(tls));
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            api: wired.api,
+            tenants: wired.tenants,
+            account: wired.account,
+            drain_timeout: config.drain_timeout,
+            max_concurrent_streams: config.max_concurrent_streams,
+            tls,
+            tasks,
+            sandbox_endpoint: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The tenant limits, for inspection (tests, diagnostics).
+    pub fn tenant_limits(&self) -> Arc<dyn TenantLimits> {
+        Arc::clone(&self.tenants)
+    }
+
+    /// The account quota, for inspection (tests, diagnostics).
+    pub fn account_quota(&self) -> Arc<dyn AccountQuota> {
+        Arc::clone(&self.account)
+    }
+
+    /// The simulated CAMS's endpoint, under `--sandbox`.
+    pub fn sandbox_endpoint(&self) -> Option<String> {
+        self.sandbox_endpoint.clone()
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING, stops accepting, gives
+    /// in-flight calls up to the drain timeout, and stops the background loops.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let served = serve::serve(
+            serve::Serving {
+                listener: self.listener,
+                api: self.api,
+                tls: self.tls,
+                drain_timeout: self.drain_timeout,
+                max_concurrent_streams: self.max_concurrent_streams,
+            },
+            shutdown,
+        )
+        .await;
+        self.tasks.stop().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// The reloader holds only a weak reference, so it also ends when the server is dropped.
+fn tls_reloader(tls: &Arc<TlsServer>) -> impl Future<Output = ()> + Send + 'static {
+    let handle = tokio_util::task::AbortOnDropHandle::new(tls.spawn_reloader(CERT_POLL_INTERVAL));
+    async move {
+        let _ = handle.await;
+    }
+}

@@ -1,0 +1,150 @@
+//! One load: the fetch that coalesced callers share, run in its own task. It asks for the
+//! credentials first (so that a slow credential source never holds a quota slot), then, for
+//! each attempt, takes an account lease, sends one signed call and completes the lease once the
+//! answer is read, retrying what may succeed on another attempt.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use super::retry::{RetryBudget, RetryConfig};
+use crate::{
+    cache::{Coalescer, FlowCache, LoadResult, Waiters},
+    cams::{CamsClient, FlowAnswer},
+    domain::FlowQuery,
+    error::Error,
+    limits::{AccountQuota, RejectionCause},
+};
+
+/// Everything a load needs, shared by the gateway and the load tasks it spawns.
+#[derive(Debug)]
+pub(super) struct Loader {
+    client: CamsClient,
+    account: Arc<dyn AccountQuota>,
+    cache: Option<FlowCache>,
+    retry: RetryConfig,
+    budget: RetryBudget,
+    coalescer: Coalescer,
+    load_timeout: Duration,
+}
+
+impl Loader {
+    pub(super) fn new(
+        client: CamsClient,
+        account: Arc<dyn AccountQuota>,
+        cache: Option<FlowCache>,
+        retry: RetryConfig,
+        coalescer: Coalescer,
+        load_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            account,
+            cache,
+            budget: RetryBudget::new(&retry),
+            retry,
+            coalescer,
+            load_timeout,
+        }
+    }
+
+    pub(super) fn coalescer(&self) -> &Coalescer {
+        &self.coalescer
+    }
+
+    /// Fetch with retries, keep a good answer, let the next caller start anew. The caller who
+    /// started the load bounds the wait for account capacity (so that a call that cannot be
+    /// served in time fails at once); an attempt under way runs on for the callers that joined,
+    /// up to the load timeout; a retry starts only if it can end before the latest deadline
+    /// among the waiting callers.
+    pub(super) async fn load(
+        self: Arc<Self>,
+        query: FlowQuery,
+        caller_deadline: Instant,
+        waiters: Arc<Waiters>,
+    ) -> LoadResult {
+        let bound = Instant::now() + self.load_timeout;
+        let result = self
+            .fetch(&query, caller_deadline.min(bound), bound, &waiters)
+            .await
+            .map(Arc::new)
+            .map_err(Arc::new);
+        if let (Ok(answer), Some(cache)) = (&result, &self.cache) {
+            cache.store(query.clone(), Arc::clone(answer)).await;
+        }
+        self.coalescer.finish(&query);
+        result
+    }
+
+    /// Attempts until one succeeds, the error is final, attempts or budget run out, or the
+    /// next attempt could not end before the waiters' latest deadline. Every attempt spends
+    /// account quota; the first waits for it until `first_wait` at most.
+    async fn fetch(
+        &self,
+        query: &FlowQuery,
+        first_wait: Instant,
+        bound: Instant,
+        waiters: &Waiters,
+    ) -> Result<FlowAnswer, Error> {
+        self.budget.record_call();
+        let mut retry = 0;
+        loop {
+            let credentials = self.client.credentials().await?;
+            let wait_until = if retry == 0 {
+                first_wait
+            } else {
+                waiters.latest().min(bound)
+            };
+            let lease = self
+                .account
+                .acquire(&query.tenant, wait_until)
+                .await
+                .map_err(|r| Error::AccountRateLimited {
+                    tenant: query.tenant.clone(),
+                    account_rps: self.account.rps(),
+                    retry_after: r.retry_after,
+                    queue_full: r.cause == RejectionCause::QueueFull,
+                })?;
+            let attempt_started = Instant::now();
+            let attempt = self
+                .client
+                .get_flow(&query.tenant, &query.flow_id, &credentials);
+            // Past the bound the attempt is dropped mid-flight and its lease abandoned: the
+            // request may still reach CAMS, and the store keeps counting it.
+            let Ok(result) = tokio::time::timeout_at(bound, attempt).await else {
+                return Err(Error::DeadlineExceeded);
+            };
+            lease.complete().await;
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(e) => Error::from(e),
+            };
+            retry += 1;
+            if !error.disposition().retry || retry >= self.retry.max_attempts {
+                return Err(error);
+            }
+            let pause = self.retry.backoff(retry - 1, error_retry_after(&error));
+            // The next attempt is expected to take about as long as this one did.
+            let expected_end = Instant::now() + pause + attempt_started.elapsed();
+            if expected_end >= waiters.latest().min(bound) || !self.budget.try_retry() {
+                return Err(error);
+            }
+            tracing::debug!(
+                tenant = query.tenant.as_str(),
+                flow_id = query.flow_id.as_str(),
+                %error,
+                retry,
+                ?pause,
+                "retrying CAMS"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+fn error_retry_after(error: &Error) -> Option<Duration> {
+    match error {
+        Error::Cams(cams) => cams.retry_after(),
+        _ => None,
+    }
+}

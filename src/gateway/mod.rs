@@ -1,0 +1,154 @@
+//! What happens to a validated call between the gRPC edge and the CAMS client:
+//! tenant limit → cache → coalesced load (see [`load`]: credentials, account quota, signed
+//! attempt, retries) → cache.
+
+mod load;
+pub mod retry;
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use crate::{
+    cache::{Coalescer, FlowCache, Lookup, Tier},
+    cams::{CamsClient, FlowAnswer},
+    domain::FlowQuery,
+    error::{Error, Failure},
+    limits::{AccountQuota, TenantLimits},
+};
+use load::Loader;
+pub use retry::RetryConfig;
+
+/// How an answer was obtained; reported to callers in the `x-cams-cache` response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// From this process's cache, without asking CAMS.
+    Hit,
+    /// From the cache shared with other replicas, without asking CAMS.
+    Shared,
+    /// Fetched from CAMS for this call.
+    Miss,
+    /// Shared from a fetch another call started.
+    Coalesced,
+    /// An answer past its TTL, served because CAMS is failing or throttling.
+    Stale,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Shared => "shared",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub answer: Arc<FlowAnswer>,
+    pub source: Source,
+}
+
+/// The parts of the request path behind the gRPC service, as the wiring picks them.
+pub struct Parts {
+    pub client: CamsClient,
+    pub tenants: Arc<dyn TenantLimits>,
+    pub account: Arc<dyn AccountQuota>,
+    pub cache: Option<FlowCache>,
+    pub retry: RetryConfig,
+    /// Bound on one load, whoever waits for it.
+    pub load_timeout: Duration,
+}
+
+/// The request path behind the gRPC service.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    tenants: Arc<dyn TenantLimits>,
+    cache: Option<FlowCache>,
+    loader: Arc<Loader>,
+}
+
+impl Gateway {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            tenants: parts.tenants,
+            cache: parts.cache.clone(),
+            loader: Arc::new(Loader::new(
+                parts.client,
+                parts.account,
+                parts.cache,
+                parts.retry,
+                Coalescer::default(),
+                parts.load_timeout,
+            )),
+        }
+    }
+
+    pub async fn get_flow(&self, query: &FlowQuery, deadline: Instant) -> Result<Served, Failure> {
+        self.tenants
+            .check(&query.tenant)
+            .map_err(|r| Error::TenantRateLimited {
+                tenant: query.tenant.clone(),
+                quota: r.quota,
+                retry_after: r.retry_after,
+            })?;
+
+        let cached = match &self.cache {
+            Some(cache) => cache.lookup(query).await,
+            None => Lookup::Absent,
+        };
+        let stale = match cached {
+            Lookup::Fresh { answer, tier } => {
+                return Ok(Served {
+                    answer,
+                    source: match tier {
+                        Tier::Local => Source::Hit,
+                        Tier::Shared => Source::Shared,
+                    },
+                });
+            }
+            Lookup::Stale(entry) => Some(entry),
+            Lookup::Absent => None,
+        };
+
+        let (load, started) = self.loader.coalescer().join(query, deadline, |waiters| {
+            let loader = Arc::clone(&self.loader);
+            let query = query.clone();
+            async move { loader.load(query, deadline, waiters).await }.boxed()
+        });
+        let outcome = match tokio::time::timeout_at(deadline, load).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(shared)) => Err(Failure::Shared(shared)),
+            Err(_) => Err(Failure::Own(Error::DeadlineExceeded)),
+        };
+        match (outcome, stale) {
+            (Ok(answer), _) => Ok(Served {
+                answer,
+                source: if started {
+                    Source::Miss
+                } else {
+                    Source::Coalesced
+                },
+            }),
+            (Err(error), Some(entry)) if error.disposition().stale_may_serve => {
+                let age = entry.fetched_at.elapsed().unwrap_or_default();
+                tracing::warn!(
+                    tenant = query.tenant.as_str(),
+                    flow_id = query.flow_id.as_str(),
+                    error = %*error,
+                    age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    "serving a stale answer"
+                );
+                Ok(Served {
+                    answer: entry.answer,
+                    source: Source::Stale,
+                })
+            }
+            (Err(error), _) => Err(error),
+        }
+    }
+}

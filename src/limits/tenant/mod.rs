@@ -1,0 +1,48 @@
+//! Per-tenant rate limits: each CustSpaceId within its own quota, checked on every call (cache
+//! hits included) before anything else is spent on it.
+//!
+//! The check is synchronous on purpose: it runs on the cache-hit path, which must not wait on
+//! anything. A backend shared by several replicas keeps its shared state up to date in the
+//! background and decides locally.
+
+mod governor;
+
+use std::{fmt, num::NonZeroU32, time::Duration};
+
+pub use governor::GovernorTenantLimits;
+
+use crate::domain::TenantId;
+
+/// A tenant's allowance: a sustained rate and the burst it may spend at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TenantQuota {
+    pub rps: f64,
+    pub burst: NonZeroU32,
+}
+
+impl TenantQuota {
+    /// How the quota reads in errors and logs, e.g. `5 calls/s, burst 10`.
+    pub fn describe(self) -> String {
+        format!("{} calls/s, burst {}", self.rps, self.burst)
+    }
+}
+
+/// A tenant over its quota: when it may call again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRejection {
+    pub quota: TenantQuota,
+    pub retry_after: Duration,
+}
+
+/// Where the tenants' quotas are kept.
+pub trait TenantLimits: Send + Sync + fmt::Debug {
+    /// Spends one call of the tenant's quota, or says how long until one is free.
+    fn check(&self, tenant: &TenantId) -> Result<(), TenantRejection>;
+
+    /// Forgets tenants whose state no longer matters (their quota is full again), so that a
+    /// flood of distinct ids cannot grow memory without bound. Called periodically.
+    fn evict_idle(&self);
+
+    /// Tenants whose state is held now.
+    fn tracked(&self) -> usize;
+}
