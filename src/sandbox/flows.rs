@@ -34,7 +34,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -45,65 +45,16 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
 use super::envelope::{ErrorReply, json_response, new_request_id};
-use crate::acs::v3::encode;
+use super::samples::{
+    DOCUMENTED_FLOW_ID, ORDER_STATUS, SAMPLES, documented_flow, sample_flow, unix_millis,
+};
 
-const DOCUMENTED_FLOW_ID: &str = "926753328126430";
-const DOCUMENTED_REQUEST_ID: &str = "DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n";
 const MAX_SLOW: Duration = Duration::from_secs(60);
-const PREVIEW_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Far beyond any sane GetFlow answer, so a client's response size cap must trip.
 const HUGE_BODY_LEN: usize = 16 * 1024 * 1024;
 const HUGE_CHUNK_LEN: usize = 64 * 1024;
 /// Retry hint on simulated throttling, in milliseconds.
 const SIMULATED_RETRY_AFTER_MS: u64 = 1500;
-
-struct Sample {
-    id: &'static str,
-    status: &'static str,
-    name: &'static str,
-    categories: &'static [&'static str],
-    endpoint_uri: Option<&'static str>,
-}
-
-const ORDER_STATUS: Sample = Sample {
-    id: "100000000000002",
-    status: "PUBLISHED",
-    name: "order_status",
-    categories: &["CUSTOMER_SUPPORT", "OTHER"],
-    endpoint_uri: Some("https://flows.example.com/endpoint"),
-};
-
-const SAMPLES: &[Sample] = &[
-    ORDER_STATUS,
-    Sample {
-        id: "100000000000003",
-        status: "DEPRECATED",
-        name: "old_survey",
-        categories: &["SURVEY"],
-        endpoint_uri: None,
-    },
-    Sample {
-        id: "100000000000004",
-        status: "BLOCKED",
-        name: "booking",
-        categories: &["APPOINTMENT_BOOKING"],
-        endpoint_uri: None,
-    },
-    Sample {
-        id: "100000000000005",
-        status: "THROTTLED",
-        name: "shop",
-        categories: &["SHOPPING", "LEAD_GENERATION"],
-        endpoint_uri: None,
-    },
-    Sample {
-        id: "100000000000009",
-        status: "ARCHIVED",
-        name: "future_flow",
-        categories: &["SIGN_IN", "TELEPATHY"],
-        endpoint_uri: None,
-    },
-];
 
 /// The answer to an accepted call, and how long to sit on it first.
 pub(super) struct Plan {
@@ -216,67 +167,6 @@ impl Plan {
             outcome,
         }
     }
-}
-
-fn documented_flow() -> Outcome {
-    Outcome::Flow {
-        request_id: DOCUMENTED_REQUEST_ID.to_owned(),
-        body: json!({
-            "RequestId": DOCUMENTED_REQUEST_ID,
-            "Code": "OK",
-            "Message": "None",
-            "AccessDeniedDetail": "",
-            "Data": {
-                "Status": "DRAFT",
-                "FlowId": DOCUMENTED_FLOW_ID,
-                "FlowName": "flow_001",
-                "Categories": ["SIGN_UP"],
-                "JSONVersion": "2.1",
-                "DataApiVersion": "3.0",
-                "PreviewUrl": "https://pre-url",
-                "PreviewUrlExpires": 1_700_617_436_633_u64,
-            },
-        }),
-    }
-}
-
-fn sample_flow(sample: &Sample, flow_id: &str, space: &str) -> Outcome {
-    let request_id = new_request_id();
-    let preview_url = format!(
-        "https://business.facebook.com/wa/manage/flows/{}/preview/?token={}&space={}",
-        encode(flow_id),
-        uuid::Uuid::new_v4(),
-        encode(space),
-    );
-    let mut data = json!({
-        "Status": sample.status,
-        "FlowId": flow_id,
-        "FlowName": sample.name,
-        "Categories": sample.categories,
-        "JSONVersion": "6.0",
-        "DataApiVersion": "3.0",
-        "PreviewUrl": preview_url,
-        "PreviewUrlExpires": unix_millis(SystemTime::now() + PREVIEW_LIFETIME),
-    });
-    if let (Some(uri), Some(fields)) = (sample.endpoint_uri, data.as_object_mut()) {
-        fields.insert("EndpointUri".to_owned(), uri.into());
-    }
-    Outcome::Flow {
-        body: json!({
-            "RequestId": request_id,
-            "Code": "OK",
-            "Message": "Success",
-            "AccessDeniedDetail": "",
-            "Data": data,
-        }),
-        request_id,
-    }
-}
-
-fn unix_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
 }
 
 fn simulated_error(code: &str) -> ErrorReply {

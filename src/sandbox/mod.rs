@@ -9,6 +9,7 @@
 mod envelope;
 mod flows;
 mod nonces;
+mod samples;
 mod server;
 mod stats;
 mod throttle;

@@ -21,6 +21,8 @@
 mod fair_queue;
 mod gate;
 mod local;
+#[cfg(test)]
+mod tests;
 
 use std::{fmt, sync::Arc, time::Duration};
 

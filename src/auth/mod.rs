@@ -1,6 +1,9 @@
 //! Who is calling, and which tenants they may read. The gateway holds credentials that can read
 //! every sub-customer's flows, so each caller is limited to its own CustSpaceIds.
 
+mod tenants;
+mod xfcc;
+
 use std::{collections::HashMap, fmt, sync::Arc};
 
 use serde::Deserialize;
@@ -8,7 +11,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-use crate::{domain::TenantId, tls::ConnInfo};
+pub use tenants::{PatternError, TenantSet};
+use xfcc::forwarded_uri;
+
+use crate::tls::ConnInfo;
 
 /// How callers prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -22,50 +28,6 @@ pub enum AuthMode {
     Mtls,
     /// The `URI=` of `x-forwarded-client-cert`, set by a mesh sidecar that verified the peer.
     MeshHeader,
-}
-
-/// The tenants one caller may query: exact ids, `prefix*` patterns, or `*` for all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantSet {
-    exact: Vec<String>,
-    prefixes: Vec<String>,
-    all: bool,
-}
-
-impl TenantSet {
-    pub fn parse(patterns: &[String]) -> Result<Self, String> {
-        let mut set = Self::default();
-        for p in patterns {
-            if p == "*" {
-                set.all = true;
-            } else if let Some(prefix) = p.strip_suffix('*') {
-                if prefix.contains('*') {
-                    return Err(format!("{p:?}: `*` may only end a pattern"));
-                }
-                set.prefixes.push(prefix.to_owned());
-            } else if p.contains('*') {
-                return Err(format!("{p:?}: `*` may only end a pattern"));
-            } else {
-                TenantId::parse(p.as_str()).map_err(|e| format!("{p:?}: {e}"))?;
-                set.exact.push(p.clone());
-            }
-        }
-        Ok(set)
-    }
-
-    pub fn all() -> Self {
-        Self {
-            all: true,
-            ..Self::default()
-        }
-    }
-
-    pub fn allows(&self, tenant: &TenantId) -> bool {
-        let t = tenant.as_str();
-        self.all
-            || self.exact.iter().any(|e| e == t)
-            || self.prefixes.iter().any(|p| t.starts_with(p))
-    }
 }
 
 /// An authenticated caller.
@@ -227,83 +189,12 @@ impl Authenticator {
     }
 }
 
-/// The `URI=` of the element a sidecar appended last to `x-forwarded-client-cert` (Envoy's
-/// format: elements separated by `,`, pairs by `;`, values optionally quoted).
-pub fn forwarded_uri(header: &str) -> Option<String> {
-    let element = split_unquoted(header, ',').into_iter().last()?;
-    split_unquoted(element, ';').into_iter().find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        if !key.trim().eq_ignore_ascii_case("uri") {
-            return None;
-        }
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .map(|v| v.replace("\\\"", "\""))
-            .unwrap_or_else(|| value.to_owned());
-        (!value.is_empty()).then_some(value)
-    })
-}
-
-fn split_unquoted(s: &str, separator: char) -> Vec<&str> {
-    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tenants(p: &[&str]) -> TenantSet {
         TenantSet::parse(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid")
-    }
-
-    #[test]
-    fn tenant_patterns() {
-        let set = tenants(&["cams-a", "team-*", ""]);
-        let t = |s: &str| TenantId::parse(s).expect("id");
-        assert!(set.allows(&t("cams-a")));
-        assert!(!set.allows(&t("cams-ab")));
-        assert!(set.allows(&t("team-x")) && set.allows(&t("team-")));
-        assert!(set.allows(&t("")));
-        assert!(!set.allows(&t("other")));
-        assert!(tenants(&["*"]).allows(&t("anything")));
-        assert!(!TenantSet::default().allows(&t("")));
-        assert!(TenantSet::parse(&["a*b".into()]).is_err());
-        assert!(TenantSet::parse(&["**".into()]).is_err());
-    }
-
-    #[test]
-    fn forwarded_client_cert() {
-        let h = r#"By=spiffe://cluster.local/ns/gw/sa/cams;Hash=abc;Subject="CN=x,O=y";URI=spiffe://cluster.local/ns/billing/sa/api"#;
-        assert_eq!(
-            forwarded_uri(h).as_deref(),
-            Some("spiffe://cluster.local/ns/billing/sa/api")
-        );
-        // The last element is the one the sidecar in front of the gateway added.
-        let two = "URI=spiffe://a,By=x;URI=spiffe://b";
-        assert_eq!(forwarded_uri(two).as_deref(), Some("spiffe://b"));
-        assert_eq!(
-            forwarded_uri(r#"uri="spiffe://q""#).as_deref(),
-            Some("spiffe://q")
-        );
-        assert_eq!(forwarded_uri("Hash=abc"), None);
-        assert_eq!(forwarded_uri("URI="), None);
-        assert_eq!(forwarded_uri(""), None);
     }
 
     #[test]

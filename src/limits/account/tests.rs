@@ -1,0 +1,279 @@
+//! The gate over in-process slots: the strict sliding bound, bursts, refusals, the bounded
+//! queue and the order in which waiting tenants are served, on Tokio's paused clock.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use super::*;
+
+/// A gate over in-process slots, its dispatcher running.
+fn gate(rps: u32, max_wait_ms: u64, max_queue: usize) -> AccountGate {
+    let window = Duration::from_secs(1);
+    let gate = AccountGate::new(
+        AccountLimits {
+            rps,
+            window,
+            max_wait: Duration::from_millis(max_wait_ms),
+            max_queue,
+        },
+        Arc::new(LocalSlots::new(rps, window)),
+    );
+    tokio::spawn(gate.dispatcher());
+    gate
+}
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).expect("valid")
+}
+
+/// Lets spawned callers run until `n` of them wait (bounded, so a wrong count fails).
+async fn wait_queued(gate: &AccountGate, n: usize) {
+    for _ in 0..10_000 {
+        if gate.queued() >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} callers queued, expected {n}", gate.queued());
+}
+
+/// A very high quota costs nothing up front: the store remembers only the slots that calls
+/// have used, and those used slots are the ones it hands out last.
+#[tokio::test(start_paused = true)]
+async fn memory_follows_use_not_the_quota() {
+    let slots = LocalSlots::new(1_000_000, Duration::from_secs(1));
+    let gate = AccountGate::new(
+        AccountLimits {
+            rps: 1_000_000,
+            window: Duration::from_secs(1),
+            max_wait: Duration::ZERO,
+            max_queue: 10,
+        },
+        Arc::new(slots.clone()),
+    );
+    let t = tenant("t");
+    let far = Instant::now() + Duration::from_secs(5);
+    let leases: Vec<_> = futures_util::future::join_all((0..3).map(|_| gate.acquire(&t, far)))
+        .await
+        .into_iter()
+        .map(|p| p.expect("a slot is free"))
+        .collect();
+    assert_eq!(slots.remembered(), 0);
+    for lease in leases {
+        lease.complete().await;
+    }
+    assert_eq!(slots.remembered(), 3, "only used slots are kept");
+    // The next call gets a never-used slot at once rather than a resting one.
+    let _next = gate.acquire(&t, far).await.expect("an unused slot");
+    assert_eq!(slots.remembered(), 3);
+}
+
+/// No more than `n` of `starts` lie in any window of one second.
+fn assert_sliding_bound(starts: &mut [Instant], n: usize) {
+    starts.sort();
+    for pair in starts.windows(n + 1) {
+        let span = pair[n] - pair[0];
+        assert!(
+            span >= Duration::from_secs(1),
+            "{} starts within {span:?}",
+            n + 1
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn strict_sliding_second_under_pressure() {
+    let gate = Arc::new(gate(5, 60_000, 10_000));
+    let far = Instant::now() + Duration::from_secs(3600);
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let gate = Arc::clone(&gate);
+        tasks.push(tokio::spawn(async move {
+            let lease = gate.acquire(&tenant("t"), far).await.expect("waits");
+            let started = Instant::now();
+            // Calls of varied length hold their slot while they run.
+            tokio::time::sleep(Duration::from_millis(i * 37 % 300)).await;
+            lease.complete().await;
+            started
+        }));
+    }
+    let mut starts = Vec::new();
+    for t in tasks {
+        starts.push(t.await.expect("task"));
+    }
+    assert_eq!(starts.len(), 60);
+    assert_sliding_bound(&mut starts, 5);
+    // And the gate is not needlessly slow: 60 calls at 5 per second take ~12 s, plus call time.
+    let span = *starts.last().expect("some") - starts[0];
+    assert!(span < Duration::from_secs(14), "{span:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_rps_goes_at_once_then_waits_a_window() {
+    let gate = gate(5, 5_000, 100);
+    let far = Instant::now() + Duration::from_secs(60);
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        gate.acquire(&tenant("a"), far)
+            .await
+            .expect("burst")
+            .complete()
+            .await;
+    }
+    assert_eq!(Instant::now(), t0, "the first five do not wait");
+    gate.acquire(&tenant("a"), far)
+        .await
+        .expect("sixth waits")
+        .complete()
+        .await;
+    assert_eq!(Instant::now() - t0, Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn refuses_at_once_when_the_deadline_is_too_close() {
+    let gate = gate(1, 5_000, 100);
+    let lease = gate
+        .acquire(&tenant("a"), Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("first");
+    drop(lease);
+    let t0 = Instant::now();
+    let rejection = gate
+        .acquire(&tenant("a"), Instant::now() + Duration::from_millis(300))
+        .await
+        .expect_err("slot rests for a second");
+    assert_eq!(Instant::now(), t0, "refused without waiting");
+    assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong);
+    assert_eq!(rejection.retry_after, Duration::from_secs(1));
+
+    // max_wait bounds the wait even with a distant deadline.
+    let gate2 = self::gate(1, 200, 100);
+    drop(
+        gate2
+            .acquire(&tenant("a"), t0 + Duration::from_secs(60))
+            .await
+            .expect("first"),
+    );
+    let rejection = gate2
+        .acquire(&tenant("a"), t0 + Duration::from_secs(60))
+        .await
+        .expect_err("max_wait");
+    assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bounded_queue() {
+    let gate = Arc::new(gate(1, 60_000, 3));
+    let far = Instant::now() + Duration::from_secs(60);
+    let held = gate.acquire(&tenant("a"), far).await.expect("first");
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let gate = Arc::clone(&gate);
+        waiting.push(tokio::spawn(async move {
+            gate.acquire(&tenant("a"), far).await.map(drop)
+        }));
+    }
+    wait_queued(&gate, 3).await;
+    let rejection = gate.acquire(&tenant("b"), far).await.expect_err("full");
+    assert_eq!(rejection.cause, RejectionCause::QueueFull);
+    // Tenant b would be next in turn after one of a's: the held slot frees in a window at the
+    // earliest, and a's call takes it for another.
+    assert_eq!(rejection.retry_after, Duration::from_secs(2));
+    drop(held);
+    for w in waiting {
+        w.await.expect("task").expect("served in time");
+    }
+    assert_eq!(gate.queued(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_tenants_are_served_in_turn() {
+    let gate = Arc::new(gate(1, 120_000, 1000));
+    let far = Instant::now() + Duration::from_secs(120);
+    let held = gate.acquire(&tenant("noisy"), far).await.expect("first");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    let mut enqueue = |name: &'static str| {
+        let gate = Arc::clone(&gate);
+        let order = Arc::clone(&order);
+        tasks.push(tokio::spawn(async move {
+            let lease = gate.acquire(&tenant(name), far).await.expect("served");
+            order.lock().expect("lock").push(name);
+            lease.complete().await;
+        }));
+    };
+    for _ in 0..10 {
+        enqueue("noisy");
+    }
+    enqueue("quiet");
+    wait_queued(&gate, 11).await;
+    drop(held);
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let order = order.lock().expect("lock").clone();
+    let quiet_at = order
+        .iter()
+        .position(|n| *n == "quiet")
+        .expect("quiet served");
+    assert!(
+        quiet_at <= 1,
+        "quiet tenant served at position {quiet_at}: {order:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_tenant_is_not_refused_for_a_noisy_queue() {
+    let gate = Arc::new(gate(1, 60_000, 1000));
+    let far = Instant::now() + Duration::from_secs(60);
+    let held = gate.acquire(&tenant("noisy"), far).await.expect("first");
+    let mut noisy = Vec::new();
+    for _ in 0..5 {
+        let gate = Arc::clone(&gate);
+        noisy.push(tokio::spawn(async move {
+            gate.acquire(&tenant("noisy"), far).await.map(drop)
+        }));
+    }
+    wait_queued(&gate, 5).await;
+    // In arrival order the quiet call would start after ~6 s; in turn it starts after ~2 s,
+    // so a 2.5 s deadline is enough and the call is not refused.
+    let t0 = Instant::now();
+    let quiet = {
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            gate.acquire(&tenant("quiet"), t0 + Duration::from_millis(2_500))
+                .await
+                .map(drop)
+        })
+    };
+    wait_queued(&gate, 6).await;
+    drop(held);
+    quiet.await.expect("task").expect("quiet served in turn");
+    assert!(Instant::now() - t0 <= Duration::from_secs(2));
+    for n in noisy {
+        n.await.expect("task").expect("noisy served later");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_gives_up_leaves_the_queue() {
+    let gate = Arc::new(gate(1, 60_000, 10));
+    let held = gate
+        .acquire(&tenant("a"), Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("first");
+    let short = {
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            // Its deadline allows the estimated start (1 s) but the holder never lets go.
+            gate.acquire(&tenant("b"), Instant::now() + Duration::from_millis(1_500))
+                .await
+                .map(drop)
+        })
+    };
+    let rejection = short.await.expect("task").expect_err("gave up");
+    assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong);
+    assert_eq!(gate.queued(), 0);
+    drop(held);
+}
