@@ -6,8 +6,8 @@ use std::{collections::HashMap, hint::black_box, num::NonZeroU32, time::Instant}
 use cams_flows::{
     domain::TenantId,
     limits::{
-        AccountGate, AccountLimits, AccountQuota, GovernorTenantLimits, LocalSlots, TenantLimits,
-        TenantQuota,
+        AccountGate, AccountLimits, AccountQuota, Claim, Class, GovernorTenantLimits, LocalSlots,
+        Party, TenantLimits, TenantQuota, Weights,
     },
 };
 
@@ -74,14 +74,25 @@ fn account_ns() -> f64 {
                 max_wait: std::time::Duration::from_secs(1),
                 max_queue: 16,
             },
+            Weights::default(),
             std::sync::Arc::new(LocalSlots::new(1_000_000, window)),
         );
-        let tenant = TenantId::own_space();
+        let party = Party {
+            caller: std::sync::Arc::from("anonymous"),
+            tenant: TenantId::own_space(),
+        };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         let n = 1_000_000;
         let started = Instant::now();
         for _ in 0..n {
-            if let Ok(lease) = black_box(gate.acquire(&tenant, deadline).await) {
+            if let Ok(lease) = black_box(
+                gate.acquire(Claim {
+                    party: &party,
+                    class: Class::Caller,
+                    deadline,
+                })
+                .await,
+            ) {
                 lease.complete().await;
             }
         }

@@ -44,7 +44,7 @@ pub fn flow_api(
 
     let account_limits = config.limits.account();
     let slots = Arc::new(LocalSlots::new(account_limits.rps, account_limits.window));
-    let gate = AccountGate::new(account_limits, slots);
+    let gate = AccountGate::new(account_limits, config.limits.weights(), slots);
     tasks.spawn("account dispatcher", gate.dispatcher());
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
 

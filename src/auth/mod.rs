@@ -33,8 +33,9 @@ pub enum AuthMode {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The key's name or the peer's identity; logged, never secret.
-    pub name: String,
+    /// The key's name or the peer's identity; logged, never secret. Shared, because the account
+    /// quota's fair queue keys its share by it.
+    pub name: Arc<str>,
     pub tenants: TenantSet,
 }
 
@@ -103,20 +104,39 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Who the configuration knows, built once so that authenticating a call allocates nothing.
 #[derive(Debug)]
 pub struct Authenticator {
-    config: AuthConfig,
+    mode: AuthMode,
+    keys: Vec<([u8; 32], Arc<Caller>)>,
+    identities: HashMap<String, Arc<Caller>>,
     anonymous: Arc<Caller>,
 }
 
 impl Authenticator {
     pub fn new(config: AuthConfig) -> Self {
+        let caller = |name: &str, tenants: TenantSet| {
+            Arc::new(Caller {
+                name: Arc::from(name),
+                tenants,
+            })
+        };
         Self {
-            config,
-            anonymous: Arc::new(Caller {
-                name: "anonymous".to_owned(),
-                tenants: TenantSet::all(),
-            }),
+            mode: config.mode,
+            keys: config
+                .keys
+                .into_iter()
+                .map(|key| (key.sha256, caller(&key.name, key.tenants)))
+                .collect(),
+            identities: config
+                .identities
+                .into_iter()
+                .map(|(id, tenants)| {
+                    let known = caller(&id, tenants);
+                    (id, known)
+                })
+                .collect(),
+            anonymous: caller("anonymous", TenantSet::all()),
         }
     }
 
@@ -125,7 +145,7 @@ impl Authenticator {
         metadata: &MetadataMap,
         conn: Option<&ConnInfo>,
     ) -> Result<Arc<Caller>, AuthError> {
-        match self.config.mode {
+        match self.mode {
             AuthMode::None => Ok(Arc::clone(&self.anonymous)),
             AuthMode::ApiKey => self.by_key(metadata),
             AuthMode::Mtls => {
@@ -152,10 +172,13 @@ impl Authenticator {
 
     /// A verified identity; one the configuration does not name may read no tenant.
     fn identity(&self, id: &str) -> Arc<Caller> {
-        Arc::new(Caller {
-            name: id.to_owned(),
-            tenants: self.config.identities.get(id).cloned().unwrap_or_default(),
-        })
+        match self.identities.get(id) {
+            Some(known) => Arc::clone(known),
+            None => Arc::new(Caller {
+                name: Arc::from(id),
+                tenants: TenantSet::default(),
+            }),
+        }
     }
 
     fn by_key(&self, metadata: &MetadataMap) -> Result<Arc<Caller>, AuthError> {
@@ -173,19 +196,12 @@ impl Authenticator {
         let presented: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare with every key, whatever matches first, so timing tells nothing.
         let mut found = None;
-        for entry in &self.config.keys {
-            if bool::from(entry.sha256.ct_eq(&presented)) {
-                found = Some(entry);
+        for (sha256, caller) in &self.keys {
+            if bool::from(sha256.ct_eq(&presented)) {
+                found = Some(caller);
             }
         }
-        found
-            .map(|entry| {
-                Arc::new(Caller {
-                    name: entry.name.clone(),
-                    tenants: entry.tenants.clone(),
-                })
-            })
-            .ok_or(AuthError::BadKey)
+        found.map(Arc::clone).ok_or(AuthError::BadKey)
     }
 }
 
@@ -217,8 +233,8 @@ mod tests {
         assert_eq!(auth.authenticate(&md, None), Err(AuthError::BadKey));
         md.insert("authorization", "Bearer s3cret-key".parse().expect("ascii"));
         assert_eq!(
-            auth.authenticate(&md, None).map(|c| c.name.clone()),
-            Ok("billing".into())
+            auth.authenticate(&md, None).map(|c| c.name.to_string()),
+            Ok("billing".to_owned())
         );
         assert_eq!(
             hash_key("s3cret-key"),

@@ -13,7 +13,7 @@ use crate::{
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::Error,
-    limits::{AccountQuota, RejectionCause},
+    limits::{AccountQuota, Claim, Class, Party, RejectionCause},
 };
 
 /// Everything a load needs, shared by the gateway and the load tasks it spawns.
@@ -60,12 +60,13 @@ impl Loader {
     pub(super) async fn load(
         self: Arc<Self>,
         query: FlowQuery,
+        party: Party,
         caller_deadline: Instant,
         waiters: Arc<Waiters>,
     ) -> LoadResult {
         let bound = Instant::now() + self.load_timeout;
         let result = self
-            .fetch(&query, caller_deadline.min(bound), bound, &waiters)
+            .fetch(&query, &party, caller_deadline.min(bound), bound, &waiters)
             .await
             .map(Arc::new)
             .map_err(Arc::new);
@@ -82,6 +83,7 @@ impl Loader {
     async fn fetch(
         &self,
         query: &FlowQuery,
+        party: &Party,
         first_wait: Instant,
         bound: Instant,
         waiters: &Waiters,
@@ -97,7 +99,11 @@ impl Loader {
             };
             let lease = self
                 .account
-                .acquire(&query.tenant, wait_until)
+                .acquire(Claim {
+                    party,
+                    class: Class::Caller,
+                    deadline: wait_until,
+                })
                 .await
                 .map_err(|r| Error::AccountRateLimited {
                     tenant: query.tenant.clone(),

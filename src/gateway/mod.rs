@@ -15,7 +15,7 @@ use crate::{
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::{Error, Failure},
-    limits::{AccountQuota, TenantLimits},
+    limits::{AccountQuota, Party, TenantLimits},
 };
 use load::Loader;
 pub use retry::RetryConfig;
@@ -88,7 +88,13 @@ impl Gateway {
         }
     }
 
-    pub async fn get_flow(&self, query: &FlowQuery, deadline: Instant) -> Result<Served, Failure> {
+    /// Serves one call of `caller`, whose share of the account quota a fetch spends.
+    pub async fn get_flow(
+        &self,
+        query: &FlowQuery,
+        caller: &Arc<str>,
+        deadline: Instant,
+    ) -> Result<Served, Failure> {
         self.tenants
             .check(&query.tenant)
             .map_err(|r| Error::TenantRateLimited {
@@ -117,8 +123,12 @@ impl Gateway {
 
         let (load, started) = self.loader.coalescer().join(query, deadline, |waiters| {
             let loader = Arc::clone(&self.loader);
+            let party = Party {
+                caller: Arc::clone(caller),
+                tenant: query.tenant.clone(),
+            };
             let query = query.clone();
-            async move { loader.load(query, deadline, waiters).await }.boxed()
+            async move { loader.load(query, party, deadline, waiters).await }.boxed()
         });
         let outcome = match tokio::time::timeout_at(deadline, load).await {
             Ok(Ok(answer)) => Ok(answer),

@@ -75,12 +75,12 @@ impl FlowApi {
         let query = FlowQuery::try_from(message)?;
         if !caller.tenants.allows(&query.tenant) {
             return Err(Error::TenantNotAllowed {
-                caller: caller.name.clone(),
+                caller: caller.name.to_string(),
                 tenant: query.tenant,
             }
             .into());
         }
-        self.gateway.get_flow(&query, deadline).await
+        self.gateway.get_flow(&query, &caller.name, deadline).await
     }
 }
 
@@ -106,7 +106,7 @@ impl FlowService for FlowApi {
         let record = CallRecord {
             tenant: &message.cust_space_id,
             flow_id: &message.flow_id,
-            caller: caller.as_ref().ok().map(|c| c.name.as_str()),
+            caller: caller.as_ref().ok().map(|c| &*c.name),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
         match outcome {

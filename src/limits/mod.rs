@@ -8,8 +8,8 @@ pub mod tenant;
 use std::{collections::HashMap, time::Duration};
 
 pub use account::{
-    AccountGate, AccountLimits, AccountQuota, AccountRejection, Lease, LocalSlots, RejectionCause,
-    SlotLease, SlotStore,
+    AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease, LocalSlots,
+    Party, RejectionCause, SlotLease, SlotStore, Weights,
 };
 pub use tenant::{GovernorTenantLimits, TenantLimits, TenantQuota, TenantRejection};
 
@@ -49,6 +49,12 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// The tenants' weights in the account queue. (Weights are configured beside each tenant's
+    /// quota; today every tenant weighs 1.)
+    pub fn weights(&self) -> Weights {
+        Weights::default()
+    }
+
     pub fn account(&self) -> AccountLimits {
         AccountLimits {
             rps: self.account_rps,

@@ -1,7 +1,10 @@
-//! The in-process gate in front of a [`SlotStore`]: callers that find no free slot wait in a
-//! [`FairQueue`], and one dispatcher hands them slots in turn as the store frees them. A call
-//! that cannot be served within its deadline and `max_wait` is refused at once, with an
-//! estimate of when capacity frees up.
+//! The gate in front of a [`SlotStore`]: calls that find no free slot wait in a [`FairQueue`],
+//! and one dispatcher hands them slots in its order as the store frees them. A call that surely
+//! cannot be served within its deadline and `max_wait` is refused at once, with an estimate of
+//! when capacity frees up; one that might be waits, and fails when its wait ends.
+//!
+//! Background work (refreshes) takes a slot only when no caller waits and another slot stays
+//! ready, so that a caller's miss arriving next finds one.
 
 use std::{
     future::Future,
@@ -15,10 +18,20 @@ use tokio::{
 };
 
 use super::{
-    AccountLimits, AccountQuota, AccountRejection, Lease, RejectionCause, SlotLease, SlotStore,
-    fair_queue::{FairQueue, Ticket},
+    AccountLimits, AccountQuota, AccountRejection, Claim, Lease, RejectionCause, SlotLease,
+    SlotStore,
+    fair_queue::{Class, FairQueue, Party, Ticket, Weights},
 };
-use crate::domain::TenantId;
+
+/// Slots background work leaves ready for callers.
+const CALLER_RESERVE: u32 = 1;
+
+fn reserve(class: Class) -> u32 {
+    match class {
+        Class::Caller => 0,
+        Class::Background { .. } => CALLER_RESERVE,
+    }
+}
 
 /// What the dispatcher and the leases share; holds no store, so leases keep no cycle alive.
 struct Queue {
@@ -63,13 +76,12 @@ impl Inner {
     fn rejection(
         &self,
         waiting: &FairQueue<oneshot::Sender<Lease>>,
-        tenant: &TenantId,
+        claim: &Claim<'_>,
         cause: RejectionCause,
         now: Instant,
     ) -> AccountRejection {
-        let start = self
-            .store
-            .earliest_start(waiting.ahead_of_newcomer(tenant), now);
+        let ahead = waiting.surely_ahead_of_newcomer(claim.party, claim.class, now);
+        let start = self.store.earliest_start(ahead, now);
         AccountRejection {
             retry_after: self.retry_after(start, now),
             cause,
@@ -80,13 +92,16 @@ impl Inner {
 /// Takes a waiter out of the queue however its wait ends: served, timed out or cancelled.
 struct LeaveQueue<'a> {
     queue: &'a Queue,
-    tenant: &'a TenantId,
+    party: &'a Party,
+    class: Class,
     ticket: Ticket,
 }
 
 impl Drop for LeaveQueue<'_> {
     fn drop(&mut self) {
-        self.queue.waiting().remove(self.tenant, self.ticket);
+        self.queue
+            .waiting()
+            .remove(self.party, self.class, self.ticket);
     }
 }
 
@@ -107,9 +122,9 @@ impl std::fmt::Debug for AccountGate {
 
 impl AccountGate {
     /// The gate; nobody who waits is served until [`Self::dispatcher`] runs.
-    pub fn new(limits: AccountLimits, store: Arc<dyn SlotStore>) -> Self {
+    pub fn new(limits: AccountLimits, weights: Weights, store: Arc<dyn SlotStore>) -> Self {
         let queue = Arc::new(Queue {
-            waiting: Mutex::new(FairQueue::default()),
+            waiting: Mutex::new(FairQueue::new(weights)),
             wake: Notify::new(),
         });
         let on_release: Arc<dyn Fn() + Send + Sync> = {
@@ -130,20 +145,30 @@ impl AccountGate {
         self.inner.limits
     }
 
-    /// Hands free slots to waiters in turn; sleeps until the store's next slot is ready or a
-    /// slot or a waiter arrives. Runs until dropped: the application's task owner runs it.
+    /// Hands free slots to waiters in the fair queue's order; sleeps until the store's next slot
+    /// is ready or a slot or a waiter arrives. Runs until dropped: the application's task owner
+    /// runs it.
     pub fn dispatcher(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = Arc::clone(&self.inner);
         async move {
             loop {
-                if inner.queue.waiting().is_empty() {
+                let (callers, background) = {
+                    let waiting = inner.queue.waiting();
+                    let callers = waiting.callers_waiting();
+                    (callers, waiting.len() - callers)
+                };
+                if callers == 0 && background == 0 {
                     inner.queue.wake.notified().await;
                     continue;
                 }
-                match inner.store.try_take().await {
+                let class_reserve = if callers > 0 { 0 } else { CALLER_RESERVE };
+                match inner.store.try_take(class_reserve).await {
                     Ok(slot) => {
                         let lease = inner.lease(slot);
-                        let waiter = inner.queue.waiting().pop();
+                        let waiter = inner
+                            .queue
+                            .waiting()
+                            .pop(class_reserve == CALLER_RESERVE, Instant::now());
                         match waiter {
                             // A waiter that left meanwhile never used the slot: it goes back as
                             // it was.
@@ -170,27 +195,31 @@ impl AccountGate {
 
 #[async_trait::async_trait]
 impl AccountQuota for AccountGate {
-    async fn acquire(
-        &self,
-        tenant: &TenantId,
-        deadline: Instant,
-    ) -> Result<Lease, AccountRejection> {
+    async fn acquire(&self, claim: Claim<'_>) -> Result<Lease, AccountRejection> {
         let inner = &self.inner;
         let now = Instant::now();
-        let give_up = deadline.min(now + inner.limits.max_wait);
-        if inner.queue.waiting().is_empty() {
-            if let Ok(slot) = inner.store.try_take().await {
+        let give_up = claim.deadline.min(now + inner.limits.max_wait);
+        // Straight to the store when nobody this call would have to let go first is waiting.
+        let queue_ahead = {
+            let waiting = inner.queue.waiting();
+            match claim.class {
+                Class::Caller => waiting.callers_waiting(),
+                Class::Background { .. } => waiting.len(),
+            }
+        };
+        if queue_ahead == 0 {
+            if let Ok(slot) = inner.store.try_take(reserve(claim.class)).await {
+                inner.queue.waiting().record_use(claim.party, now);
                 return Ok(inner.lease(slot));
             }
         }
         let (ticket, rx) = {
             let mut waiting = inner.queue.waiting();
             if waiting.len() >= inner.limits.max_queue {
-                return Err(inner.rejection(&waiting, tenant, RejectionCause::QueueFull, now));
+                return Err(inner.rejection(&waiting, &claim, RejectionCause::QueueFull, now));
             }
-            let start = inner
-                .store
-                .earliest_start(waiting.ahead_of_newcomer(tenant), now);
+            let ahead = waiting.surely_ahead_of_newcomer(claim.party, claim.class, now);
+            let start = inner.store.earliest_start(ahead, now);
             if start > give_up {
                 return Err(AccountRejection {
                     retry_after: inner.retry_after(start, now),
@@ -198,13 +227,14 @@ impl AccountQuota for AccountGate {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            (waiting.push(tenant, tx), rx)
+            (waiting.push(claim.party, claim.class, tx), rx)
         };
         inner.queue.wake.notify_one();
 
         let leave = LeaveQueue {
             queue: &inner.queue,
-            tenant,
+            party: claim.party,
+            class: claim.class,
             ticket,
         };
         let outcome = tokio::time::timeout_at(give_up, rx).await;
@@ -217,7 +247,7 @@ impl AccountQuota for AccountGate {
                 let waiting = inner.queue.waiting();
                 Err(inner.rejection(
                     &waiting,
-                    tenant,
+                    &claim,
                     RejectionCause::WouldWaitTooLong,
                     Instant::now(),
                 ))

@@ -47,13 +47,31 @@ impl Slots {
         }
     }
 
+    /// When the next resting slot becomes ready; `None` when none rests (then only a release
+    /// changes what can be taken).
+    fn next_rest_end(&self, window: Duration, now: Instant) -> Option<Instant> {
+        self.resting
+            .iter()
+            .map(|began| Self::free_at(*began, window, now))
+            .find(|at| *at > now)
+    }
+
     fn len(&self) -> usize {
         self.unused + self.resting.len() + self.busy
     }
 
-    /// Takes the oldest free slot if its rest is over; returns its entry for [`Self::restore`].
-    fn take(&mut self, window: Duration, now: Instant) -> Option<SlotEntry> {
-        if self.next_ready(window, now)? > now {
+    /// Slots free now, never used or rested.
+    fn ready(&self, window: Duration, now: Instant) -> usize {
+        self.unused
+            + self
+                .resting
+                .partition_point(|began| Self::free_at(*began, window, now) <= now)
+    }
+
+    /// Takes the oldest free slot if its rest is over and more than `reserve` slots are ready;
+    /// returns its entry for [`Self::restore`].
+    fn take(&mut self, window: Duration, now: Instant, reserve: usize) -> Option<SlotEntry> {
+        if self.next_ready(window, now)? > now || self.ready(window, now) <= reserve {
             return None;
         }
         self.busy += 1;
@@ -159,16 +177,16 @@ impl SlotLease for LocalLease {
 
 #[async_trait::async_trait]
 impl SlotStore for LocalSlots {
-    async fn try_take(&self) -> Result<Box<dyn SlotLease>, Option<Instant>> {
+    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Option<Instant>> {
         let now = Instant::now();
         let window = self.inner.window;
         let mut slots = self.inner.slots();
-        match slots.take(window, now) {
+        match slots.take(window, now, reserve as usize) {
             Some(entry) => Ok(Box::new(LocalLease {
                 store: Arc::clone(&self.inner),
                 entry,
             })),
-            None => Err(slots.next_ready(window, now)),
+            None => Err(slots.next_rest_end(window, now)),
         }
     }
 

@@ -29,10 +29,9 @@ use std::{fmt, sync::Arc, time::Duration};
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
+pub use fair_queue::{Class, Party, Weights};
 pub use gate::AccountGate;
 pub use local::LocalSlots;
-
-use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountLimits {
@@ -58,16 +57,20 @@ pub enum RejectionCause {
     WouldWaitTooLong,
 }
 
+/// What a call asks of the account quota.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub party: &'a Party,
+    pub class: Class,
+    /// Waits no longer than this (nor than the configured `max_wait`).
+    pub deadline: Instant,
+}
+
 /// The account's quota as the gateway sees it.
 #[async_trait::async_trait]
 pub trait AccountQuota: Send + Sync + fmt::Debug {
-    /// A slot for one upstream call of `tenant`, waiting for it until `deadline` (or the
-    /// configured `max_wait`) at most.
-    async fn acquire(
-        &self,
-        tenant: &TenantId,
-        deadline: Instant,
-    ) -> Result<Lease, AccountRejection>;
+    /// A slot for one upstream call, in the order the fair queue decides.
+    async fn acquire(&self, claim: Claim<'_>) -> Result<Lease, AccountRejection>;
 
     /// The account's calls per second, for error details.
     fn rps(&self) -> u32;
@@ -89,9 +92,10 @@ pub trait SlotLease: Send + Sync {
 /// The slots, wherever they are kept.
 #[async_trait::async_trait]
 pub trait SlotStore: Send + Sync + fmt::Debug + 'static {
-    /// Takes a slot whose rest is over, or says when one may be: `None` while every slot is
-    /// busy with a call in flight (a release wakes the gate then).
-    async fn try_take(&self) -> Result<Box<dyn SlotLease>, Option<Instant>>;
+    /// Takes a slot whose rest is over, provided more than `reserve` slots are ready (so that
+    /// background work leaves room for callers), or says when one may be: `None` when only a
+    /// release can change that (the gate hears of releases).
+    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Option<Instant>>;
 
     /// The earliest a call could start that has `ahead` calls before it, assuming each of
     /// those returns its slot at once: a lower bound, so that a call refused on it could

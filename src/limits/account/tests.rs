@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 use super::*;
+use crate::domain::TenantId;
 
 /// A gate over in-process slots, its dispatcher running.
 fn gate(rps: u32, max_wait_ms: u64, max_queue: usize) -> AccountGate {
@@ -17,14 +18,33 @@ fn gate(rps: u32, max_wait_ms: u64, max_queue: usize) -> AccountGate {
             max_wait: Duration::from_millis(max_wait_ms),
             max_queue,
         },
+        Weights::default(),
         Arc::new(LocalSlots::new(rps, window)),
     );
     tokio::spawn(gate.dispatcher());
     gate
 }
 
-fn tenant(id: &str) -> TenantId {
-    TenantId::parse(id).expect("valid")
+fn party(tenant: &str) -> Party {
+    Party {
+        caller: Arc::from("anonymous"),
+        tenant: TenantId::parse(tenant).expect("valid"),
+    }
+}
+
+/// A caller's call for `tenant`, waiting until `deadline` at most.
+async fn ask(
+    gate: &AccountGate,
+    tenant: &str,
+    deadline: Instant,
+) -> Result<Lease, AccountRejection> {
+    let party = party(tenant);
+    gate.acquire(Claim {
+        party: &party,
+        class: Class::Caller,
+        deadline,
+    })
+    .await
 }
 
 /// Lets spawned callers run until `n` of them wait (bounded, so a wrong count fails).
@@ -50,11 +70,11 @@ async fn memory_follows_use_not_the_quota() {
             max_wait: Duration::ZERO,
             max_queue: 10,
         },
+        Weights::default(),
         Arc::new(slots.clone()),
     );
-    let t = tenant("t");
     let far = Instant::now() + Duration::from_secs(5);
-    let leases: Vec<_> = futures_util::future::join_all((0..3).map(|_| gate.acquire(&t, far)))
+    let leases: Vec<_> = futures_util::future::join_all((0..3).map(|_| ask(&gate, "t", far)))
         .await
         .into_iter()
         .map(|p| p.expect("a slot is free"))
@@ -65,7 +85,7 @@ async fn memory_follows_use_not_the_quota() {
     }
     assert_eq!(slots.remembered(), 3, "only used slots are kept");
     // The next call gets a never-used slot at once rather than a resting one.
-    let _next = gate.acquire(&t, far).await.expect("an unused slot");
+    let _next = ask(&gate, "t", far).await.expect("an unused slot");
     assert_eq!(slots.remembered(), 3);
 }
 
@@ -90,7 +110,7 @@ async fn strict_sliding_second_under_pressure() {
     for i in 0..60u64 {
         let gate = Arc::clone(&gate);
         tasks.push(tokio::spawn(async move {
-            let lease = gate.acquire(&tenant("t"), far).await.expect("waits");
+            let lease = ask(&gate, "t", far).await.expect("waits");
             let started = Instant::now();
             // Calls of varied length hold their slot while they run.
             tokio::time::sleep(Duration::from_millis(i * 37 % 300)).await;
@@ -115,14 +135,10 @@ async fn a_burst_of_rps_goes_at_once_then_waits_a_window() {
     let far = Instant::now() + Duration::from_secs(60);
     let t0 = Instant::now();
     for _ in 0..5 {
-        gate.acquire(&tenant("a"), far)
-            .await
-            .expect("burst")
-            .complete()
-            .await;
+        ask(&gate, "a", far).await.expect("burst").complete().await;
     }
     assert_eq!(Instant::now(), t0, "the first five do not wait");
-    gate.acquire(&tenant("a"), far)
+    ask(&gate, "a", far)
         .await
         .expect("sixth waits")
         .complete()
@@ -133,14 +149,12 @@ async fn a_burst_of_rps_goes_at_once_then_waits_a_window() {
 #[tokio::test(start_paused = true)]
 async fn refuses_at_once_when_the_deadline_is_too_close() {
     let gate = gate(1, 5_000, 100);
-    let lease = gate
-        .acquire(&tenant("a"), Instant::now() + Duration::from_secs(10))
+    let lease = ask(&gate, "a", Instant::now() + Duration::from_secs(10))
         .await
         .expect("first");
     drop(lease);
     let t0 = Instant::now();
-    let rejection = gate
-        .acquire(&tenant("a"), Instant::now() + Duration::from_millis(300))
+    let rejection = ask(&gate, "a", Instant::now() + Duration::from_millis(300))
         .await
         .expect_err("slot rests for a second");
     assert_eq!(Instant::now(), t0, "refused without waiting");
@@ -150,13 +164,11 @@ async fn refuses_at_once_when_the_deadline_is_too_close() {
     // max_wait bounds the wait even with a distant deadline.
     let gate2 = self::gate(1, 200, 100);
     drop(
-        gate2
-            .acquire(&tenant("a"), t0 + Duration::from_secs(60))
+        ask(&gate2, "a", t0 + Duration::from_secs(60))
             .await
             .expect("first"),
     );
-    let rejection = gate2
-        .acquire(&tenant("a"), t0 + Duration::from_secs(60))
+    let rejection = ask(&gate2, "a", t0 + Duration::from_secs(60))
         .await
         .expect_err("max_wait");
     assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong);
@@ -166,20 +178,20 @@ async fn refuses_at_once_when_the_deadline_is_too_close() {
 async fn bounded_queue() {
     let gate = Arc::new(gate(1, 60_000, 3));
     let far = Instant::now() + Duration::from_secs(60);
-    let held = gate.acquire(&tenant("a"), far).await.expect("first");
+    let held = ask(&gate, "a", far).await.expect("first");
     let mut waiting = Vec::new();
     for _ in 0..3 {
         let gate = Arc::clone(&gate);
-        waiting.push(tokio::spawn(async move {
-            gate.acquire(&tenant("a"), far).await.map(drop)
-        }));
+        waiting.push(tokio::spawn(
+            async move { ask(&gate, "a", far).await.map(drop) },
+        ));
     }
     wait_queued(&gate, 3).await;
-    let rejection = gate.acquire(&tenant("b"), far).await.expect_err("full");
+    let rejection = ask(&gate, "b", far).await.expect_err("full");
     assert_eq!(rejection.cause, RejectionCause::QueueFull);
-    // Tenant b would be next in turn after one of a's: the held slot frees in a window at the
-    // earliest, and a's call takes it for another.
-    assert_eq!(rejection.retry_after, Duration::from_secs(2));
+    // Tenant b has used nothing, so it goes before a's waiting calls: it would start when the
+    // held slot has rested, a window from now at the earliest.
+    assert_eq!(rejection.retry_after, Duration::from_secs(1));
     drop(held);
     for w in waiting {
         w.await.expect("task").expect("served in time");
@@ -191,14 +203,14 @@ async fn bounded_queue() {
 async fn waiting_tenants_are_served_in_turn() {
     let gate = Arc::new(gate(1, 120_000, 1000));
     let far = Instant::now() + Duration::from_secs(120);
-    let held = gate.acquire(&tenant("noisy"), far).await.expect("first");
+    let held = ask(&gate, "noisy", far).await.expect("first");
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     let mut enqueue = |name: &'static str| {
         let gate = Arc::clone(&gate);
         let order = Arc::clone(&order);
         tasks.push(tokio::spawn(async move {
-            let lease = gate.acquire(&tenant(name), far).await.expect("served");
+            let lease = ask(&gate, name, far).await.expect("served");
             order.lock().expect("lock").push(name);
             lease.complete().await;
         }));
@@ -227,12 +239,12 @@ async fn waiting_tenants_are_served_in_turn() {
 async fn a_quiet_tenant_is_not_refused_for_a_noisy_queue() {
     let gate = Arc::new(gate(1, 60_000, 1000));
     let far = Instant::now() + Duration::from_secs(60);
-    let held = gate.acquire(&tenant("noisy"), far).await.expect("first");
+    let held = ask(&gate, "noisy", far).await.expect("first");
     let mut noisy = Vec::new();
     for _ in 0..5 {
         let gate = Arc::clone(&gate);
         noisy.push(tokio::spawn(async move {
-            gate.acquire(&tenant("noisy"), far).await.map(drop)
+            ask(&gate, "noisy", far).await.map(drop)
         }));
     }
     wait_queued(&gate, 5).await;
@@ -242,7 +254,7 @@ async fn a_quiet_tenant_is_not_refused_for_a_noisy_queue() {
     let quiet = {
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
-            gate.acquire(&tenant("quiet"), t0 + Duration::from_millis(2_500))
+            ask(&gate, "quiet", t0 + Duration::from_millis(2_500))
                 .await
                 .map(drop)
         })
@@ -259,15 +271,14 @@ async fn a_quiet_tenant_is_not_refused_for_a_noisy_queue() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_that_gives_up_leaves_the_queue() {
     let gate = Arc::new(gate(1, 60_000, 10));
-    let held = gate
-        .acquire(&tenant("a"), Instant::now() + Duration::from_secs(60))
+    let held = ask(&gate, "a", Instant::now() + Duration::from_secs(60))
         .await
         .expect("first");
     let short = {
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
             // Its deadline allows the estimated start (1 s) but the holder never lets go.
-            gate.acquire(&tenant("b"), Instant::now() + Duration::from_millis(1_500))
+            ask(&gate, "b", Instant::now() + Duration::from_millis(1_500))
                 .await
                 .map(drop)
         })
