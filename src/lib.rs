@@ -17,6 +17,8 @@ pub mod limits;
 pub mod retry;
 pub mod sandbox;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod tls;
 
 /// Generated protobuf and gRPC code for `cams.flows.v1`.
