@@ -18,7 +18,7 @@ use crate::{
     limits::{EVICT_INTERVAL, Limits},
     pb::{self, flow_service_server::FlowServiceServer},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle},
-    tls::{self, TlsServer},
+    server::{self, TlsServer},
 };
 
 /// How often certificate files are checked for rotation (SIGHUP reloads at once).
@@ -76,12 +76,7 @@ impl Application {
                 "caller authentication is off (auth.mode = none): every caller may read every tenant"
             );
         }
-        let tls = config
-            .tls
-            .clone()
-            .map(TlsServer::load)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        let tls = config.tls.clone().map(TlsServer::load).transpose()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -140,7 +135,7 @@ impl Application {
         let reloader = self
             .tls
             .as_ref()
-            .map(|tls| tls.spawn_reloader(CERT_POLL_INTERVAL));
+            .map(|tls| tokio::spawn(tls.reloader(CERT_POLL_INTERVAL)));
         let flows = FlowServiceServer::new(self.api).max_decoding_message_size(MAX_REQUEST_BYTES);
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -168,7 +163,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(flows)
-            .serve_with_incoming_shutdown(tls::incoming(self.listener, self.tls), signal);
+            .serve_with_incoming_shutdown(server::incoming(self.listener, self.tls), signal);
 
         let drain_timeout = self.drain_timeout;
         let drain_bound = async move {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-use crate::{domain::TenantId, tls::ConnInfo};
+use crate::{domain::TenantId, server::ConnInfo};
 
 /// How callers prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -20,7 +20,7 @@ use crate::{
     domain::TenantId,
     limits::{LimitsConfig, TenantQuota},
     retry::RetryConfig,
-    tls::TlsSettings,
+    server::TlsSettings,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -16,10 +16,10 @@ pub mod grpc;
 pub mod limits;
 pub mod retry;
 pub mod sandbox;
+pub mod server;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
-pub mod tls;
 
 /// Generated protobuf and gRPC code for `cams.flows.v1`.
 pub mod pb {

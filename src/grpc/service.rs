@@ -15,7 +15,7 @@ use crate::{
     error::Error,
     gateway::{FlowQuery, Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
-    tls::ConnInfo,
+    server::ConnInfo,
 };
 
 /// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its
