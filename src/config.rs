@@ -18,7 +18,7 @@ use crate::{
     cams::{DEFAULT_ENDPOINT, UpstreamConfig},
     domain::TenantId,
     limits::{LimitsConfig, TenantQuota},
-    tls::TlsSettings,
+    server::TlsSettings,
 };
 pub use crate::{cache::CacheConfig, gateway::RetryConfig};
 

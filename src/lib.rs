@@ -29,8 +29,10 @@ pub mod grpc;
 pub mod limits;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod server;
 pub mod telemetry;
-pub mod tls;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 /// Generated protobuf and gRPC code for `cams.flows.v1`.
 pub mod pb {

@@ -214,7 +214,7 @@ fn hash_key_matches_the_configuration_format() {
 
 mod mtls {
     use super::*;
-    use cams_flows::tls::TlsSettings;
+    use cams_flows::server::TlsSettings;
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
     use crate::support::certs::Ca;

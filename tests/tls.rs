@@ -10,7 +10,7 @@ use std::{
 
 mod support;
 
-use cams_flows::tls::{ConnInfo, PeerIdentity, TlsServer, TlsSettings, incoming};
+use cams_flows::server::{ConnInfo, PeerIdentity, TlsError, TlsServer, TlsSettings, incoming};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use support::certs::{CLIENT_DNS, Ca, Leaf, SPIFFE_ID};
@@ -349,7 +349,7 @@ async fn the_reloader_picks_up_changed_files() {
     let first = ca.server_leaf("server one");
     let files = Files::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
-    let reloader = tls.spawn_reloader(Duration::from_millis(100));
+    let reloader = tokio::spawn(tls.reloader(Duration::from_millis(100)));
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
     assert_eq!(
         server.presented_certificate(&ca).await,
@@ -381,7 +381,7 @@ async fn the_reloader_notices_a_change_made_before_it_started() {
     let second = ca.server_leaf("server two");
     replace(&files.cert, &second.cert_pem);
     replace(&files.key, &second.key_pem);
-    let reloader = tls.spawn_reloader(Duration::from_millis(100));
+    let reloader = tokio::spawn(tls.reloader(Duration::from_millis(100)));
     wait_for_certificate(&server, &ca, &second.der).await;
     reloader.abort();
 }
@@ -392,7 +392,7 @@ async fn the_reloader_rotates_the_client_ca() {
     let old_client_ca = Ca::new("mesh CA 1");
     let files = Files::new(&server_ca.server_leaf("server"), Some(&old_client_ca));
     let tls = TlsServer::load(files.settings(true)).expect("load");
-    let reloader = tls.spawn_reloader(Duration::from_millis(100));
+    let reloader = tokio::spawn(tls.reloader(Duration::from_millis(100)));
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
     let old_client = old_client_ca.client_leaf();
     server
@@ -437,7 +437,7 @@ async fn the_reloader_reloads_on_sighup() {
     let files = Files::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     // No polling: only the signal can make it reload.
-    let reloader = tls.spawn_reloader(Duration::ZERO);
+    let reloader = tokio::spawn(tls.reloader(Duration::ZERO));
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
 
     let second = ca.server_leaf("server two");
@@ -468,7 +468,7 @@ async fn the_reloader_ends_when_the_server_is_dropped() {
     let ca = Ca::new("server CA");
     let files = Files::new(&ca.server_leaf("server"), None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
-    let reloader = tls.spawn_reloader(Duration::from_millis(20));
+    let reloader = tokio::spawn(tls.reloader(Duration::from_millis(20)));
     drop(tls);
     tokio::time::timeout(PATIENCE, reloader)
         .await
@@ -478,10 +478,11 @@ async fn the_reloader_ends_when_the_server_is_dropped() {
 
 // ---- bad files ----
 
-fn assert_names(result: Result<impl Sized, String>, file: &Path) -> String {
+fn assert_names(result: Result<impl Sized, TlsError>, file: &Path) -> String {
     let Err(error) = result else {
         panic!("expected an error naming {}", file.display());
     };
+    let error = error.chain().to_string();
     assert!(
         error.contains(&file.display().to_string()),
         "{error:?} does not name {}",

@@ -24,7 +24,7 @@ use crate::{
     credentials::{self, CredentialsError, CredentialsProvider, StaticCredentials},
     grpc::FlowApi,
     limits::{AccountQuota, TenantLimits},
-    tls::TlsServer,
+    server::{TlsError, TlsServer},
 };
 
 /// How often certificate files are checked for rotation (SIGHUP reloads at once).
@@ -37,8 +37,8 @@ pub enum StartError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -122,14 +122,10 @@ impl Application {
                 "caller authentication is off (auth.mode = none): every caller may read every tenant"
             );
         }
-        let tls = config
-            .tls
-            .clone()
-            .map(TlsServer::load)
-            .transpose()
-            .map_err(StartError::Tls)?;
+        let tls = config.tls.clone().map(TlsServer::load).transpose()?;
         if let Some(tls) = &tls {
-            tasks.spawn("certificate reloader", tls_reloader(tls));
+            // It holds only a weak reference, so it also ends when the server is dropped.
+            tasks.spawn("certificate reloader", tls.reloader(CERT_POLL_INTERVAL));
         }
         let listener =
             TcpListener::bind(config.listen)
@@ -190,13 +186,5 @@ impl Application {
         self.tasks.stop().await;
         tracing::info!("stopped");
         served
-    }
-}
-
-/// The reloader holds only a weak reference, so it also ends when the server is dropped.
-fn tls_reloader(tls: &Arc<TlsServer>) -> impl Future<Output = ()> + Send + 'static {
-    let handle = tokio_util::task::AbortOnDropHandle::new(tls.spawn_reloader(CERT_POLL_INTERVAL));
-    async move {
-        let _ = handle.await;
     }
 }

@@ -11,7 +11,7 @@ use super::ServeError;
 use crate::{
     grpc::FlowApi,
     pb::{self, flow_service_server::FlowServiceServer},
-    tls::{self, TlsServer},
+    server::{self, TlsServer},
 };
 
 /// A valid GetFlow request is two ids of at most 128 bytes. Up to this size an oversized id is
@@ -76,7 +76,7 @@ pub(super) async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(flows)
-        .serve_with_incoming_shutdown(tls::incoming(serving.listener, serving.tls), signal);
+        .serve_with_incoming_shutdown(server::incoming(serving.listener, serving.tls), signal);
 
     let drain_timeout = serving.drain_timeout;
     let drain_bound = async move {

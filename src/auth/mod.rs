@@ -14,7 +14,7 @@ use tonic::metadata::MetadataMap;
 pub use tenants::{PatternError, TenantSet};
 use xfcc::forwarded_uri;
 
-use crate::tls::ConnInfo;
+use crate::server::ConnInfo;
 
 /// How callers prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -16,8 +16,8 @@ use crate::{
     error::{Error, Failure},
     gateway::{Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
+    server::ConnInfo,
     telemetry::{CallRecord, ErrorChain, call_event},
-    tls::ConnInfo,
 };
 
 /// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its

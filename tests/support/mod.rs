@@ -49,7 +49,7 @@ pub struct Options {
     pub tweak: fn(&mut Config),
     /// Serve TLS with these files, and connect the test client with this client config.
     pub tls: Option<(
-        cams_flows::tls::TlsSettings,
+        cams_flows::server::TlsSettings,
         tonic::transport::ClientTlsConfig,
     )>,
     pub auth: Option<cams_flows::auth::AuthConfig>,

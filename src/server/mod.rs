@@ -1,0 +1,28 @@
+//! The transport under tonic: accepting connections, TLS, and who the peer is.
+//!
+//! The accept path, in order:
+//!
+//! 1. [`incoming`] accepts TCP connections from a [`TcpListener`](tokio::net::TcpListener) and
+//!    sets TCP_NODELAY on each. Errors of one connection are skipped; running out of file
+//!    descriptors pauses accepting for a second instead of spinning.
+//! 2. Without TLS, the connection is handed to tonic at once. With a [`TlsServer`], each
+//!    handshake runs in its own task with the configuration current at accept time, bounded by
+//!    [`HANDSHAKE_TIMEOUT`]; at most a fixed number run at once, beyond which accepting waits
+//!    (the kernel's backlog holds the rest). A failed or timed-out handshake is dropped.
+//! 3. The result is a [`Conn`], whose [`ConnInfo`] (remote address, and the [`PeerIdentity`]
+//!    from a verified client certificate) tonic puts into every request's extensions:
+//!    `request.extensions().get::<ConnInfo>()`.
+//!
+//! The certificates behind [`TlsServer`] are read by [`TlsServer::load`] and replaced while the
+//! server runs by [`TlsServer::reload`], which the future from [`TlsServer::reloader`] calls on
+//! SIGHUP and when the files change; the caller owns that future (spawns it, stops it).
+
+mod accept;
+mod conn;
+mod tls;
+
+pub use self::{
+    accept::{HANDSHAKE_TIMEOUT, incoming},
+    conn::{Conn, ConnInfo, PeerIdentity},
+    tls::{TlsError, TlsFile, TlsServer, TlsSettings},
+};
