@@ -5,7 +5,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use cams_flows::{
     app::Application,
-    config::{LogFormat, ServeArgs},
+    config::{Environment, LogFormat, ServeArgs},
     sandbox::{Sandbox, SandboxConfig},
     telemetry,
 };
@@ -116,7 +116,11 @@ fn hash_key(args: &HashKeyArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match args.resolve() {
+    let env = Environment::capture(std::env::vars_os());
+    for warning in env.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let config = match args.load(&env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");

@@ -357,6 +357,51 @@ fn bad_configuration_exits_2_naming_the_key() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("drain_timeout_ms"));
+
+    // The message names where the value came from, under the name it was given.
+    let output = binary()
+        .args(["serve", "--sandbox"])
+        .env("CAMS_FLOWS_ACCOUNT_RPS", "0")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error: configuration: limits.account_rps (from environment variable \
+             CAMS_FLOWS_ACCOUNT_RPS): 0 must be between 1 and 1000000"
+        ),
+        "{stderr}"
+    );
+    let output = binary()
+        .args(["serve", "--sandbox", "--retry-base-backoff-ms", "soon"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("retry.base_backoff_ms (from flag --retry-base-backoff-ms)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_variables_are_named_on_stderr_without_their_value() {
+    let output = binary()
+        .args(["serve", "--sandbox", "--listen", "not-an-address"])
+        .env("CAMS_FLOWS_LIMITS_ACOUNT_RPS", "hunter2")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "warning: CAMS_FLOWS_LIMITS_ACOUNT_RPS is not a cams-flows setting and is ignored \
+             (did you mean CAMS_FLOWS_LIMITS_ACCOUNT_RPS?)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]
@@ -372,6 +417,20 @@ fn help_documents_the_flags() {
         "--sandbox",
         "--drain-timeout-ms",
         "CAMS_FLOWS_LISTEN",
+        "CAMS_FLOWS_CONFIG",
+        // One flag and variable per key, by the naming rule...
+        "--limits-account-rps",
+        "CAMS_FLOWS_LIMITS_ACCOUNT_RPS",
+        "--retry-base-backoff-ms",
+        "CAMS_FLOWS_RETRY_BUDGET_MIN_RETRIES",
+        "--server-max-in-flight",
+        "--tls-client-ca-file",
+        "--auth-mode",
+        // ... and the names they had before it.
+        "--account-rps",
+        "CAMS_FLOWS_ACCOUNT_RPS",
+        "--max-in-flight",
+        "--stale-if-error-ms",
     ] {
         assert!(help.contains(flag), "{flag} missing from help");
     }

@@ -1,0 +1,218 @@
+//! The one table of settings that flags and environment variables are made from.
+//!
+//! A key is written once, as its TOML path; the rest follows by rule: `limits.account_rps` is the
+//! environment variable `CAMS_FLOWS_LIMITS_ACCOUNT_RPS` and the flag `--limits-account-rps`.
+//! Keys renamed by the rule keep their old flag and variable as aliases.
+
+pub const ENV_PREFIX: &str = "CAMS_FLOWS_";
+/// The file itself is not a key of the tree; it is named by flag or variable only.
+pub const CONFIG_ENV: &str = "CAMS_FLOWS_CONFIG";
+
+/// One scalar setting. Maps and arrays (`limits.tenants`, `[[auth.keys]]`) are file-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The TOML path: the one name the flag and variable are derived from.
+    pub name: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+    /// The flag this key had before the naming rule, without dashes (`account-rps`); its
+    /// variable is `CAMS_FLOWS_` and the same words (`CAMS_FLOWS_ACCOUNT_RPS`).
+    pub alias: Option<&'static str>,
+    /// A bare `--sandbox` means true.
+    pub switch: bool,
+}
+
+impl Key {
+    const fn new(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            value_name,
+            help,
+            alias: None,
+            switch: false,
+        }
+    }
+
+    const fn alias(self, alias: &'static str) -> Self {
+        Self {
+            alias: Some(alias),
+            ..self
+        }
+    }
+
+    const fn switch(self) -> Self {
+        Self {
+            switch: true,
+            ..self
+        }
+    }
+
+    /// `limits.account_rps` ⇒ `limits-account-rps` (without the leading dashes).
+    pub fn flag(&self) -> String {
+        self.name.replace(['.', '_'], "-")
+    }
+
+    /// `limits.account_rps` ⇒ `CAMS_FLOWS_LIMITS_ACCOUNT_RPS`.
+    pub fn env(&self) -> String {
+        env_of(&self.name.replace('.', "_"))
+    }
+
+    pub fn alias_env(&self) -> Option<String> {
+        self.alias.map(|a| env_of(&a.replace('-', "_")))
+    }
+}
+
+fn env_of(words: &str) -> String {
+    format!("{ENV_PREFIX}{}", words.to_ascii_uppercase())
+}
+
+pub const KEYS: &[Key] = &[
+    Key::new("listen", "ADDR", "Address to serve gRPC on"),
+    Key::new("endpoint", "URL", "CAMS endpoint: https://host[:port]"),
+    Key::new("log_format", "json|text", "Log format"),
+    Key::new(
+        "sandbox",
+        "BOOL",
+        "Serve against an in-process simulated CAMS with generated credentials (no cloud \
+         account needed). Ignores --endpoint and the ALIBABA_CLOUD_* variables",
+    )
+    .switch(),
+    Key::new(
+        "drain_timeout_ms",
+        "MS",
+        "Time in-flight calls get to finish after SIGTERM/SIGINT",
+    ),
+    Key::new(
+        "call_timeout_ms",
+        "MS",
+        "Bound on every call, and the deadline of a call whose caller sets none",
+    ),
+    Key::new(
+        "upstream.connect_timeout_ms",
+        "MS",
+        "Connect timeout towards CAMS",
+    ),
+    Key::new(
+        "upstream.request_timeout_ms",
+        "MS",
+        "Bound on one HTTP exchange with CAMS",
+    ),
+    Key::new(
+        "upstream.max_body_bytes",
+        "BYTES",
+        "Largest CAMS response body read; larger ones are refused unread",
+    ),
+    Key::new(
+        "limits.account_rps",
+        "N",
+        "The account's CAMS GetFlow quota: upstream calls in any sliding second, shared by all \
+         tenants",
+    )
+    .alias("account-rps"),
+    Key::new(
+        "limits.tenant_rps",
+        "RATE",
+        "Default per-tenant (CustSpaceId) rate, calls per second; fractions allowed",
+    )
+    .alias("tenant-rps"),
+    Key::new("limits.tenant_burst", "N", "Default per-tenant burst").alias("tenant-burst"),
+    Key::new(
+        "limits.max_wait_ms",
+        "MS",
+        "Longest a call waits for account capacity; 0 never waits",
+    )
+    .alias("max-wait-ms"),
+    Key::new(
+        "limits.max_queue",
+        "N",
+        "Calls that may wait for account capacity at once",
+    )
+    .alias("max-queue"),
+    Key::new(
+        "cache.ttl_ms",
+        "MS",
+        "How long a flow is served from the cache; 0 disables caching",
+    ),
+    Key::new("cache.max_entries", "N", "Flows the cache holds at most"),
+    Key::new(
+        "cache.stale_if_error_ms",
+        "MS",
+        "How long past its TTL a cached flow may stand in while CAMS fails or throttles; 0 never",
+    )
+    .alias("stale-if-error-ms"),
+    Key::new(
+        "retry.max_attempts",
+        "N",
+        "Attempts per CAMS fetch, the first included; 1 disables retries",
+    ),
+    Key::new(
+        "retry.base_backoff_ms",
+        "MS",
+        "First backoff between attempts (full jitter, doubling up to retry.max_backoff_ms)",
+    ),
+    Key::new(
+        "retry.max_backoff_ms",
+        "MS",
+        "Longest backoff between attempts",
+    ),
+    Key::new(
+        "retry.budget_ratio",
+        "RATIO",
+        "Retries allowed as a fraction of recent fetches",
+    ),
+    Key::new(
+        "retry.budget_min_retries",
+        "N",
+        "Retries always allowed per 10 s, so that a quiet gateway can retry",
+    ),
+    Key::new(
+        "server.max_in_flight",
+        "N",
+        "GetFlow calls served at once; more are refused at once with UNAVAILABLE",
+    )
+    .alias("max-in-flight"),
+    Key::new(
+        "server.max_concurrent_streams",
+        "N",
+        "HTTP/2 streams one client connection may have open",
+    )
+    .alias("max-concurrent-streams"),
+    Key::new(
+        "auth.mode",
+        "MODE",
+        "How callers authenticate: api_key, mtls, mesh_header or none. Required outside the \
+         sandbox (keys and identities are set in the config file's [auth] section)",
+    ),
+    Key::new(
+        "tls.cert_file",
+        "FILE",
+        "PEM certificate chain the server presents (enables TLS, with --tls-key-file)",
+    ),
+    Key::new("tls.key_file", "FILE", "PEM private key of --tls-cert-file"),
+    Key::new(
+        "tls.client_ca_file",
+        "FILE",
+        "PEM CA certificates that client certificates must chain to (requires client \
+         certificates)",
+    ),
+];
+
+/// The key an environment variable sets, and whether it did so under its old name.
+pub fn by_env(name: &str) -> Option<(&'static Key, bool)> {
+    KEYS.iter().find_map(|k| {
+        if k.env() == name {
+            Some((k, false))
+        } else if k.alias_env().as_deref() == Some(name) {
+            Some((k, true))
+        } else {
+            None
+        }
+    })
+}
+
+/// Every variable name `serve` reads as a setting, for suggestions on a typo.
+pub fn env_names() -> impl Iterator<Item = String> {
+    KEYS.iter()
+        .flat_map(|k| std::iter::once(k.env()).chain(k.alias_env()))
+        .chain(std::iter::once(CONFIG_ENV.to_owned()))
+}

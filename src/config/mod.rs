@@ -1,0 +1,124 @@
+//! Configuration of `cams-flows serve`, layered: defaults < TOML file < `CAMS_FLOWS_*` environment
+//! < command-line flags. Each key is named once, in [`keys`]; its flag and environment variable
+//! follow from that name. Everything is validated once, in [`sections`], into [`Config`]; a bad
+//! value is reported with its key and the layer it came from.
+
+mod cli;
+mod env;
+mod keys;
+mod load;
+mod sections;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::ValueEnum;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::AuthConfig, cams::UpstreamConfig, limits::LimitsConfig, server::TlsSettings};
+pub use crate::{cache::CacheConfig, gateway::RetryConfig};
+
+pub use cli::{FlagValue, ServeArgs};
+pub use env::{Environment, Warning};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The validated configuration of `cams-flows serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// Run against an in-process simulated CAMS with generated credentials.
+    pub sandbox: bool,
+    /// How long in-flight calls may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// Bound on every call, and the deadline of one whose caller sets none.
+    pub call_timeout: Duration,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    pub retry: RetryConfig,
+    /// GetFlow calls served at once; more are refused with UNAVAILABLE.
+    pub max_in_flight: usize,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_concurrent_streams: u32,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsSettings>,
+}
+
+impl Config {
+    /// Defaults for a gateway on `listen` in front of `endpoint`.
+    pub fn new(listen: SocketAddr, endpoint: Url) -> Self {
+        Self {
+            listen,
+            log_format: LogFormat::Json,
+            sandbox: false,
+            drain_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(10),
+            upstream: UpstreamConfig::new(endpoint),
+            limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
+            retry: RetryConfig::default(),
+            max_in_flight: 1024,
+            max_concurrent_streams: 256,
+            auth: AuthConfig::none(),
+            tls: None,
+        }
+    }
+}
+
+/// A configuration error: the key, the layer its value came from, and what is wrong with it.
+///
+/// The layer is named `origin`, not `source`: thiserror takes a field called `source` for the
+/// underlying error, which this is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {key}{}: {problem}", Parenthesized(.origin.as_ref()))]
+pub struct ConfigError {
+    /// The TOML key (`limits.account_rps`, `auth.keys[0].sha256`), or `config` for the file as
+    /// a whole.
+    pub key: String,
+    /// Where the value came from; `None` when the key has no value (e.g. a required one).
+    pub origin: Option<Origin>,
+    pub problem: String,
+}
+
+/// The layer a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    /// The variable's name (a canonical name or an old alias, whichever was set).
+    Env(String),
+    /// The flag as typed, with its dashes (`--account-rps`).
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default value"),
+            Self::File(path) => write!(f, "from {}", path.display()),
+            Self::Env(name) => write!(f, "from environment variable {name}"),
+            Self::Flag(flag) => write!(f, "from flag {flag}"),
+        }
+    }
+}
+
+struct Parenthesized<'a>(Option<&'a Origin>);
+
+impl fmt::Display for Parenthesized<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(origin) => write!(f, " ({origin})"),
+            None => Ok(()),
+        }
+    }
+}
