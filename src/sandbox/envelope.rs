@@ -85,3 +85,14 @@ pub(super) fn json_response(status: StatusCode, body: &Value, request_id: &str) 
     }
     (status, headers, Body::from(body.to_string())).into_response()
 }
+
+/// What the simulated CAMS answers an accepted call with.
+pub(super) enum Outcome {
+    Flow { request_id: String, body: Value },
+    Error(ErrorReply),
+    Html,
+    Garbage,
+    Huge,
+    Hang,
+    Reset,
+}

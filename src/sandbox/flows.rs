@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
-use super::envelope::{ErrorReply, json_response, new_request_id};
+use super::envelope::{ErrorReply, Outcome, json_response, new_request_id};
 use super::samples::{
     DOCUMENTED_FLOW_ID, ORDER_STATUS, SAMPLES, documented_flow, sample_flow, unix_millis,
 };
@@ -60,16 +60,6 @@ const SIMULATED_RETRY_AFTER_MS: u64 = 1500;
 pub(super) struct Plan {
     pub delay: Duration,
     pub outcome: Outcome,
-}
-
-pub(super) enum Outcome {
-    Flow { request_id: String, body: Value },
-    Error(ErrorReply),
-    Html,
-    Garbage,
-    Huge,
-    Hang,
-    Reset,
 }
 
 /// Chooses the answer from the call's parameters.

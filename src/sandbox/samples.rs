@@ -5,8 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::envelope::new_request_id;
-use super::flows::Outcome;
+use super::envelope::{Outcome, new_request_id};
 use crate::acs::v3::encode;
 
 pub(super) const DOCUMENTED_FLOW_ID: &str = "926753328126430";
