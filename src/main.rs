@@ -1,13 +1,14 @@
 #![forbid(unsafe_code)]
 //! The `cams-flows` command line: parses arguments and hands over to the library.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::process::ExitCode;
 
+#[cfg(feature = "sandbox")]
+use cams_flows::sandbox::{Sandbox, SandboxConfig};
 use cams_flows::{
     app::Application,
-    config::{Environment, LogFormat, ServeArgs},
-    sandbox::{Sandbox, SandboxConfig},
-    telemetry,
+    config::{Environment, ServeArgs},
+    telemetry::{self, ErrorChain},
 };
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,7 @@ enum Command {
     /// optionally ALIBABA_CLOUD_SECURITY_TOKEN, unless --sandbox is given.
     Serve(Box<ServeArgs>),
     /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS).
+    #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
     /// Print the SHA-256 of an API key (read from standard input) for `[[auth.keys]] sha256`.
     HashKey(HashKeyArgs),
@@ -45,11 +47,12 @@ struct HashKeyArgs {
     generate: bool,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Debug, clap::Args)]
 struct SandboxArgs {
     /// Address to serve HTTP on.
     #[arg(long, env = "CAMS_SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    listen: std::net::SocketAddr,
     /// The AccessKeyId the simulated CAMS accepts.
     #[arg(long, env = "CAMS_SANDBOX_ACCESS_KEY_ID", default_value = "sandbox-id")]
     access_key_id: String,
@@ -70,7 +73,7 @@ struct SandboxArgs {
     security_token: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: cams_flows::config::LogFormat,
 }
 
 #[tokio::main]
@@ -78,6 +81,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox(args).await,
         Command::HashKey(args) => hash_key(&args),
     }
@@ -131,20 +135,22 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!("cannot start: {e:#}");
-            eprintln!("error: {e:#}");
+            let e = ErrorChain(&e);
+            tracing::error!("cannot start: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("server failed: {e:#}");
+            tracing::error!("server failed: {}", ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+#[cfg(feature = "sandbox")]
 async fn sandbox(args: SandboxArgs) -> ExitCode {
     telemetry::init(args.log_format);
     let mut config = SandboxConfig::new(args.access_key_id, args.access_key_secret);
