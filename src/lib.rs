@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 //! cams-flows: a gRPC gateway in front of Alibaba Cloud CAMS's WhatsApp Flows API.
 //!
 //! A call travels one way, and the modules follow it:

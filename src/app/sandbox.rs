@@ -11,7 +11,7 @@ use super::{StartError, tasks::Tasks};
 
 /// Starts a simulated CAMS on a loopback port; it stops with the other background tasks, after
 /// the calls have drained.
-pub async fn start(tasks: &mut Tasks) -> Result<(reqwest::Url, Credentials), StartError> {
+pub(super) async fn start(tasks: &mut Tasks) -> Result<(reqwest::Url, Credentials), StartError> {
     let config = SandboxConfig::generated();
     let credentials = config.credentials().with_source(CredentialSource::Sandbox);
     let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)

@@ -11,13 +11,13 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use crate::{cams::FlowAnswer, domain::FlowQuery, error::Error};
 
 /// A load's outcome, shared by every caller that joined it.
-pub type LoadResult = Result<Arc<FlowAnswer>, Arc<Error>>;
+pub(crate) type LoadResult = Result<Arc<FlowAnswer>, Arc<Error>>;
 
 type Load = Shared<BoxFuture<'static, LoadResult>>;
 
 /// The latest deadline among the callers waiting for one load: retries stop in time for it.
 #[derive(Debug)]
-pub struct Waiters {
+pub(crate) struct Waiters {
     latest: Mutex<tokio::time::Instant>,
 }
 
@@ -33,7 +33,7 @@ impl Waiters {
         *latest = (*latest).max(deadline);
     }
 
-    pub fn latest(&self) -> tokio::time::Instant {
+    pub(crate) fn latest(&self) -> tokio::time::Instant {
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -45,7 +45,7 @@ type Joinable = (Load, Arc<Waiters>);
 /// caller who gives up (deadline, cancellation) never takes the load away from the others.
 /// Shared through the gateway's `Arc`, so the map itself needs no second one.
 #[derive(Default)]
-pub struct Coalescer {
+pub(crate) struct Coalescer {
     in_flight: Mutex<HashMap<FlowQuery, Joinable>>,
 }
 
@@ -60,7 +60,12 @@ impl std::fmt::Debug for Coalescer {
 impl Coalescer {
     /// The load for `key`: a running one (`false`) or a new one started from `start` (`true`).
     /// Either way the caller's `deadline` joins the load's waiters.
-    pub fn join<F>(&self, key: &FlowQuery, deadline: tokio::time::Instant, start: F) -> (Load, bool)
+    pub(crate) fn join<F>(
+        &self,
+        key: &FlowQuery,
+        deadline: tokio::time::Instant,
+        start: F,
+    ) -> (Load, bool)
     where
         F: FnOnce(Arc<Waiters>) -> BoxFuture<'static, LoadResult>,
     {
@@ -85,7 +90,7 @@ impl Coalescer {
     }
 
     /// Called by a load when it has finished (and stored its answer), so later callers start anew.
-    pub fn finish(&self, key: &FlowQuery) {
+    pub(crate) fn finish(&self, key: &FlowQuery) {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -30,7 +30,7 @@ impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
 }
 
 #[derive(Clone)]
-pub struct LocalTier {
+pub(crate) struct LocalTier {
     entries: Cache<FlowQuery, CachedFlow>,
 }
 
@@ -43,7 +43,7 @@ impl std::fmt::Debug for LocalTier {
 }
 
 impl LocalTier {
-    pub fn new(max_entries: u64, clock: SharedClock) -> Self {
+    pub(crate) fn new(max_entries: u64, clock: SharedClock) -> Self {
         Self {
             entries: Cache::builder()
                 .max_capacity(max_entries)
@@ -54,11 +54,11 @@ impl LocalTier {
 
     /// The hit path calls this directly rather than through the trait, which would box a future
     /// on every call.
-    pub async fn lookup(&self, key: &FlowQuery) -> Option<CachedFlow> {
+    pub(crate) async fn lookup(&self, key: &FlowQuery) -> Option<CachedFlow> {
         self.entries.get(key).await
     }
 
-    pub async fn insert(&self, key: FlowQuery, entry: CachedFlow) {
+    pub(crate) async fn insert(&self, key: FlowQuery, entry: CachedFlow) {
         self.entries.insert(key, entry).await;
     }
 }

@@ -16,8 +16,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-pub use coalesce::{Coalescer, LoadResult, Waiters};
-pub use local::LocalTier;
+pub(crate) use coalesce::{Coalescer, LoadResult, Waiters};
+pub(crate) use local::LocalTier;
 
 use crate::{cams::FlowAnswer, clock::SharedClock, domain::FlowQuery};
 

@@ -4,13 +4,13 @@
 //! environment variable `CAMS_FLOWS_LIMITS_ACCOUNT_RPS` and the flag `--limits-account-rps`.
 //! Keys renamed by the rule keep their old flag and variable as aliases.
 
-pub const ENV_PREFIX: &str = "CAMS_FLOWS_";
+pub(super) const ENV_PREFIX: &str = "CAMS_FLOWS_";
 /// The file itself is not a key of the tree; it is named by flag or variable only.
-pub const CONFIG_ENV: &str = "CAMS_FLOWS_CONFIG";
+pub(super) const CONFIG_ENV: &str = "CAMS_FLOWS_CONFIG";
 
 /// One scalar setting. Maps and arrays (`limits.tenants`, `[[auth.keys]]`) are file-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
+pub(super) struct Key {
     /// The TOML path: the one name the flag and variable are derived from.
     pub name: &'static str,
     pub value_name: &'static str,
@@ -48,16 +48,16 @@ impl Key {
     }
 
     /// `limits.account_rps` ⇒ `limits-account-rps` (without the leading dashes).
-    pub fn flag(&self) -> String {
+    pub(super) fn flag(&self) -> String {
         self.name.replace(['.', '_'], "-")
     }
 
     /// `limits.account_rps` ⇒ `CAMS_FLOWS_LIMITS_ACCOUNT_RPS`.
-    pub fn env(&self) -> String {
+    pub(super) fn env(&self) -> String {
         env_of(&self.name.replace('.', "_"))
     }
 
-    pub fn alias_env(&self) -> Option<String> {
+    pub(super) fn alias_env(&self) -> Option<String> {
         self.alias.map(|a| env_of(&a.replace('-', "_")))
     }
 }
@@ -66,7 +66,7 @@ fn env_of(words: &str) -> String {
     format!("{ENV_PREFIX}{}", words.to_ascii_uppercase())
 }
 
-pub const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     Key::new("listen", "ADDR", "Address to serve gRPC on"),
     Key::new("endpoint", "URL", "CAMS endpoint: https://host[:port]"),
     Key::new("log_format", "json|text", "Log format"),
@@ -198,7 +198,7 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The key an environment variable sets, and whether it did so under its old name.
-pub fn by_env(name: &str) -> Option<(&'static Key, bool)> {
+pub(super) fn by_env(name: &str) -> Option<(&'static Key, bool)> {
     KEYS.iter().find_map(|k| {
         if k.env() == name {
             Some((k, false))
@@ -211,7 +211,7 @@ pub fn by_env(name: &str) -> Option<(&'static Key, bool)> {
 }
 
 /// Every variable name `serve` reads as a setting, for suggestions on a typo.
-pub fn env_names() -> impl Iterator<Item = String> {
+pub(super) fn env_names() -> impl Iterator<Item = String> {
     KEYS.iter()
         .flat_map(|k| std::iter::once(k.env()).chain(k.alias_env()))
         .chain(std::iter::once(CONFIG_ENV.to_owned()))

@@ -16,7 +16,7 @@ use crate::{
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+pub(super) struct Settings {
     pub listen: String,
     pub endpoint: String,
     pub log_format: LogFormat,
@@ -35,7 +35,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamSettings {
+pub(super) struct UpstreamSettings {
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -43,7 +43,7 @@ pub struct UpstreamSettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSettings {
+pub(super) struct LimitsSettings {
     pub account_rps: u32,
     pub tenant_rps: f64,
     pub tenant_burst: u32,
@@ -57,14 +57,14 @@ pub struct LimitsSettings {
 /// A part left out inherits the default tenant quota.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TenantSettings {
+pub(super) struct TenantSettings {
     pub rps: Option<f64>,
     pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheSettings {
+pub(super) struct CacheSettings {
     pub ttl_ms: u64,
     pub max_entries: u64,
     pub stale_if_error_ms: u64,
@@ -72,7 +72,7 @@ pub struct CacheSettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetrySettings {
+pub(super) struct RetrySettings {
     pub max_attempts: u32,
     pub base_backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -82,14 +82,14 @@ pub struct RetrySettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSettings {
+pub(super) struct ServerSettings {
     pub max_in_flight: usize,
     pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSettings {
+pub(super) struct AuthSettings {
     /// No default: outside the sandbox it must be chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<AuthModeName>,
@@ -125,7 +125,7 @@ impl From<AuthModeName> for AuthMode {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeySettings {
+pub(super) struct KeySettings {
     pub name: String,
     pub sha256: String,
     pub tenants: Vec<String>,
@@ -133,14 +133,14 @@ pub struct KeySettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentitySettings {
+pub(super) struct IdentitySettings {
     pub id: String,
     pub tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsFiles {
+pub(super) struct TlsFiles {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]

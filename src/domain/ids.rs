@@ -2,7 +2,7 @@ use std::fmt;
 
 /// Longest identifier the gateway forwards. CAMS documents no limit; flow ids are ~16 digits and
 /// space ids a short slug, so 128 bytes leaves room without letting a caller ship kilobytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub(super) const MAX_ID_BYTES: usize = 128;
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! attempt, retries) → cache.
 
 mod load;
-pub mod retry;
+pub(crate) mod retry;
 
 use std::{sync::Arc, time::Duration};
 

@@ -53,7 +53,7 @@ const BUCKETS: usize = 10;
 
 /// Counts calls and retries over the last [`WINDOW`] in one-second buckets.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     min_retries: u32,
     buckets: Mutex<VecDeque<Bucket>>,
@@ -67,7 +67,7 @@ struct Bucket {
 }
 
 impl RetryBudget {
-    pub fn new(config: &RetryConfig) -> Self {
+    pub(crate) fn new(config: &RetryConfig) -> Self {
         Self {
             ratio: config.budget_ratio,
             min_retries: config.budget_min_retries,
@@ -93,13 +93,13 @@ impl RetryBudget {
     }
 
     /// Records a first attempt.
-    pub fn record_call(&self) {
+    pub(crate) fn record_call(&self) {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         Self::current(&mut buckets, Instant::now()).calls += 1;
     }
 
     /// Takes one retry from the budget, if the recent calls leave room for it.
-    pub fn try_retry(&self) -> bool {
+    pub(crate) fn try_retry(&self) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         Self::current(&mut buckets, now);

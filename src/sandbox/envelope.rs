@@ -28,7 +28,11 @@ pub(super) struct ErrorReply {
 }
 
 impl ErrorReply {
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -38,16 +42,16 @@ impl ErrorReply {
         }
     }
 
-    pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn with_retry_after(mut self, ms: u64) -> Self {
+    pub(super) fn with_retry_after(mut self, ms: u64) -> Self {
         self.retry_after_ms = Some(ms);
         self
     }
 
-    pub fn into_response(self) -> Response {
+    pub(super) fn into_response(self) -> Response {
         let request_id = new_request_id();
         let mut body = json!({
             "RequestId": request_id,

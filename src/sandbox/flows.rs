@@ -219,7 +219,7 @@ fn access_denied_detail() -> Value {
 impl Outcome {
     /// The Code the answer carries, for the request log; non-envelope answers get a lower-case
     /// marker that no CAMS code can collide with.
-    pub fn code(&self) -> String {
+    pub(super) fn code(&self) -> String {
         match self {
             Outcome::Flow { .. } => "OK".to_owned(),
             Outcome::Error(reply) => reply.code.clone(),
@@ -232,7 +232,7 @@ impl Outcome {
     }
 
     /// `closing` ends the bodies that would otherwise never end, so the server can shut down.
-    pub fn into_response(self, closing: watch::Receiver<bool>) -> Response {
+    pub(super) fn into_response(self, closing: watch::Receiver<bool>) -> Response {
         match self {
             Outcome::Flow { request_id, body } => json_response(StatusCode::OK, &body, &request_id),
             Outcome::Error(reply) => reply.into_response(),

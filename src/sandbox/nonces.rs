@@ -19,7 +19,7 @@ pub(super) struct NonceCache {
 
 impl NonceCache {
     /// Remembers `nonce`; false when it was already used within the TTL.
-    pub fn insert(&mut self, nonce: &str, now: Instant) -> bool {
+    pub(super) fn insert(&mut self, nonce: &str, now: Instant) -> bool {
         self.expire(now);
         if self.seen.contains(nonce) {
             return false;
@@ -46,7 +46,7 @@ impl NonceCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.seen.len()
     }
 }

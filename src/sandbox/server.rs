@@ -39,7 +39,7 @@ struct Books {
 }
 
 impl State {
-    pub fn new(config: SandboxConfig) -> Self {
+    pub(super) fn new(config: SandboxConfig) -> Self {
         Self {
             nonces: Mutex::new(NonceCache::default()),
             books: Mutex::new(Books {
@@ -52,7 +52,7 @@ impl State {
     }
 
     /// Ends held-open answers; the server is going away.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         self.closing.send_replace(true);
     }
 

@@ -47,7 +47,7 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub fn accepted(&mut self, flow_id: Option<&str>, now: Instant, entry: RecordedRequest) {
+    pub(super) fn accepted(&mut self, flow_id: Option<&str>, now: Instant, entry: RecordedRequest) {
         self.stats.accepted += 1;
         prune(&mut self.recent, now);
         self.recent.push_back(now);
@@ -65,32 +65,32 @@ impl Recorder {
     }
 
     /// Accepted calls for `flow_id` since the last reset.
-    pub fn calls_for(&self, flow_id: Option<&str>) -> u64 {
+    pub(super) fn calls_for(&self, flow_id: Option<&str>) -> u64 {
         flow_id
             .and_then(|id| self.stats.calls_by_flow.get(id))
             .copied()
             .unwrap_or(0)
     }
 
-    pub fn throttled(&mut self, entry: RecordedRequest) {
+    pub(super) fn throttled(&mut self, entry: RecordedRequest) {
         self.stats.throttled += 1;
         self.log(entry);
     }
 
-    pub fn rejected(&mut self, entry: RecordedRequest) {
+    pub(super) fn rejected(&mut self, entry: RecordedRequest) {
         self.stats.rejected += 1;
         self.log(entry);
     }
 
-    pub fn stats(&self) -> SandboxStats {
+    pub(super) fn stats(&self) -> SandboxStats {
         self.stats.clone()
     }
 
-    pub fn requests(&self) -> Vec<RecordedRequest> {
+    pub(super) fn requests(&self) -> Vec<RecordedRequest> {
         self.log.iter().cloned().collect()
     }
 
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         *self = Self::default();
     }
 

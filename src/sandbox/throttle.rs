@@ -13,7 +13,7 @@ pub(super) struct Throttle {
 }
 
 impl Throttle {
-    pub fn new(rps_per_key: u32) -> Self {
+    pub(super) fn new(rps_per_key: u32) -> Self {
         Self {
             limit: usize::try_from(rps_per_key).unwrap_or(usize::MAX),
             accepted: HashMap::new(),
@@ -21,7 +21,7 @@ impl Throttle {
     }
 
     /// Admits the call and counts it, or says how long until a slot frees up.
-    pub fn admit(&mut self, access_key_id: &str, now: Instant) -> Result<(), Duration> {
+    pub(super) fn admit(&mut self, access_key_id: &str, now: Instant) -> Result<(), Duration> {
         // Only verified keys get here, so the map stays tiny; still, idle keys are dropped.
         self.accepted.retain(|_, window| {
             prune(window, now);

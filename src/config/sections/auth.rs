@@ -11,7 +11,7 @@ use crate::{
 
 /// `sandbox`: the sandbox's callers are local, so it needs no mode. `tls`: mtls needs client
 /// certificates.
-pub fn auth(
+pub(super) fn auth(
     s: &AuthSettings,
     sandbox: bool,
     tls: Option<&TlsSettings>,

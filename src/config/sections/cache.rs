@@ -8,7 +8,7 @@ use crate::{
     config::{ConfigError, settings::CacheSettings},
 };
 
-pub fn cache(s: &CacheSettings) -> Result<CacheConfig, ConfigError> {
+pub(super) fn cache(s: &CacheSettings) -> Result<CacheConfig, ConfigError> {
     // Zero is meaningful here (no cache, never stale), unlike for a timeout.
     let ms = |key: &str, ms: u64| {
         if ms > 86_400_000 {

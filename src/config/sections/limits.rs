@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
-pub fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, ConfigError> {
+pub(super) fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, ConfigError> {
     let account_rps = bounded("limits.account_rps", s.account_rps, 1..=1_000_000)?;
     let uncached_account_rps = (!cached).then_some(account_rps);
     let tenant = quota(

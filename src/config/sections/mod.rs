@@ -16,7 +16,7 @@ use super::{Config, ConfigError, settings::Settings};
 
 /// The whole configuration, in the order its sections depend on each other: the limits need to
 /// know whether there is a cache, and the authentication whether there is TLS.
-pub fn config(s: &Settings) -> Result<Config, ConfigError> {
+pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     let listen = server::listen(&s.listen)?;
     let upstream = upstream::upstream(&s.endpoint, &s.upstream)?;
     let mut config = Config::new(listen, upstream.endpoint.clone());

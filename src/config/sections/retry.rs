@@ -6,7 +6,7 @@ use crate::{
     gateway::RetryConfig,
 };
 
-pub fn retry(s: &RetrySettings) -> Result<RetryConfig, ConfigError> {
+pub(super) fn retry(s: &RetrySettings) -> Result<RetryConfig, ConfigError> {
     let base_backoff = millis("retry.base_backoff_ms", s.base_backoff_ms)?;
     let max_backoff = millis("retry.max_backoff_ms", s.max_backoff_ms)?;
     if max_backoff < base_backoff {

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use super::{bad, bounded};
 use crate::config::{ConfigError, settings::ServerSettings};
 
-pub fn listen(text: &str) -> Result<SocketAddr, ConfigError> {
+pub(super) fn listen(text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse()
         .map_err(|e| bad("listen", format!("{text:?} is not an address: {e}")))
 }
 
 /// `(max_in_flight, max_concurrent_streams)`.
-pub fn server(s: &ServerSettings) -> Result<(usize, u32), ConfigError> {
+pub(super) fn server(s: &ServerSettings) -> Result<(usize, u32), ConfigError> {
     Ok((
         bounded("server.max_in_flight", s.max_in_flight, 1..=1_000_000)?,
         bounded(

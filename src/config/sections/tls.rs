@@ -6,7 +6,7 @@ use crate::{
     server::TlsSettings,
 };
 
-pub fn tls(s: &TlsFiles) -> Result<Option<TlsSettings>, ConfigError> {
+pub(super) fn tls(s: &TlsFiles) -> Result<Option<TlsSettings>, ConfigError> {
     match (&s.cert_file, &s.key_file) {
         (Some(cert_file), Some(key_file)) => Ok(Some(TlsSettings {
             cert_file: cert_file.clone(),

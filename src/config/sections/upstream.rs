@@ -9,7 +9,10 @@ use crate::{
 };
 
 /// `endpoint` is a top-level key but configures the upstream.
-pub fn upstream(endpoint: &str, s: &UpstreamSettings) -> Result<UpstreamConfig, ConfigError> {
+pub(super) fn upstream(
+    endpoint: &str,
+    s: &UpstreamSettings,
+) -> Result<UpstreamConfig, ConfigError> {
     let endpoint = Url::parse(endpoint)
         .map_err(|e| bad("endpoint", format!("{endpoint:?} is not a URL: {e}")))?;
     check_endpoint(&endpoint)?;

@@ -26,13 +26,13 @@ use tokio::time::Instant;
 use crate::domain::TenantId;
 
 /// How long use is remembered: usage decays by `e` over this span.
-pub const USAGE_TAU: Duration = Duration::from_secs(10);
+pub(super) const USAGE_TAU: Duration = Duration::from_secs(10);
 
 /// Usage below this is forgotten: the party is indistinguishable from one never seen.
 const FORGET_BELOW: f64 = 0.01;
 
 /// Identifies a queued call, so that one that gives up can leave the queue.
-pub type Ticket = u64;
+pub(super) type Ticket = u64;
 
 /// Who a call is for: the authenticated caller and the tenant it asks about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -107,7 +107,7 @@ struct Background<W> {
     waiter: W,
 }
 
-pub struct FairQueue<W> {
+pub(super) struct FairQueue<W> {
     weights: Weights,
     caller_usage: HashMap<Arc<str>, Usage>,
     tenant_usage: HashMap<Party, Usage>,
@@ -134,7 +134,7 @@ fn surely_before(ua: f64, ka: usize, wa: f64, ub: f64, kb: usize, wb: f64) -> bo
 }
 
 impl<W> FairQueue<W> {
-    pub fn new(weights: Weights) -> Self {
+    pub(super) fn new(weights: Weights) -> Self {
         Self {
             weights,
             caller_usage: HashMap::new(),
@@ -148,20 +148,20 @@ impl<W> FairQueue<W> {
     }
 
     /// Calls waiting, of both classes.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.caller_len + self.background.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Callers' calls waiting (background work excluded).
-    pub fn callers_waiting(&self) -> usize {
+    pub(super) fn callers_waiting(&self) -> usize {
         self.caller_len
     }
 
-    pub fn push(&mut self, party: &Party, class: Class, waiter: W) -> Ticket {
+    pub(super) fn push(&mut self, party: &Party, class: Class, waiter: W) -> Ticket {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         match class {
@@ -185,7 +185,7 @@ impl<W> FairQueue<W> {
     }
 
     /// Takes a waiter out however its wait ended (served already, timed out or cancelled).
-    pub fn remove(&mut self, party: &Party, class: Class, ticket: Ticket) {
+    pub(super) fn remove(&mut self, party: &Party, class: Class, ticket: Ticket) {
         if let Class::Background { .. } = class {
             self.background.retain(|b| b.ticket != ticket);
             return;
@@ -210,7 +210,7 @@ impl<W> FairQueue<W> {
     }
 
     /// Counts a call dispatched to CAMS, whether it waited here or found a slot at once.
-    pub fn record_use(&mut self, party: &Party, now: Instant) {
+    pub(super) fn record_use(&mut self, party: &Party, now: Instant) {
         for usage in [
             self.caller_usage
                 .entry(Arc::clone(&party.caller))
@@ -249,7 +249,7 @@ impl<W> FairQueue<W> {
 
     /// The next call to serve: callers' calls in fair order, then, if `background` allows it,
     /// the most-read background work. The call's use is recorded.
-    pub fn pop(&mut self, background: bool, now: Instant) -> Option<W> {
+    pub(super) fn pop(&mut self, background: bool, now: Instant) -> Option<W> {
         if let Some((party, waiter)) = self.pop_caller(now) {
             self.record_use(&party, now);
             return Some(waiter);
@@ -317,7 +317,12 @@ impl<W> FairQueue<W> {
     /// How many waiting calls go before a new call of `party` for certain, whatever the decay of
     /// usage until then: a lower bound of its place in the order, so that a call refused on it
     /// could really not have been served in time. Later arrivals can only push it back.
-    pub fn surely_ahead_of_newcomer(&self, party: &Party, class: Class, now: Instant) -> usize {
+    pub(super) fn surely_ahead_of_newcomer(
+        &self,
+        party: &Party,
+        class: Class,
+        now: Instant,
+    ) -> usize {
         if let Class::Background { reads } = class {
             let before = self.background.iter().filter(|b| b.reads >= reads).count();
             return self.caller_len + before;
