@@ -97,9 +97,15 @@ fn api(endpoint: &str, tenant: TenantQuota, tasks: &mut app::Tasks) -> FlowApi {
     );
     config.limits.tenant = tenant;
     let credentials = Arc::new(StaticCredentials::new(credentials()));
-    app::flow_api(&config, credentials, clock::system(), tasks)
-        .expect("gateway")
-        .api
+    app::flow_api(
+        &config,
+        credentials,
+        clock::system(),
+        Default::default(),
+        tasks,
+    )
+    .expect("gateway")
+    .api
 }
 
 fn request(tenant: &str) -> tonic::Request<GetFlowRequest> {

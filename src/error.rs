@@ -53,6 +53,8 @@ pub enum Error {
     Overloaded { max_in_flight: usize },
     #[error("the call's deadline passed before CAMS answered")]
     DeadlineExceeded,
+    #[error("the gateway is shutting down and its drain ran out before this call was answered")]
+    ShuttingDown,
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -136,6 +138,7 @@ impl Error {
             Self::TenantNotAllowed { .. } => Disposition::refused(Code::PermissionDenied),
             Self::Overloaded { .. } => Disposition::refused(Code::Unavailable),
             Self::DeadlineExceeded => Disposition::refused(Code::DeadlineExceeded),
+            Self::ShuttingDown => Disposition::refused(Code::Unavailable),
             Self::Internal(_) => Disposition::refused(Code::Internal),
             Self::Cams(cams) => cams_disposition(cams),
         }

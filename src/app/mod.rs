@@ -24,7 +24,7 @@ use crate::{
     credentials::{self, CredentialsError, CredentialsProvider, StaticCredentials},
     grpc::FlowApi,
     limits::{AccountQuota, TenantLimits},
-    server::{TlsError, TlsServer},
+    server::{Drain, HttpLimits, TlsError, TlsServer},
 };
 
 /// How often certificate files are checked for rotation (SIGHUP reloads at once).
@@ -56,8 +56,6 @@ pub enum StartError {
 /// Why serving stopped other than by a shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the gRPC server failed")]
-    Transport(#[from] tonic::transport::Error),
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot read the listener's address")]
@@ -70,7 +68,8 @@ pub struct Application {
     tenants: Arc<dyn TenantLimits>,
     account: Arc<dyn AccountQuota>,
     drain_timeout: Duration,
-    max_concurrent_streams: u32,
+    limits: HttpLimits,
+    drain: Drain,
     tls: Option<Arc<TlsServer>>,
     tasks: Tasks,
     sandbox_endpoint: Option<String>,
@@ -116,7 +115,14 @@ impl Application {
         credentials: Arc<dyn CredentialsProvider>,
         mut tasks: Tasks,
     ) -> Result<Self, StartError> {
-        let wired = flow_api(&config, credentials, clock::system(), &mut tasks)?;
+        let drain = Drain::default();
+        let wired = flow_api(
+            &config,
+            credentials,
+            clock::system(),
+            drain.expired.clone(),
+            &mut tasks,
+        )?;
         if config.auth.mode == AuthMode::None {
             tracing::warn!(
                 "caller authentication is off (auth.mode = none): every caller may read every tenant"
@@ -140,7 +146,14 @@ impl Application {
             tenants: wired.tenants,
             account: wired.account,
             drain_timeout: config.drain_timeout,
-            max_concurrent_streams: config.max_concurrent_streams,
+            limits: HttpLimits {
+                max_connections: config.max_connections,
+                preface_timeout: config.preface_timeout,
+                idle_timeout: config.idle_timeout,
+                max_concurrent_streams: config.max_concurrent_streams,
+                max_call: config.call_timeout,
+            },
+            drain,
             tls,
             tasks,
             sandbox_endpoint: None,
@@ -178,7 +191,8 @@ impl Application {
                 api: self.api,
                 tls: self.tls,
                 drain_timeout: self.drain_timeout,
-                max_concurrent_streams: self.max_concurrent_streams,
+                limits: self.limits,
+                drain: self.drain,
             },
             shutdown,
         )

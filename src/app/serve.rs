@@ -1,17 +1,19 @@
-//! Serving gRPC: FlowService with health and reflection, and a shutdown that reports
-//! NOT_SERVING before it stops accepting and bounds how long calls in flight may take.
+//! Serving gRPC: FlowService with health and reflection over the server's HTTP/2, and the
+//! shutdown sequence: NOT_SERVING, then the drain (no new connections, GOAWAY to open ones,
+//! long-lived streams ended), and when `drain_timeout` runs out, every call still in flight
+//! answered UNAVAILABLE.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use super::ServeError;
 use crate::{
-    grpc::FlowApi,
+    grpc::{FlowApi, status},
     pb::{self, flow_service_server::FlowServiceServer},
-    server::{self, TlsServer},
+    server::{self, Drain, HttpLimits, TlsServer},
 };
 
 /// A valid GetFlow request is two ids of at most 128 bytes. Up to this size an oversized id is
@@ -19,12 +21,17 @@ use crate::{
 /// refuses the message unread (OUT_OF_RANGE).
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
+/// Kept on top of the calls' own bound so that FlowService, which answers its deadline itself
+/// with details, always gets to answer before the server's bound would.
+const SERVER_SLACK: Duration = Duration::from_millis(100);
+
 pub(super) struct Serving {
     pub listener: TcpListener,
     pub api: FlowApi,
     pub tls: Option<Arc<TlsServer>>,
     pub drain_timeout: Duration,
-    pub max_concurrent_streams: u32,
+    pub limits: HttpLimits,
+    pub drain: Drain,
 }
 
 pub(super) async fn serve(
@@ -48,11 +55,16 @@ pub(super) async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-
     let flows = FlowServiceServer::new(serving.api).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let routes = Routes::new(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(flows)
+        .prepare();
 
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
+    let drain = serving.drain.clone();
+    let drain_timeout = serving.drain_timeout;
+    let sequence = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight calls");
         reporter
@@ -61,36 +73,27 @@ pub(super) async fn serve(
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;
-        let _ = drain_tx.send(());
-    };
+        drain.started.cancel();
+        tokio::time::sleep(drain_timeout).await;
+        tracing::warn!(
+            ?drain_timeout,
+            "drain timeout reached; answering the calls still in flight"
+        );
+        drain.expired.cancel();
+    });
 
     let addr = serving.listener.local_addr().map_err(ServeError::Address)?;
     tracing::info!(%addr, tls = serving.tls.is_some(), "listening");
-    let serve = Server::builder()
-        .max_concurrent_streams(Some(serving.max_concurrent_streams))
-        // GetFlow metadata is a few headers; 16 KiB leaves room for tracing and auth headers.
-        .http2_max_header_list_size(Some(16 * 1024))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(flows)
-        .serve_with_incoming_shutdown(server::incoming(serving.listener, serving.tls), signal);
-
-    let drain_timeout = serving.drain_timeout;
-    let drain_bound = async move {
-        if drain_rx.await.is_ok() {
-            tokio::time::sleep(drain_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = serve => served?,
-        () = drain_bound => {
-            tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining calls");
-        }
-    }
+    let mut limits = serving.limits;
+    limits.max_call += SERVER_SLACK;
+    server::serve(
+        server::incoming(serving.listener, serving.tls),
+        routes,
+        limits,
+        serving.drain,
+        status::answers(),
+    )
+    .await;
+    sequence.abort();
     Ok(())
 }

@@ -49,10 +49,10 @@ impl Tasks {
         self.stop.cancel();
         let drained = tokio::time::timeout(STOP_BOUND, async {
             while let Some(joined) = self.running.join_next().await {
-                if let Err(error) = joined {
-                    if error.is_panic() {
-                        tracing::error!(%error, "a background task panicked");
-                    }
+                if let Err(error) = joined
+                    && error.is_panic()
+                {
+                    tracing::error!(%error, "a background task panicked");
                 }
             }
         })

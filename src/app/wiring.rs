@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     auth::Authenticator,
     cache::FlowCache,
@@ -32,6 +34,7 @@ pub fn flow_api(
     config: &Config,
     credentials: Arc<dyn CredentialsProvider>,
     clock: SharedClock,
+    drain_expired: CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<Wired, StartError> {
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
@@ -61,6 +64,7 @@ pub fn flow_api(
         Arc::new(Authenticator::new(config.auth.clone())),
         config.call_timeout,
         config.max_in_flight,
+        drain_expired,
     );
     Ok(Wired {
         api,

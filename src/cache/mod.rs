@@ -117,25 +117,24 @@ impl FlowCache {
     pub async fn lookup(&self, key: &FlowQuery) -> Lookup {
         let local = self.local.lookup(key).await;
         let now = self.clock.now();
-        if let Some(entry) = &local {
-            if now < entry.fresh_until {
-                return Lookup::Fresh {
-                    answer: Arc::clone(&entry.answer),
-                    tier: Tier::Local,
-                };
-            }
+        if let Some(entry) = &local
+            && now < entry.fresh_until
+        {
+            return Lookup::Fresh {
+                answer: Arc::clone(&entry.answer),
+                tier: Tier::Local,
+            };
         }
-        if let Some(shared) = &self.shared {
-            if let Some(entry) = shared.get(key).await {
-                if now < entry.fresh_until {
-                    let answer = Arc::clone(&entry.answer);
-                    self.local.insert(key.clone(), entry).await;
-                    return Lookup::Fresh {
-                        answer,
-                        tier: Tier::Shared,
-                    };
-                }
-            }
+        if let Some(shared) = &self.shared
+            && let Some(entry) = shared.get(key).await
+            && now < entry.fresh_until
+        {
+            let answer = Arc::clone(&entry.answer);
+            self.local.insert(key.clone(), entry).await;
+            return Lookup::Fresh {
+                answer,
+                tier: Tier::Shared,
+            };
         }
         match local {
             Some(entry) if now < entry.usable_until => Lookup::Stale(entry),

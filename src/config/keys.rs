@@ -178,6 +178,21 @@ pub(super) const KEYS: &[Key] = &[
     )
     .alias("max-concurrent-streams"),
     Key::new(
+        "server.max_connections",
+        "N",
+        "Client connections served at once; past it a new connection is closed at once",
+    ),
+    Key::new(
+        "server.preface_timeout_ms",
+        "MS",
+        "Time a new connection has to send the HTTP/2 preface (after TLS) before it is closed",
+    ),
+    Key::new(
+        "server.idle_timeout_ms",
+        "MS",
+        "Time a connection may stay open with no stream before it is told to go away (GOAWAY)",
+    ),
+    Key::new(
         "auth.mode",
         "MODE",
         "How callers authenticate: api_key, mtls, mesh_header or none. Required outside the \

@@ -50,6 +50,12 @@ pub struct Config {
     pub max_in_flight: usize,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    /// Client connections served at once.
+    pub max_connections: usize,
+    /// Time a new connection has to send the HTTP/2 preface.
+    pub preface_timeout: Duration,
+    /// Time a connection may stay open with no stream.
+    pub idle_timeout: Duration,
     pub auth: AuthConfig,
     pub tls: Option<TlsSettings>,
 }
@@ -69,6 +75,9 @@ impl Config {
             retry: RetryConfig::default(),
             max_in_flight: 1024,
             max_concurrent_streams: 256,
+            max_connections: 4096,
+            preface_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
             auth: AuthConfig::none(),
             tls: None,
         }

@@ -85,6 +85,9 @@ pub(super) struct RetrySettings {
 pub(super) struct ServerSettings {
     pub max_in_flight: usize,
     pub max_concurrent_streams: u32,
+    pub max_connections: usize,
+    pub preface_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -191,6 +194,9 @@ impl Default for Settings {
             server: ServerSettings {
                 max_in_flight: 1024,
                 max_concurrent_streams: 256,
+                max_connections: 4096,
+                preface_timeout_ms: 10_000,
+                idle_timeout_ms: 300_000,
             },
             auth: AuthSettings::default(),
             tls: TlsFiles::default(),

@@ -2,11 +2,10 @@
 //! domain happen here and only here.
 
 mod convert;
-mod deadline;
+
 mod service;
 pub mod status;
 
-pub use deadline::grpc_timeout;
 pub use service::FlowApi;
 
 /// The `google.rpc.ErrorInfo.domain` of failures decided by the gateway itself.

@@ -1,12 +1,12 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::Semaphore, time::Instant};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::Level;
 
 use super::{
     CACHE_HEADER,
-    deadline::grpc_timeout,
     status::{code_name, to_status},
 };
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     error::{Error, Failure},
     gateway::{Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
-    server::ConnInfo,
+    server::{Arrival, ConnInfo, grpc_timeout},
     telemetry::{CallRecord, ErrorChain, call_event},
 };
 
@@ -38,6 +38,8 @@ pub struct FlowApi {
     /// a bounded amount of memory and the calls already admitted keep their latency.
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Fires when the drain has run out; calls still running answer UNAVAILABLE then.
+    drain_expired: CancellationToken,
 }
 
 impl FlowApi {
@@ -46,6 +48,7 @@ impl FlowApi {
         auth: Arc<Authenticator>,
         max_call: Duration,
         max_in_flight: usize,
+        drain_expired: CancellationToken,
     ) -> Self {
         Self {
             gateway,
@@ -53,6 +56,7 @@ impl FlowApi {
             max_call,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            drain_expired,
         }
     }
 }
@@ -90,8 +94,12 @@ impl FlowService for FlowApi {
         &self,
         request: Request<pb::GetFlowRequest>,
     ) -> Result<Response<pb::GetFlowResponse>, Status> {
-        let started = Instant::now();
-        let budget = match grpc_timeout(request.metadata()) {
+        // The deadline runs from the stream's arrival, before its body was read.
+        let started = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |arrival| arrival.0);
+        let budget = match grpc_timeout(request.metadata().as_ref()) {
             Some(t) => t.saturating_sub(deadline_margin(t)).min(self.max_call),
             None => self.max_call,
         };
@@ -102,7 +110,13 @@ impl FlowService for FlowApi {
             .auth
             .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
         let message = request.into_inner();
-        let outcome = self.serve(&caller, &message, deadline).await;
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.serve(&caller, &message, deadline) => outcome,
+            // The drain has run out: the caller hears it from the gateway, not from a closed
+            // connection.
+            () = self.drain_expired.cancelled() => Err(Error::ShuttingDown.into()),
+        };
         let record = CallRecord {
             tenant: &message.cust_space_id,
             flow_id: &message.flow_id,

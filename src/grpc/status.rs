@@ -20,6 +20,17 @@ const DEFAULT_THROTTLE_RETRY: Duration = Duration::from_secs(1);
 /// Back-off suggested when the gateway sheds load: long enough for in-flight calls to drain.
 const OVERLOAD_RETRY: Duration = Duration::from_millis(100);
 
+/// Back-off suggested when the gateway is going away: another replica can take the call now.
+const SHUTDOWN_RETRY: Duration = Duration::from_millis(100);
+
+/// What the server answers on its own, before or around the services (see `server::Answers`).
+pub fn answers() -> crate::server::Answers {
+    crate::server::Answers {
+        deadline_exceeded: || to_status(&Error::DeadlineExceeded),
+        shutting_down: || to_status(&Error::ShuttingDown),
+    }
+}
+
 /// Trailer that gRPC clients with retry support read as the server's pushback.
 pub const RETRY_PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
 
@@ -79,19 +90,17 @@ pub fn to_status(error: &Error) -> Status {
             );
             Status::with_error_details(code, error.to_string(), details)
         }
-        Error::Overloaded { max_in_flight } => {
-            let mut details = ErrorDetails::new();
-            details.set_error_info(
-                "OVERLOADED",
-                LOCAL_DOMAIN,
-                HashMap::from([("maxInFlight".to_owned(), max_in_flight.to_string())]),
-            );
-            details.set_retry_info(Some(OVERLOAD_RETRY));
-            let mut status = Status::with_error_details(code, error.to_string(), details);
-            add_pushback(&mut status, OVERLOAD_RETRY);
-            status
-        }
+        Error::Overloaded { max_in_flight } => come_back(
+            code,
+            "OVERLOADED",
+            HashMap::from([("maxInFlight".to_owned(), max_in_flight.to_string())]),
+            error,
+            OVERLOAD_RETRY,
+        ),
         Error::DeadlineExceeded => local(code, "DEADLINE_EXCEEDED", error, None),
+        Error::ShuttingDown => {
+            come_back(code, "SHUTTING_DOWN", HashMap::new(), error, SHUTDOWN_RETRY)
+        }
         Error::Internal(_) => local(code, "INTERNAL", error, None),
         Error::Cams(cams) => cams_status(code, cams),
     }
@@ -125,6 +134,23 @@ fn local(code: Code, reason: &str, message: impl ToString, http_status: Option<u
         .collect();
     details.set_error_info(reason, LOCAL_DOMAIN, metadata);
     Status::with_error_details(code, message.to_string(), details)
+}
+
+/// A local refusal that tells the caller when to come back: `RetryInfo` and the pushback
+/// trailer.
+fn come_back(
+    code: Code,
+    reason: &str,
+    metadata: HashMap<String, String>,
+    error: &Error,
+    wait: Duration,
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, LOCAL_DOMAIN, metadata);
+    details.set_retry_info(Some(wait));
+    let mut status = Status::with_error_details(code, error.to_string(), details);
+    add_pushback(&mut status, wait);
+    status
 }
 
 fn rate_limited(

@@ -24,10 +24,10 @@ impl NonceCache {
         if self.seen.contains(nonce) {
             return false;
         }
-        if self.by_age.len() >= MAX_NONCES {
-            if let Some((_, oldest)) = self.by_age.pop_front() {
-                self.seen.remove(&oldest);
-            }
+        if self.by_age.len() >= MAX_NONCES
+            && let Some((_, oldest)) = self.by_age.pop_front()
+        {
+            self.seen.remove(&oldest);
         }
         self.seen.insert(nonce.to_owned());
         self.by_age.push_back((now, nonce.to_owned()));

@@ -156,7 +156,6 @@ mod tests {
     use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
     use tokio::io::AsyncReadExt as _;
     use tokio_rustls::TlsConnector;
-    use tonic::transport::server::Connected as _;
 
     use super::*;
     use crate::{

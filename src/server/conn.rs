@@ -57,8 +57,7 @@ impl PeerIdentity {
 
 /// A plain or TLS connection, ready for tonic's `serve_with_incoming_shutdown`.
 ///
-/// A newtype only because tonic's `Connected` cannot be implemented for `Either` here (both are
-/// foreign); the I/O is `Either`'s. The TLS side is boxed: its session state is kilobytes, which
+/// A newtype so that the connection can say who is on the other end; the I/O is `Either`'s. The TLS side is boxed: its session state is kilobytes, which
 /// plain connections need not carry.
 pub struct Conn(pub(super) Either<TcpStream, Box<TlsStream<TcpStream>>>);
 
@@ -72,10 +71,9 @@ impl fmt::Debug for Conn {
     }
 }
 
-impl Connected for Conn {
-    type ConnectInfo = ConnInfo;
-
-    fn connect_info(&self) -> ConnInfo {
+impl Conn {
+    /// Who is on the other end, as the transport can tell.
+    pub fn connect_info(&self) -> ConnInfo {
         match &self.0 {
             Either::Left(tcp) => ConnInfo {
                 remote_addr: tcp.peer_addr().ok(),
@@ -102,6 +100,15 @@ impl Connected for Conn {
                 ConnInfo { remote_addr, peer }
             }
         }
+    }
+}
+
+/// So that the accepted connections can also be served by tonic's own server.
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        Conn::connect_info(self)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The transport under tonic: accepting connections, TLS, and who the peer is.
+//! The transport under the gRPC services: accepting connections, TLS, who the peer is, and
+//! HTTP/2 with the bounds a hostile client meets.
 //!
 //! The accept path, in order:
 //!
@@ -10,8 +11,12 @@
 //!    [`HANDSHAKE_TIMEOUT`]; at most a fixed number run at once, beyond which accepting waits
 //!    (the kernel's backlog holds the rest). A failed or timed-out handshake is dropped.
 //! 3. The result is a [`Conn`], whose [`ConnInfo`] (remote address, and the [`PeerIdentity`]
-//!    from a verified client certificate) tonic puts into every request's extensions:
+//!    from a verified client certificate) goes into every request's extensions:
 //!    `request.extensions().get::<ConnInfo>()`.
+//! 4. [`serve`] runs HTTP/2 on each connection in its own task (`http.rs`): the connection cap,
+//!    the preface and idle deadlines, the PRIORITY frame budget (`guard.rs`), and the drain.
+//!    Every request passes `layers.rs` first: content-type, the bound on the time to a response
+//!    from the stream's arrival, and the end of long-lived streams at the drain.
 //!
 //! The certificates behind [`TlsServer`] are read by [`TlsServer::load`] and replaced while the
 //! server runs by [`TlsServer::reload`], which the future from [`TlsServer::reloader`] calls on
@@ -19,10 +24,17 @@
 
 mod accept;
 mod conn;
+mod deadline;
+mod guard;
+mod http;
+mod layers;
 mod tls;
 
 pub use self::{
     accept::{HANDSHAKE_TIMEOUT, incoming},
     conn::{Conn, ConnInfo, PeerIdentity},
+    deadline::grpc_timeout,
+    http::{Drain, HttpLimits, serve},
+    layers::{Answers, Arrival},
     tls::{TlsError, TlsFile, TlsServer, TlsSettings},
 };

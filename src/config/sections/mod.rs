@@ -28,7 +28,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     config.cache = cache::cache(&s.cache)?;
     config.retry = retry::retry(&s.retry)?;
     config.limits = limits::limits(&s.limits, !config.cache.ttl.is_zero())?;
-    (config.max_in_flight, config.max_concurrent_streams) = server::server(&s.server)?;
+    server::server(&s.server, &mut config)?;
     config.tls = tls::tls(&s.tls)?;
     config.auth = auth::auth(&s.auth, config.sandbox, config.tls.as_ref())?;
     Ok(config)

@@ -2,22 +2,24 @@
 
 use std::net::SocketAddr;
 
-use super::{bad, bounded};
-use crate::config::{ConfigError, settings::ServerSettings};
+use super::{bad, bounded, millis};
+use crate::config::{Config, ConfigError, settings::ServerSettings};
 
 pub(super) fn listen(text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse()
         .map_err(|e| bad("listen", format!("{text:?} is not an address: {e}")))
 }
 
-/// `(max_in_flight, max_concurrent_streams)`.
-pub(super) fn server(s: &ServerSettings) -> Result<(usize, u32), ConfigError> {
-    Ok((
-        bounded("server.max_in_flight", s.max_in_flight, 1..=1_000_000)?,
-        bounded(
-            "server.max_concurrent_streams",
-            s.max_concurrent_streams,
-            1..=100_000,
-        )?,
-    ))
+/// The `[server]` section, into `config`.
+pub(super) fn server(s: &ServerSettings, config: &mut Config) -> Result<(), ConfigError> {
+    config.max_in_flight = bounded("server.max_in_flight", s.max_in_flight, 1..=1_000_000)?;
+    config.max_concurrent_streams = bounded(
+        "server.max_concurrent_streams",
+        s.max_concurrent_streams,
+        1..=100_000,
+    )?;
+    config.max_connections = bounded("server.max_connections", s.max_connections, 1..=1_000_000)?;
+    config.preface_timeout = millis("server.preface_timeout_ms", s.preface_timeout_ms)?;
+    config.idle_timeout = millis("server.idle_timeout_ms", s.idle_timeout_ms)?;
+    Ok(())
 }

@@ -207,11 +207,11 @@ impl AccountQuota for AccountGate {
                 Class::Background { .. } => waiting.len(),
             }
         };
-        if queue_ahead == 0 {
-            if let Ok(slot) = inner.store.try_take(reserve(claim.class)).await {
-                inner.queue.waiting().record_use(claim.party, now);
-                return Ok(inner.lease(slot));
-            }
+        if queue_ahead == 0
+            && let Ok(slot) = inner.store.try_take(reserve(claim.class)).await
+        {
+            inner.queue.waiting().record_use(claim.party, now);
+            return Ok(inner.lease(slot));
         }
         let (ticket, rx) = {
             let mut waiting = inner.queue.waiting();

@@ -140,10 +140,10 @@ fn hangup_signal() -> Option<Hangup> {
 
 async fn next_hangup(hangup: &mut Option<Hangup>) {
     #[cfg(unix)]
-    if let Some(hangup) = hangup {
-        if hangup.recv().await.is_some() {
-            return;
-        }
+    if let Some(hangup) = hangup
+        && hangup.recv().await.is_some()
+    {
+        return;
     }
     #[cfg(not(unix))]
     let _ = hangup;

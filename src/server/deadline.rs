@@ -1,11 +1,11 @@
 use std::time::Duration;
 
-use tonic::metadata::MetadataMap;
+use http::HeaderMap;
 
 /// Parses the caller's `grpc-timeout` header (`<1-8 digits><H|M|S|m|u|n>`, gRPC over HTTP/2).
 /// A malformed value is treated as absent, as the gRPC spec allows servers to do.
-pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
@@ -30,9 +30,9 @@ mod tests {
     use super::*;
 
     fn parse(v: &str) -> Option<Duration> {
-        let mut md = MetadataMap::new();
-        md.insert("grpc-timeout", v.parse().expect("ascii"));
-        grpc_timeout(&md)
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", v.parse().expect("ascii"));
+        grpc_timeout(&headers)
     }
 
     #[test]
