@@ -1,12 +1,12 @@
 //! GetFlow end to end: a generated tonic client over loopback, the real server, the simulated
 //! CAMS over real HTTP.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::{
+    DOC_FLOW, Options, assert_failure, details, error_info, spawn_app, spawn_app_with,
+};
 use cams_flows::pb::{FlowCategory, FlowStatus};
-use support::{DOC_FLOW, Options, assert_failure, details, error_info, spawn_app, spawn_app_with};
 use tonic::Code;
 
 const CAMS: &str = "cams.aliyuncs.com";

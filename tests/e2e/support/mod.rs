@@ -1,6 +1,5 @@
 //! Starts the real gateway on 127.0.0.1:0 against a simulated CAMS on another loopback port, and
 //! hands tests a generated tonic client plus an HTTP view of the simulated CAMS.
-#![allow(dead_code)]
 
 pub mod certs;
 

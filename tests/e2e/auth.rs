@@ -1,16 +1,14 @@
 //! Callers see only their own tenants: each auth mode end to end through a real gRPC client.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::{Options, TestApp, assert_failure, spawn_app_with};
 use cams_flows::{
     auth::{ApiKey, AuthConfig, AuthMode, TenantSet, hash_key},
     config::Config,
     pb::GetFlowRequest,
 };
 use sha2::Digest;
-use support::{Options, TestApp, assert_failure, spawn_app_with};
 use tonic::{Code, Request, Status};
 
 const FLOW: &str = "100000000000002";

@@ -1,14 +1,12 @@
 //! What operators and meshes depend on: health, reflection, shutdown, the command line.
 
-mod support;
-
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use support::{DOC_FLOW, spawn_app};
+use crate::support::{DOC_FLOW, spawn_app};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };

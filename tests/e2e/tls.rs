@@ -8,12 +8,10 @@ use std::{
     time::Duration,
 };
 
-mod support;
-
+use crate::support::certs::{CLIENT_DNS, Ca, Leaf, SPIFFE_ID};
 use cams_flows::server::{ConnInfo, PeerIdentity, TlsError, TlsServer, TlsSettings, incoming};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use support::certs::{CLIENT_DNS, Ca, Leaf, SPIFFE_ID};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;

@@ -1,12 +1,10 @@
 //! Rate limits end to end: through gRPC, against a simulated CAMS that enforces the real quota
 //! (5 calls per sliding second per AccessKey) and counts what it accepted.
 
-mod support;
-
 use std::{num::NonZeroU32, time::Duration};
 
+use crate::support::{Options, TestApp, details, error_info, spawn_app_with};
 use cams_flows::limits::TenantQuota;
-use support::{Options, TestApp, details, error_info, spawn_app_with};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
