@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{Options, TestApp, assert_failure, spawn_app_with};
+use crate::support::{TestApp, assert_failure};
 use cams_flows::{
     auth::{ApiKey, AuthConfig, AuthMode, TenantSet, hash_key},
     config::Config,
@@ -47,12 +47,8 @@ fn mesh(config: &mut Config) {
     };
 }
 
-async fn app(tweak: fn(&mut Config)) -> TestApp {
-    spawn_app_with(Options {
-        tweak,
-        ..Options::default()
-    })
-    .await
+async fn app(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
+    TestApp::builder().config(tweak).spawn().await
 }
 
 async fn call(app: &TestApp, space: &str, headers: &[(&'static str, &str)]) -> Result<(), Status> {
@@ -242,16 +238,15 @@ mod mtls {
             .ca_certificate(Certificate::from_pem(&ca.pem))
             .domain_name("localhost")
             .identity(ca.client_with_uri(BILLING_ID));
-        let app = spawn_app_with(Options {
-            tls: Some((settings, client_tls)),
-            auth: Some(AuthConfig {
+        let app = TestApp::builder()
+            .tls(settings, client_tls)
+            .auth(AuthConfig {
                 mode: AuthMode::Mtls,
                 keys: Vec::new(),
                 identities: HashMap::from([(BILLING_ID.to_owned(), tenants(&["cams-a"]))]),
-            }),
-            ..Options::default()
-        })
-        .await;
+            })
+            .spawn()
+            .await;
         Setup { app, ca, _dir: dir }
     }
 

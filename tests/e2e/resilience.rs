@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Options, TestApp, assert_failure, error_info, spawn_app_with};
+use crate::support::{TestApp, assert_failure, error_info};
 use cams_flows::{
     config::Config,
     config::{CacheConfig, RetryConfig},
@@ -17,12 +17,8 @@ fn production_defaults(config: &mut Config) {
     config.retry = RetryConfig::default();
 }
 
-async fn app(tweak: fn(&mut Config)) -> TestApp {
-    spawn_app_with(Options {
-        tweak,
-        ..Options::default()
-    })
-    .await
+async fn app(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
+    TestApp::builder().config(tweak).spawn().await
 }
 
 /// A call and the `x-cams-cache` header of its answer.
