@@ -1,8 +1,11 @@
 //! What the end-to-end tests share: the test app (the real gateway against a simulated CAMS, see
-//! [`app`]), the certificates, and the assertions every module makes about failures.
+//! [`app`]), certificates and TLS files, the real binary as a child process, and the assertions
+//! every module makes about failures.
 
 mod app;
 pub mod certs;
+pub mod process;
+pub mod tls;
 
 pub use app::{TestApp, spawn_app};
 use cams_flows::pb::GetFlowResponse;
