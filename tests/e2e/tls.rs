@@ -3,24 +3,24 @@
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-mod support;
-
-use cams_flows::server::{ConnInfo, PeerIdentity, TlsError, TlsServer, TlsSettings, incoming};
+use crate::support::{
+    certs::{CLIENT_DNS, Ca, SPIFFE_ID},
+    tls::{TlsFiles, client_tls, replace},
+};
+use cams_flows::server::{ConnInfo, PeerIdentity, TlsError, TlsServer, incoming};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use support::certs::{CLIENT_DNS, Ca, Leaf, SPIFFE_ID};
-use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tonic::{
     Request, Status,
     service::interceptor::InterceptedService,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server},
+    transport::{Channel, Endpoint, Identity, Server},
 };
 use tonic_health::{
     ServingStatus,
@@ -30,47 +30,7 @@ use tonic_health::{
 /// Every wait in these tests is bounded by this, so a regression fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Replaces a file the way rotation tools do: a complete new file renamed over the old one.
-fn replace(path: &Path, contents: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
 // ---- a server with the health service and a record of each call's ConnInfo ----
-
-struct Files {
-    _dir: TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    client_ca: PathBuf,
-}
-
-impl Files {
-    fn new(server: &Leaf, client_ca: Option<&Ca>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let files = Self {
-            cert: dir.path().join("tls.crt"),
-            key: dir.path().join("tls.key"),
-            client_ca: dir.path().join("client-ca.crt"),
-            _dir: dir,
-        };
-        replace(&files.cert, &server.cert_pem);
-        replace(&files.key, &server.key_pem);
-        if let Some(ca) = client_ca {
-            replace(&files.client_ca, &ca.pem);
-        }
-        files
-    }
-
-    fn settings(&self, mtls: bool) -> TlsSettings {
-        TlsSettings {
-            cert_file: self.cert.clone(),
-            key_file: self.key.clone(),
-            client_ca_file: mtls.then(|| self.client_ca.clone()),
-        }
-    }
-}
 
 struct TestServer {
     addr: SocketAddr,
@@ -122,12 +82,7 @@ impl TestServer {
 
     /// A health check through tonic's own client over TLS, trusting `ca`.
     async fn check(&self, ca: &Ca, identity: Option<Identity>) -> Result<(), String> {
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&ca.pem))
-            .domain_name("localhost");
-        if let Some(identity) = identity {
-            tls = tls.identity(identity);
-        }
+        let tls = client_tls(&ca.pem, identity);
         let endpoint = Endpoint::from_shared(format!("https://{}", self.addr))
             .expect("uri")
             .tls_config(tls)
@@ -225,7 +180,7 @@ async fn wait_for_certificate(server: &TestServer, ca: &Ca, expected: &Certifica
 #[tokio::test]
 async fn tls_without_client_auth_serves_a_tonic_client() {
     let ca = Ca::new("server CA");
-    let files = Files::new(&ca.server_leaf("server"), None);
+    let files = TlsFiles::new(&ca.server_leaf("server"), None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let server = TestServer::start(Some(tls)).await;
 
@@ -243,7 +198,7 @@ async fn tls_without_client_auth_serves_a_tonic_client() {
 async fn mtls_accepts_a_client_from_the_ca_and_reports_its_sans() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let files = Files::new(&server_ca.server_leaf("server"), Some(&client_ca));
+    let files = TlsFiles::new(&server_ca.server_leaf("server"), Some(&client_ca));
     let tls = TlsServer::load(files.settings(true)).expect("load");
     let server = TestServer::start(Some(tls)).await;
 
@@ -266,7 +221,7 @@ async fn mtls_accepts_a_client_from_the_ca_and_reports_its_sans() {
 async fn mtls_refuses_clients_without_a_certificate_or_from_another_ca() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let files = Files::new(&server_ca.server_leaf("server"), Some(&client_ca));
+    let files = TlsFiles::new(&server_ca.server_leaf("server"), Some(&client_ca));
     let tls = TlsServer::load(files.settings(true)).expect("load");
     let server = TestServer::start(Some(tls)).await;
 
@@ -293,7 +248,7 @@ async fn mtls_refuses_clients_without_a_certificate_or_from_another_ca() {
 #[tokio::test]
 async fn a_plaintext_or_silent_client_does_not_stop_a_tls_server() {
     let ca = Ca::new("server CA");
-    let files = Files::new(&ca.server_leaf("server"), None);
+    let files = TlsFiles::new(&ca.server_leaf("server"), None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let server = TestServer::start(Some(tls)).await;
 
@@ -322,7 +277,7 @@ async fn plain_connections_carry_the_remote_address() {
 async fn reload_serves_the_new_certificate_to_new_connections() {
     let ca = Ca::new("server CA");
     let first = ca.server_leaf("server one");
-    let files = Files::new(&first, None);
+    let files = TlsFiles::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
     assert_eq!(
@@ -347,7 +302,7 @@ async fn reload_serves_the_new_certificate_to_new_connections() {
 async fn the_reloader_picks_up_changed_files() {
     let ca = Ca::new("server CA");
     let first = ca.server_leaf("server one");
-    let files = Files::new(&first, None);
+    let files = TlsFiles::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let reloader = tokio::spawn(tls.reloader(Duration::from_millis(100)));
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
@@ -375,7 +330,7 @@ async fn the_reloader_picks_up_changed_files() {
 #[tokio::test]
 async fn the_reloader_notices_a_change_made_before_it_started() {
     let ca = Ca::new("server CA");
-    let files = Files::new(&ca.server_leaf("server one"), None);
+    let files = TlsFiles::new(&ca.server_leaf("server one"), None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
     let second = ca.server_leaf("server two");
@@ -390,7 +345,7 @@ async fn the_reloader_notices_a_change_made_before_it_started() {
 async fn the_reloader_rotates_the_client_ca() {
     let server_ca = Ca::new("server CA");
     let old_client_ca = Ca::new("mesh CA 1");
-    let files = Files::new(&server_ca.server_leaf("server"), Some(&old_client_ca));
+    let files = TlsFiles::new(&server_ca.server_leaf("server"), Some(&old_client_ca));
     let tls = TlsServer::load(files.settings(true)).expect("load");
     let reloader = tokio::spawn(tls.reloader(Duration::from_millis(100)));
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
@@ -434,7 +389,7 @@ async fn the_reloader_reloads_on_sighup() {
         .expect("SIGHUP handler");
     let ca = Ca::new("server CA");
     let first = ca.server_leaf("server one");
-    let files = Files::new(&first, None);
+    let files = TlsFiles::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     // No polling: only the signal can make it reload.
     let reloader = tokio::spawn(tls.reloader(Duration::ZERO));
@@ -466,7 +421,7 @@ async fn the_reloader_reloads_on_sighup() {
 #[tokio::test]
 async fn the_reloader_ends_when_the_server_is_dropped() {
     let ca = Ca::new("server CA");
-    let files = Files::new(&ca.server_leaf("server"), None);
+    let files = TlsFiles::new(&ca.server_leaf("server"), None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let reloader = tokio::spawn(tls.reloader(Duration::from_millis(20)));
     drop(tls);
@@ -497,31 +452,31 @@ fn bad_files_at_startup_are_errors_that_name_the_file() {
     let leaf = ca.server_leaf("server");
     let other = ca.server_leaf("other");
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     std::fs::remove_file(&files.cert).expect("rm");
     assert_names(TlsServer::load(files.settings(false)), &files.cert);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(&files.cert, "hello\n");
     assert_names(TlsServer::load(files.settings(false)), &files.cert);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(
         &files.cert,
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     );
     assert_names(TlsServer::load(files.settings(false)), &files.cert);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     std::fs::remove_file(&files.key).expect("rm");
     assert_names(TlsServer::load(files.settings(false)), &files.key);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(&files.key, &leaf.cert_pem); // a certificate where the key should be
     assert_names(TlsServer::load(files.settings(false)), &files.key);
 
     // A key of another certificate: the message names both, and holds no key material.
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(&files.key, &other.key_pem);
     let error = assert_names(TlsServer::load(files.settings(false)), &files.key);
     assert!(error.contains(&files.cert.display().to_string()), "{error}");
@@ -529,14 +484,14 @@ fn bad_files_at_startup_are_errors_that_name_the_file() {
         assert!(!error.contains(line), "{error}");
     }
 
-    let files = Files::new(&leaf, None);
+    let files = TlsFiles::new(&leaf, None);
     assert_names(TlsServer::load(files.settings(true)), &files.client_ca);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(&files.client_ca, "");
     assert_names(TlsServer::load(files.settings(true)), &files.client_ca);
 
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     replace(
         &files.client_ca,
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
@@ -544,7 +499,7 @@ fn bad_files_at_startup_are_errors_that_name_the_file() {
     assert_names(TlsServer::load(files.settings(true)), &files.client_ca);
 
     // The good set loads, with and without client auth.
-    let files = Files::new(&leaf, Some(&ca));
+    let files = TlsFiles::new(&leaf, Some(&ca));
     TlsServer::load(files.settings(true)).expect("mTLS");
     TlsServer::load(files.settings(false)).expect("TLS");
 }
@@ -553,7 +508,7 @@ fn bad_files_at_startup_are_errors_that_name_the_file() {
 async fn a_bad_file_on_reload_keeps_the_old_certificate() {
     let ca = Ca::new("server CA");
     let first = ca.server_leaf("server one");
-    let files = Files::new(&first, None);
+    let files = TlsFiles::new(&first, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let server = TestServer::start(Some(Arc::clone(&tls))).await;
 
@@ -576,7 +531,7 @@ async fn a_bad_file_on_reload_keeps_the_old_certificate() {
 fn debug_output_shows_paths_not_keys() {
     let ca = Ca::new("server CA");
     let leaf = ca.server_leaf("server");
-    let files = Files::new(&leaf, None);
+    let files = TlsFiles::new(&leaf, None);
     let tls = TlsServer::load(files.settings(false)).expect("load");
     let debug = format!("{tls:?}");
     assert!(debug.contains("tls.key"), "{debug}");

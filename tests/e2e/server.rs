@@ -1,14 +1,12 @@
 //! What operators and meshes depend on: health, reflection, shutdown, the command line.
 
-mod support;
+use std::time::Duration;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::Duration,
+use crate::support::{
+    DOC_FLOW,
+    process::{Running, binary},
+    spawn_app,
 };
-
-use support::{DOC_FLOW, spawn_app};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -166,93 +164,18 @@ async fn in_flight_calls_finish_during_shutdown() {
 
 // ---- the binary ----
 
-fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cams-flows"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ALIBABA_CLOUD_") || key.starts_with("CAMS_FLOWS_") {
-            cmd.env_remove(key);
-        }
-    }
-    // The default log level, whatever the test runner's environment says.
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
-struct Running {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Self {
-        let mut child = binary()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next log line holding `needle`, as JSON.
-    fn wait_for(&self, needle: &str) -> serde_json::Value {
-        let line = self.lines_until(needle).pop().unwrap_or_default();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    }
-
-    /// The log lines up to and including the next one holding `needle`.
-    fn lines_until(&self, needle: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            let found = line.contains(needle);
-            lines.push(line);
-            if found {
-                return lines;
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
 // Multi-threaded so that the client's connection keeps being driven (it must answer the
 // server's GOAWAY) while this test blocks on the child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
-    let mut running = Running::start(&[
+    let mut running = Running::start(binary().args([
         "serve",
         "--sandbox",
         "--listen",
         "127.0.0.1:0",
         "--log-format",
         "json",
-    ]);
+    ]));
     let listening = running.wait_for("\"listening\"");
     let addr = listening["addr"].as_str().expect("addr").to_owned();
 
@@ -440,7 +363,7 @@ fn help_documents_the_flags() {
 async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
     use cams_flows::pb::{GetFlowRequest, flow_service_client::FlowServiceClient};
 
-    let mut running = Running::start(&[
+    let mut running = Running::start(binary().args([
         "serve",
         "--sandbox",
         "--listen",
@@ -449,7 +372,7 @@ async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
         "json",
         "--drain-timeout-ms",
         "5000",
-    ]);
+    ]));
     let sandbox = running.wait_for("simulated CAMS started")["endpoint"]
         .as_str()
         .expect("endpoint")

@@ -1,16 +1,14 @@
 //! Serving more than the quota allows: coalescing, caching, retries and overload protection,
 //! through gRPC against the simulated CAMS and its fault switches.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{TestApp, assert_failure, error_info};
 use cams_flows::{
     config::Config,
     config::{CacheConfig, RetryConfig},
     pb::{GetFlowRequest, GetFlowResponse},
 };
-use support::{Options, TestApp, assert_failure, error_info, spawn_app_with};
 use tonic::{Code, Status};
 
 /// The product's defaults for caching and retries (the support module turns them off).
@@ -19,12 +17,8 @@ fn production_defaults(config: &mut Config) {
     config.retry = RetryConfig::default();
 }
 
-async fn app(tweak: fn(&mut Config)) -> TestApp {
-    spawn_app_with(Options {
-        tweak,
-        ..Options::default()
-    })
-    .await
+async fn app(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
+    TestApp::builder().config(tweak).spawn().await
 }
 
 /// A call and the `x-cams-cache` header of its answer.
@@ -157,7 +151,7 @@ async fn a_cached_flow_never_outlives_its_preview_url() {
     assert_eq!(upstream_calls(&app, flow).await, 2);
 
     // An answer whose preview URL is already dead is passed on but never kept.
-    let dead = support::DOC_FLOW;
+    let dead = crate::support::DOC_FLOW;
     assert_eq!(call(&app, dead, "").await.expect("first").1, "miss");
     assert_eq!(call(&app, dead, "").await.expect("second").1, "miss");
 }

@@ -1,12 +1,10 @@
 //! Rate limits end to end: through gRPC, against a simulated CAMS that enforces the real quota
 //! (5 calls per sliding second per AccessKey) and counts what it accepted.
 
-mod support;
-
 use std::{num::NonZeroU32, time::Duration};
 
-use cams_flows::limits::TenantQuota;
-use support::{Options, TestApp, details, error_info, spawn_app_with};
+use crate::support::{TestApp, details, error_info};
+use cams_flows::limits::{LimitsConfig, TenantQuota};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -21,12 +19,11 @@ fn quota(rps: f64, burst: u32) -> TenantQuota {
 
 /// The product's defaults for limits, against the real quota.
 async fn app_with_default_limits() -> TestApp {
-    spawn_app_with(Options {
-        sandbox_rps: 5,
-        tweak: |c| c.limits = cams_flows::limits::LimitsConfig::default(),
-        ..Options::default()
-    })
-    .await
+    TestApp::builder()
+        .sandbox_rps(5)
+        .limits(LimitsConfig::default())
+        .spawn()
+        .await
 }
 
 /// A RESOURCE_EXHAUSTED from the gateway's own limits, with every detail a client needs.
@@ -156,11 +153,10 @@ async fn noisy_neighbour_cannot_starve_quiet_tenants() {
 
 #[tokio::test]
 async fn tenant_rejection_carries_every_detail() {
-    let app = spawn_app_with(Options {
-        tweak: |c| c.limits.tenant = quota(1.0, 1),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .config(|c| c.limits.tenant = quota(1.0, 1))
+        .spawn()
+        .await;
     app.get_flow(FLOW, "cams-kei1").await.expect("first call");
     let status = app
         .get_flow(FLOW, "cams-kei1")
@@ -189,17 +185,16 @@ async fn tenant_rejection_carries_every_detail() {
 
 #[tokio::test]
 async fn overrides_raise_a_tenant_above_the_default() {
-    let app = spawn_app_with(Options {
-        tweak: |c| {
+    let app = TestApp::builder()
+        .config(|c| {
             c.limits.tenant = quota(1.0, 1);
             c.limits.tenants.insert(
                 cams_flows::domain::TenantId::parse("vip").expect("id"),
                 quota(1.0, 5),
             );
-        },
-        ..Options::default()
-    })
-    .await;
+        })
+        .spawn()
+        .await;
     for _ in 0..5 {
         app.get_flow(FLOW, "vip").await.expect("vip burst");
     }
@@ -214,14 +209,13 @@ async fn overrides_raise_a_tenant_above_the_default() {
 
 #[tokio::test]
 async fn account_rejection_when_waiting_cannot_help() {
-    let app = spawn_app_with(Options {
-        tweak: |c| {
+    let app = TestApp::builder()
+        .config(|c| {
             c.limits.account_rps = 1;
             c.limits.max_wait = Duration::ZERO;
-        },
-        ..Options::default()
-    })
-    .await;
+        })
+        .spawn()
+        .await;
     app.get_flow(FLOW, "a").await.expect("first");
     let started = std::time::Instant::now();
     let status = app
@@ -241,12 +235,11 @@ async fn account_rejection_when_waiting_cannot_help() {
 
 #[tokio::test]
 async fn a_call_waits_for_account_capacity_within_its_deadline() {
-    let app = spawn_app_with(Options {
-        sandbox_rps: 1,
-        tweak: |c| c.limits.account_rps = 1,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .sandbox_rps(1)
+        .config(|c| c.limits.account_rps = 1)
+        .spawn()
+        .await;
     app.get_flow(FLOW, "a").await.expect("first");
     // The second call waits for the slot instead of failing, and CAMS does not throttle it.
     app.get_flow_within(FLOW, "b", Some(Duration::from_secs(5)))
@@ -263,14 +256,13 @@ async fn a_call_waits_for_account_capacity_within_its_deadline() {
 
 #[tokio::test]
 async fn health_and_reflection_are_never_limited() {
-    let app = spawn_app_with(Options {
-        tweak: |c| {
+    let app = TestApp::builder()
+        .config(|c| {
             c.limits.tenant = quota(1.0, 1);
             c.limits.account_rps = 1;
-        },
-        ..Options::default()
-    })
-    .await;
+        })
+        .spawn()
+        .await;
     app.get_flow(FLOW, "").await.expect("spend the quota");
     assert!(app.get_flow(FLOW, "").await.is_err());
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());

@@ -1,12 +1,12 @@
 //! GetFlow end to end: a generated tonic client over loopback, the real server, the simulated
 //! CAMS over real HTTP.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::{
+    DOC_FLOW, KEY_ID, KEY_SECRET, TestApp, assert_failure, details, error_info, spawn_app,
+};
 use cams_flows::pb::{FlowCategory, FlowStatus};
-use support::{DOC_FLOW, Options, assert_failure, details, error_info, spawn_app, spawn_app_with};
 use tonic::Code;
 
 const CAMS: &str = "cams.aliyuncs.com";
@@ -308,11 +308,10 @@ async fn unreachable_cams_is_unavailable() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let app = spawn_app_with(Options {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .spawn()
+        .await;
     let status = assert_failure(
         app.get_flow(DOC_FLOW, "").await,
         Code::Unavailable,
@@ -405,11 +404,10 @@ async fn hung_body_ends_at_the_deadline() {
 
 #[tokio::test]
 async fn wrong_secret_is_internal_signature_mismatch() {
-    let app = spawn_app_with(Options {
-        secret: "not-the-secret",
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .credentials(KEY_ID, "not-the-secret", None)
+        .spawn()
+        .await;
     let status = assert_failure(
         app.get_flow(DOC_FLOW, "").await,
         Code::Internal,
@@ -423,11 +421,10 @@ async fn wrong_secret_is_internal_signature_mismatch() {
 
 #[tokio::test]
 async fn unknown_access_key_is_internal() {
-    let app = spawn_app_with(Options {
-        key_id: "someone-else",
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .credentials("someone-else", KEY_SECRET, None)
+        .spawn()
+        .await;
     assert_failure(
         app.get_flow(DOC_FLOW, "").await,
         Code::Internal,
@@ -438,33 +435,27 @@ async fn unknown_access_key_is_internal() {
 
 #[tokio::test]
 async fn sts_credentials_sign_the_token() {
-    let app = spawn_app_with(Options {
-        sandbox_token: Some("sts-token-1"),
-        token: Some("sts-token-1"),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .sandbox_token("sts-token-1")
+        .credentials(KEY_ID, KEY_SECRET, Some("sts-token-1"))
+        .spawn()
+        .await;
     app.get_flow(DOC_FLOW, "")
         .await
         .expect("signed with the STS token");
 
-    let app = spawn_app_with(Options {
-        sandbox_token: Some("sts-token-1"),
-        token: Some("sts-token-2"),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .sandbox_token("sts-token-1")
+        .credentials(KEY_ID, KEY_SECRET, Some("sts-token-2"))
+        .spawn()
+        .await;
     let status = app.get_flow(DOC_FLOW, "").await.expect_err("wrong token");
     assert_eq!(status.code(), Code::Internal);
 }
 
 #[tokio::test]
 async fn upstream_throttling_is_resource_exhausted_with_retry_info() {
-    let app = spawn_app_with(Options {
-        sandbox_rps: 1,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder().sandbox_rps(1).spawn().await;
     let mut throttled = None;
     for _ in 0..4 {
         if let Err(status) = app.get_flow(DOC_FLOW, "").await {

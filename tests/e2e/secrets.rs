@@ -2,13 +2,9 @@
 //! kind of error, shutdown), with every line of output searched for the AccessKey secret, the STS
 //! token and the callers' API keys.
 
-use std::{
-    io::{BufRead, BufReader, Read},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
+use crate::support::process::{Running, binary};
 use cams_flows::pb::{GetFlowRequest, flow_service_client::FlowServiceClient};
 use tonic::Request;
 
@@ -16,63 +12,9 @@ const SECRET: &str = "AKsecret-9f8e7d6c5b4a-never-in-logs";
 const TOKEN: &str = "STStoken-0a1b2c3d4e5f-never-in-logs";
 const API_KEY: &str = "cf_apikey_5e4d3c2b1a_never_in_logs";
 
-struct Proc {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn start(cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut all = output.lock().expect("lock");
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            });
-        }
-        Self { child, output }
-    }
-
-    /// Waits for a line containing `needle` and returns the JSON field `field` of it.
-    async fn field_of_line(&self, needle: &str, field: &str) -> String {
-        for _ in 0..3_000 {
-            let found = self
-                .output
-                .lock()
-                .expect("lock")
-                .lines()
-                .find(|l| l.contains(needle))
-                .map(str::to_owned);
-            if let Some(line) = found {
-                let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-                return json[field].as_str().expect("field").to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no line with {needle}")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cams-flows"));
+/// The binary at trace level, with nothing from the test runner's environment but `PATH`.
+fn traced() -> Command {
+    let mut cmd = binary();
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "trace");
@@ -81,7 +23,7 @@ fn binary() -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_output_or_error() {
-    let sandbox = Proc::start(binary().args([
+    let sandbox = Running::start(traced().args([
         "sandbox",
         "--listen",
         "127.0.0.1:0",
@@ -96,9 +38,10 @@ async fn no_secret_appears_in_any_output_or_error() {
         "--rps",
         "1000",
     ]));
-    let endpoint = sandbox
-        .field_of_line("simulated CAMS listening", "endpoint")
-        .await;
+    let endpoint = sandbox.wait_for("simulated CAMS listening")["endpoint"]
+        .as_str()
+        .expect("field")
+        .to_owned();
 
     let dir = std::env::temp_dir().join(format!("cams-flows-secrets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -111,8 +54,8 @@ async fn no_secret_appears_in_any_output_or_error() {
         ),
     )
     .expect("config");
-    let mut gateway = Proc::start(
-        binary()
+    let mut gateway = Running::start(
+        traced()
             .args([
                 "serve",
                 "--listen",
@@ -128,7 +71,10 @@ async fn no_secret_appears_in_any_output_or_error() {
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
             .env("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN),
     );
-    let addr = gateway.field_of_line("\"listening\"", "addr").await;
+    let addr = gateway.wait_for("\"listening\"")["addr"]
+        .as_str()
+        .expect("field")
+        .to_owned();
     let mut client = FlowServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
@@ -174,13 +120,7 @@ async fn no_secret_appears_in_any_output_or_error() {
     );
 
     // A gateway whose STS token is refused, so that the refusal path is logged too.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &gateway.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    gateway.signal("TERM");
     let status = tokio::task::spawn_blocking(move || {
         let status = gateway.child.wait();
         (status, gateway)
@@ -193,7 +133,7 @@ async fn no_secret_appears_in_any_output_or_error() {
 
     // Give the reader threads the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = gateway.output.lock().expect("lock").clone();
+    let logs = gateway.output();
     assert!(logs.contains("\"stopped\""), "the whole run was captured");
     assert!(
         logs.lines().count() > 50,
@@ -210,7 +150,7 @@ async fn no_secret_appears_in_any_output_or_error() {
         }
     }
     // The sandbox logs are checked for the token and key as well (the secret is its own flag).
-    let sandbox_logs = sandbox.output.lock().expect("lock").clone();
+    let sandbox_logs = sandbox.output();
     for secret in [SECRET, TOKEN, API_KEY] {
         assert!(
             !sandbox_logs.contains(secret),

@@ -1,16 +1,14 @@
 //! Callers see only their own tenants: each auth mode end to end through a real gRPC client.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::{TestApp, assert_failure};
 use cams_flows::{
     auth::{ApiKey, AuthConfig, AuthMode, TenantSet, hash_key},
     config::Config,
     pb::GetFlowRequest,
 };
 use sha2::Digest;
-use support::{Options, TestApp, assert_failure, spawn_app_with};
 use tonic::{Code, Request, Status};
 
 const FLOW: &str = "100000000000002";
@@ -49,12 +47,8 @@ fn mesh(config: &mut Config) {
     };
 }
 
-async fn app(tweak: fn(&mut Config)) -> TestApp {
-    spawn_app_with(Options {
-        tweak,
-        ..Options::default()
-    })
-    .await
+async fn app(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
+    TestApp::builder().config(tweak).spawn().await
 }
 
 async fn call(app: &TestApp, space: &str, headers: &[(&'static str, &str)]) -> Result<(), Status> {
@@ -214,47 +208,37 @@ fn hash_key_matches_the_configuration_format() {
 
 mod mtls {
     use super::*;
-    use cams_flows::server::TlsSettings;
-    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    use tonic::transport::{Channel, Identity};
 
-    use crate::support::certs::Ca;
+    use crate::support::{
+        certs::Ca,
+        tls::{TlsFiles, client_tls},
+    };
 
     struct Setup {
         app: TestApp,
         ca: Ca,
-        _dir: tempfile::TempDir,
+        _files: TlsFiles,
     }
 
     async fn setup() -> Setup {
         let ca = Ca::new("mesh CA");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = ca.server_leaf("gateway");
-        let (cert, key) = (server.cert_pem, server.key_pem);
-        let path = |name: &str, contents: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, contents).expect("write");
-            p
-        };
-        let settings = TlsSettings {
-            cert_file: path("tls.crt", &cert),
-            key_file: path("tls.key", &key),
-            client_ca_file: Some(path("ca.crt", &ca.pem)),
-        };
-        let client_tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&ca.pem))
-            .domain_name("localhost")
-            .identity(ca.client_with_uri(BILLING_ID));
-        let app = spawn_app_with(Options {
-            tls: Some((settings, client_tls)),
-            auth: Some(AuthConfig {
+        let files = TlsFiles::new(&ca.server_leaf("gateway"), Some(&ca));
+        let client_tls = client_tls(&ca.pem, Some(ca.client_with_uri(BILLING_ID)));
+        let app = TestApp::builder()
+            .tls(files.settings(true), client_tls)
+            .auth(AuthConfig {
                 mode: AuthMode::Mtls,
                 keys: Vec::new(),
                 identities: HashMap::from([(BILLING_ID.to_owned(), tenants(&["cams-a"]))]),
-            }),
-            ..Options::default()
-        })
-        .await;
-        Setup { app, ca, _dir: dir }
+            })
+            .spawn()
+            .await;
+        Setup {
+            app,
+            ca,
+            _files: files,
+        }
     }
 
     async fn channel(
@@ -262,15 +246,9 @@ mod mtls {
         identity: Option<Identity>,
         ca_pem: &str,
     ) -> Result<Channel, String> {
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca_pem))
-            .domain_name("localhost");
-        if let Some(identity) = identity {
-            tls = tls.identity(identity);
-        }
         Channel::from_shared(format!("https://{}", setup.app.addr))
             .map_err(|e| e.to_string())?
-            .tls_config(tls)
+            .tls_config(client_tls(ca_pem, identity))
             .map_err(|e| e.to_string())?
             .connect()
             .await

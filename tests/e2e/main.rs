@@ -1,0 +1,14 @@
+//! The end-to-end tests, in one test binary: the real gateway over loopback against the simulated
+//! CAMS, the real binaries as child processes, and the TLS layer with certificates made here.
+//! One binary means `support/` is compiled once and every module's tests share one run, so that
+//! slow tests of one module overlap with those of the others.
+
+mod support;
+
+mod auth;
+mod getflow;
+mod limits;
+mod resilience;
+mod secrets;
+mod server;
+mod tls;

@@ -1,0 +1,310 @@
+//! The test app: the real gateway on 127.0.0.1:0 against a simulated CAMS on another loopback
+//! port, started by [`TestApp::builder`] (or [`spawn_app`] for the defaults).
+
+use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+use cams_flows::{
+    app::{Application, ServeError},
+    auth::AuthConfig,
+    config::Config,
+    credentials::{Credentials, CredentialsProvider, StaticCredentials},
+    limits::{LimitsConfig, TenantLimits, TenantQuota},
+    pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
+    sandbox::{RecordedRequest, Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
+    server::TlsSettings,
+};
+use secrecy::SecretString;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Status,
+    transport::{Channel, ClientTlsConfig},
+};
+
+use super::{KEY_ID, KEY_SECRET};
+
+/// A running gateway, a client connected to it, and the simulated CAMS behind it. Dropping it
+/// stops both.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: FlowServiceClient<Channel>,
+    pub channel: Channel,
+    pub tenants: Arc<dyn TenantLimits>,
+    pub sandbox_endpoint: String,
+    http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ServeError>>>,
+    _sandbox: SandboxHandle,
+}
+
+/// A test app with the defaults: limits lifted, caching and retries off, no caller
+/// authentication, plaintext, and credentials the simulated CAMS accepts.
+pub async fn spawn_app() -> TestApp {
+    TestApp::builder().spawn().await
+}
+
+type ConfigChange = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// What to change from the defaults of [`spawn_app`], one method per setting; `spawn` starts it.
+///
+/// Each setting is a method with a default, so a new capability is a field, a method and a step in
+/// [`TestAppBuilder::spawn`], and no existing test changes. Those planned go here:
+///
+/// - a shared Redis: `redis()` starts a `redis-server` on a loopback port, sets the gateway's
+///   configuration to use it before the [`config`](Self::config) closures run (so a test can
+///   still override it), and the `TestApp` keeps the server, stopped on drop, beside the
+///   simulated CAMS;
+/// - temporary credentials: `sts(..)` starts a fake STS / metadata service and puts a refreshing
+///   [`CredentialsProvider`] for it in the `credentials` field, which is a provider for that
+///   reason ([`credentials`](Self::credentials) puts a fixed one there);
+/// - several replicas: `replicas(n)` calls `start_gateway` `n` times with the one
+///   configuration, against the one simulated CAMS (and Redis); the `TestApp` keeps the first
+///   in its fields, as today, and all of them in a list.
+#[must_use]
+pub struct TestAppBuilder {
+    sandbox: SandboxConfig,
+    credentials: Arc<dyn CredentialsProvider>,
+    endpoint: Option<String>,
+    tls: Option<(TlsSettings, ClientTlsConfig)>,
+    config: Vec<ConfigChange>,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        let mut sandbox = SandboxConfig::new(KEY_ID, KEY_SECRET);
+        // Generous, so that only the tests about throttling meet CAMS's quota.
+        sandbox.rps_per_key = 10_000;
+        TestAppBuilder {
+            sandbox,
+            credentials: fixed_credentials(KEY_ID, KEY_SECRET, None),
+            endpoint: None,
+            tls: None,
+            config: Vec::new(),
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// Calls per sliding second per AccessKey that the simulated CAMS accepts (CAMS: 5).
+    pub fn sandbox_rps(mut self, rps: u32) -> Self {
+        self.sandbox.rps_per_key = rps;
+        self
+    }
+
+    /// The simulated CAMS accepts only calls signed with this STS token.
+    pub fn sandbox_token(mut self, token: &str) -> Self {
+        self.sandbox.security_token = Some(SecretString::from(token.to_owned()));
+        self
+    }
+
+    /// The gateway signs with these credentials instead of the ones the simulated CAMS accepts.
+    pub fn credentials(mut self, key_id: &str, secret: &str, token: Option<&str>) -> Self {
+        self.credentials = fixed_credentials(key_id, secret, token);
+        self
+    }
+
+    /// Points the gateway at this endpoint instead of the simulated CAMS (which still runs).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Serves TLS with these files, and connects the test client with this client config.
+    pub fn tls(mut self, settings: TlsSettings, client: ClientTlsConfig) -> Self {
+        self.tls = Some((settings, client));
+        self
+    }
+
+    /// Caller authentication (none by default).
+    pub fn auth(self, auth: AuthConfig) -> Self {
+        self.config(move |c| c.auth = auth)
+    }
+
+    /// These limits instead of the lifted ones, e.g. `LimitsConfig::default()` for the product's.
+    pub fn limits(self, limits: LimitsConfig) -> Self {
+        self.config(move |c| c.limits = limits)
+    }
+
+    /// Any other change to the gateway's configuration. The changes run in the order given,
+    /// after the test defaults and the other settings.
+    pub fn config(mut self, change: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.config.push(Box::new(change));
+        self
+    }
+
+    /// Starts the simulated CAMS, then the gateway, and connects a client to the gateway.
+    pub async fn spawn(self) -> TestApp {
+        let sandbox = Sandbox::bind(localhost(), self.sandbox)
+            .await
+            .expect("bind simulated CAMS");
+        let sandbox_endpoint = sandbox.endpoint();
+        let sandbox = sandbox.spawn();
+
+        let endpoint = self.endpoint.unwrap_or_else(|| sandbox_endpoint.clone());
+        let mut config = test_config(&endpoint);
+        let client_tls = self.tls.map(|(settings, client)| {
+            config.tls = Some(settings);
+            client
+        });
+        for change in self.config {
+            change(&mut config);
+        }
+        let gateway = start_gateway(config, self.credentials, client_tls).await;
+        TestApp {
+            addr: gateway.addr,
+            client: FlowServiceClient::new(gateway.channel.clone()),
+            channel: gateway.channel,
+            tenants: gateway.tenants,
+            sandbox_endpoint,
+            http: reqwest::Client::new(),
+            shutdown: Some(gateway.shutdown),
+            server: Some(gateway.server),
+            _sandbox: sandbox,
+        }
+    }
+}
+
+fn fixed_credentials(
+    key_id: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> Arc<dyn CredentialsProvider> {
+    let credentials = Credentials::new(
+        key_id,
+        SecretString::from(secret.to_owned()),
+        token.map(|t| SecretString::from(t.to_owned())),
+    );
+    Arc::new(StaticCredentials::new(credentials))
+}
+
+/// The configuration every test app starts from.
+fn test_config(endpoint: &str) -> Config {
+    let mut config = Config::new(localhost(), endpoint.parse().expect("endpoint URL"));
+    // Limits are lifted unless a test is about them, so that other tests meet only what they test.
+    config.limits.account_rps = 10_000;
+    config.limits.tenant = TenantQuota {
+        rps: 10_000.0,
+        burst: NonZeroU32::new(10_000).expect("non-zero"),
+    };
+    // Caching and retries are off unless a test is about them: the mapping tests must see each
+    // CAMS answer exactly once.
+    config.cache.ttl = Duration::ZERO;
+    config.retry.max_attempts = 1;
+    config
+}
+
+/// One gateway, serving until `shutdown` is sent or dropped, and a channel to it.
+struct Gateway {
+    addr: SocketAddr,
+    channel: Channel,
+    tenants: Arc<dyn TenantLimits>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+async fn start_gateway(
+    config: Config,
+    credentials: Arc<dyn CredentialsProvider>,
+    client_tls: Option<ClientTlsConfig>,
+) -> Gateway {
+    let app = Application::build_with_credentials(config, credentials)
+        .await
+        .expect("build gateway");
+    let addr = app.local_addr().expect("local addr");
+    let tenants = app.tenant_limits();
+    let (shutdown, stopped) = oneshot::channel();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = match client_tls {
+        None => Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to gateway"),
+        Some(client_tls) => Channel::from_shared(format!("https://{addr}"))
+            .expect("uri")
+            .tls_config(client_tls)
+            .expect("client TLS")
+            .connect()
+            .await
+            .expect("connect to gateway over TLS"),
+    };
+    Gateway {
+        addr,
+        channel,
+        tenants,
+        shutdown,
+        server,
+    }
+}
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl TestApp {
+    pub async fn get_flow(&self, flow_id: &str, space: &str) -> Result<GetFlowResponse, Status> {
+        self.get_flow_within(flow_id, space, None).await
+    }
+
+    pub async fn get_flow_within(
+        &self,
+        flow_id: &str,
+        space: &str,
+        timeout: Option<Duration>,
+    ) -> Result<GetFlowResponse, Status> {
+        let mut request = tonic::Request::new(GetFlowRequest {
+            flow_id: flow_id.to_owned(),
+            cust_space_id: space.to_owned(),
+        });
+        if let Some(t) = timeout {
+            request.set_timeout(t);
+        }
+        self.client
+            .clone()
+            .get_flow(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn sandbox_stats(&self) -> SandboxStats {
+        let body = self
+            .http
+            .get(format!("{}/_sandbox/stats", self.sandbox_endpoint))
+            .send()
+            .await
+            .expect("stats")
+            .bytes()
+            .await
+            .expect("stats body");
+        serde_json::from_slice(&body).expect("stats JSON")
+    }
+
+    pub async fn sandbox_requests(&self) -> Vec<RecordedRequest> {
+        let body = self
+            .http
+            .get(format!("{}/_sandbox/requests", self.sandbox_endpoint))
+            .send()
+            .await
+            .expect("requests")
+            .bytes()
+            .await
+            .expect("requests body");
+        serde_json::from_slice(&body).expect("requests JSON")
+    }
+
+    /// Stops the server and waits for it to return.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.trigger_shutdown();
+        match self.server.take() {
+            Some(handle) => handle.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

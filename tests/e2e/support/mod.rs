@@ -1,0 +1,48 @@
+//! What the end-to-end tests share: the test app (the real gateway against a simulated CAMS, see
+//! [`app`]), certificates and TLS files, the real binary as a child process, and the assertions
+//! every module makes about failures.
+
+mod app;
+pub mod certs;
+pub mod process;
+pub mod tls;
+
+pub use app::{TestApp, spawn_app};
+use cams_flows::pb::GetFlowResponse;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub const DOC_FLOW: &str = "926753328126430";
+pub const KEY_ID: &str = "test-key-id";
+pub const KEY_SECRET: &str = "test-key-secret-do-not-leak";
+
+/// The ErrorInfo of a status, which every failure must carry.
+pub fn error_info(status: &Status) -> tonic_types::ErrorInfo {
+    details(status)
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
+}
+
+pub fn details(status: &Status) -> ErrorDetails {
+    status.get_error_details()
+}
+
+/// Asserts the code and the ErrorInfo reason and domain of a failure.
+#[track_caller]
+pub fn assert_failure(
+    result: Result<GetFlowResponse, Status>,
+    code: Code,
+    reason: &str,
+    domain: &str,
+) -> Status {
+    let status = match result {
+        Ok(r) => panic!("expected {code:?}/{reason}, got success {r:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = error_info(&status);
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, domain, "{status:?}");
+    status
+}
