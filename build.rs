@@ -20,9 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("flows_descriptor.bin"), fds.encode_to_vec())?;
 
+    // Requests the decoder refuses are the caller's mistake (INVALID_ARGUMENT), not INTERNAL as
+    // prost's own codec reports them: see src/grpc/codec.rs.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .codec_path("crate::grpc::codec::StrictCodec")
         .compile_fds(fds)?;
     Ok(())
 }

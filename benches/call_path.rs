@@ -20,7 +20,7 @@ use cams_flows::{
     domain::{FlowId, TenantId},
     error::Error,
     grpc::{FlowApi, status::to_status},
-    limits::TenantQuota,
+    limits::Quota,
     pb::{self, GetFlowRequest, flow_service_server::FlowService},
     sandbox::{Sandbox, SandboxConfig},
 };
@@ -90,7 +90,7 @@ fn credentials() -> Credentials {
 
 /// The gateway's service as the server builds it, with the default configuration but for the
 /// tenant quota. Its background loops run in `tasks`.
-fn api(endpoint: &str, tenant: TenantQuota, tasks: &mut app::Tasks) -> FlowApi {
+fn api(endpoint: &str, tenant: Quota, tasks: &mut app::Tasks) -> FlowApi {
     let mut config = Config::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         endpoint.parse().expect("sandbox endpoint"),
@@ -138,11 +138,11 @@ fn main() {
     // The gateway's background loops are spawned, so it is built inside the runtime.
     let _inside = runtime.enter();
 
-    let lifted = TenantQuota {
+    let lifted = Quota {
         rps: 1e9,
         burst: NonZeroU32::new(100_000).expect("non-zero"),
     };
-    let tight = TenantQuota {
+    let tight = Quota {
         rps: 0.001,
         burst: NonZeroU32::new(1).expect("non-zero"),
     };

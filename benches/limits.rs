@@ -7,7 +7,7 @@ use cams_flows::{
     domain::TenantId,
     limits::{
         AccountGate, AccountLimits, AccountQuota, Claim, Class, GovernorTenantLimits, LocalSlots,
-        Party, TenantLimits, TenantQuota, Weights,
+        Party, Quota, TenantLimits, Weights,
     },
 };
 
@@ -24,8 +24,8 @@ fn tenants(n: usize) -> Vec<TenantId> {
         .collect()
 }
 
-fn generous() -> TenantQuota {
-    TenantQuota {
+fn generous() -> Quota {
+    Quota {
         rps: 1_000_000.0,
         burst: NonZeroU32::new(1_000).expect("non-zero"),
     }

@@ -11,7 +11,7 @@ use crate::{
     auth::AuthError,
     cams::{ApiErrorKind, CamsError},
     domain::TenantId,
-    limits::TenantQuota,
+    limits::Quota,
 };
 
 /// A field of the request that failed validation, named as in the proto.
@@ -27,10 +27,16 @@ pub struct FieldViolation {
 pub enum Error {
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    #[error("caller {caller} is over its quota of {}", quota.describe())]
+    CallerRateLimited {
+        caller: String,
+        quota: Quota,
+        retry_after: Duration,
+    },
     #[error("tenant {tenant} is over its quota of {}", quota.describe())]
     TenantRateLimited {
         tenant: TenantId,
-        quota: TenantQuota,
+        quota: Quota,
         retry_after: Duration,
     },
     #[error(
@@ -128,7 +134,9 @@ impl Error {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::InvalidArgument(_) => Disposition::refused(Code::InvalidArgument),
-            Self::TenantRateLimited { .. } => Disposition::refused(Code::ResourceExhausted),
+            Self::CallerRateLimited { .. } | Self::TenantRateLimited { .. } => {
+                Disposition::refused(Code::ResourceExhausted)
+            }
             // The quota is the gateway's own; CAMS was not asked, so there is nothing to retry,
             // but CAMS's capacity is spent and a stale answer serves the caller better.
             Self::AccountRateLimited { .. } => {

@@ -14,7 +14,10 @@ use tonic::metadata::MetadataMap;
 pub use tenants::{PatternError, TenantSet};
 use xfcc::forwarded_uri;
 
-use crate::server::ConnInfo;
+use crate::{
+    limits::{CallerLimit, Quota},
+    server::ConnInfo,
+};
 
 /// How callers prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -31,12 +34,14 @@ pub enum AuthMode {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Caller {
     /// The key's name or the peer's identity; logged, never secret. Shared, because the account
     /// quota's fair queue keys its share by it.
     pub name: Arc<str>,
     pub tenants: TenantSet,
+    /// The caller's own rate limit, when one is configured.
+    pub limit: Option<CallerLimit>,
 }
 
 /// One configured API key: its name, the SHA-256 of the key, and its tenants.
@@ -57,12 +62,30 @@ impl fmt::Debug for ApiKey {
 }
 
 /// The validated `[auth]` configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
     pub mode: AuthMode,
     pub keys: Vec<ApiKey>,
     /// Peer identities (mtls, mesh_header) and their tenants.
     pub identities: HashMap<String, TenantSet>,
+    pub callers: CallerQuotas,
+}
+
+/// Callers' own rate limits, by key name or identity; `default` for every other caller
+/// (`anonymous` included). No limit where neither applies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallerQuotas {
+    pub default: Option<Quota>,
+    pub by_name: HashMap<String, Quota>,
+}
+
+impl CallerQuotas {
+    fn limit(&self, name: &str) -> Option<CallerLimit> {
+        self.by_name
+            .get(name)
+            .or(self.default.as_ref())
+            .map(|quota| CallerLimit::new(*quota))
+    }
 }
 
 impl AuthConfig {
@@ -71,6 +94,7 @@ impl AuthConfig {
             mode: AuthMode::None,
             keys: Vec::new(),
             identities: HashMap::new(),
+            callers: CallerQuotas::default(),
         }
     }
 }
@@ -115,10 +139,12 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(config: AuthConfig) -> Self {
+        let quotas = config.callers;
         let caller = |name: &str, tenants: TenantSet| {
             Arc::new(Caller {
                 name: Arc::from(name),
                 tenants,
+                limit: quotas.limit(name),
             })
         };
         Self {
@@ -170,13 +196,15 @@ impl Authenticator {
         }
     }
 
-    /// A verified identity; one the configuration does not name may read no tenant.
+    /// A verified identity; one the configuration does not name may read no tenant, so it needs
+    /// no limit of its own.
     fn identity(&self, id: &str) -> Arc<Caller> {
         match self.identities.get(id) {
             Some(known) => Arc::clone(known),
             None => Arc::new(Caller {
                 name: Arc::from(id),
                 tenants: TenantSet::default(),
+                limit: None,
             }),
         }
     }
@@ -223,14 +251,17 @@ mod tests {
         let auth = Authenticator::new(AuthConfig {
             mode: AuthMode::ApiKey,
             keys: vec![key],
-            identities: HashMap::new(),
+            ..AuthConfig::none()
         });
         let mut md = MetadataMap::new();
-        assert_eq!(auth.authenticate(&md, None), Err(AuthError::MissingKey));
+        assert_eq!(
+            auth.authenticate(&md, None).err(),
+            Some(AuthError::MissingKey)
+        );
         md.insert("authorization", "Bearer wrong".parse().expect("ascii"));
-        assert_eq!(auth.authenticate(&md, None), Err(AuthError::BadKey));
+        assert_eq!(auth.authenticate(&md, None).err(), Some(AuthError::BadKey));
         md.insert("authorization", "Basic s3cret-key".parse().expect("ascii"));
-        assert_eq!(auth.authenticate(&md, None), Err(AuthError::BadKey));
+        assert_eq!(auth.authenticate(&md, None).err(), Some(AuthError::BadKey));
         md.insert("authorization", "Bearer s3cret-key".parse().expect("ascii"));
         assert_eq!(
             auth.authenticate(&md, None).map(|c| c.name.to_string()),

@@ -199,6 +199,17 @@ pub(super) const KEYS: &[Key] = &[
          sandbox (keys and identities are set in the config file's [auth] section)",
     ),
     Key::new(
+        "auth.caller_rps",
+        "RATE",
+        "Each caller's rate, calls per second, unless its [[auth.keys]] or [[auth.identities]] \
+         entry sets its own [default: no caller limit]",
+    ),
+    Key::new(
+        "auth.caller_burst",
+        "N",
+        "Each caller's burst, with --auth-caller-rps [default: the rate, at least 1]",
+    ),
+    Key::new(
         "tls.cert_file",
         "FILE",
         "PEM certificate chain the server presents (enables TLS, with --tls-key-file)",

@@ -60,6 +60,8 @@ pub(super) struct LimitsSettings {
 pub(super) struct TenantSettings {
     pub rps: Option<f64>,
     pub burst: Option<u32>,
+    /// Share of the account queue against other tenants; 1 when left out.
+    pub weight: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,11 @@ pub(super) struct AuthSettings {
     pub keys: Vec<KeySettings>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<IdentitySettings>,
+    /// Every caller's rate limit unless its key or identity sets its own; none when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_rps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_burst: Option<u32>,
 }
 
 /// `auth.mode` as written. The flag used to take clap's spellings (`api-key`) and the file
@@ -132,6 +139,10 @@ pub(super) struct KeySettings {
     pub name: String,
     pub sha256: String,
     pub tenants: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +150,10 @@ pub(super) struct KeySettings {
 pub(super) struct IdentitySettings {
     pub id: String,
     pub tenants: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

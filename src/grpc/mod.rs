@@ -1,6 +1,7 @@
 //! The gRPC edge: protobuf in, protobuf and `tonic::Status` out. Conversions to and from the
 //! domain happen here and only here.
 
+pub mod codec;
 mod convert;
 
 mod service;

@@ -76,6 +76,13 @@ impl FlowApi {
             .into());
         };
         let caller = caller.as_ref().map_err(|e| Error::Unauthenticated(*e))?;
+        if let Some(limit) = &caller.limit {
+            limit.check().map_err(|r| Error::CallerRateLimited {
+                caller: caller.name.to_string(),
+                quota: r.quota,
+                retry_after: r.retry_after,
+            })?;
+        }
         let query = FlowQuery::try_from(message)?;
         if !caller.tenants.allows(&query.tenant) {
             return Err(Error::TenantNotAllowed {

@@ -9,7 +9,6 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::{CAMS_DOMAIN, LOCAL_DOMAIN};
 use crate::{
     cams::{ApiError, ApiErrorKind, CamsError},
-    domain::TenantId,
     error::Error,
 };
 
@@ -55,7 +54,7 @@ pub fn to_status(error: &Error) -> Status {
             code,
             error,
             "TENANT_RATE_LIMITED",
-            tenant,
+            ("tenant", tenant.as_str()),
             format!("tenant:{}", tenant.as_str()),
             format!("GetFlow calls of this tenant: {}", quota.describe()),
             *retry_after,
@@ -69,12 +68,25 @@ pub fn to_status(error: &Error) -> Status {
             code,
             error,
             "ACCOUNT_RATE_LIMITED",
-            tenant,
+            ("tenant", tenant.as_str()),
             "account".to_owned(),
             format!(
                 "CAMS GetFlow calls of the whole account: {account_rps} per sliding second, \
                  shared by all tenants"
             ),
+            *retry_after,
+        ),
+        Error::CallerRateLimited {
+            caller,
+            quota,
+            retry_after,
+        } => rate_limited(
+            code,
+            error,
+            "CALLER_RATE_LIMITED",
+            ("caller", caller),
+            format!("caller:{caller}"),
+            format!("GetFlow calls of this caller: {}", quota.describe()),
             *retry_after,
         ),
         Error::Unauthenticated(e) => local(code, e.reason(), error, None),
@@ -153,11 +165,13 @@ fn come_back(
     status
 }
 
+/// A refusal by one of the gateway's own limits. `who` names the party in `ErrorInfo` (the
+/// tenant, or the caller), `subject` the `QuotaFailure` violation.
 fn rate_limited(
     code: Code,
     error: &Error,
     reason: &str,
-    tenant: &TenantId,
+    who: (&str, &str),
     subject: String,
     description: String,
     retry_after: Duration,
@@ -170,7 +184,7 @@ fn rate_limited(
         reason,
         LOCAL_DOMAIN,
         HashMap::from([
-            ("tenant".to_owned(), tenant.as_str().to_owned()),
+            (who.0.to_owned(), who.1.to_owned()),
             ("limit".to_owned(), description.clone()),
         ]),
     );

@@ -3,6 +3,7 @@
 //! Each is a seam with an in-process implementation, the default and the test double.
 
 pub mod account;
+pub mod caller;
 pub mod tenant;
 
 use std::{collections::HashMap, time::Duration};
@@ -11,7 +12,8 @@ pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease, LocalSlots,
     Party, RejectionCause, SlotLease, SlotStore, Weights,
 };
-pub use tenant::{GovernorTenantLimits, TenantLimits, TenantQuota, TenantRejection};
+pub use caller::{CallerLimit, CallerRejection};
+pub use tenant::{GovernorTenantLimits, Quota, TenantLimits, TenantRejection};
 
 use crate::domain::TenantId;
 
@@ -25,8 +27,10 @@ pub const QUOTA_WINDOW: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     pub account_rps: u32,
-    pub tenant: TenantQuota,
-    pub tenants: HashMap<TenantId, TenantQuota>,
+    pub tenant: Quota,
+    pub tenants: HashMap<TenantId, Quota>,
+    /// Tenants' weights in the account queue; 1 for any not named.
+    pub weights: HashMap<TenantId, f64>,
     /// Longest a call waits for account capacity.
     pub max_wait: Duration,
     /// Calls that may wait for account capacity at once.
@@ -37,11 +41,12 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             account_rps: 5,
-            tenant: TenantQuota {
+            tenant: Quota {
                 rps: 5.0,
                 burst: std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
             },
             tenants: HashMap::new(),
+            weights: HashMap::new(),
             max_wait: Duration::from_millis(2_000),
             max_queue: 256,
         }
@@ -49,10 +54,12 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    /// The tenants' weights in the account queue. (Weights are configured beside each tenant's
-    /// quota; today every tenant weighs 1.)
+    /// The tenants' weights in the account queue.
     pub fn weights(&self) -> Weights {
-        Weights::default()
+        Weights {
+            tenants: self.weights.clone(),
+            callers: HashMap::new(),
+        }
     }
 
     pub fn account(&self) -> AccountLimits {

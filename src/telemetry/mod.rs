@@ -27,4 +27,29 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    log_panics();
+}
+
+/// A panic (in any task) becomes one log event in the configured format, with where it happened,
+/// instead of the standard hook's lines on stderr (and, with RUST_BACKTRACE, a backtrace built
+/// on every panic).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        tracing::error!(
+            target: "cams_flows::panic",
+            panic = message,
+            location,
+            thread = std::thread::current().name(),
+            "a task panicked"
+        );
+    }));
 }

@@ -36,6 +36,7 @@ fn api_keys(config: &mut Config) {
             key("ops", OPS_KEY, &["*"]),
         ],
         identities: HashMap::new(),
+        ..AuthConfig::none()
     };
 }
 
@@ -44,6 +45,7 @@ fn mesh(config: &mut Config) {
         mode: AuthMode::MeshHeader,
         keys: Vec::new(),
         identities: HashMap::from([(BILLING_ID.to_owned(), tenants(&["cams-a"]))]),
+        ..AuthConfig::none()
     };
 }
 
@@ -231,6 +233,7 @@ mod mtls {
                 mode: AuthMode::Mtls,
                 keys: Vec::new(),
                 identities: HashMap::from([(BILLING_ID.to_owned(), tenants(&["cams-a"]))]),
+                ..AuthConfig::none()
             })
             .spawn()
             .await;

@@ -4,14 +4,14 @@
 use std::{num::NonZeroU32, time::Duration};
 
 use crate::support::{TestApp, details, error_info};
-use cams_flows::limits::{LimitsConfig, TenantQuota};
+use cams_flows::limits::{LimitsConfig, Quota};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
 const FLOW: &str = "100000000000002";
 
-fn quota(rps: f64, burst: u32) -> TenantQuota {
-    TenantQuota {
+fn quota(rps: f64, burst: u32) -> Quota {
+    Quota {
         rps,
         burst: NonZeroU32::new(burst).expect("non-zero"),
     }

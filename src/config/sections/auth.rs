@@ -2,12 +2,37 @@
 
 use std::collections::HashMap;
 
-use super::bad;
+use super::{bad, limits::quota};
 use crate::{
-    auth::{ApiKey, AuthConfig, AuthMode, TenantSet},
+    auth::{ApiKey, AuthConfig, AuthMode, CallerQuotas, TenantSet},
     config::{ConfigError, settings::AuthSettings},
+    limits::Quota,
     server::TlsSettings,
 };
+
+/// A caller's quota from its `rps` and `burst`; the burst defaults to the rate (at least 1).
+fn caller_quota(
+    prefix: &str,
+    rps: Option<f64>,
+    burst: Option<u32>,
+    fallback: Option<Quota>,
+) -> Result<Option<Quota>, ConfigError> {
+    let rps_key = format!("{prefix}rps");
+    let burst_key = format!("{prefix}burst");
+    match (rps, burst, fallback) {
+        (None, None, fallback) => Ok(fallback),
+        (None, Some(_), None) => Err(bad(burst_key, format!("needs {rps_key}"))),
+        (None, Some(burst), Some(fallback)) => {
+            quota(&rps_key, &burst_key, fallback.rps, burst, None).map(Some)
+        }
+        (Some(rps), burst, fallback) => {
+            let burst = burst
+                .or(fallback.map(|f| f.burst.get()))
+                .unwrap_or_else(|| (rps.ceil() as u32).max(1));
+            quota(&rps_key, &burst_key, rps, burst, None).map(Some)
+        }
+    }
+}
 
 /// `sandbox`: the sandbox's callers are local, so it needs no mode. `tls`: mtls needs client
 /// certificates.
@@ -26,6 +51,11 @@ pub(super) fn auth(
                  none to let every caller read every tenant)",
             ));
         }
+    };
+    let default_quota = caller_quota("auth.caller_", s.caller_rps, s.caller_burst, None)?;
+    let mut callers = CallerQuotas {
+        default: default_quota,
+        by_name: HashMap::new(),
     };
     let mut keys = Vec::new();
     for (i, k) in s.keys.iter().enumerate() {
@@ -46,6 +76,9 @@ pub(super) fn auth(
                 )
             })?;
         let tenants = TenantSet::parse(&k.tenants).map_err(|e| bad(key("tenants"), e))?;
+        if let Some(q) = caller_quota(&key(""), k.rps, k.burst, default_quota)? {
+            callers.by_name.insert(k.name.clone(), q);
+        }
         keys.push(ApiKey {
             name: k.name.clone(),
             sha256,
@@ -62,6 +95,9 @@ pub(super) fn auth(
             ));
         }
         let tenants = TenantSet::parse(&id.tenants).map_err(|e| bad(key("tenants"), e))?;
+        if let Some(q) = caller_quota(&key(""), id.rps, id.burst, default_quota)? {
+            callers.by_name.insert(id.id.clone(), q);
+        }
         identities.insert(id.id.clone(), tenants);
     }
     match mode {
@@ -89,5 +125,6 @@ pub(super) fn auth(
         mode,
         keys,
         identities,
+        callers,
     })
 }

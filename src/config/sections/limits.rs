@@ -9,7 +9,7 @@ use crate::{
         settings::{LimitsSettings, TenantSettings},
     },
     domain::TenantId,
-    limits::{LimitsConfig, TenantQuota},
+    limits::{LimitsConfig, Quota},
 };
 
 /// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
@@ -24,11 +24,23 @@ pub(super) fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, C
         uncached_account_rps,
     )?;
     let mut tenants = HashMap::new();
+    let mut weights = HashMap::new();
     for (id, t) in &s.tenants {
         let key = format!("limits.tenants.{id:?}");
         let tenant_id = TenantId::parse(id.as_str()).map_err(|e| bad(&key, e))?;
-        let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
-        tenants.insert(tenant_id, q);
+        if let Some(weight) = t.weight {
+            if !weight.is_finite() || !(0.01..=1000.0).contains(&weight) {
+                return Err(bad(
+                    format!("{key}.weight"),
+                    format!("{weight} must be between 0.01 and 1000"),
+                ));
+            }
+            weights.insert(tenant_id.clone(), weight);
+        }
+        if t.rps.is_some() || t.burst.is_some() {
+            let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
+            tenants.insert(tenant_id, q);
+        }
     }
     if s.max_wait_ms > 60_000 {
         return Err(bad(
@@ -46,6 +58,7 @@ pub(super) fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, C
         account_rps,
         tenant,
         tenants,
+        weights,
         max_wait: Duration::from_millis(s.max_wait_ms),
         max_queue: s.max_queue,
     })
@@ -55,9 +68,9 @@ pub(super) fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, C
 fn tenant_override(
     key: &str,
     t: &TenantSettings,
-    fallback: TenantQuota,
+    fallback: Quota,
     uncached_account_rps: Option<u32>,
-) -> Result<TenantQuota, ConfigError> {
+) -> Result<Quota, ConfigError> {
     quota(
         &format!("{key}.rps"),
         &format!("{key}.burst"),
@@ -69,13 +82,13 @@ fn tenant_override(
 
 /// `uncached_account_rps` is the account's rate when every call goes to CAMS (no cache), which
 /// no tenant can exceed.
-fn quota(
+pub(super) fn quota(
     rps_key: &str,
     burst_key: &str,
     rps: f64,
     burst: u32,
     uncached_account_rps: Option<u32>,
-) -> Result<TenantQuota, ConfigError> {
+) -> Result<Quota, ConfigError> {
     if !rps.is_finite() || rps <= 0.0 {
         return Err(bad(rps_key, format!("{rps} must be a positive number")));
     }
@@ -92,5 +105,5 @@ fn quota(
     let burst = NonZeroU32::new(burst)
         .filter(|b| b.get() <= 100_000)
         .ok_or_else(|| bad(burst_key, format!("{burst} must be between 1 and 100000")))?;
-    Ok(TenantQuota { rps, burst })
+    Ok(Quota { rps, burst })
 }

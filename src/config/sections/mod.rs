@@ -4,7 +4,7 @@
 
 mod auth;
 mod cache;
-mod limits;
+pub(super) mod limits;
 mod retry;
 mod server;
 mod tls;

@@ -4,21 +4,21 @@
 use std::{collections::HashMap, num::NonZeroU32, time::Duration};
 
 use governor::{
-    Quota, RateLimiter,
+    RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::NoOpMiddleware,
     state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
 };
 
-use super::{TenantLimits, TenantQuota, TenantRejection};
+use super::{Quota, TenantLimits, TenantRejection};
 use crate::domain::TenantId;
 
-impl TenantQuota {
-    fn governor(self) -> Quota {
+impl Quota {
+    pub(crate) fn governor(self) -> governor::Quota {
         // Validated at startup: rps is finite and positive, so the period is too.
         let period = Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1));
-        Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
             .allow_burst(self.burst)
     }
 }
@@ -28,9 +28,9 @@ type Keyed<C> =
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
-    default: TenantQuota,
+    default: Quota,
     shared: Keyed<C>,
-    overrides: HashMap<TenantId, (TenantQuota, Direct<C>)>,
+    overrides: HashMap<TenantId, (Quota, Direct<C>)>,
     clock: C,
 }
 
@@ -45,17 +45,13 @@ impl<C: Clock> std::fmt::Debug for GovernorTenantLimits<C> {
 }
 
 impl GovernorTenantLimits<DefaultClock> {
-    pub fn new(default: TenantQuota, overrides: HashMap<TenantId, TenantQuota>) -> Self {
+    pub fn new(default: Quota, overrides: HashMap<TenantId, Quota>) -> Self {
         Self::with_clock(default, overrides, DefaultClock::default())
     }
 }
 
 impl<C: Clock + Clone> GovernorTenantLimits<C> {
-    pub fn with_clock(
-        default: TenantQuota,
-        overrides: HashMap<TenantId, TenantQuota>,
-        clock: C,
-    ) -> Self {
+    pub fn with_clock(default: Quota, overrides: HashMap<TenantId, Quota>, clock: C) -> Self {
         let overrides = overrides
             .into_iter()
             .map(|(tenant, quota)| {
@@ -106,8 +102,8 @@ mod tests {
 
     use super::*;
 
-    fn quota(rps: f64, burst: u32) -> TenantQuota {
-        TenantQuota {
+    fn quota(rps: f64, burst: u32) -> Quota {
+        Quota {
             rps,
             burst: NonZeroU32::new(burst).expect("non-zero"),
         }

@@ -15,12 +15,12 @@ use crate::domain::TenantId;
 
 /// A tenant's allowance: a sustained rate and the burst it may spend at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TenantQuota {
+pub struct Quota {
     pub rps: f64,
     pub burst: NonZeroU32,
 }
 
-impl TenantQuota {
+impl Quota {
     /// How the quota reads in errors and logs, e.g. `5 calls/s, burst 10`.
     pub fn describe(self) -> String {
         format!("{} calls/s, burst {}", self.rps, self.burst)
@@ -30,7 +30,7 @@ impl TenantQuota {
 /// A tenant over its quota: when it may call again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantRejection {
-    pub quota: TenantQuota,
+    pub quota: Quota,
     pub retry_after: Duration,
 }
 

@@ -8,7 +8,7 @@ use cams_flows::{
     auth::AuthConfig,
     config::Config,
     credentials::{Credentials, CredentialsProvider, StaticCredentials},
-    limits::{LimitsConfig, TenantLimits, TenantQuota},
+    limits::{LimitsConfig, Quota, TenantLimits},
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
     sandbox::{RecordedRequest, Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
     server::TlsSettings,
@@ -181,7 +181,7 @@ fn test_config(endpoint: &str) -> Config {
     let mut config = Config::new(localhost(), endpoint.parse().expect("endpoint URL"));
     // Limits are lifted unless a test is about them, so that other tests meet only what they test.
     config.limits.account_rps = 10_000;
-    config.limits.tenant = TenantQuota {
+    config.limits.tenant = Quota {
         rps: 10_000.0,
         burst: NonZeroU32::new(10_000).expect("non-zero"),
     };
