@@ -1,7 +1,7 @@
 //! The one place that picks the backends: which credentials, which tenant limits, which account
 //! slot store, which cache tiers. Everything else takes them through their seams.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
@@ -51,11 +51,20 @@ pub fn flow_api(
     tasks.spawn("account dispatcher", gate.dispatcher());
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
 
+    let cache = FlowCache::new(config.cache, None, clock);
+    if let Some(cache) = &cache
+        && !config.cache.refresh_window.is_zero()
+    {
+        tasks.spawn(
+            "refresh demand",
+            watch_refresh_demand(cache.clone(), config.limits.account_rps),
+        );
+    }
     let gateway = Gateway::new(Parts {
         client,
         tenants: Arc::clone(&tenants),
         account: Arc::clone(&account),
-        cache: FlowCache::new(config.cache, None, clock),
+        cache,
         retry: config.retry,
         load_timeout: config.call_timeout,
     });
@@ -71,6 +80,34 @@ pub fn flow_api(
         tenants,
         account,
     })
+}
+
+/// How often the demand of refresh-ahead on the account quota is checked (and, when too high,
+/// logged).
+const DEMAND_EVERY: Duration = Duration::from_secs(60);
+
+/// Warns, at most once per [`DEMAND_EVERY`], when the hot entries need more refreshes per second
+/// than the account's quota allows: then the most-read are refreshed first, and the others
+/// expire and are fetched by the callers that miss them.
+async fn watch_refresh_demand(cache: FlowCache, account_rps: u32) {
+    let mut tick = tokio::time::interval(DEMAND_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut before = cache.refreshes();
+    loop {
+        tick.tick().await;
+        let now = cache.refreshes();
+        let per_second = (now - before) as f64 / DEMAND_EVERY.as_secs_f64();
+        before = now;
+        if per_second > f64::from(account_rps) {
+            tracing::warn!(
+                refreshes_per_second = format!("{per_second:.1}"),
+                account_rps,
+                "refresh-ahead needs more CAMS calls than the account quota allows; the most-read \
+                 entries are refreshed first and the others expire"
+            );
+        }
+    }
 }
 
 async fn evict_idle_tenants(tenants: Arc<dyn TenantLimits>) {

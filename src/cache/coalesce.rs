@@ -22,7 +22,7 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
-    fn new(deadline: tokio::time::Instant) -> Self {
+    pub(crate) fn new(deadline: tokio::time::Instant) -> Self {
         Self {
             latest: Mutex::new(deadline),
         }

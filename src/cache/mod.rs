@@ -7,14 +7,25 @@
 //! answer hands out a dead preview URL. Entries carry wall-clock times (not `Instant`s) so that a
 //! tier shared by several processes can hold them too: [`CacheTier`] is that seam, and
 //! [`LocalTier`] (moka) is the in-process tier every gateway has.
+//!
+//! Refresh-ahead: a hit within `refresh_window` of the end of the entry's TTL asks, once, for
+//! the entry to be fetched again in the background while callers keep getting it as a hit; the
+//! reads in that window are counted, so that the most-read entries are refreshed first when the
+//! account's quota cannot refresh them all. TTLs are jittered so that entries fetched together
+//! do not expire, or come due, together.
 
 mod coalesce;
 mod local;
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
+
+use rand::Rng;
 
 pub(crate) use coalesce::{Coalescer, LoadResult, Waiters};
 pub(crate) use local::LocalTier;
@@ -28,14 +39,22 @@ pub struct CacheConfig {
     pub max_entries: u64,
     /// How long past its TTL an answer may still be served while CAMS fails or throttles.
     pub stale_if_error: Duration,
+    /// A hit this close to the end of the TTL starts a background refresh; zero turns
+    /// refresh-ahead off.
+    pub refresh_window: Duration,
+    /// Each entry's TTL is drawn from ±this percentage of `ttl`.
+    pub ttl_jitter_percent: u8,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
+        let ttl = Duration::from_secs(30);
         Self {
-            ttl: Duration::from_secs(30),
+            ttl,
             max_entries: 10_000,
             stale_if_error: Duration::ZERO,
+            refresh_window: ttl / 5,
+            ttl_jitter_percent: 10,
         }
     }
 }
@@ -49,6 +68,27 @@ pub struct CachedFlow {
     pub fresh_until: SystemTime,
     /// Served as a stale fallback until then; never past the preview URL's expiry.
     pub usable_until: SystemTime,
+    /// From then on, a hit asks for a background refresh (`fresh_until` when refresh-ahead is
+    /// off).
+    pub refresh_at: SystemTime,
+    /// This process's view of the entry's demand; not shared with other processes.
+    pub demand: Arc<Demand>,
+}
+
+/// How much an entry is wanted near the end of its TTL, and whether its refresh has started.
+#[derive(Debug, Default)]
+pub struct Demand {
+    /// Hits within the refresh window: the priority of the entry's refresh.
+    pub reads: Arc<AtomicU64>,
+    refresh_started: AtomicBool,
+}
+
+/// A background refresh the cache asks for: how long the entry stays a hit (after that the
+/// refresh is pointless), and the entry's demand.
+#[derive(Debug, Clone)]
+pub struct RefreshDue {
+    pub hit_for: Duration,
+    pub reads: Arc<AtomicU64>,
 }
 
 /// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`.
@@ -67,9 +107,13 @@ pub enum Tier {
     Shared,
 }
 
-/// A cached answer: fresh, or only good as a fallback.
+/// A cached answer: fresh (perhaps due for a refresh), or only good as a fallback.
 pub enum Lookup {
-    Fresh { answer: Arc<FlowAnswer>, tier: Tier },
+    Fresh {
+        answer: Arc<FlowAnswer>,
+        tier: Tier,
+        refresh: Option<RefreshDue>,
+    },
     Stale(CachedFlow),
     Absent,
 }
@@ -82,6 +126,8 @@ pub struct FlowCache {
     local: LocalTier,
     shared: Option<Arc<dyn CacheTier>>,
     clock: SharedClock,
+    /// Refreshes asked for so far, for the demand on the account quota.
+    refreshes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FlowCache {
@@ -109,6 +155,31 @@ impl FlowCache {
             local: LocalTier::new(config.max_entries, Arc::clone(&clock)),
             shared,
             clock,
+            refreshes: Arc::default(),
+        })
+    }
+
+    /// Refreshes asked for since the start.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// A hit's refresh, if it falls in the refresh window and is the first to ask.
+    fn refresh_due(&self, entry: &CachedFlow, now: SystemTime) -> Option<RefreshDue> {
+        if now < entry.refresh_at {
+            return None;
+        }
+        entry.demand.reads.fetch_add(1, Ordering::Relaxed);
+        // Load before swap: the reads after the first need no write to the shared line.
+        if entry.demand.refresh_started.load(Ordering::Relaxed)
+            || entry.demand.refresh_started.swap(true, Ordering::AcqRel)
+        {
+            return None;
+        }
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        Some(RefreshDue {
+            hit_for: entry.fresh_until.duration_since(now).unwrap_or_default(),
+            reads: Arc::clone(&entry.demand.reads),
         })
     }
 
@@ -123,6 +194,7 @@ impl FlowCache {
             return Lookup::Fresh {
                 answer: Arc::clone(&entry.answer),
                 tier: Tier::Local,
+                refresh: self.refresh_due(entry, now),
             };
         }
         if let Some(shared) = &self.shared
@@ -130,10 +202,12 @@ impl FlowCache {
             && now < entry.fresh_until
         {
             let answer = Arc::clone(&entry.answer);
+            let refresh = self.refresh_due(&entry, now);
             self.local.insert(key.clone(), entry).await;
             return Lookup::Fresh {
                 answer,
                 tier: Tier::Shared,
+                refresh,
             };
         }
         match local {
@@ -161,15 +235,37 @@ impl FlowCache {
             Some(preview_ends) => t.min(preview_ends),
             None => t,
         };
-        let fresh_until = cap(now + self.config.ttl);
-        let usable_until = cap(now + self.config.ttl + self.config.stale_if_error);
-        (usable_until > now).then_some(CachedFlow {
+        let ttl = jittered(self.config.ttl, self.config.ttl_jitter_percent);
+        let fresh_until = cap(now + ttl);
+        let usable_until = cap(now + ttl + self.config.stale_if_error);
+        if usable_until <= now {
+            return None;
+        }
+        let refresh_at = if self.config.refresh_window.is_zero() {
+            fresh_until
+        } else {
+            fresh_until
+                .checked_sub(self.config.refresh_window)
+                .map_or(now, |at| at.max(now))
+        };
+        Some(CachedFlow {
             answer,
             fetched_at: now,
             fresh_until,
             usable_until,
+            refresh_at,
+            demand: Arc::default(),
         })
     }
+}
+
+/// `ttl`, moved uniformly by up to `percent` either way.
+fn jittered(ttl: Duration, percent: u8) -> Duration {
+    if percent == 0 || ttl.is_zero() {
+        return ttl;
+    }
+    let spread = f64::from(percent.min(100)) / 100.0;
+    ttl.mul_f64(1.0 + rand::rng().random_range(-spread..=spread))
 }
 
 #[cfg(test)]
@@ -230,6 +326,77 @@ mod tests {
             ttl: Duration::from_secs(ttl_s),
             max_entries: 100,
             stale_if_error: Duration::from_secs(stale_s),
+            refresh_window: Duration::ZERO,
+            ttl_jitter_percent: 0,
+        }
+    }
+
+    fn due(lookup: Lookup) -> Option<RefreshDue> {
+        match lookup {
+            Lookup::Fresh { refresh, .. } => refresh,
+            _ => panic!("not a hit"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_in_the_refresh_window_asks_once_and_reads_are_counted() {
+        let clock = Arc::new(Manual(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+        )));
+        let cache = FlowCache::new(
+            CacheConfig {
+                refresh_window: Duration::from_secs(6),
+                ..config(30, 0)
+            },
+            None,
+            clock.clone(),
+        )
+        .expect("on");
+        cache.store(key("a"), answer(None)).await;
+        cache.store(key("b"), answer(None)).await;
+        // Before the window: hits, no refresh, nothing counted.
+        clock.advance(Duration::from_secs(23));
+        assert!(due(cache.lookup(&key("a")).await).is_none());
+        // In the window: the first read asks, the next ones only count.
+        clock.advance(Duration::from_secs(2));
+        let first = due(cache.lookup(&key("a")).await).expect("asks for a refresh");
+        assert_eq!(first.hit_for, Duration::from_secs(5));
+        for _ in 0..4 {
+            assert!(due(cache.lookup(&key("a")).await).is_none());
+        }
+        assert_eq!(first.reads.load(Ordering::Relaxed), 5);
+        assert_eq!(cache.refreshes(), 1);
+        // An entry nobody read in its window never asked; once past its TTL it is gone.
+        clock.advance(Duration::from_secs(6));
+        assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
+        assert_eq!(cache.refreshes(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_refresh_window_and_jitter_never_pass_the_preview_url() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let clock = Arc::new(Manual(Mutex::new(start)));
+        let cache = FlowCache::new(
+            CacheConfig {
+                refresh_window: Duration::from_secs(6),
+                ttl_jitter_percent: 10,
+                ..config(30, 60)
+            },
+            None,
+            clock.clone(),
+        )
+        .expect("on");
+        let expires = start + Duration::from_secs(10);
+        for _ in 0..50 {
+            let entry = cache.entry(answer(Some(expires))).expect("kept");
+            assert!(entry.refresh_at <= entry.fresh_until);
+            assert!(entry.fresh_until <= expires && entry.usable_until <= expires);
+            let plain = cache.entry(answer(None)).expect("kept");
+            let ttl = plain.fresh_until.duration_since(start).expect("after");
+            assert!(
+                ttl >= Duration::from_secs(27) && ttl <= Duration::from_secs(33),
+                "{ttl:?} within 10 % of 30 s"
+            );
         }
     }
 

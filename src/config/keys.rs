@@ -141,6 +141,18 @@ pub(super) const KEYS: &[Key] = &[
     )
     .alias("stale-if-error-ms"),
     Key::new(
+        "cache.refresh_window_ms",
+        "MS",
+        "A hit this close to the end of its TTL refreshes the flow in the background; 0 turns \
+         refresh-ahead off [default: a fifth of cache.ttl_ms]",
+    ),
+    Key::new(
+        "cache.ttl_jitter_percent",
+        "PERCENT",
+        "Each entry's TTL is drawn from within this percentage of cache.ttl_ms either way, so \
+         that entries fetched together do not expire together",
+    ),
+    Key::new(
         "retry.max_attempts",
         "N",
         "Attempts per CAMS fetch, the first included; 1 disables retries",

@@ -70,6 +70,10 @@ pub(super) struct CacheSettings {
     pub ttl_ms: u64,
     pub max_entries: u64,
     pub stale_if_error_ms: u64,
+    /// A fifth of the TTL when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_window_ms: Option<u64>,
+    pub ttl_jitter_percent: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +202,8 @@ impl Default for Settings {
                 ttl_ms: millis(cache.ttl),
                 max_entries: cache.max_entries,
                 stale_if_error_ms: millis(cache.stale_if_error),
+                refresh_window_ms: None,
+                ttl_jitter_percent: cache.ttl_jitter_percent,
             },
             retry: RetrySettings {
                 max_attempts: retry.max_attempts,

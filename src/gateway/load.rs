@@ -1,20 +1,33 @@
 //! One load: the fetch that coalesced callers share, run in its own task. It asks for the
 //! credentials first (so that a slow credential source never holds a quota slot), then, for
 //! each attempt, takes an account lease, sends one signed call and completes the lease once the
-//! answer is read, retrying what may succeed on another attempt.
+//! answer is read, retrying what may succeed on another attempt. A refresh-ahead is the same
+//! fetch in the background class: nobody waits for it, callers' misses go first, and it gives up
+//! once the entry it would replace stops being a hit.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
 use super::retry::{RetryBudget, RetryConfig};
 use crate::{
-    cache::{Coalescer, FlowCache, LoadResult, Waiters},
+    cache::{Coalescer, FlowCache, LoadResult, RefreshDue, Waiters},
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::Error,
     limits::{AccountQuota, Claim, Class, Party, RejectionCause},
 };
+
+/// Refreshes are nobody's calls: in the account queue they are the background class, and this
+/// name stands for them where a caller's name would.
+static REFRESH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("refresh-ahead"));
+
+/// A refresh must have its answer before the entry stops being a hit, or callers miss anyway
+/// (and fetch it themselves); it waits for a slot until this long before then at most.
+const REFRESH_MARGIN: Duration = Duration::from_millis(200);
 
 /// Everything a load needs, shared by the gateway and the load tasks it spawns.
 #[derive(Debug)]
@@ -66,7 +79,14 @@ impl Loader {
     ) -> LoadResult {
         let bound = Instant::now() + self.load_timeout;
         let result = self
-            .fetch(&query, &party, caller_deadline.min(bound), bound, &waiters)
+            .fetch(
+                &query,
+                &party,
+                &Class::Caller,
+                caller_deadline.min(bound),
+                bound,
+                &waiters,
+            )
             .await
             .map(Arc::new)
             .map_err(Arc::new);
@@ -84,6 +104,7 @@ impl Loader {
         &self,
         query: &FlowQuery,
         party: &Party,
+        class: &Class,
         first_wait: Instant,
         bound: Instant,
         waiters: &Waiters,
@@ -101,7 +122,7 @@ impl Loader {
                 .account
                 .acquire(Claim {
                     party,
-                    class: Class::Caller,
+                    class: class.clone(),
                     deadline: wait_until,
                 })
                 .await
@@ -145,6 +166,43 @@ impl Loader {
             );
             tokio::time::sleep(pause).await;
         }
+    }
+}
+
+impl Loader {
+    /// Fetches `query` again in the background and keeps the answer; a refresh that fails
+    /// leaves the cached answer as it is until its TTL ends.
+    pub(super) fn spawn_refresh(self: &Arc<Self>, query: FlowQuery, due: RefreshDue) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let left = due.hit_for.saturating_sub(REFRESH_MARGIN);
+        if left.is_zero() {
+            return;
+        }
+        let loader = Arc::clone(self);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + left;
+            let party = Party {
+                caller: Arc::clone(&REFRESH),
+                tenant: query.tenant.clone(),
+            };
+            let class = Class::Background { reads: due.reads };
+            let waiters = Waiters::new(deadline);
+            let bound = Instant::now() + loader.load_timeout;
+            match loader
+                .fetch(&query, &party, &class, deadline, bound, &waiters)
+                .await
+            {
+                Ok(answer) => cache.store(query, Arc::new(answer)).await,
+                Err(error) => tracing::debug!(
+                    tenant = query.tenant.as_str(),
+                    flow_id = query.flow_id.as_str(),
+                    %error,
+                    "refresh-ahead failed; the cached answer stays until its TTL"
+                ),
+            }
+        });
     }
 }
 

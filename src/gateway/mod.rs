@@ -108,7 +108,14 @@ impl Gateway {
             None => Lookup::Absent,
         };
         let stale = match cached {
-            Lookup::Fresh { answer, tier } => {
+            Lookup::Fresh {
+                answer,
+                tier,
+                refresh,
+            } => {
+                if let Some(due) = refresh {
+                    self.loader.spawn_refresh(query.clone(), due);
+                }
                 return Ok(Served {
                     answer,
                     source: match tier {

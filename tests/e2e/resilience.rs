@@ -128,6 +128,9 @@ async fn cached_flows_are_served_without_cams_then_refetched_after_the_ttl() {
     let app = app(|c| {
         production_defaults(c);
         c.cache.ttl = Duration::from_millis(300);
+        // The TTL alone, exactly: refresh-ahead and jitter have tests of their own.
+        c.cache.refresh_window = Duration::ZERO;
+        c.cache.ttl_jitter_percent = 0;
     })
     .await;
     let flow = "100000000000002";
@@ -141,7 +144,12 @@ async fn cached_flows_are_served_without_cams_then_refetched_after_the_ttl() {
 
 #[tokio::test]
 async fn a_cached_flow_never_outlives_its_preview_url() {
-    let app = app(production_defaults).await;
+    let app = app(|c| {
+        production_defaults(c);
+        // Without refresh-ahead, which would fetch a flow this close to its expiry again.
+        c.cache.refresh_window = Duration::ZERO;
+    })
+    .await;
     // The preview URL dies in 400 ms; the TTL (30 s) would keep the answer far longer.
     let flow = "sim:expiring:400:x";
     assert_eq!(call(&app, flow, "").await.expect("first").1, "miss");

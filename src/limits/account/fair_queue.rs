@@ -17,7 +17,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -42,12 +45,19 @@ pub struct Party {
 }
 
 /// The two classes of work that compete for the account quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Class {
     /// A call a backend is waiting for.
     Caller,
-    /// Work nobody waits for (refresh-ahead); `reads` orders it, most-read first.
-    Background { reads: u64 },
+    /// Work nobody waits for (refresh-ahead). `reads` orders it, most-read first; it is read when
+    /// the work is dispatched, so reads made while it waits count too.
+    Background { reads: Arc<AtomicU64> },
+}
+
+impl Class {
+    pub fn is_background(&self) -> bool {
+        matches!(self, Self::Background { .. })
+    }
 }
 
 /// Decayed count of dispatched calls.
@@ -102,9 +112,15 @@ impl<W> Default for CallerQueue<W> {
 }
 
 struct Background<W> {
-    reads: u64,
+    reads: Arc<AtomicU64>,
     ticket: Ticket,
     waiter: W,
+}
+
+impl<W> Background<W> {
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
 }
 
 pub(super) struct FairQueue<W> {
@@ -161,7 +177,7 @@ impl<W> FairQueue<W> {
         self.caller_len
     }
 
-    pub(super) fn push(&mut self, party: &Party, class: Class, waiter: W) -> Ticket {
+    pub(super) fn push(&mut self, party: &Party, class: &Class, waiter: W) -> Ticket {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         match class {
@@ -176,7 +192,7 @@ impl<W> FairQueue<W> {
                 self.caller_len += 1;
             }
             Class::Background { reads } => self.background.push(Background {
-                reads,
+                reads: Arc::clone(reads),
                 ticket,
                 waiter,
             }),
@@ -185,8 +201,8 @@ impl<W> FairQueue<W> {
     }
 
     /// Takes a waiter out however its wait ended (served already, timed out or cancelled).
-    pub(super) fn remove(&mut self, party: &Party, class: Class, ticket: Ticket) {
-        if let Class::Background { .. } = class {
+    pub(super) fn remove(&mut self, party: &Party, background: bool, ticket: Ticket) {
+        if background {
             self.background.retain(|b| b.ticket != ticket);
             return;
         }
@@ -261,7 +277,7 @@ impl<W> FairQueue<W> {
             .background
             .iter()
             .enumerate()
-            .max_by(|(_, a), (_, b)| a.reads.cmp(&b.reads).then(b.ticket.cmp(&a.ticket)))
+            .max_by(|(_, a), (_, b)| a.reads().cmp(&b.reads()).then(b.ticket.cmp(&a.ticket)))
             .map(|(i, _)| i)?;
         Some(self.background.swap_remove(best).waiter)
     }
@@ -320,11 +336,16 @@ impl<W> FairQueue<W> {
     pub(super) fn surely_ahead_of_newcomer(
         &self,
         party: &Party,
-        class: Class,
+        class: &Class,
         now: Instant,
     ) -> usize {
         if let Class::Background { reads } = class {
-            let before = self.background.iter().filter(|b| b.reads >= reads).count();
+            let reads = reads.load(Ordering::Relaxed);
+            let before = self
+                .background
+                .iter()
+                .filter(|b| b.reads() >= reads)
+                .count();
             return self.caller_len + before;
         }
         let own_caller = self.callers.get(&party.caller);

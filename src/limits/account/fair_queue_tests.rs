@@ -1,6 +1,7 @@
 //! The order of the fair queue and its admission estimate, on Tokio's paused clock.
 
 use super::*;
+use std::sync::atomic::AtomicU64;
 
 fn party(caller: &str, tenant: &str) -> Party {
     Party {
@@ -24,17 +25,17 @@ async fn a_tenant_that_used_less_goes_before_older_calls_of_busier_ones() {
         for _ in 0..8 {
             queue.record_use(&noisy, now);
         }
-        queue.push(&noisy, Class::Caller, "noisy");
-        queue.push(&noisy, Class::Caller, "noisy");
+        queue.push(&noisy, &Class::Caller, "noisy");
+        queue.push(&noisy, &Class::Caller, "noisy");
     }
     // A quiet tenant that called once a while ago arrives last.
     let quiet = party("anonymous", "quiet");
     queue.record_use(&quiet, now - Duration::from_secs(2));
     assert_eq!(
-        queue.surely_ahead_of_newcomer(&quiet, Class::Caller, now),
+        queue.surely_ahead_of_newcomer(&quiet, &Class::Caller, now),
         0
     );
-    queue.push(&quiet, Class::Caller, "quiet");
+    queue.push(&quiet, &Class::Caller, "quiet");
     assert_eq!(queue.pop(true, now), Some("quiet"));
 }
 
@@ -46,8 +47,8 @@ async fn equal_tenants_alternate_and_weights_change_the_shares() {
     });
     let now = Instant::now();
     for _ in 0..8 {
-        queue.push(&party("c", "heavy"), Class::Caller, "heavy");
-        queue.push(&party("c", "light"), Class::Caller, "light");
+        queue.push(&party("c", "heavy"), &Class::Caller, "heavy");
+        queue.push(&party("c", "light"), &Class::Caller, "light");
     }
     let order = drain(&mut queue, now);
     // While both wait, weight 3 against 1 gives three calls to one.
@@ -57,10 +58,10 @@ async fn equal_tenants_alternate_and_weights_change_the_shares() {
 
     let mut queue = FairQueue::new(Weights::default());
     for _ in 0..4 {
-        queue.push(&party("c", "a"), Class::Caller, "a");
+        queue.push(&party("c", "a"), &Class::Caller, "a");
     }
     for _ in 0..4 {
-        queue.push(&party("c", "b"), Class::Caller, "b");
+        queue.push(&party("c", "b"), &Class::Caller, "b");
     }
     assert_eq!(
         drain(&mut queue, now),
@@ -75,10 +76,10 @@ async fn callers_share_first_so_rotating_tenants_gains_nothing() {
     // One caller spreads 20 calls over 20 fresh tenant ids; another has 2 calls for one.
     for n in 0..20 {
         let id: &'static str = Box::leak(format!("t{n}").into_boxed_str());
-        queue.push(&party("rotator", id), Class::Caller, "rotator");
+        queue.push(&party("rotator", id), &Class::Caller, "rotator");
     }
-    queue.push(&party("steady", "s"), Class::Caller, "steady");
-    queue.push(&party("steady", "s"), Class::Caller, "steady");
+    queue.push(&party("steady", "s"), &Class::Caller, "steady");
+    queue.push(&party("steady", "s"), &Class::Caller, "steady");
     let order = drain(&mut queue, now);
     let steady_at: Vec<_> = order
         .iter()
@@ -95,20 +96,24 @@ async fn callers_go_before_background_and_background_goes_most_read_first() {
     let now = Instant::now();
     queue.push(
         &party("refresh", "a"),
-        Class::Background { reads: 3 },
+        &Class::Background {
+            reads: Arc::new(AtomicU64::new(3)),
+        },
         "bg-3",
     );
     queue.push(
         &party("refresh", "b"),
-        Class::Background { reads: 9 },
+        &Class::Background {
+            reads: Arc::new(AtomicU64::new(9)),
+        },
         "bg-9",
     );
-    queue.push(&party("c", "t"), Class::Caller, "caller");
+    queue.push(&party("c", "t"), &Class::Caller, "caller");
     assert_eq!(queue.pop(false, now), Some("caller"));
     assert_eq!(queue.pop(false, now), None, "background held back");
     assert_eq!(drain(&mut queue, now), ["bg-9", "bg-3"]);
     assert_eq!(
-        queue.surely_ahead_of_newcomer(&party("c", "t"), Class::Caller, now),
+        queue.surely_ahead_of_newcomer(&party("c", "t"), &Class::Caller, now),
         0
     );
 }
@@ -122,18 +127,18 @@ async fn the_estimate_never_counts_a_call_that_could_fall_behind() {
         queue.record_use(&busy, start);
     }
     for _ in 0..3 {
-        queue.push(&busy, Class::Caller, "busy");
+        queue.push(&busy, &Class::Caller, "busy");
     }
     let newcomer = party("c", "new");
     // Now the newcomer goes first: the busy tenant's calls finish later while its use lasts.
     assert_eq!(
-        queue.surely_ahead_of_newcomer(&newcomer, Class::Caller, start),
+        queue.surely_ahead_of_newcomer(&newcomer, &Class::Caller, start),
         0
     );
     // The own queue always counts.
-    queue.push(&newcomer, Class::Caller, "new");
+    queue.push(&newcomer, &Class::Caller, "new");
     assert_eq!(
-        queue.surely_ahead_of_newcomer(&newcomer, Class::Caller, start),
+        queue.surely_ahead_of_newcomer(&newcomer, &Class::Caller, start),
         1
     );
     // Far later, with all use decayed, order is plain alternation: a second call of the new
@@ -141,7 +146,7 @@ async fn the_estimate_never_counts_a_call_that_could_fall_behind() {
     // tenant's second, which is therefore not counted.
     let later = start + USAGE_TAU * 20;
     assert_eq!(
-        queue.surely_ahead_of_newcomer(&newcomer, Class::Caller, later),
+        queue.surely_ahead_of_newcomer(&newcomer, &Class::Caller, later),
         2
     );
 }

@@ -23,13 +23,15 @@ use super::{
     fair_queue::{Class, FairQueue, Party, Ticket, Weights},
 };
 
-/// Slots background work leaves ready for callers.
+/// Slots background work leaves ready for callers (none when there is only one: background
+/// work could never run then).
 const CALLER_RESERVE: u32 = 1;
 
-fn reserve(class: Class) -> u32 {
-    match class {
-        Class::Caller => 0,
-        Class::Background { .. } => CALLER_RESERVE,
+fn reserve(background: bool, capacity: u32) -> u32 {
+    if background {
+        CALLER_RESERVE.min(capacity.saturating_sub(1))
+    } else {
+        0
     }
 }
 
@@ -80,7 +82,7 @@ impl Inner {
         cause: RejectionCause,
         now: Instant,
     ) -> AccountRejection {
-        let ahead = waiting.surely_ahead_of_newcomer(claim.party, claim.class, now);
+        let ahead = waiting.surely_ahead_of_newcomer(claim.party, &claim.class, now);
         let start = self.store.earliest_start(ahead, now);
         AccountRejection {
             retry_after: self.retry_after(start, now),
@@ -93,7 +95,7 @@ impl Inner {
 struct LeaveQueue<'a> {
     queue: &'a Queue,
     party: &'a Party,
-    class: Class,
+    background: bool,
     ticket: Ticket,
 }
 
@@ -101,7 +103,7 @@ impl Drop for LeaveQueue<'_> {
     fn drop(&mut self) {
         self.queue
             .waiting()
-            .remove(self.party, self.class, self.ticket);
+            .remove(self.party, self.background, self.ticket);
     }
 }
 
@@ -161,14 +163,15 @@ impl AccountGate {
                     inner.queue.wake.notified().await;
                     continue;
                 }
-                let class_reserve = if callers > 0 { 0 } else { CALLER_RESERVE };
-                match inner.store.try_take(class_reserve).await {
+                let background = callers == 0;
+                match inner
+                    .store
+                    .try_take(reserve(background, inner.store.capacity()))
+                    .await
+                {
                     Ok(slot) => {
                         let lease = inner.lease(slot);
-                        let waiter = inner
-                            .queue
-                            .waiting()
-                            .pop(class_reserve == CALLER_RESERVE, Instant::now());
+                        let waiter = inner.queue.waiting().pop(background, Instant::now());
                         match waiter {
                             // A waiter that left meanwhile never used the slot: it goes back as
                             // it was.
@@ -198,19 +201,29 @@ impl AccountQuota for AccountGate {
     async fn acquire(&self, claim: Claim<'_>) -> Result<Lease, AccountRejection> {
         let inner = &self.inner;
         let now = Instant::now();
-        let give_up = claim.deadline.min(now + inner.limits.max_wait);
+        // `max_wait` is what a caller waits at most; background work waits until its own deadline.
+        let give_up = if claim.class.is_background() {
+            claim.deadline
+        } else {
+            claim.deadline.min(now + inner.limits.max_wait)
+        };
         // Straight to the store when nobody this call would have to let go first is waiting.
         let queue_ahead = {
             let waiting = inner.queue.waiting();
-            match claim.class {
+            match &claim.class {
                 Class::Caller => waiting.callers_waiting(),
                 Class::Background { .. } => waiting.len(),
             }
         };
         if queue_ahead == 0
-            && let Ok(slot) = inner.store.try_take(reserve(claim.class)).await
+            && let Ok(slot) = inner
+                .store
+                .try_take(reserve(claim.class.is_background(), inner.store.capacity()))
+                .await
         {
-            inner.queue.waiting().record_use(claim.party, now);
+            if !claim.class.is_background() {
+                inner.queue.waiting().record_use(claim.party, now);
+            }
             return Ok(inner.lease(slot));
         }
         let (ticket, rx) = {
@@ -218,7 +231,7 @@ impl AccountQuota for AccountGate {
             if waiting.len() >= inner.limits.max_queue {
                 return Err(inner.rejection(&waiting, &claim, RejectionCause::QueueFull, now));
             }
-            let ahead = waiting.surely_ahead_of_newcomer(claim.party, claim.class, now);
+            let ahead = waiting.surely_ahead_of_newcomer(claim.party, &claim.class, now);
             let start = inner.store.earliest_start(ahead, now);
             if start > give_up {
                 return Err(AccountRejection {
@@ -227,14 +240,14 @@ impl AccountQuota for AccountGate {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            (waiting.push(claim.party, claim.class, tx), rx)
+            (waiting.push(claim.party, &claim.class, tx), rx)
         };
         inner.queue.wake.notify_one();
 
         let leave = LeaveQueue {
             queue: &inner.queue,
             party: claim.party,
-            class: claim.class,
+            background: claim.class.is_background(),
             ticket,
         };
         let outcome = tokio::time::timeout_at(give_up, rx).await;

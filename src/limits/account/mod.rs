@@ -58,7 +58,7 @@ pub enum RejectionCause {
 }
 
 /// What a call asks of the account quota.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Claim<'a> {
     pub party: &'a Party,
     pub class: Class,

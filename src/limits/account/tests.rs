@@ -288,3 +288,112 @@ async fn a_waiter_that_gives_up_leaves_the_queue() {
     assert_eq!(gate.queued(), 0);
     drop(held);
 }
+
+/// A refresh for `tenant`, with `reads` reads, waiting until `deadline` at most.
+async fn refresh(
+    gate: &AccountGate,
+    tenant: &str,
+    reads: u64,
+    deadline: Instant,
+) -> Result<Lease, AccountRejection> {
+    let party = party(tenant);
+    gate.acquire(Claim {
+        party: &party,
+        class: Class::Background {
+            reads: Arc::new(std::sync::atomic::AtomicU64::new(reads)),
+        },
+        deadline,
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_miss_goes_before_queued_refreshes() {
+    let gate = Arc::new(gate(1, 60_000, 100));
+    let far = Instant::now() + Duration::from_secs(60);
+    let held = ask(&gate, "a", far).await.expect("first");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, reads) in [("refresh-few", 1), ("refresh-many", 50)] {
+        let (gate, order) = (Arc::clone(&gate), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let lease = refresh(&gate, name, reads, far).await.expect("served");
+            order.lock().expect("lock").push(name);
+            lease.complete().await;
+        }));
+    }
+    wait_queued(&gate, 2).await;
+    {
+        let (gate, order) = (Arc::clone(&gate), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let lease = ask(&gate, "caller", far).await.expect("served");
+            order.lock().expect("lock").push("caller");
+            lease.complete().await;
+        }));
+    }
+    wait_queued(&gate, 3).await;
+    drop(held);
+    for t in tasks {
+        t.await.expect("task");
+    }
+    // The caller first, though it came last; then the most-read refresh.
+    assert_eq!(
+        *order.lock().expect("lock"),
+        ["caller", "refresh-many", "refresh-few"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_work_leaves_a_slot_for_callers() {
+    let gate = gate(2, 60_000, 100);
+    let far = Instant::now() + Duration::from_secs(60);
+    let first = refresh(&gate, "r", 1, far).await.expect("one of two slots");
+    // The last ready slot is the callers': a refresh waits (and gives up at its deadline) ...
+    let t0 = Instant::now();
+    let rejection = refresh(&gate, "r", 1, t0 + Duration::from_millis(500))
+        .await
+        .expect_err("the last slot is kept");
+    assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong);
+    // ... while a caller gets it at once.
+    let caller = ask(&gate, "c", far).await.expect("the kept slot");
+    assert_eq!(Instant::now(), t0 + Duration::from_millis(500));
+    drop((first, caller));
+}
+
+/// The case where a quiet tenant used to be refused at once: six tenants, each with calls
+/// waiting and a recent history of use, in front of it. It has used less than its share, so it
+/// goes first, is admitted, and is served within its 2 s.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_tenant_behind_six_busy_ones_is_admitted_and_served_in_time() {
+    let gate = Arc::new(gate(5, 60_000, 1000));
+    let far = Instant::now() + Duration::from_secs(120);
+    let mut held = Vec::new();
+    for n in 0..5 {
+        held.push(ask(&gate, &format!("noisy-{n}"), far).await.expect("slot"));
+    }
+    let mut noisy = Vec::new();
+    for n in 0..6 {
+        for _ in 0..3 {
+            let gate = Arc::clone(&gate);
+            noisy.push(tokio::spawn(async move {
+                let _ = ask(&gate, &format!("noisy-{n}"), far).await;
+            }));
+        }
+    }
+    wait_queued(&gate, 18).await;
+    let t0 = Instant::now();
+    let quiet = {
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move { ask(&gate, "quiet", t0 + Duration::from_secs(2)).await })
+    };
+    wait_queued(&gate, 19).await;
+    for lease in held {
+        lease.complete().await;
+    }
+    let lease = quiet.await.expect("task").expect("served in time");
+    lease.complete().await;
+    assert!(Instant::now() - t0 <= Duration::from_secs(1) + Duration::from_millis(1));
+    for n in noisy {
+        n.abort();
+    }
+}
