@@ -13,6 +13,17 @@ struct UntilUsable {
     clock: SharedClock,
 }
 
+impl UntilUsable {
+    fn left(&self, entry: &CachedFlow) -> Option<Duration> {
+        Some(
+            entry
+                .usable_until
+                .duration_since(self.clock.now())
+                .unwrap_or_default(),
+        )
+    }
+}
+
 impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
     fn expire_after_create(
         &self,
@@ -20,12 +31,18 @@ impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
         entry: &CachedFlow,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(
-            entry
-                .usable_until
-                .duration_since(self.clock.now())
-                .unwrap_or_default(),
-        )
+        self.left(entry)
+    }
+
+    /// A refreshed entry replaces a live one; moka's default would keep the old one's expiry.
+    fn expire_after_update(
+        &self,
+        _: &FlowQuery,
+        entry: &CachedFlow,
+        _updated_at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(entry)
     }
 }
 
@@ -71,5 +88,62 @@ impl CacheTier for LocalTier {
 
     async fn put(&self, key: FlowQuery, entry: CachedFlow) {
         self.insert(key, entry).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, SystemTime},
+    };
+
+    use super::*;
+    use crate::{
+        cams::FlowAnswer,
+        clock,
+        domain::{Flow, FlowId, TenantId},
+    };
+
+    fn entry(usable_for: Duration) -> CachedFlow {
+        let now = SystemTime::now();
+        CachedFlow {
+            answer: Arc::new(FlowAnswer {
+                flow: Flow {
+                    flow_id: "f".into(),
+                    flow_name: String::new(),
+                    raw_status: String::new(),
+                    raw_categories: Vec::new(),
+                    json_version: String::new(),
+                    data_api_version: String::new(),
+                    preview_url: String::new(),
+                    preview_url_expires: None,
+                    endpoint_uri: String::new(),
+                },
+                request_id: String::new(),
+            }),
+            fetched_at: now,
+            fresh_until: now + usable_for,
+            usable_until: now + usable_for,
+            refresh_at: now + usable_for,
+            demand: Arc::default(),
+        }
+    }
+
+    /// A refresh replaces a live entry: the new one lives as long as it says, not as long as
+    /// the one it replaced had left.
+    #[tokio::test]
+    async fn a_replaced_entry_takes_the_new_lifetime() {
+        let tier = LocalTier::new(10, clock::system());
+        let key = FlowQuery {
+            tenant: TenantId::own_space(),
+            flow_id: FlowId::parse("f").expect("id"),
+        };
+        tier.insert(key.clone(), entry(Duration::from_millis(100)))
+            .await;
+        tier.insert(key.clone(), entry(Duration::from_secs(60)))
+            .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(tier.lookup(&key).await.is_some(), "still there");
     }
 }

@@ -7,9 +7,9 @@ use crate::support::{TestApp, assert_failure, error_info};
 use cams_flows::{
     config::Config,
     config::{CacheConfig, RetryConfig},
-    pb::{GetFlowRequest, GetFlowResponse},
+    pb::GetFlowRequest,
 };
-use tonic::{Code, Status};
+use tonic::Code;
 
 /// The product's defaults for caching and retries (the support module turns them off).
 fn production_defaults(config: &mut Config) {
@@ -22,36 +22,6 @@ async fn app(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
 }
 
 /// A call and the `x-cams-cache` header of its answer.
-async fn call(
-    app: &TestApp,
-    flow_id: &str,
-    space: &str,
-) -> Result<(GetFlowResponse, String), Status> {
-    let response = app
-        .client
-        .clone()
-        .get_flow(GetFlowRequest {
-            flow_id: flow_id.into(),
-            cust_space_id: space.into(),
-        })
-        .await?;
-    let source = response
-        .metadata()
-        .get("x-cams-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("absent")
-        .to_owned();
-    Ok((response.into_inner(), source))
-}
-
-async fn upstream_calls(app: &TestApp, flow_id: &str) -> u64 {
-    app.sandbox_stats()
-        .await
-        .calls_by_flow
-        .get(flow_id)
-        .copied()
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_calls_share_one_upstream_call() {
@@ -83,7 +53,7 @@ async fn concurrent_identical_calls_share_one_upstream_call() {
         );
         assert_eq!(response.into_inner().flow.expect("flow").flow_id, flow);
     }
-    assert_eq!(upstream_calls(&app, flow).await, 1);
+    assert_eq!(app.upstream_calls(flow).await, 1);
     assert_eq!(
         sources.iter().filter(|s| *s == "miss").count(),
         1,
@@ -115,12 +85,12 @@ async fn a_leader_that_gives_up_does_not_strand_the_others() {
     while app.sandbox_requests().await.is_empty() {
         tokio::task::yield_now().await;
     }
-    let (response, source) = call(&app, flow, "").await.expect("follower served");
+    let (response, source) = app.call(flow, "").await.expect("follower served");
     assert_eq!(source, "coalesced");
     assert_eq!(response.flow.expect("flow").flow_id, flow);
     let status = leader.await.expect("task").expect_err("leader's deadline");
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert_eq!(upstream_calls(&app, flow).await, 1);
+    assert_eq!(app.upstream_calls(flow).await, 1);
 }
 
 #[tokio::test]
@@ -134,12 +104,12 @@ async fn cached_flows_are_served_without_cams_then_refetched_after_the_ttl() {
     })
     .await;
     let flow = "100000000000002";
-    assert_eq!(call(&app, flow, "t").await.expect("first").1, "miss");
-    assert_eq!(call(&app, flow, "t").await.expect("second").1, "hit");
-    assert_eq!(upstream_calls(&app, flow).await, 1);
+    assert_eq!(app.call(flow, "t").await.expect("first").1, "miss");
+    assert_eq!(app.call(flow, "t").await.expect("second").1, "hit");
+    assert_eq!(app.upstream_calls(flow).await, 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(call(&app, flow, "t").await.expect("after TTL").1, "miss");
-    assert_eq!(upstream_calls(&app, flow).await, 2);
+    assert_eq!(app.call(flow, "t").await.expect("after TTL").1, "miss");
+    assert_eq!(app.upstream_calls(flow).await, 2);
 }
 
 #[tokio::test]
@@ -152,24 +122,24 @@ async fn a_cached_flow_never_outlives_its_preview_url() {
     .await;
     // The preview URL dies in 400 ms; the TTL (30 s) would keep the answer far longer.
     let flow = "sim:expiring:400:x";
-    assert_eq!(call(&app, flow, "").await.expect("first").1, "miss");
-    assert_eq!(call(&app, flow, "").await.expect("second").1, "hit");
+    assert_eq!(app.call(flow, "").await.expect("first").1, "miss");
+    assert_eq!(app.call(flow, "").await.expect("second").1, "hit");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(call(&app, flow, "").await.expect("after expiry").1, "miss");
-    assert_eq!(upstream_calls(&app, flow).await, 2);
+    assert_eq!(app.call(flow, "").await.expect("after expiry").1, "miss");
+    assert_eq!(app.upstream_calls(flow).await, 2);
 
     // An answer whose preview URL is already dead is passed on but never kept.
     let dead = crate::support::DOC_FLOW;
-    assert_eq!(call(&app, dead, "").await.expect("first").1, "miss");
-    assert_eq!(call(&app, dead, "").await.expect("second").1, "miss");
+    assert_eq!(app.call(dead, "").await.expect("first").1, "miss");
+    assert_eq!(app.call(dead, "").await.expect("second").1, "miss");
 }
 
 #[tokio::test]
 async fn tenants_never_share_cached_answers() {
     let app = app(production_defaults).await;
     let flow = "100000000000002";
-    let (a, _) = call(&app, flow, "tenant-a").await.expect("a");
-    let (b, source) = call(&app, flow, "tenant-b").await.expect("b");
+    let (a, _) = app.call(flow, "tenant-a").await.expect("a");
+    let (b, source) = app.call(flow, "tenant-b").await.expect("b");
     assert_eq!(source, "miss", "tenant B must not get tenant A's entry");
     assert!(
         a.flow
@@ -183,21 +153,18 @@ async fn tenants_never_share_cached_answers() {
             .preview_url
             .ends_with("space=tenant-b")
     );
-    assert_eq!(upstream_calls(&app, flow).await, 2);
-    assert_eq!(
-        call(&app, flow, "tenant-a").await.expect("a again").1,
-        "hit"
-    );
+    assert_eq!(app.upstream_calls(flow).await, 2);
+    assert_eq!(app.call(flow, "tenant-a").await.expect("a again").1, "hit");
 }
 
 #[tokio::test]
 async fn retries_turn_a_short_outage_into_success() {
     let app = app(production_defaults).await;
     let flow = "sim:flaky:2:burst";
-    let (response, source) = call(&app, flow, "").await.expect("third attempt succeeds");
+    let (response, source) = app.call(flow, "").await.expect("third attempt succeeds");
     assert_eq!(source, "miss");
     assert_eq!(response.flow.expect("flow").flow_id, flow);
-    assert_eq!(upstream_calls(&app, flow).await, 3);
+    assert_eq!(app.upstream_calls(flow).await, 3);
 }
 
 #[tokio::test]
@@ -205,12 +172,12 @@ async fn permission_errors_are_not_retried() {
     let app = app(production_defaults).await;
     let flow = "sim:error:Ram.PermissionDeny";
     assert_failure(
-        call(&app, flow, "").await.map(|r| r.0),
+        app.call(flow, "").await.map(|r| r.0),
         Code::PermissionDenied,
         "Ram.PermissionDeny",
         "cams.aliyuncs.com",
     );
-    assert_eq!(upstream_calls(&app, flow).await, 1);
+    assert_eq!(app.upstream_calls(flow).await, 1);
 }
 
 #[tokio::test]
@@ -232,7 +199,7 @@ async fn retries_wait_as_long_as_cams_asks() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(upstream_calls(&app, flow).await, 2);
+    assert_eq!(app.upstream_calls(flow).await, 2);
 }
 
 #[tokio::test]
@@ -303,22 +270,19 @@ async fn stale_answers_stand_in_while_cams_fails() {
     })
     .await;
     let flow = "sim:fail-after:1:stale";
-    let (fresh, source) = call(&app, flow, "").await.expect("first");
+    let (fresh, source) = app.call(flow, "").await.expect("first");
     assert_eq!(source, "miss");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stale, source) = call(&app, flow, "").await.expect("stale stands in");
+    let (stale, source) = app.call(flow, "").await.expect("stale stands in");
     assert_eq!(source, "stale");
     assert_eq!(stale, fresh);
-    assert!(
-        upstream_calls(&app, flow).await >= 2,
-        "CAMS was asked again"
-    );
+    assert!(app.upstream_calls(flow).await >= 2, "CAMS was asked again");
 
     // Off by default: the failure comes through.
     let app = app_without_stale().await;
-    call(&app, flow, "").await.expect("first");
+    app.call(flow, "").await.expect("first");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = call(&app, flow, "").await.expect_err("no stale fallback");
+    let status = app.call(flow, "").await.expect_err("no stale fallback");
     assert_eq!(status.code(), Code::Unavailable);
 }
 

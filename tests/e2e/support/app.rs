@@ -267,6 +267,39 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// A call and how it was served (`x-cams-cache`: hit, shared, miss, coalesced, stale).
+    pub async fn call(
+        &self,
+        flow_id: &str,
+        space: &str,
+    ) -> Result<(GetFlowResponse, String), Status> {
+        let response = self
+            .client
+            .clone()
+            .get_flow(GetFlowRequest {
+                flow_id: flow_id.into(),
+                cust_space_id: space.into(),
+            })
+            .await?;
+        let source = response
+            .metadata()
+            .get("x-cams-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("absent")
+            .to_owned();
+        Ok((response.into_inner(), source))
+    }
+
+    /// Calls the simulated CAMS accepted for `flow_id` since it started.
+    pub async fn upstream_calls(&self, flow_id: &str) -> u64 {
+        self.sandbox_stats()
+            .await
+            .calls_by_flow
+            .get(flow_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub async fn sandbox_stats(&self) -> SandboxStats {
         let body = self
             .http
