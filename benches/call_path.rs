@@ -90,7 +90,7 @@ fn credentials() -> Credentials {
 
 /// The gateway's service as the server builds it, with the default configuration but for the
 /// tenant quota. Its background loops run in `tasks`.
-fn api(endpoint: &str, tenant: Quota, tasks: &mut app::Tasks) -> FlowApi {
+async fn api(endpoint: &str, tenant: Quota, tasks: &mut app::Tasks) -> FlowApi {
     let mut config = Config::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         endpoint.parse().expect("sandbox endpoint"),
@@ -104,6 +104,7 @@ fn api(endpoint: &str, tenant: Quota, tasks: &mut app::Tasks) -> FlowApi {
         Default::default(),
         tasks,
     )
+    .await
     .expect("gateway")
     .api
 }
@@ -147,8 +148,8 @@ fn main() {
         burst: NonZeroU32::new(1).expect("non-zero"),
     };
     let mut tasks = app::Tasks::default();
-    let hit_api = api(&endpoint, lifted, &mut tasks);
-    let reject_api = api(&endpoint, tight, &mut tasks);
+    let hit_api = runtime.block_on(api(&endpoint, lifted, &mut tasks));
+    let reject_api = runtime.block_on(api(&endpoint, tight, &mut tasks));
     runtime.block_on(async {
         // Fills the cache, and spends the tight tenant's only token.
         for api in [&hit_api, &reject_api] {

@@ -36,13 +36,13 @@ fn decision_ns(n: usize) -> f64 {
     let ids = tenants(n);
     let limiter = GovernorTenantLimits::new(generous(), HashMap::new());
     for id in &ids {
-        let _ = limiter.check(id);
+        let _ = limiter.decide(id);
     }
     let rounds = (4_000_000 / n).max(2);
     let started = Instant::now();
     for _ in 0..rounds {
         for id in &ids {
-            black_box(limiter.check(black_box(id)).is_ok());
+            black_box(limiter.decide(black_box(id)).is_ok());
         }
     }
     started.elapsed().as_nanos() as f64 / (rounds * n) as f64
@@ -53,7 +53,7 @@ fn bytes_per_tenant(n: usize) -> Option<f64> {
     let limiter = GovernorTenantLimits::new(generous(), HashMap::new());
     let before = rss_bytes()?;
     for id in &ids {
-        let _ = limiter.check(id);
+        let _ = limiter.decide(id);
     }
     let after = rss_bytes()?;
     assert_eq!(limiter.tracked(), n);

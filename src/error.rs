@@ -49,6 +49,8 @@ pub enum Error {
         retry_after: Duration,
         queue_full: bool,
     },
+    #[error("the shared store of the account's quota (Redis) does not answer")]
+    QuotaStoreUnavailable { retry_after: Duration },
     #[error(transparent)]
     Cams(#[from] CamsError),
     #[error("unauthenticated: {0}")]
@@ -142,6 +144,9 @@ impl Error {
             Self::AccountRateLimited { .. } => {
                 Disposition::new(Code::ResourceExhausted, false, true)
             }
+            // Without the store no call may go to CAMS (the quota fails closed); an answer past
+            // its TTL serves the caller better than nothing.
+            Self::QuotaStoreUnavailable { .. } => Disposition::new(Code::Unavailable, false, true),
             Self::Unauthenticated(_) => Disposition::refused(Code::Unauthenticated),
             Self::TenantNotAllowed { .. } => Disposition::refused(Code::PermissionDenied),
             Self::Overloaded { .. } => Disposition::refused(Code::Unavailable),

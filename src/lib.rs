@@ -31,6 +31,7 @@ pub mod limits;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

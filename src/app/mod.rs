@@ -25,6 +25,7 @@ use crate::{
     grpc::FlowApi,
     limits::{AccountQuota, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
+    store::StoreError,
 };
 
 /// How often certificate files are checked for rotation (SIGHUP reloads at once).
@@ -51,6 +52,13 @@ pub enum StartError {
     SandboxEndpoint(String),
     #[error("this build has no simulated CAMS (the `sandbox` feature is off)")]
     NoSandbox,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "redis.account must be set: the credentials are temporary, and their AccessKeyId changes \
+         at every refresh, while all replicas must share one name for the account in Redis"
+    )]
+    RedisAccountNeeded,
 }
 
 /// Why serving stopped other than by a shutdown.
@@ -122,7 +130,8 @@ impl Application {
             clock::system(),
             drain.expired.clone(),
             &mut tasks,
-        )?;
+        )
+        .await?;
         if config.auth.mode == AuthMode::None {
             tracing::warn!(
                 "caller authentication is off (auth.mode = none): every caller may read every tenant"

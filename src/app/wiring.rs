@@ -15,8 +15,10 @@ use crate::{
     gateway::{Gateway, Parts},
     grpc::FlowApi,
     limits::{
-        AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, TenantLimits,
+        AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, RedisSlots,
+        RedisTenantLimits, SlotStore, TenantLimits,
     },
+    store::{Redis, RedisConfig, account_tag},
 };
 
 use super::{StartError, tasks::Tasks};
@@ -30,23 +32,44 @@ pub struct Wired {
 
 /// The GetFlow service with everything behind it (client, limits, cache, authentication) as
 /// `config` describes it; its background loops go to `tasks`.
-pub fn flow_api(
+pub async fn flow_api(
     config: &Config,
     credentials: Arc<dyn CredentialsProvider>,
     clock: SharedClock,
     drain_expired: CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<Wired, StartError> {
+    let shared = match &config.redis {
+        Some(redis_config) => Some(Shared::connect(redis_config, &credentials, tasks).await?),
+        None => None,
+    };
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
 
-    let tenants: Arc<dyn TenantLimits> = Arc::new(GovernorTenantLimits::new(
-        config.limits.tenant,
-        config.limits.tenants.clone(),
-    ));
+    let tenants: Arc<dyn TenantLimits> = match &shared {
+        Some(shared) => Arc::new(RedisTenantLimits::new(
+            shared.redis.clone(),
+            &shared.account_tag,
+            config.limits.tenant,
+            config.limits.tenants.clone(),
+        )),
+        None => Arc::new(GovernorTenantLimits::new(
+            config.limits.tenant,
+            config.limits.tenants.clone(),
+        )),
+    };
     tasks.spawn("tenant evictor", evict_idle_tenants(Arc::clone(&tenants)));
 
     let account_limits = config.limits.account();
-    let slots = Arc::new(LocalSlots::new(account_limits.rps, account_limits.window));
+    let slots: Arc<dyn SlotStore> = match &shared {
+        Some(shared) => Arc::new(RedisSlots::new(
+            shared.redis.clone(),
+            &shared.account_tag,
+            account_limits.rps,
+            account_limits.window,
+            config.call_timeout,
+        )),
+        None => Arc::new(LocalSlots::new(account_limits.rps, account_limits.window)),
+    };
     let gate = AccountGate::new(account_limits, config.limits.weights(), slots);
     tasks.spawn("account dispatcher", gate.dispatcher());
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
@@ -80,6 +103,40 @@ pub fn flow_api(
         tenants,
         account,
     })
+}
+
+/// The Redis the replicas share, and which account's keys this gateway uses there.
+struct Shared {
+    redis: Redis,
+    account_tag: String,
+}
+
+impl Shared {
+    async fn connect(
+        config: &RedisConfig,
+        credentials: &Arc<dyn CredentialsProvider>,
+        tasks: &mut Tasks,
+    ) -> Result<Self, StartError> {
+        let account = match &config.account {
+            Some(account) => account.clone(),
+            None => {
+                let credentials = credentials.credentials().await?;
+                // Temporary credentials change their AccessKeyId at every refresh; the account
+                // must keep one name across them and across replicas.
+                if credentials.expires_at().is_some() {
+                    return Err(StartError::RedisAccountNeeded);
+                }
+                credentials.access_key_id().to_owned()
+            }
+        };
+        let redis = Redis::new(config)?;
+        tasks.spawn("redis watch", redis.watch());
+        tracing::info!(?config, "limits shared through Redis");
+        Ok(Self {
+            redis,
+            account_tag: account_tag(&account),
+        })
+    }
 }
 
 /// How often the demand of refresh-ahead on the account quota is checked (and, when too high,

@@ -1,12 +1,16 @@
 //! The environment layer: the `CAMS_FLOWS_*` variables of the process, read once, with a warning
 //! for any that is not a setting (a typo would otherwise be silently ignored).
 
+use secrecy::SecretString;
 use std::{collections::BTreeMap, ffi::OsString, fmt, path::PathBuf};
 
 use super::keys::{self, CONFIG_ENV, ENV_PREFIX};
 
 /// `CAMS_FLOWS_*` variables that are not settings of `serve` but are read by something else, so
 /// that finding them set is no typo.
+/// The Redis password, for a `[redis] url` that carries none.
+pub(super) const REDIS_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_PASSWORD";
+
 const READ_ELSEWHERE: &[&str] = &[
     // examples/python_client.py: the gateway address the example client dials.
     "CAMS_FLOWS_TARGET",
@@ -50,6 +54,7 @@ pub struct Environment {
     /// A setting whose value is not UTF-8 (key, variable): an error when loading.
     not_utf8: Option<(&'static str, String)>,
     warnings: Vec<Warning>,
+    redis_password: Option<SecretString>,
 }
 
 impl Environment {
@@ -62,6 +67,16 @@ impl Environment {
             };
             if name == CONFIG_ENV {
                 env.config_file = Some(PathBuf::from(value));
+                continue;
+            }
+            // A secret: only ever read from the environment, never a key of the tree (and so
+            // never in an error that quotes a value).
+            if name == REDIS_PASSWORD_ENV {
+                env.redis_password = value
+                    .into_string()
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(SecretString::from);
                 continue;
             }
             let Some((key, alias)) = keys::by_env(name) else {
@@ -114,6 +129,10 @@ impl Environment {
         self.values
             .iter()
             .map(|(key, (name, value, _))| (*key, name.clone(), value.clone()))
+    }
+
+    pub(super) fn redis_password(&self) -> Option<&SecretString> {
+        self.redis_password.as_ref()
     }
 
     pub(super) fn config_file(&self) -> Option<&PathBuf> {

@@ -233,6 +233,30 @@ pub(super) const KEYS: &[Key] = &[
         "PEM CA certificates that client certificates must chain to (requires client \
          certificates)",
     ),
+    Key::new(
+        "redis.url",
+        "URL",
+        "Redis shared by the replicas (redis:// or rediss://): the account quota and the tenant \
+         limits hold for all of them together [default: none, each replica on its own]. A \
+         password goes in the URL or in CAMS_FLOWS_REDIS_PASSWORD",
+    ),
+    Key::new(
+        "redis.key_prefix",
+        "PREFIX",
+        "Prefix of every key the gateway writes in Redis",
+    ),
+    Key::new(
+        "redis.timeout_ms",
+        "MS",
+        "Bound on one Redis command; past it calls that need CAMS fail with \
+         QUOTA_STORE_UNAVAILABLE",
+    ),
+    Key::new(
+        "redis.account",
+        "NAME",
+        "The account's name in Redis, so that two accounts can share one Redis [default: the \
+         AccessKeyId]",
+    ),
 ];
 
 /// The key an environment variable sets, and whether it did so under its old name.

@@ -63,10 +63,14 @@ impl ServeArgs {
             .merge(Layer::new(ENVIRONMENT, env.values()))
             .merge(Layer::new(FLAGS, flags));
         let settings: Settings = figment.extract_lossy().map_err(from_figment)?;
-        sections::config(&settings).map_err(|mut e| {
+        let mut config = sections::config(&settings).map_err(|mut e| {
             e.origin = origin_of(&figment, &e.key);
             e
-        })
+        })?;
+        if let (Some(redis), Some(password)) = (&mut config.redis, env.redis_password()) {
+            redis.password = Some(password.clone());
+        }
+        Ok(config)
     }
 }
 

@@ -31,6 +31,20 @@ pub(super) struct Settings {
     pub server: ServerSettings,
     pub auth: AuthSettings,
     pub tls: TlsFiles,
+    pub redis: RedisSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RedisSettings {
+    /// Off when left out: every replica keeps its own limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    /// The account's name in Redis; its AccessKeyId when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +235,12 @@ impl Default for Settings {
             },
             auth: AuthSettings::default(),
             tls: TlsFiles::default(),
+            redis: RedisSettings {
+                url: None,
+                key_prefix: "cams-flows".to_owned(),
+                timeout_ms: 500,
+                account: None,
+            },
         }
     }
 }

@@ -126,11 +126,18 @@ impl Loader {
                     deadline: wait_until,
                 })
                 .await
-                .map_err(|r| Error::AccountRateLimited {
-                    tenant: query.tenant.clone(),
-                    account_rps: self.account.rps(),
-                    retry_after: r.retry_after,
-                    queue_full: r.cause == RejectionCause::QueueFull,
+                .map_err(|r| match r.cause {
+                    RejectionCause::StoreUnavailable => Error::QuotaStoreUnavailable {
+                        retry_after: r.retry_after,
+                    },
+                    RejectionCause::QueueFull | RejectionCause::WouldWaitTooLong => {
+                        Error::AccountRateLimited {
+                            tenant: query.tenant.clone(),
+                            account_rps: self.account.rps(),
+                            retry_after: r.retry_after,
+                            queue_full: r.cause == RejectionCause::QueueFull,
+                        }
+                    }
                 })?;
             let attempt_started = Instant::now();
             let attempt = self

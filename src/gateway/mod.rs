@@ -15,7 +15,7 @@ use crate::{
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::{Error, Failure},
-    limits::{AccountQuota, Party, TenantLimits},
+    limits::{AccountQuota, Party, TenantCheck, TenantLimits},
 };
 use load::Loader;
 pub use retry::RetryConfig;
@@ -95,13 +95,15 @@ impl Gateway {
         caller: &Arc<str>,
         deadline: Instant,
     ) -> Result<Served, Failure> {
-        self.tenants
-            .check(&query.tenant)
-            .map_err(|r| Error::TenantRateLimited {
-                tenant: query.tenant.clone(),
-                quota: r.quota,
-                retry_after: r.retry_after,
-            })?;
+        let verdict = match self.tenants.check(&query.tenant) {
+            TenantCheck::Decided(verdict) => verdict,
+            TenantCheck::Pending(verdict) => verdict.await,
+        };
+        verdict.map_err(|r| Error::TenantRateLimited {
+            tenant: query.tenant.clone(),
+            quota: r.quota,
+            retry_after: r.retry_after,
+        })?;
 
         let cached = match &self.cache {
             Some(cache) => cache.lookup(query).await,

@@ -89,6 +89,13 @@ pub fn to_status(error: &Error) -> Status {
             format!("GetFlow calls of this caller: {}", quota.describe()),
             *retry_after,
         ),
+        Error::QuotaStoreUnavailable { retry_after } => come_back(
+            code,
+            "QUOTA_STORE_UNAVAILABLE",
+            HashMap::new(),
+            error,
+            *retry_after,
+        ),
         Error::Unauthenticated(e) => local(code, e.reason(), error, None),
         Error::TenantNotAllowed { caller, tenant } => {
             let mut details = ErrorDetails::new();

@@ -10,10 +10,12 @@ use std::{collections::HashMap, time::Duration};
 
 pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease, LocalSlots,
-    Party, RejectionCause, SlotLease, SlotStore, Weights,
+    Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
 };
 pub use caller::{CallerLimit, CallerRejection};
-pub use tenant::{GovernorTenantLimits, Quota, TenantLimits, TenantRejection};
+pub use tenant::{
+    GovernorTenantLimits, Quota, RedisTenantLimits, TenantCheck, TenantLimits, TenantRejection,
+};
 
 use crate::domain::TenantId;
 

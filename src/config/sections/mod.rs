@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 pub(super) mod limits;
+mod redis;
 mod retry;
 mod server;
 mod tls;
@@ -31,6 +32,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     server::server(&s.server, &mut config)?;
     config.tls = tls::tls(&s.tls)?;
     config.auth = auth::auth(&s.auth, config.sandbox, config.tls.as_ref())?;
+    config.redis = redis::redis(&s.redis)?;
     Ok(config)
 }
 

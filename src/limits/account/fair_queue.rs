@@ -225,6 +225,18 @@ impl<W> FairQueue<W> {
         }
     }
 
+    /// Takes every waiter out, without counting any use: none of them will call CAMS.
+    pub(super) fn drain(&mut self) -> Vec<W> {
+        let mut all: Vec<W> = self
+            .callers
+            .drain()
+            .flat_map(|(_, queue)| queue.tenants.into_values().flatten().map(|q| q.waiter))
+            .collect();
+        all.extend(self.background.drain(..).map(|b| b.waiter));
+        self.caller_len = 0;
+        all
+    }
+
     /// Counts a call dispatched to CAMS, whether it waited here or found a slot at once.
     pub(super) fn record_use(&mut self, party: &Party, now: Instant) {
         for usage in [

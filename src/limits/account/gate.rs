@@ -18,10 +18,21 @@ use tokio::{
 };
 
 use super::{
-    AccountLimits, AccountQuota, AccountRejection, Claim, Lease, RejectionCause, SlotLease,
+    AccountLimits, AccountQuota, AccountRejection, Busy, Claim, Lease, RejectionCause, SlotLease,
     SlotStore,
     fair_queue::{Class, FairQueue, Party, Ticket, Weights},
 };
+
+/// What a waiter is handed: a slot, or the reason it will get none (the store is unavailable).
+type Handed = Result<Lease, RejectionCause>;
+
+/// Suggested to callers while the quota's store does not answer: about the time a lost
+/// connection takes to come back.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// While the store does not answer, the dispatcher tries again this often (the calls that were
+/// waiting have been told at once).
+const STORE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Slots background work leaves ready for callers (none when there is only one: background
 /// work could never run then).
@@ -37,12 +48,12 @@ fn reserve(background: bool, capacity: u32) -> u32 {
 
 /// What the dispatcher and the leases share; holds no store, so leases keep no cycle alive.
 struct Queue {
-    waiting: Mutex<FairQueue<oneshot::Sender<Lease>>>,
+    waiting: Mutex<FairQueue<oneshot::Sender<Handed>>>,
     wake: Notify,
 }
 
 impl Queue {
-    fn waiting(&self) -> MutexGuard<'_, FairQueue<oneshot::Sender<Lease>>> {
+    fn waiting(&self) -> MutexGuard<'_, FairQueue<oneshot::Sender<Handed>>> {
         // Every update is a single step under the lock: a panic elsewhere cannot leave it
         // half-changed.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
@@ -77,7 +88,7 @@ impl Inner {
 
     fn rejection(
         &self,
-        waiting: &FairQueue<oneshot::Sender<Lease>>,
+        waiting: &FairQueue<oneshot::Sender<Handed>>,
         claim: &Claim<'_>,
         cause: RejectionCause,
         now: Instant,
@@ -88,6 +99,13 @@ impl Inner {
             retry_after: self.retry_after(start, now),
             cause,
         }
+    }
+}
+
+fn store_unavailable() -> AccountRejection {
+    AccountRejection {
+        retry_after: STORE_RETRY,
+        cause: RejectionCause::StoreUnavailable,
     }
 }
 
@@ -176,20 +194,29 @@ impl AccountGate {
                             // A waiter that left meanwhile never used the slot: it goes back as
                             // it was.
                             Some(tx) => {
-                                if let Err(lease) = tx.send(lease) {
+                                if let Err(Ok(lease)) = tx.send(Ok(lease)) {
                                     lease.give_back();
                                 }
                             }
                             None => lease.give_back(),
                         }
                     }
-                    Err(Some(ready_at)) => {
+                    Err(Busy::Until(Some(ready_at))) => {
                         tokio::select! {
                             () = tokio::time::sleep_until(ready_at) => {}
                             () = inner.queue.wake.notified() => {}
                         }
                     }
-                    Err(None) => inner.queue.wake.notified().await,
+                    Err(Busy::Until(None)) => inner.queue.wake.notified().await,
+                    // Nobody waits for a store that does not answer: every waiter hears it now,
+                    // and the dispatcher tries again shortly for the calls that come next.
+                    Err(Busy::StoreUnavailable) => {
+                        let told = inner.queue.waiting().drain();
+                        for tx in told {
+                            let _ = tx.send(Err(RejectionCause::StoreUnavailable));
+                        }
+                        tokio::time::sleep(STORE_PAUSE).await;
+                    }
                 }
             }
         }
@@ -215,16 +242,21 @@ impl AccountQuota for AccountGate {
                 Class::Background { .. } => waiting.len(),
             }
         };
-        if queue_ahead == 0
-            && let Ok(slot) = inner
+        if queue_ahead == 0 {
+            match inner
                 .store
                 .try_take(reserve(claim.class.is_background(), inner.store.capacity()))
                 .await
-        {
-            if !claim.class.is_background() {
-                inner.queue.waiting().record_use(claim.party, now);
+            {
+                Ok(slot) => {
+                    if !claim.class.is_background() {
+                        inner.queue.waiting().record_use(claim.party, now);
+                    }
+                    return Ok(inner.lease(slot));
+                }
+                Err(Busy::StoreUnavailable) => return Err(store_unavailable()),
+                Err(Busy::Until(_)) => {}
             }
-            return Ok(inner.lease(slot));
         }
         let (ticket, rx) = {
             let mut waiting = inner.queue.waiting();
@@ -253,7 +285,8 @@ impl AccountQuota for AccountGate {
         let outcome = tokio::time::timeout_at(give_up, rx).await;
         drop(leave);
         match outcome {
-            Ok(Ok(lease)) => Ok(lease),
+            Ok(Ok(Ok(lease))) => Ok(lease),
+            Ok(Ok(Err(RejectionCause::StoreUnavailable))) => Err(store_unavailable()),
             // Timed out, or the dispatcher is gone. A lease handed over at the last moment was
             // dropped with the receiver, which returned its slot.
             _ => {

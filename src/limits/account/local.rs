@@ -9,7 +9,7 @@ use std::{
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{SlotLease, SlotStore};
+use super::{Busy, SlotLease, SlotStore};
 
 /// The slots, without identity: which one a call holds does not matter, only when each free one
 /// began its rest. Releases happen in time order under the lock, so pushing them at the back
@@ -177,7 +177,7 @@ impl SlotLease for LocalLease {
 
 #[async_trait::async_trait]
 impl SlotStore for LocalSlots {
-    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Option<Instant>> {
+    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Busy> {
         let now = Instant::now();
         let window = self.inner.window;
         let mut slots = self.inner.slots();
@@ -186,7 +186,7 @@ impl SlotStore for LocalSlots {
                 store: Arc::clone(&self.inner),
                 entry,
             })),
-            None => Err(slots.next_rest_end(window, now)),
+            None => Err(Busy::Until(slots.next_rest_end(window, now))),
         }
     }
 

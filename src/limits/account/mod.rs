@@ -21,6 +21,7 @@
 mod fair_queue;
 mod gate;
 mod local;
+mod redis;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 pub use fair_queue::{Class, Party, Weights};
 pub use gate::AccountGate;
 pub use local::LocalSlots;
+pub use redis::RedisSlots;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountLimits {
@@ -55,6 +57,8 @@ pub enum RejectionCause {
     QueueFull,
     /// The call's deadline or `max_wait` ends before a slot could be its.
     WouldWaitTooLong,
+    /// The shared store of the quota does not answer; no call is admitted without it.
+    StoreUnavailable,
 }
 
 /// What a call asks of the account quota.
@@ -89,13 +93,22 @@ pub trait SlotLease: Send + Sync {
     fn give_back(self: Box<Self>);
 }
 
+/// Why a slot could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// No slot now: ask again at the instant given (the earliest one may be ready), or, with
+    /// `None`, when the gate hears of a release.
+    Until(Option<Instant>),
+    /// The store cannot be asked (a shared store that does not answer): nothing is admitted.
+    StoreUnavailable,
+}
+
 /// The slots, wherever they are kept.
 #[async_trait::async_trait]
 pub trait SlotStore: Send + Sync + fmt::Debug + 'static {
     /// Takes a slot whose rest is over, provided more than `reserve` slots are ready (so that
-    /// background work leaves room for callers), or says when one may be: `None` when only a
-    /// release can change that (the gate hears of releases).
-    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Option<Instant>>;
+    /// background work leaves room for callers), or says why not.
+    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Busy>;
 
     /// The earliest a call could start that has `ahead` calls before it, assuming each of
     /// those returns its slot at once: a lower bound, so that a call refused on it could

@@ -10,7 +10,7 @@ use governor::{
     state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
 };
 
-use super::{Quota, TenantLimits, TenantRejection};
+use super::{Quota, TenantCheck, TenantLimits, TenantRejection};
 use crate::domain::TenantId;
 
 impl Quota {
@@ -68,12 +68,9 @@ impl<C: Clock + Clone> GovernorTenantLimits<C> {
     }
 }
 
-impl<C> TenantLimits for GovernorTenantLimits<C>
-where
-    C: Clock + Clone + Send + Sync,
-    C::Instant: Send + Sync,
-{
-    fn check(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
+impl<C: Clock + Clone> GovernorTenantLimits<C> {
+    /// The decision, at once (in-process state only).
+    pub fn decide(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
         let (quota, outcome) = match self.overrides.get(tenant) {
             Some((quota, limiter)) => (*quota, limiter.check()),
             None => (self.default, self.shared.check_key(tenant)),
@@ -82,6 +79,16 @@ where
             quota,
             retry_after: not_until.wait_time_from(self.clock.now()),
         })
+    }
+}
+
+impl<C> TenantLimits for GovernorTenantLimits<C>
+where
+    C: Clock + Clone + Send + Sync,
+    C::Instant: Send + Sync,
+{
+    fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
+        TenantCheck::Decided(self.decide(tenant))
     }
 
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
@@ -120,17 +127,17 @@ mod tests {
             GovernorTenantLimits::with_clock(quota(2.0, 3), HashMap::new(), clock.clone());
         let a = tenant("a");
         for _ in 0..3 {
-            limiter.check(&a).expect("burst");
+            limiter.decide(&a).expect("burst");
         }
-        let rejection = limiter.check(&a).expect_err("burst spent");
+        let rejection = limiter.decide(&a).expect_err("burst spent");
         assert_eq!(rejection.retry_after, Duration::from_millis(500));
         clock.advance(Duration::from_millis(499));
-        assert!(limiter.check(&a).is_err());
+        assert!(limiter.decide(&a).is_err());
         clock.advance(Duration::from_millis(1));
-        limiter.check(&a).expect("one cell refilled");
-        assert!(limiter.check(&a).is_err());
+        limiter.decide(&a).expect("one cell refilled");
+        assert!(limiter.decide(&a).is_err());
         // Another tenant has its own bucket.
-        limiter.check(&tenant("b")).expect("independent");
+        limiter.decide(&tenant("b")).expect("independent");
     }
 
     #[test]
@@ -142,13 +149,13 @@ mod tests {
         ]);
         let limiter = GovernorTenantLimits::with_clock(quota(2.0, 2), overrides, clock.clone());
         for _ in 0..20 {
-            limiter.check(&tenant("vip")).expect("raised");
+            limiter.decide(&tenant("vip")).expect("raised");
         }
-        let rejection = limiter.check(&tenant("vip")).expect_err("spent");
+        let rejection = limiter.decide(&tenant("vip")).expect_err("spent");
         assert_eq!(rejection.quota, quota(10.0, 20));
         assert_eq!(rejection.retry_after, Duration::from_millis(100));
-        limiter.check(&tenant("slow")).expect("one");
-        let rejection = limiter.check(&tenant("slow")).expect_err("lowered");
+        limiter.decide(&tenant("slow")).expect("one");
+        let rejection = limiter.decide(&tenant("slow")).expect_err("lowered");
         assert_eq!(rejection.retry_after, Duration::from_secs(1));
         // Overrides never enter the shared map.
         assert_eq!(limiter.tracked(), 0);
@@ -160,7 +167,7 @@ mod tests {
         let limiter =
             GovernorTenantLimits::with_clock(quota(5.0, 5), HashMap::new(), clock.clone());
         for i in 0..1000 {
-            limiter.check(&tenant(&format!("t{i}"))).expect("fresh");
+            limiter.decide(&tenant(&format!("t{i}"))).expect("fresh");
         }
         assert_eq!(limiter.tracked(), 1000);
         limiter.evict_idle();
@@ -179,9 +186,12 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let limiter =
             GovernorTenantLimits::with_clock(quota(0.5, 1), HashMap::new(), clock.clone());
-        limiter.check(&tenant("a")).expect("first");
+        limiter.decide(&tenant("a")).expect("first");
         assert_eq!(
-            limiter.check(&tenant("a")).expect_err("second").retry_after,
+            limiter
+                .decide(&tenant("a"))
+                .expect_err("second")
+                .retry_after,
             Duration::from_secs(2)
         );
     }

@@ -6,10 +6,14 @@
 //! background and decides locally.
 
 mod governor;
+mod redis;
 
 use std::{fmt, num::NonZeroU32, time::Duration};
 
+use futures_util::future::BoxFuture;
+
 pub use governor::GovernorTenantLimits;
+pub use redis::RedisTenantLimits;
 
 use crate::domain::TenantId;
 
@@ -34,10 +38,26 @@ pub struct TenantRejection {
     pub retry_after: Duration,
 }
 
+/// A decision on one call: taken at once, or (for a shared store that has to be asked) to be
+/// awaited. The cache-hit path of an in-process limiter never awaits.
+pub enum TenantCheck<'a> {
+    Decided(Result<(), TenantRejection>),
+    Pending(BoxFuture<'a, Result<(), TenantRejection>>),
+}
+
+impl TenantCheck<'_> {
+    pub async fn outcome(self) -> Result<(), TenantRejection> {
+        match self {
+            Self::Decided(outcome) => outcome,
+            Self::Pending(outcome) => outcome.await,
+        }
+    }
+}
+
 /// Where the tenants' quotas are kept.
 pub trait TenantLimits: Send + Sync + fmt::Debug {
     /// Spends one call of the tenant's quota, or says how long until one is free.
-    fn check(&self, tenant: &TenantId) -> Result<(), TenantRejection>;
+    fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a>;
 
     /// Forgets tenants whose state no longer matters (their quota is full again), so that a
     /// flood of distinct ids cannot grow memory without bound. Called periodically.

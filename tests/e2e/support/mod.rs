@@ -5,6 +5,7 @@
 mod app;
 pub mod certs;
 pub mod process;
+pub mod redis;
 pub mod tls;
 
 pub use app::{TestApp, spawn_app};

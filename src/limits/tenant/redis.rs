@@ -1,0 +1,170 @@
+//! Tenant limits shared by every replica, without a Redis round trip on every call: each tenant
+//! has one GCRA state in Redis (its theoretical arrival time, on Redis's clock), and a replica
+//! takes calls from it in small batches (a tenth of a second's worth, at most its burst), which
+//! it then spends locally. A batch not spent within [`LEASE_LIFE`] is dropped.
+//!
+//! The bound: every call a replica admits was taken from the shared state, so over any span `T`
+//! the whole service admits at most `burst + rate × (T + LEASE_LIFE)`: for `T` = 10 s and a
+//! lease life of 1 s, within 10 % plus one burst of the configured rate, however the load
+//! balancer spreads the tenant's calls. Batches dropped unspent make the service admit fewer,
+//! never more.
+//!
+//! While Redis does not answer, each replica falls back to enforcing the tenant's quota on its
+//! own (so N replicas admit up to N times the quota for those calls): cache hits go on, and a
+//! call that needs CAMS cannot pass the account quota anyway, which fails closed.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
+use redis::Script;
+
+use super::{GovernorTenantLimits, Quota, TenantCheck, TenantLimits, TenantRejection};
+use crate::{domain::TenantId, store::Redis};
+
+/// How long a batch of calls taken from Redis may be spent.
+pub(super) const LEASE_LIFE: Duration = Duration::from_secs(1);
+
+/// The share of a second's worth of calls taken at once.
+const BATCH_OF_A_SECOND: f64 = 0.1;
+
+/// Takes up to `want` calls from the tenant's GCRA (period `T` µs, tolerance `tau` µs): returns
+/// `{got, 0}`, or `{0, µs until one is free}`. Lua numbers are doubles: microseconds since the
+/// epoch stay exact (below 2^53).
+const TAKE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local period, tau, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local room = math.floor((now + tau - tat) / period)
+if room < 1 then return {0, math.ceil(tat + period - tau - now)} end
+local got = math.min(room, want)
+tat = tat + got * period
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return {got, 0}
+";
+
+/// Calls taken from Redis and not spent yet.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    left: u32,
+    until: Instant,
+}
+
+pub struct RedisTenantLimits {
+    redis: Redis,
+    key_prefix: String,
+    default: Quota,
+    overrides: HashMap<TenantId, Quota>,
+    batches: DashMap<TenantId, Batch>,
+    take: Script,
+    /// Used while Redis does not answer.
+    fallback: GovernorTenantLimits,
+}
+
+impl fmt::Debug for RedisTenantLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTenantLimits")
+            .field("key_prefix", &self.key_prefix)
+            .field("default", &self.default)
+            .field("batches", &self.batches.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTenantLimits {
+    /// `account_tag` keeps two accounts' tenants apart in one Redis.
+    pub fn new(
+        redis: Redis,
+        account_tag: &str,
+        default: Quota,
+        overrides: HashMap<TenantId, Quota>,
+    ) -> Self {
+        Self {
+            key_prefix: redis.key(&format!("{account_tag}:tenant:")),
+            redis,
+            default,
+            fallback: GovernorTenantLimits::new(default, overrides.clone()),
+            overrides,
+            batches: DashMap::new(),
+            take: Script::new(TAKE),
+        }
+    }
+
+    fn quota(&self, tenant: &TenantId) -> Quota {
+        self.overrides.get(tenant).copied().unwrap_or(self.default)
+    }
+
+    /// Spends one call of a batch still good, if there is one.
+    fn spend_local(&self, tenant: &TenantId, now: Instant) -> bool {
+        match self.batches.get_mut(tenant) {
+            Some(mut batch) if batch.left > 0 && batch.until > now => {
+                batch.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn take_batch(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
+        let quota = self.quota(tenant);
+        let period_us = 1e6 / quota.rps;
+        let tau_us = period_us * f64::from(quota.burst.get());
+        let want = ((quota.rps * BATCH_OF_A_SECOND).ceil() as u32).clamp(1, quota.burst.get());
+        let key = format!("{}{}", self.key_prefix, tenant.as_str());
+        let mut connection = self.redis.connection();
+        let mut invocation = self.take.key(key);
+        invocation.arg(period_us).arg(tau_us).arg(want);
+        let taken = self
+            .redis
+            .run(invocation.invoke_async::<(u32, u64)>(&mut connection))
+            .await;
+        match taken {
+            Ok((0, wait_us)) => Err(TenantRejection {
+                quota,
+                retry_after: Duration::from_micros(wait_us),
+            }),
+            Ok((got, _)) => {
+                if got > 1 {
+                    self.batches.insert(
+                        tenant.clone(),
+                        Batch {
+                            left: got - 1,
+                            until: Instant::now() + LEASE_LIFE,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Err(_) => self.fallback.decide(tenant),
+        }
+    }
+}
+
+impl TenantLimits for RedisTenantLimits {
+    fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
+        if self.spend_local(tenant, Instant::now()) {
+            return TenantCheck::Decided(Ok(()));
+        }
+        // Known to be down: no round trip that would only time out.
+        if self.redis.down() {
+            return TenantCheck::Decided(self.fallback.decide(tenant));
+        }
+        TenantCheck::Pending(Box::pin(self.take_batch(tenant)))
+    }
+
+    fn evict_idle(&self) {
+        let now = Instant::now();
+        self.batches.retain(|_, batch| batch.until > now);
+        self.batches.shrink_to_fit();
+        self.fallback.evict_idle();
+    }
+
+    fn tracked(&self) -> usize {
+        self.batches.len() + self.fallback.tracked()
+    }
+}

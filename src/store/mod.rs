@@ -1,0 +1,6 @@
+//! Shared state for several replicas: one Redis client ([`redis`]) that the shared backends of
+//! the account quota, the tenant limits and (later) the cache use, each through its own seam.
+
+mod redis;
+
+pub use self::redis::{Redis, RedisConfig, StoreError, account_tag};

@@ -1,0 +1,173 @@
+//! One behavioural suite for every slot store of the account quota: the in-process slots and the
+//! lease log in a real Redis pass the same tests, in real time, through the same gate.
+
+use std::{sync::Arc, time::Duration};
+
+use cams_flows::{
+    limits::{
+        AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease,
+        LocalSlots, Party, RedisSlots, RejectionCause, SlotStore, Weights,
+    },
+    store::{Redis, RedisConfig, account_tag},
+};
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use crate::support::redis::RedisServer;
+
+const WINDOW: Duration = Duration::from_millis(300);
+const RPS: u32 = 3;
+
+/// A gate in front of `store`, its dispatcher running.
+fn gate(store: Arc<dyn SlotStore>) -> Arc<AccountGate> {
+    let gate = AccountGate::new(
+        AccountLimits {
+            rps: RPS,
+            window: WINDOW,
+            max_wait: Duration::from_secs(30),
+            max_queue: 1000,
+        },
+        Weights::default(),
+        store,
+    );
+    tokio::spawn(gate.dispatcher());
+    Arc::new(gate)
+}
+
+async fn ask(gate: &AccountGate, deadline: Instant) -> Result<Lease, AccountRejection> {
+    let party = Party {
+        caller: Arc::from("anonymous"),
+        tenant: cams_flows::domain::TenantId::own_space(),
+    };
+    gate.acquire(Claim {
+        party: &party,
+        class: Class::Caller,
+        deadline,
+    })
+    .await
+}
+
+/// The stores under test: in-process slots, and a lease log in a fresh Redis whose first-use
+/// quiet period (every lease that might have been lost must end) has passed.
+async fn stores(redis: &RedisServer) -> Vec<(&'static str, Arc<dyn SlotStore>)> {
+    let client = Redis::new(&RedisConfig {
+        url: SecretString::from(redis.url()),
+        password: None,
+        key_prefix: format!("suite-{}", uuid::Uuid::new_v4().simple()),
+        timeout: Duration::from_millis(500),
+        account: None,
+    })
+    .expect("client");
+    let call_bound = Duration::from_millis(100);
+    let shared = RedisSlots::new(client, &account_tag("suite"), RPS, WINDOW, call_bound)
+        .with_delivery_margin(call_bound, Duration::from_millis(200));
+    let quiet = shared.lease() + WINDOW;
+    let probe = gate(Arc::new(shared.clone()));
+    // The first ask starts the quiet period; after it, the store admits.
+    let _ = ask(&probe, Instant::now() + Duration::from_millis(50)).await;
+    tokio::time::sleep(quiet).await;
+    vec![
+        ("local", Arc::new(LocalSlots::new(RPS, WINDOW))),
+        ("redis", Arc::new(shared)),
+    ]
+}
+
+/// No `RPS + 1` of `starts` lie within one window.
+fn assert_sliding_bound(name: &str, starts: &mut [Instant]) {
+    starts.sort();
+    for pair in starts.windows(RPS as usize + 1) {
+        let span = pair[RPS as usize] - pair[0];
+        assert!(span >= WINDOW, "{name}: {} starts within {span:?}", RPS + 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_store_keeps_the_strict_sliding_bound() {
+    let redis = RedisServer::start();
+    for (name, store) in stores(&redis).await {
+        let gate = gate(store);
+        let far = Instant::now() + Duration::from_secs(30);
+        let mut calls = Vec::new();
+        for i in 0..12u64 {
+            let gate = Arc::clone(&gate);
+            calls.push(tokio::spawn(async move {
+                let lease = ask(&gate, far).await.expect("served");
+                let started = Instant::now();
+                // Calls of varied length hold their slot while they run.
+                tokio::time::sleep(Duration::from_millis(i * 17 % 50)).await;
+                lease.complete().await;
+                started
+            }));
+        }
+        let mut starts = Vec::new();
+        for call in calls {
+            starts.push(call.await.expect("call"));
+        }
+        assert_sliding_bound(name, &mut starts);
+        // Not needlessly slow either: 12 calls at 3 per window take about 4 windows.
+        let span = *starts.last().expect("some") - starts[0];
+        assert!(span < WINDOW * 6, "{name}: {span:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_store_lets_a_burst_through_then_rests_the_slots() {
+    let redis = RedisServer::start();
+    for (name, store) in stores(&redis).await {
+        let gate = gate(store);
+        let far = Instant::now() + Duration::from_secs(30);
+        let t0 = Instant::now();
+        for _ in 0..RPS {
+            ask(&gate, far).await.expect("burst").complete().await;
+        }
+        assert!(t0.elapsed() < WINDOW / 2, "{name}: the burst did not wait");
+        ask(&gate, far).await.expect("waits").complete().await;
+        assert!(t0.elapsed() >= WINDOW, "{name}: the next waited a window");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_store_refuses_a_call_that_cannot_be_served_in_time() {
+    let redis = RedisServer::start();
+    for (name, store) in stores(&redis).await {
+        let gate = gate(store);
+        let far = Instant::now() + Duration::from_secs(30);
+        let held: Vec<_> = futures_util::future::join_all((0..RPS).map(|_| ask(&gate, far)))
+            .await
+            .into_iter()
+            .map(|l| l.expect("a slot"))
+            .collect();
+        let rejection = ask(&gate, Instant::now() + Duration::from_millis(100))
+            .await
+            .expect_err("no slot within 100 ms");
+        assert_eq!(rejection.cause, RejectionCause::WouldWaitTooLong, "{name}");
+        assert!(rejection.retry_after > Duration::ZERO, "{name}");
+        for lease in held {
+            lease.complete().await;
+        }
+    }
+}
+
+/// A call given up mid-flight may still reach CAMS: its slot keeps counting (in-process for a
+/// window from the abandonment, in Redis until its lease ends), never handed out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_store_keeps_counting_an_abandoned_call() {
+    let redis = RedisServer::start();
+    for (name, store) in stores(&redis).await {
+        let gate = gate(store);
+        let far = Instant::now() + Duration::from_secs(30);
+        let held: Vec<_> = futures_util::future::join_all((0..RPS).map(|_| ask(&gate, far)))
+            .await
+            .into_iter()
+            .map(|l| l.expect("a slot"))
+            .collect();
+        let t0 = Instant::now();
+        drop(held);
+        ask(&gate, far).await.expect("eventually").complete().await;
+        assert!(
+            t0.elapsed() >= WINDOW,
+            "{name}: an abandoned slot was handed out after {:?}",
+            t0.elapsed()
+        );
+    }
+}
