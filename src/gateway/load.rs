@@ -29,6 +29,9 @@ static REFRESH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("refresh-ahead")
 /// (and fetch it themselves); it waits for a slot until this long before then at most.
 const REFRESH_MARGIN: Duration = Duration::from_millis(200);
 
+/// Kept between the end of a caller's wait for account capacity and its deadline.
+const WAIT_MARGIN: Duration = Duration::from_millis(20);
+
 /// Everything a load needs, shared by the gateway and the load tasks it spawns.
 #[derive(Debug)]
 pub(super) struct Loader {
@@ -83,7 +86,10 @@ impl Loader {
                 &query,
                 &party,
                 &Class::Caller,
-                caller_deadline.min(bound),
+                // The wait for a slot ends a little before the caller's deadline, so that the
+                // caller hears why (ACCOUNT_RATE_LIMITED and when to retry) rather than only
+                // that its deadline passed.
+                caller_deadline.min(bound) - WAIT_MARGIN,
                 bound,
                 &waiters,
             )

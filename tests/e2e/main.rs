@@ -9,6 +9,7 @@ mod auth;
 mod fair;
 mod getflow;
 mod limits;
+mod replicas;
 mod resilience;
 mod secrets;
 mod server;

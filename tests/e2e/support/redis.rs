@@ -88,10 +88,6 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("running")
-    }
-
     /// SIGKILL: Redis dies with whatever it held.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
