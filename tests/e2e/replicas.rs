@@ -154,8 +154,31 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
         replica.get_eventually("100000000000002", "warm").await;
     }
 
-    let (ok, failed) = flood(&replicas, "a", Instant::now() + Duration::from_secs(3)).await;
+    // Two replicas are flooded; through the third, a quiet tenant calls every half second with
+    // a 3 s deadline (and a call bound of 1 s): the shared quota is not the first come's.
+    let end = Instant::now() + Duration::from_secs(3);
+    let quiet = {
+        let client = replicas[2].client.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            let mut results = Vec::new();
+            while Instant::now() < end {
+                ticks.tick().await;
+                let mut request = tonic::Request::new(GetFlowRequest {
+                    flow_id: format!("sim:ok:quiet-{}", results.len()),
+                    cust_space_id: "quiet".into(),
+                });
+                request.set_timeout(Duration::from_secs(3));
+                results.push(client.clone().get_flow(request).await.map(drop));
+            }
+            results
+        })
+    };
+    let (ok, failed) = flood(&replicas[..2], "a", end).await;
     assert!(ok >= 10, "{ok} calls served in 3 s");
+    for result in quiet.await.expect("quiet") {
+        result.expect("the quiet tenant's call is served");
+    }
     // Past the quota, calls are refused by the account quota, or (granted a slot too late to
     // finish within their 1 s bound) end at their deadline: never anything else.
     for status in &failed {
