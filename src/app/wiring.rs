@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Authenticator,
-    cache::FlowCache,
+    cache::{CacheTier, FlowCache, RedisTier},
     cams::CamsClient,
     clock::SharedClock,
     config::Config,
@@ -39,9 +39,24 @@ pub async fn flow_api(
     drain_expired: CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<Wired, StartError> {
-    let shared = match &config.redis {
-        Some(redis_config) => Some(Shared::connect(redis_config, &credentials, tasks).await?),
+    let account = match config.redis.as_ref().or(config.cache_redis.as_ref()) {
+        Some(redis_config) => Some(account_name(redis_config, &credentials).await?),
         None => None,
+    };
+    let shared = match (&config.redis, &account) {
+        (Some(redis_config), Some(account)) => Some(Shared::connect(redis_config, account, tasks)?),
+        _ => None,
+    };
+    // The cache's tier in Redis: the same connection when it is the same Redis.
+    let cache_shared = match (&config.cache_redis, &account) {
+        (Some(cache_config), Some(account)) => match &shared {
+            Some(shared) if config.redis.as_ref() == Some(cache_config) => Some(Shared {
+                redis: shared.redis.clone(),
+                account_tag: shared.account_tag.clone(),
+            }),
+            _ => Some(Shared::connect(cache_config, account, tasks)?),
+        },
+        _ => None,
     };
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
 
@@ -74,7 +89,17 @@ pub async fn flow_api(
     tasks.spawn("account dispatcher", gate.dispatcher());
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
 
-    let cache = FlowCache::new(config.cache, None, clock);
+    let tier: Option<Arc<dyn CacheTier>> = cache_shared.map(|shared| {
+        let tier = RedisTier::new(
+            shared.redis,
+            &shared.account_tag,
+            config.cache.refresh_window,
+            Arc::clone(&clock),
+        );
+        tasks.spawn("shared cache fills", tier.listen());
+        Arc::new(tier) as Arc<dyn CacheTier>
+    });
+    let cache = FlowCache::new(config.cache, tier, clock);
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
     {
@@ -112,31 +137,32 @@ struct Shared {
 }
 
 impl Shared {
-    async fn connect(
-        config: &RedisConfig,
-        credentials: &Arc<dyn CredentialsProvider>,
-        tasks: &mut Tasks,
-    ) -> Result<Self, StartError> {
-        let account = match &config.account {
-            Some(account) => account.clone(),
-            None => {
-                let credentials = credentials.credentials().await?;
-                // Temporary credentials change their AccessKeyId at every refresh; the account
-                // must keep one name across them and across replicas.
-                if credentials.expires_at().is_some() {
-                    return Err(StartError::RedisAccountNeeded);
-                }
-                credentials.access_key_id().to_owned()
-            }
-        };
+    fn connect(config: &RedisConfig, account: &str, tasks: &mut Tasks) -> Result<Self, StartError> {
         let redis = Redis::new(config)?;
         tasks.spawn("redis watch", redis.watch());
-        tracing::info!(?config, "limits shared through Redis");
+        tracing::info!(?config, "state shared with other replicas through Redis");
         Ok(Self {
             redis,
-            account_tag: account_tag(&account),
+            account_tag: account_tag(account),
         })
     }
+}
+
+/// The account's name in Redis: `redis.account`, or the AccessKeyId.
+async fn account_name(
+    config: &RedisConfig,
+    credentials: &Arc<dyn CredentialsProvider>,
+) -> Result<String, StartError> {
+    if let Some(account) = &config.account {
+        return Ok(account.clone());
+    }
+    let credentials = credentials.credentials().await?;
+    // Temporary credentials change their AccessKeyId at every refresh; the account must keep one
+    // name across them and across replicas.
+    if credentials.expires_at().is_some() {
+        return Err(StartError::RedisAccountNeeded);
+    }
+    Ok(credentials.access_key_id().to_owned())
 }
 
 /// How often the demand of refresh-ahead on the account quota is checked (and, when too high,

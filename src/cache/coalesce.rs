@@ -11,7 +11,14 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use crate::{cams::FlowAnswer, domain::FlowQuery, error::Error};
 
 /// A load's outcome, shared by every caller that joined it.
-pub(crate) type LoadResult = Result<Arc<FlowAnswer>, Arc<Error>>;
+pub(crate) type LoadResult = Result<Loaded, Arc<Error>>;
+
+/// A load's answer, and whether another replica fetched it (it came from the shared tier).
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub answer: Arc<FlowAnswer>,
+    pub shared: bool,
+}
 
 type Load = Shared<BoxFuture<'static, LoadResult>>;
 

@@ -16,6 +16,7 @@
 
 mod coalesce;
 mod local;
+mod redis;
 
 use std::{
     sync::{
@@ -27,8 +28,9 @@ use std::{
 
 use rand::Rng;
 
-pub(crate) use coalesce::{Coalescer, LoadResult, Waiters};
+pub(crate) use coalesce::{Coalescer, LoadResult, Loaded, Waiters};
 pub(crate) use local::LocalTier;
+pub(crate) use redis::RedisTier;
 
 use crate::{cams::FlowAnswer, clock::SharedClock, domain::FlowQuery};
 
@@ -91,11 +93,48 @@ pub struct RefreshDue {
     pub reads: Arc<AtomicU64>,
 }
 
-/// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`.
+/// Whether this process may fetch a flow that other processes may want at the same time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchRole {
+    /// This process fetches: it fills the entry with this token, or releases it if the fetch
+    /// fails.
+    Fetcher(String),
+    /// Another process is fetching it: wait for its fill.
+    Waiter,
+    /// Nobody to coordinate with (an in-process tier, or a shared one that does not answer):
+    /// fetch.
+    Alone,
+    /// The shared tier did not answer: fetch, uncoordinated.
+    Unknown,
+}
+
+/// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`. A tier
+/// shared by several processes also coordinates their fetches; the defaults are those of a tier
+/// no other process sees.
 #[async_trait::async_trait]
 pub trait CacheTier: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &FlowQuery) -> Option<CachedFlow>;
     async fn put(&self, key: FlowQuery, entry: CachedFlow);
+
+    /// Asks to be the one process that fetches `key` for the next `hold` at most.
+    async fn claim(&self, _key: &FlowQuery, _hold: Duration) -> FetchRole {
+        FetchRole::Alone
+    }
+
+    /// Stores the fetched entry, releasing the claim made with `token`, if any, and tells the
+    /// processes waiting for it.
+    async fn fill(&self, key: &FlowQuery, entry: CachedFlow, _token: Option<String>) {
+        self.put(key.clone(), entry).await;
+    }
+
+    /// Gives up a claim whose fetch failed, so that another process may try.
+    async fn release(&self, _key: &FlowQuery, _token: String) {}
+
+    /// Waits until the process holding the claim has filled `key`; `None` if it gave up, or at
+    /// `until`.
+    async fn wait_for(&self, _key: &FlowQuery, _until: tokio::time::Instant) -> Option<CachedFlow> {
+        None
+    }
 }
 
 /// Which tier answered.
@@ -217,14 +256,28 @@ impl FlowCache {
     }
 
     /// Keeps a fresh answer in every tier, unless its preview URL is already dead: such an
-    /// answer is passed on, never kept.
-    pub async fn store(&self, key: FlowQuery, answer: Arc<FlowAnswer>) {
+    /// answer is passed on, never kept. `claim` is the token of the shared tier's claim the
+    /// answer was fetched under, which storing it releases.
+    pub async fn store(&self, key: FlowQuery, answer: Arc<FlowAnswer>, claim: Option<String>) {
         let Some(entry) = self.entry(answer) else {
+            if let (Some(shared), Some(token)) = (&self.shared, claim) {
+                shared.release(&key, token).await;
+            }
             return;
         };
         if let Some(shared) = &self.shared {
-            shared.put(key.clone(), entry.clone()).await;
+            shared.fill(&key, entry.clone(), claim).await;
         }
+        self.local.insert(key, entry).await;
+    }
+
+    /// The tier shared with other replicas, when there is one.
+    pub fn shared(&self) -> Option<&Arc<dyn CacheTier>> {
+        self.shared.as_ref()
+    }
+
+    /// Keeps locally an entry another replica fetched.
+    pub async fn adopt(&self, key: FlowQuery, entry: CachedFlow) {
         self.local.insert(key, entry).await;
     }
 
@@ -352,8 +405,8 @@ mod tests {
             clock.clone(),
         )
         .expect("on");
-        cache.store(key("a"), answer(None)).await;
-        cache.store(key("b"), answer(None)).await;
+        cache.store(key("a"), answer(None), None).await;
+        cache.store(key("b"), answer(None), None).await;
         // Before the window: hits, no refresh, nothing counted.
         clock.advance(Duration::from_secs(23));
         assert!(due(cache.lookup(&key("a")).await).is_none());
@@ -406,7 +459,7 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
         )));
         let cache = FlowCache::new(config(30, 60), None, clock.clone()).expect("on");
-        cache.store(key("a"), answer(None)).await;
+        cache.store(key("a"), answer(None), None).await;
         assert!(matches!(
             cache.lookup(&key("a")).await,
             Lookup::Fresh {
@@ -430,7 +483,7 @@ mod tests {
         let clock = Arc::new(Manual(Mutex::new(start)));
         let cache = FlowCache::new(config(30, 60), None, clock.clone()).expect("on");
         cache
-            .store(key("a"), answer(Some(start + Duration::from_secs(5))))
+            .store(key("a"), answer(Some(start + Duration::from_secs(5))), None)
             .await;
         assert!(matches!(
             cache.lookup(&key("a")).await,
@@ -439,7 +492,7 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         assert!(matches!(cache.lookup(&key("a")).await, Lookup::Absent));
         // Already dead: passed on, never kept.
-        cache.store(key("b"), answer(Some(start))).await;
+        cache.store(key("b"), answer(Some(start)), None).await;
         assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
     }
 
@@ -452,7 +505,7 @@ mod tests {
         let writer = FlowCache::new(config(30, 0), Some(Arc::clone(&shared)), Arc::clone(&clock))
             .expect("on");
         let reader = FlowCache::new(config(30, 0), Some(shared), clock).expect("on");
-        writer.store(key("a"), answer(None)).await;
+        writer.store(key("a"), answer(None), None).await;
         assert!(matches!(
             reader.lookup(&key("a")).await,
             Lookup::Fresh {

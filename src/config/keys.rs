@@ -147,6 +147,18 @@ pub(super) const KEYS: &[Key] = &[
          refresh-ahead off [default: a fifth of cache.ttl_ms]",
     ),
     Key::new(
+        "cache.shared",
+        "BOOL",
+        "Keep answers in Redis too, shared by the replicas (a tier behind each replica's own \
+         cache) [default: on when a Redis is configured]",
+    ),
+    Key::new(
+        "cache.redis_url",
+        "URL",
+        "A Redis of its own for the shared cache (it may evict; losing it only costs CAMS calls) \
+         [default: redis.url]",
+    ),
+    Key::new(
         "cache.ttl_jitter_percent",
         "PERCENT",
         "Each entry's TTL is drawn from within this percentage of cache.ttl_ms either way, so \

@@ -67,8 +67,13 @@ impl ServeArgs {
             e.origin = origin_of(&figment, &e.key);
             e
         })?;
-        if let (Some(redis), Some(password)) = (&mut config.redis, env.redis_password()) {
-            redis.password = Some(password.clone());
+        if let Some(password) = env.redis_password() {
+            for redis in [&mut config.redis, &mut config.cache_redis]
+                .into_iter()
+                .flatten()
+            {
+                redis.password = Some(password.clone());
+            }
         }
         Ok(config)
     }

@@ -63,6 +63,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The Redis shared by the replicas; `None` keeps every limit in this process.
     pub redis: Option<RedisConfig>,
+    /// The Redis of the cache tier shared by the replicas; `None` when the cache is not shared.
+    pub cache_redis: Option<RedisConfig>,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
             auth: AuthConfig::none(),
             tls: None,
             redis: None,
+            cache_redis: None,
         }
     }
 }

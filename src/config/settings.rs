@@ -88,6 +88,12 @@ pub(super) struct CacheSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_window_ms: Option<u64>,
     pub ttl_jitter_percent: u8,
+    /// On when a Redis is configured, when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+    /// A Redis of its own for the shared cache; `[redis] url` when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +224,8 @@ impl Default for Settings {
                 stale_if_error_ms: millis(cache.stale_if_error),
                 refresh_window_ms: None,
                 ttl_jitter_percent: cache.ttl_jitter_percent,
+                shared: None,
+                redis_url: None,
             },
             retry: RetrySettings {
                 max_attempts: retry.max_attempts,

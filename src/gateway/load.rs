@@ -6,6 +6,7 @@
 //! once the entry it would replace stops being a hit.
 
 use std::{
+    future::Future,
     sync::{Arc, LazyLock},
     time::Duration,
 };
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 
 use super::retry::{RetryBudget, RetryConfig};
 use crate::{
-    cache::{Coalescer, FlowCache, LoadResult, RefreshDue, Waiters},
+    cache::{Coalescer, FetchRole, FlowCache, LoadResult, Loaded, RefreshDue, Waiters},
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::Error,
@@ -28,6 +29,9 @@ static REFRESH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("refresh-ahead")
 /// A refresh must have its answer before the entry stops being a hit, or callers miss anyway
 /// (and fetch it themselves); it waits for a slot until this long before then at most.
 const REFRESH_MARGIN: Duration = Duration::from_millis(200);
+
+/// A claim to fetch a flow outlives the load that made it by this much at most.
+const CLAIM_SLACK: Duration = Duration::from_secs(1);
 
 /// Kept between the end of a caller's wait for account capacity and its deadline.
 const WAIT_MARGIN: Duration = Duration::from_millis(20);
@@ -81,26 +85,79 @@ impl Loader {
         waiters: Arc<Waiters>,
     ) -> LoadResult {
         let bound = Instant::now() + self.load_timeout;
+        // The wait for a slot ends a little before the caller's deadline, so that the caller
+        // hears why (ACCOUNT_RATE_LIMITED and when to retry) rather than only that its deadline
+        // passed.
+        let first_wait = caller_deadline.min(bound) - WAIT_MARGIN;
+        let fetch = self.fetch(&query, &party, &Class::Caller, first_wait, bound, &waiters);
         let result = self
-            .fetch(
-                &query,
-                &party,
-                &Class::Caller,
-                // The wait for a slot ends a little before the caller's deadline, so that the
-                // caller hears why (ACCOUNT_RATE_LIMITED and when to retry) rather than only
-                // that its deadline passed.
-                caller_deadline.min(bound) - WAIT_MARGIN,
-                bound,
-                &waiters,
-            )
+            .coordinated(&query, fetch, waiters.latest().min(bound))
             .await
-            .map(Arc::new)
             .map_err(Arc::new);
-        if let (Ok(answer), Some(cache)) = (&result, &self.cache) {
-            cache.store(query.clone(), Arc::clone(answer)).await;
-        }
         self.coalescer.finish(&query);
         result
+    }
+
+    /// Runs `fetch` as the one replica that fetches `query` (or the only one there is), keeping
+    /// its answer; or, when another replica is fetching it already, waits for that replica's
+    /// answer until `until`, and fetches itself only if that one gives up.
+    async fn coordinated(
+        &self,
+        query: &FlowQuery,
+        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        until: Instant,
+    ) -> Result<Loaded, Error> {
+        let Some(cache) = &self.cache else {
+            return fetch.await.map(|answer| Loaded {
+                answer: Arc::new(answer),
+                shared: false,
+            });
+        };
+        let claim = match cache.shared() {
+            Some(shared) => shared.claim(query, self.claim_hold()).await,
+            None => FetchRole::Alone,
+        };
+        let token = match claim {
+            FetchRole::Fetcher(token) => Some(token),
+            FetchRole::Waiter => {
+                if let Some(shared) = cache.shared()
+                    && let Some(entry) = shared.wait_for(query, until).await
+                {
+                    let answer = Arc::clone(&entry.answer);
+                    cache.adopt(query.clone(), entry).await;
+                    return Ok(Loaded {
+                        answer,
+                        shared: true,
+                    });
+                }
+                // The replica that held it gave up (its fetch failed, or it died and its claim
+                // expired): this one tries.
+                None
+            }
+            FetchRole::Alone | FetchRole::Unknown => None,
+        };
+        match fetch.await {
+            Ok(answer) => {
+                let answer = Arc::new(answer);
+                cache.store(query.clone(), Arc::clone(&answer), token).await;
+                Ok(Loaded {
+                    answer,
+                    shared: false,
+                })
+            }
+            Err(error) => {
+                if let (Some(shared), Some(token)) = (cache.shared(), token) {
+                    shared.release(query, token).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// How long a replica's claim to fetch a flow lasts at most: its whole load. If the replica
+    /// dies, another takes over when the claim expires.
+    fn claim_hold(&self) -> Duration {
+        self.load_timeout + CLAIM_SLACK
     }
 
     /// Attempts until one succeeds, the error is final, attempts or budget run out, or the
@@ -186,9 +243,9 @@ impl Loader {
     /// Fetches `query` again in the background and keeps the answer; a refresh that fails
     /// leaves the cached answer as it is until its TTL ends.
     pub(super) fn spawn_refresh(self: &Arc<Self>, query: FlowQuery, due: RefreshDue) {
-        let Some(cache) = self.cache.clone() else {
+        if self.cache.is_none() {
             return;
-        };
+        }
         let left = due.hit_for.saturating_sub(REFRESH_MARGIN);
         if left.is_zero() {
             return;
@@ -203,17 +260,16 @@ impl Loader {
             let class = Class::Background { reads: due.reads };
             let waiters = Waiters::new(deadline);
             let bound = Instant::now() + loader.load_timeout;
-            match loader
-                .fetch(&query, &party, &class, deadline, bound, &waiters)
-                .await
-            {
-                Ok(answer) => cache.store(query, Arc::new(answer)).await,
-                Err(error) => tracing::debug!(
+            let fetch = loader.fetch(&query, &party, &class, deadline, bound, &waiters);
+            // Refreshed once for all replicas: one that finds another refreshing keeps that
+            // answer instead.
+            if let Err(error) = loader.coordinated(&query, fetch, deadline).await {
+                tracing::debug!(
                     tenant = query.tenant.as_str(),
                     flow_id = query.flow_id.as_str(),
                     %error,
                     "refresh-ahead failed; the cached answer stays until its TTL"
-                ),
+                );
             }
         });
     }

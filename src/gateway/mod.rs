@@ -145,12 +145,12 @@ impl Gateway {
             Err(_) => Err(Failure::Own(Error::DeadlineExceeded)),
         };
         match (outcome, stale) {
-            (Ok(answer), _) => Ok(Served {
-                answer,
-                source: if started {
-                    Source::Miss
-                } else {
-                    Source::Coalesced
+            (Ok(loaded), _) => Ok(Served {
+                answer: loaded.answer,
+                source: match (loaded.shared, started) {
+                    (true, _) => Source::Shared,
+                    (false, true) => Source::Miss,
+                    (false, false) => Source::Coalesced,
                 },
             }),
             (Err(error), Some(entry)) if error.disposition().stale_may_serve => {

@@ -97,6 +97,7 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 
 struct Inner {
+    client: Client,
     manager: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -144,10 +145,11 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(StoreError::Redis)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                client,
                 manager,
                 prefix: config.key_prefix.clone(),
                 timeout: config.timeout,
@@ -169,6 +171,13 @@ impl Redis {
 
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// A connection of its own for subscriptions (a subscribed connection carries nothing else).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        let client = self.inner.client.clone();
+        self.run(async move { client.get_async_pubsub().await })
+            .await
     }
 
     /// Runs one exchange with Redis, bounded by the timeout, and notes whether Redis answered.

@@ -33,6 +33,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     config.tls = tls::tls(&s.tls)?;
     config.auth = auth::auth(&s.auth, config.sandbox, config.tls.as_ref())?;
     config.redis = redis::redis(&s.redis)?;
+    config.cache_redis = redis::cache_redis(&s.cache, &s.redis)?;
     Ok(config)
 }
 
