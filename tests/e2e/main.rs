@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod getflow;
+mod hostile;
 mod limits;
 mod resilience;
 mod secrets;
