@@ -297,7 +297,11 @@ async fn a_request_body_that_never_ends_is_answered_and_its_stream_freed() {
         assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
         assert_eq!(error_info(&status).reason, "DEADLINE_EXCEEDED");
     }
-    assert!(started.elapsed() >= ms(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= ms(600),
+        "answered at its bound, not before: {:?}",
+        started.elapsed()
+    );
 
     // Their streams are free: two calls at once, on the same connection, while the client still
     // holds the two unfinished bodies.
@@ -423,7 +427,6 @@ async fn a_priority_flood_closes_its_connection_and_nobody_elses() {
         let client = app.client.clone();
         let flood_over = Arc::clone(&flood_over);
         tokio::spawn(async move {
-            let mut answered = 0_u32;
             loop {
                 let over = flood_over.load(Ordering::SeqCst);
                 client
@@ -434,9 +437,8 @@ async fn a_priority_flood_closes_its_connection_and_nobody_elses() {
                     })
                     .await
                     .expect("a well-behaved client is answered during the flood");
-                answered += 1;
                 if over {
-                    return answered;
+                    return;
                 }
             }
         })
@@ -455,10 +457,9 @@ async fn a_priority_flood_closes_its_connection_and_nobody_elses() {
     closed_within(&mut tcp, ms(2_000), "a connection flooding PRIORITY frames").await;
 
     flood_over.store(true, Ordering::SeqCst);
-    let answered = within(ms(5_000), "the well-behaved client", well_behaved)
+    within(ms(5_000), "the well-behaved client", well_behaved)
         .await
         .expect("task");
-    assert!(answered >= 1);
     app.get_flow(FLOW, "after").await.expect("served after");
 }
 
