@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod fair;
 mod getflow;
+mod hostile;
 mod limits;
 mod replicas;
 mod resilience;

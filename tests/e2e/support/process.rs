@@ -3,9 +3,10 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
-    time::Duration,
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 /// The `cams-flows` binary of this build, without the settings of the test runner's environment
@@ -24,11 +25,13 @@ pub fn binary() -> Command {
 
 /// A child process whose output is read as it comes: its log lines (stdout) one by one through
 /// [`wait_for`](Self::wait_for) and [`lines_until`](Self::lines_until), and all of its stdout and
-/// stderr through [`output`](Self::output). Killed on drop.
+/// stderr through [`output`](Self::output) (or, once it has exited, [`all_output`](Self::all_output)).
+/// Killed on drop.
 pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     output: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -40,6 +43,7 @@ impl Running {
             .expect("spawn");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = mpsc::channel();
+        let mut readers = Vec::new();
         let streams = [
             (
                 Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
@@ -49,7 +53,7 @@ impl Running {
         ];
         for (stream, log) in streams {
             let output = Arc::clone(&output);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     {
                         let mut all = output.lock().expect("lock");
@@ -61,13 +65,38 @@ impl Running {
                         let _ = log.send(line);
                     }
                 }
-            });
+            }));
         }
         Self {
             child,
             lines,
             output,
+            readers,
         }
+    }
+
+    /// Waits for the process to exit, at most `bound` (it is killed, and this panics, past it).
+    pub fn exit_within(&mut self, bound: Duration) -> ExitStatus {
+        let end = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                panic!("the process did not exit within {bound:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the process wrote, to the end: call once it has exited (its pipes then close,
+    /// and the readers finish).
+    pub fn all_output(&mut self) -> String {
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        self.output()
     }
 
     /// The next log line holding `needle`, as JSON.
