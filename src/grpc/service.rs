@@ -24,7 +24,7 @@ use crate::{
 /// details) reaches the caller before the caller's own timer fires, and before tonic's server
 /// timer (started a little earlier) would answer CANCELLED.
 fn deadline_margin(timeout: Duration) -> Duration {
-    (timeout / 10).clamp(Duration::from_millis(2), Duration::from_millis(100))
+    (timeout / 5).clamp(Duration::from_millis(5), Duration::from_millis(200))
 }
 
 /// `cams.flows.v1.FlowService`.

@@ -145,9 +145,13 @@ async fn flood(replicas: &[Replica], tag: &str, end: Instant) -> (u32, Vec<Statu
 async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     let mut redis = RedisServer::start();
     let (_sandbox, endpoint) = sandbox().await;
+    // Calls bounded at 2.5 s: when all five slots were just taken, a quiet tenant's call can
+    // wait the second they rest.
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&endpoint, &redis, &[]).await);
+        replicas.push(
+            Replica::start(&endpoint, &redis, &[("CAMS_FLOWS_CALL_TIMEOUT_MS", "2500")]).await,
+        );
     }
     // A flow every replica has cached, for the calls that must go on without Redis.
     for replica in &replicas {
@@ -155,7 +159,7 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     }
 
     // Two replicas are flooded; through the third, a quiet tenant calls every half second with
-    // a 3 s deadline (and a call bound of 1 s): the shared quota is not the first come's.
+    // a 3 s deadline: the shared quota is not the first come's.
     let end = Instant::now() + Duration::from_secs(3);
     let quiet = {
         let client = replicas[2].client.clone();
@@ -180,7 +184,7 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
         result.expect("the quiet tenant's call is served");
     }
     // Past the quota, calls are refused by the account quota, or (granted a slot too late to
-    // finish within their 1 s bound) end at their deadline: never anything else.
+    // finish within their bound) end at their deadline: never anything else.
     for status in &failed {
         let reason = error_info(status).reason;
         assert!(

@@ -404,6 +404,41 @@ async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
         ServingStatus::Serving
     );
 
+    // Calls that are inside the gateway, held by a slow CAMS, when the signal comes.
+    let mut slow = Vec::new();
+    for i in 0..3 {
+        let mut client = FlowServiceClient::new(channel.clone());
+        slow.push(tokio::spawn(async move {
+            client
+                .get_flow(GetFlowRequest {
+                    flow_id: format!("sim:slow:1500:drain-{i}"),
+                    cust_space_id: format!("slow-{i}"),
+                })
+                .await
+        }));
+    }
+    // They go first, so that the load's first misses do not take the account quota from them.
+    let http = reqwest::Client::new();
+    let waiting_since = std::time::Instant::now();
+    loop {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(10),
+            "the slow calls never reached the simulated CAMS"
+        );
+        let body = http
+            .get(format!("{sandbox}/_sandbox/requests"))
+            .send()
+            .await
+            .expect("sandbox")
+            .text()
+            .await
+            .expect("body");
+        if body.matches("sim:slow:1500:drain-").count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     // Steady load on a cached flow from several tenants, until the server goes away.
     let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -435,35 +470,6 @@ async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
             }
             seen
         }));
-    }
-
-    // Calls that are inside the gateway, held by a slow CAMS, when the signal comes.
-    let mut slow = Vec::new();
-    for i in 0..3 {
-        let mut client = FlowServiceClient::new(channel.clone());
-        slow.push(tokio::spawn(async move {
-            client
-                .get_flow(GetFlowRequest {
-                    flow_id: format!("sim:slow:1500:drain-{i}"),
-                    cust_space_id: format!("slow-{i}"),
-                })
-                .await
-        }));
-    }
-    let http = reqwest::Client::new();
-    loop {
-        let body = http
-            .get(format!("{sandbox}/_sandbox/requests"))
-            .send()
-            .await
-            .expect("sandbox")
-            .text()
-            .await
-            .expect("body");
-        if body.matches("sim:slow:1500:drain-").count() >= 3 {
-            break;
-        }
-        tokio::task::yield_now().await;
     }
 
     let t0 = std::time::Instant::now();
