@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the example clients against a sandbox gateway and checks what they print: a GetFlow call,
-# errors with their decoded ErrorInfo, RetryInfo and BadRequest, a deadline, a retry that the
-# service config made, and a retry that waited for the gateway's pushback.
+# the x-cams-cache header, errors with their decoded ErrorInfo, RetryInfo and BadRequest, a
+# deadline, the service config's timeout, a retry that the service config made, and retries that
+# waited for the gateway's pushback.
 #
 #   examples/check.sh GATEWAY_BINARY [python] [node]      (both clients when none is named)
 #
