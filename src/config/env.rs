@@ -12,8 +12,10 @@ use super::keys::{self, CONFIG_ENV, ENV_PREFIX};
 pub(super) const REDIS_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_PASSWORD";
 
 const READ_ELSEWHERE: &[&str] = &[
-    // examples/python_client.py: the gateway address the example client dials.
+    // examples/python/client.py and examples/node/client.js: the gateway address the example
+    // clients dial, and the API key they send.
     "CAMS_FLOWS_TARGET",
+    "CAMS_FLOWS_API_KEY",
 ];
 
 /// Something in the environment that is ignored. Names only: values may be secret.

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Runs the example clients against a sandbox gateway and checks what they print: a GetFlow call,
+# the x-cams-cache header, errors with their decoded ErrorInfo, RetryInfo and BadRequest, a
+# deadline, the service config's timeout, a retry that the service config made, and retries that
+# waited for the gateway's pushback.
+#
+#   examples/check.sh GATEWAY_BINARY [python] [node]      (both clients when none is named)
+#
+# For each client it starts `GATEWAY_BINARY serve --sandbox` on a free loopback port, with the
+# gateway's own retries of CAMS off (--retry-max-attempts 1) so that every retry the simulated CAMS
+# counts is the client's, runs the scenarios, and stops the gateway. Each scenario uses a tenant of
+# its own, so that tenant limits never interfere. The clients' dependencies must be installed:
+# PYTHON (default python3) with examples/python/requirements.txt, and examples/node/node_modules
+# (`npm ci --prefix examples/node`). Exit status 0 when every check passed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+if [ $# -lt 1 ] || [ ! -x "$1" ]; then
+  echo "usage: $0 GATEWAY_BINARY [python] [node]   (e.g. target/release/cams-flows)" >&2
+  exit 2
+fi
+gateway=$1
+shift
+clients=("$@")
+[ ${#clients[@]} -gt 0 ] || clients=(python node)
+PYTHON=${PYTHON:-python3}
+NODE=${NODE:-node}
+
+passed=0
+failed=0
+gateway_pid=
+log=$(mktemp)
+trap 'stop_gateway; rm -f "$log"' EXIT
+
+start_gateway() {
+  "$gateway" serve --sandbox --listen 127.0.0.1:0 --retry-max-attempts 1 --drain-timeout-ms 2000 \
+    --log-format json >"$log" 2>&1 &
+  gateway_pid=$!
+  local _
+  for _ in $(seq 100); do
+    grep -q '"message":"listening"' "$log" && break
+    kill -0 "$gateway_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  target=$(grep '"message":"listening"' "$log" | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
+  sandbox=$(grep '"message":"simulated CAMS started' "$log" | grep -o '"endpoint":"[^"]*"' |
+    cut -d'"' -f4 || true)
+  if [ -z "$target" ] || [ -z "$sandbox" ]; then
+    echo "the gateway did not start; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  export CAMS_FLOWS_TARGET=$target CAMS_SANDBOX_URL=$sandbox
+  echo "gateway pid $gateway_pid on $target, simulated CAMS on $sandbox"
+}
+
+stop_gateway() {
+  if [ -n "$gateway_pid" ]; then
+    kill -TERM "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+    gateway_pid=
+  fi
+}
+
+# run EXPECTED_EXIT_STATUS ARGS...: runs the client with ARGS; its output goes to $out.
+run() {
+  local want=$1
+  shift
+  printf '\n$ %s' "$client"
+  printf ' %q' "$@"
+  printf '\n'
+  local status=0
+  out=$("${client_cmd[@]}" "$@" 2>&1) || status=$?
+  printf '%s\n' "$out" | sed 's/^/    /'
+  check "exit status $want" [ "$status" -eq "$want" ]
+}
+
+# check DESCRIPTION COMMAND...: counts one check, passed when COMMAND succeeds.
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED ($client): $what"
+  fi
+}
+
+# expect REGEX: a line of the last output matches the extended regular expression.
+expect() {
+  check "a line matching /$1/" grep -Eq -- "$1" <<<"$out"
+}
+
+elapsed_ms() { sed -n 's/^elapsed: \([0-9]*\) ms$/\1/p' <<<"$out"; }
+at_least_ms() { check "elapsed at least $1 ms" [ "$(elapsed_ms)" -ge "$1" ]; }
+at_most_ms() { check "elapsed at most $1 ms" [ "$(elapsed_ms)" -le "$1" ]; }
+
+scenarios() {
+  local tag="$client-$$-$RANDOM"
+
+  if [ "$client" = python ]; then
+    run 0 health
+    expect '^\(server\): SERVING$'
+    run 0 health --service cams.flows.v1.FlowService
+    expect '^cams.flows.v1.FlowService: SERVING$'
+  fi
+
+  # A deadline: the client gives up after 0.5 s although CAMS answers after 3 s. First, while the
+  # account quota's slots are all free, so that the call's 0.5 s go to CAMS, not to a wait.
+  run 1 --timeout 0.5 get "sim:slow:3000:$tag" --space "deadline-$tag"
+  expect '^error: DEADLINE_EXCEEDED'
+  at_least_ms 400
+  at_most_ms 1500
+
+  # The documented flow and its JSON. (Its preview URL expired in 2023, so it is never cached.)
+  run 0 get 926753328126430 --space "doc-$tag"
+  expect '"flowId": "926753328126430"'
+  expect '"flowName": "flow_001"'
+  expect '"status": "FLOW_STATUS_DRAFT"'
+  expect '"FLOW_CATEGORY_SIGN_UP"'
+  expect '"previewUrlExpireTime": "2023-11-22T01:43:56.633Z"'
+  expect '"requestId": "DAC72B08-3327-33EF-BEDC-8EC3E83A6575"'
+  expect '^x-cams-cache: miss$'
+  # The x-cams-cache header: a miss, then a hit; CAMS was asked once.
+  run 0 get 100000000000002 --space "cache-$tag"
+  expect '"status": "FLOW_STATUS_PUBLISHED"'
+  expect '^x-cams-cache: miss$'
+  run 0 get 100000000000002 --space "cache-$tag"
+  expect '^x-cams-cache: hit$'
+  expect '^cams calls: 1$'
+
+  # A CAMS error: ErrorInfo with CAMS's code, HTTP status and RequestId; not retryable.
+  run 1 get sim:error:Ram.PermissionDeny --space "denied-$tag"
+  expect '^error: PERMISSION_DENIED: CAMS Ram.PermissionDeny: You are not authorized'
+  expect '^  ErrorInfo: reason=Ram.PermissionDeny domain=cams.aliyuncs.com$'
+  expect '^    httpStatus: 400$'
+  expect '^    requestId: [0-9A-F-]{36}$'
+  expect '^cams calls: 1$'
+
+  # A refusal by the gateway itself: BadRequest names the field; CAMS is not called.
+  run 1 get "" --space "invalid-$tag"
+  expect '^error: INVALID_ARGUMENT: '
+  expect '^  BadRequest: flow_id: '
+  expect '^  ErrorInfo: reason=INVALID_ARGUMENT domain=cams-flows$'
+
+  # A retry from the service config: CAMS answers 503 once, then the flow; the gateway does not
+  # retry (--retry-max-attempts 1), so the second CAMS call is the client's second attempt.
+  run 0 get "sim:flaky:1:$tag" --space "flaky-$tag"
+  expect "\"flowId\": \"sim:flaky:1:$tag\""
+  expect '^x-cams-cache: miss$'
+  expect '^cams calls: 2$'
+  if [ "$client" = node ]; then
+    expect '^attempts: 2$' # grpc-js says so itself (grpc-previous-rpc-attempts); grpcio does not
+  fi
+  # ... and without the service config, the same kind of flow fails: there was no other retry.
+  run 1 --service-config "" get "sim:flaky:1:$tag-no-retry" --space "no-retry-$tag"
+  expect '^error: UNAVAILABLE: CAMS ServiceUnavailable'
+  expect '^  ErrorInfo: reason=ServiceUnavailable domain=cams.aliyuncs.com$'
+  expect '^cams calls: 1$'
+
+  # Pushback: CAMS throttles every attempt with a 700 ms retry-after; the gateway passes it on as
+  # RetryInfo and grpc-retry-pushback-ms; the client makes its 3 attempts 700 ms apart, where its
+  # own backoff would have waited less than 0.1 s + 0.2 s in all.
+  run 1 get "sim:throttle:700:$tag" --space "throttled-$tag"
+  expect '^error: RESOURCE_EXHAUSTED: CAMS Throttling.User'
+  expect '^  grpc-retry-pushback-ms: 700$'
+  expect '^  RetryInfo: retry after 700 ms$'
+  expect '^  ErrorInfo: reason=Throttling.User domain=cams.aliyuncs.com$'
+  expect '^cams calls: 3$'
+  at_least_ms 1400
+  if [ "$client" = node ]; then
+    expect '^attempts: 3$'
+  fi
+
+  # The service config's timeout: with no deadline of its own, the call ends after 5 s. (grpcio
+  # would end it up to 2 s early if the client left the timeout in the config: grpc/grpc#34547.)
+  run 1 get "sim:slow:7000:$tag" --space "config-timeout-$tag"
+  expect '^error: DEADLINE_EXCEEDED'
+  at_least_ms 4500
+  at_most_ms 5800
+
+  # The gateway kept the account within CAMS's quota throughout: CAMS never throttled for real.
+  out=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "$CAMS_SANDBOX_URL/_sandbox/stats")
+  check "the simulated CAMS throttled nothing ($out)" grep -q '"throttled":0' <<<"$out"
+}
+
+for client in "${clients[@]}"; do
+  case $client in
+  python) client_cmd=("$PYTHON" "$here/python/client.py") ;;
+  node) client_cmd=("$NODE" "$here/node/client.js") ;;
+  *)
+    echo "unknown client: $client (python or node)" >&2
+    exit 2
+    ;;
+  esac
+  printf '\n== %s client\n' "$client"
+  start_gateway
+  scenarios
+  stop_gateway
+done
+
+printf '\nexamples: %d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,250 @@
+#!/usr/bin/env node
+// Call the cams-flows gateway from Node.js: GetFlow with a deadline, retries that wait as long as
+// the gateway's grpc-retry-pushback-ms trailer says (through examples/service-config.json), and the
+// google.rpc error details (ErrorInfo, RetryInfo, BadRequest, QuotaFailure) decoded from
+// grpc-status-details-bin.
+//
+//   npm ci --prefix examples/node
+//   node examples/node/client.js get 926753328126430 --space cams-kei1
+//   node examples/node/client.js get sim:throttle:500
+//
+// Exit status: 0 on success, 1 on a gRPC error, 2 on a usage error.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+const EXAMPLES = path.resolve(__dirname, '..');
+const FLOWS_PROTO = 'cams/flows/v1/flows.proto';
+
+const USAGE = `usage: node client.js [options] get FLOW_ID
+
+Calls cams.flows.v1.FlowService/GetFlow and prints the flow, or the status with its details.
+
+options:
+  --target HOST:PORT      gateway address (env CAMS_FLOWS_TARGET; default localhost:50051)
+  --timeout SECONDS       deadline of the call, retries included (default: the service
+                          config's timeout, 5 s; none without a service config)
+  --space ID              CustSpaceId (default: empty, the account's own space)
+  --service-config FILE   gRPC service config JSON (default: examples/service-config.json;
+                          "" for none)
+  --tls                   TLS, with Node's CA roots
+  --ca-file FILE          TLS, trusting the CA certificates in this PEM file
+  --proto-dir DIR         directory holding ${FLOWS_PROTO} (default: the repository's proto/)
+  --sandbox-url URL       the simulated CAMS's URL (env CAMS_SANDBOX_URL): then print how many
+                          calls for this flow id it accepted
+The API key for a gateway with auth.mode = "api_key" is read from CAMS_FLOWS_API_KEY.`;
+
+function usageError(message) {
+  console.error(`error: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function parseCommandLine() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        target: { type: 'string', default: process.env.CAMS_FLOWS_TARGET || 'localhost:50051' },
+        timeout: { type: 'string' },
+        space: { type: 'string', default: '' },
+        'service-config': { type: 'string', default: path.join(EXAMPLES, 'service-config.json') },
+        tls: { type: 'boolean', default: false },
+        'ca-file': { type: 'string' },
+        'proto-dir': { type: 'string', default: path.join(EXAMPLES, '..', 'proto') },
+        'sandbox-url': { type: 'string', default: process.env.CAMS_SANDBOX_URL || '' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    usageError(error.message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (positionals[0] !== 'get' || positionals.length !== 2) {
+    usageError('expected: get FLOW_ID');
+  }
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeout !== undefined && !(timeout > 0)) {
+    usageError(`--timeout ${values.timeout}: not a positive number of seconds`);
+  }
+  return { ...values, timeout, flowId: positionals[1] };
+}
+
+// The FlowService client constructor, with stubs built from the proto at run time: there is no
+// generated code to keep in sync.
+function loadFlowService(protoDir) {
+  if (!fs.existsSync(path.join(protoDir, FLOWS_PROTO))) {
+    usageError(`${path.join(protoDir, FLOWS_PROTO)} not found (use --proto-dir)`);
+  }
+  const definition = protoLoader.loadSync(FLOWS_PROTO, {
+    includeDirs: [protoDir],
+    keepCase: false, // camelCase field names, as in the proto's JSON mapping
+    enums: String, // FLOW_STATUS_DRAFT rather than 1
+    longs: String,
+    defaults: false, // leave out fields that hold their default value, as JSON output does
+  });
+  return grpc.loadPackageDefinition(definition).cams.flows.v1.FlowService;
+}
+
+// google.rpc.Status and the detail messages, from the googleapis protos in ./proto (copied
+// unchanged; protobufjs bundles the google/protobuf/*.proto they import).
+const rpc = (() => {
+  const dir = path.join(__dirname, 'proto', 'google', 'rpc');
+  const root = new protobuf.Root().loadSync(
+    [path.join(dir, 'status.proto'), path.join(dir, 'error_details.proto')],
+    { keepCase: true },
+  );
+  return { root, Status: root.lookupType('google.rpc.Status') };
+})();
+
+const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([name, n]) => [n, name]));
+
+// The details of a failed call: each google.protobuf.Any in grpc-status-details-bin, decoded by
+// the type its URL names ("type.googleapis.com/google.rpc.ErrorInfo").
+function statusDetails(trailers) {
+  const raw = trailers ? trailers.get('grpc-status-details-bin') : [];
+  if (raw.length === 0) return null;
+  const status = rpc.Status.decode(raw[0]);
+  return status.details.map((any) => {
+    const name = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
+    const type = rpc.root.lookup(name);
+    if (!(type instanceof protobuf.Type)) return { name, value: null };
+    const value = type.toObject(type.decode(any.value), { longs: Number, defaults: true });
+    return { name, value };
+  });
+}
+
+function durationMs(duration) {
+  return Math.round((duration.seconds || 0) * 1000 + (duration.nanos || 0) / 1e6);
+}
+
+function printError(error) {
+  console.log(`error: ${CODE_NAMES[error.code]}: ${error.details}`);
+  const trailers = error.metadata;
+  const pushback = trailers ? trailers.get('grpc-retry-pushback-ms') : [];
+  if (pushback.length > 0) console.log(`  grpc-retry-pushback-ms: ${pushback[0]}`);
+  const details = statusDetails(trailers);
+  if (details === null) {
+    console.log('  (no google.rpc.Status details)');
+    return;
+  }
+  for (const { name, value } of details) {
+    if (name === 'google.rpc.ErrorInfo') {
+      console.log(`  ErrorInfo: reason=${value.reason} domain=${value.domain}`);
+      for (const key of Object.keys(value.metadata).sort()) {
+        console.log(`    ${key}: ${value.metadata[key]}`);
+      }
+    } else if (name === 'google.rpc.RetryInfo') {
+      console.log(`  RetryInfo: retry after ${durationMs(value.retry_delay)} ms`);
+    } else if (name === 'google.rpc.BadRequest') {
+      for (const v of value.field_violations) {
+        console.log(`  BadRequest: ${v.field}: ${v.description}`);
+      }
+    } else if (name === 'google.rpc.QuotaFailure') {
+      for (const v of value.violations) {
+        console.log(`  QuotaFailure: ${v.subject}: ${v.description}`);
+      }
+    } else {
+      console.log(`  type.googleapis.com/${name}`);
+    }
+  }
+}
+
+// A Timestamp as JSON writes it: RFC 3339 in UTC.
+function printable(response) {
+  const flow = response.flow;
+  const expires = flow && flow.previewUrlExpireTime;
+  if (expires) {
+    const ms = Number(expires.seconds) * 1000 + Math.floor((expires.nanos || 0) / 1e6);
+    flow.previewUrlExpireTime = new Date(ms).toISOString();
+  }
+  return JSON.stringify(response, null, 2);
+}
+
+function channelOptions(args) {
+  const options = {
+    'grpc.enable_retries': 1,
+    // Use only the config below, not one from a DNS TXT record of the target's name.
+    'grpc.service_config_disable_resolution': 1,
+  };
+  if (args['service-config']) {
+    const text = fs.readFileSync(args['service-config'], 'utf8');
+    JSON.parse(text); // fail here, with the file's name, rather than at the first call
+    options['grpc.service_config'] = text;
+  }
+  return options;
+}
+
+function credentials(args) {
+  if (args.tls || args['ca-file']) {
+    const roots = args['ca-file'] ? fs.readFileSync(args['ca-file']) : null;
+    return grpc.credentials.createSsl(roots);
+  }
+  return grpc.credentials.createInsecure();
+}
+
+function getFlow(FlowService, args) {
+  const client = new FlowService(args.target, credentials(args), channelOptions(args));
+  const metadata = new grpc.Metadata();
+  if (process.env.CAMS_FLOWS_API_KEY) {
+    metadata.set('authorization', `Bearer ${process.env.CAMS_FLOWS_API_KEY}`);
+  }
+  // The deadline travels as grpc-timeout and bounds every attempt together; the gateway bounds
+  // its call to CAMS by what is left of it. Without --timeout, the service config's applies.
+  const options = args.timeout ? { deadline: new Date(Date.now() + args.timeout * 1000) } : {};
+  const request = { flowId: args.flowId, custSpaceId: args.space };
+  const started = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    let headers = null;
+    const call = client.GetFlow(request, metadata, options, (error, response) => {
+      const elapsedMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
+      // grpc-js reports how many attempts came before the one that answered.
+      const received = error ? error.metadata : headers;
+      const previous = received ? received.get('grpc-previous-rpc-attempts') : [];
+      if (error) {
+        printError(error);
+      } else {
+        console.log(printable(response));
+        console.log(`x-cams-cache: ${headers ? headers.get('x-cams-cache')[0] || '' : ''}`);
+      }
+      console.log(`attempts: ${previous.length > 0 ? Number(previous[0]) + 1 : 1}`);
+      console.log(`elapsed: ${elapsedMs} ms`);
+      client.close();
+      resolve(error ? 1 : 0);
+    });
+    call.on('metadata', (received) => {
+      headers = received;
+    });
+  });
+}
+
+async function printSandboxCalls(sandboxUrl, flowId) {
+  const reply = await fetch(`${sandboxUrl.replace(/\/+$/, '')}/_sandbox/stats`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  const stats = await reply.json();
+  console.log(`cams calls: ${stats.calls_by_flow[flowId] || 0}`);
+}
+
+async function main() {
+  const args = parseCommandLine();
+  const FlowService = loadFlowService(args['proto-dir']);
+  const status = await getFlow(FlowService, args);
+  if (args['sandbox-url']) await printSandboxCalls(args['sandbox-url'], args.flowId);
+  process.exitCode = status;
+}
+
+main().catch((error) => {
+  console.error(`error: ${error.message}`);
+  process.exitCode = 1;
+});
