@@ -276,6 +276,14 @@ impl FlowCache {
         self.shared.as_ref()
     }
 
+    /// An entry another replica stored in the shared tier since this one looked, and that is
+    /// not yet due for a refresh: with it, the fetch (or refresh) this replica just claimed
+    /// would be a second CAMS call for the same answer.
+    pub async fn settled_elsewhere(&self, key: &FlowQuery) -> Option<CachedFlow> {
+        let entry = self.shared.as_ref()?.get(key).await?;
+        (self.clock.now() < entry.refresh_at).then_some(entry)
+    }
+
     /// Keeps locally an entry another replica fetched.
     pub async fn adopt(&self, key: FlowQuery, entry: CachedFlow) {
         self.local.insert(key, entry).await;

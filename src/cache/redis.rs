@@ -363,7 +363,9 @@ impl CacheTier for RedisTier {
     }
 
     /// Waits for the replica holding the lock to fill the entry: `None` when its lock goes
-    /// without a value (its fetch failed or it died), or `until` comes.
+    /// without a value (its fetch failed or it died), or `until` comes. The value already
+    /// there while the lock is held is the one being replaced (due for a refresh, or past its
+    /// TTL and kept only as a fallback), never the answer waited for.
     async fn wait_for(&self, key: &FlowQuery, until: Instant) -> Option<CachedFlow> {
         let value_key = self.value_key(key);
         let lock_key = self.lock_key(key);
@@ -380,7 +382,9 @@ impl CacheTier for RedisTier {
         };
         loop {
             let notified = notify.notified();
-            if let Some(entry) = self.read(&value_key).await {
+            if let Some(entry) = self.read(&value_key).await
+                && self.clock.now() < entry.refresh_at
+            {
                 return Some(entry);
             }
             let mut connection = self.redis.connection();
@@ -393,7 +397,10 @@ impl CacheTier for RedisTier {
             if !locked {
                 // One last look: the fill and the unlock are one step, so a value written just
                 // now is there.
-                return self.read(&value_key).await;
+                return self
+                    .read(&value_key)
+                    .await
+                    .filter(|entry| self.clock.now() < entry.fresh_until);
             }
             let next = (Instant::now() + POLL).min(until);
             if next >= until {

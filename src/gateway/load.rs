@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::retry::{RetryBudget, RetryConfig};
 use crate::{
-    cache::{Coalescer, FetchRole, FlowCache, LoadResult, Loaded, RefreshDue, Waiters},
+    cache::{CachedFlow, Coalescer, FetchRole, FlowCache, LoadResult, Loaded, RefreshDue, Waiters},
     cams::{CamsClient, FlowAnswer},
     domain::FlowQuery,
     error::Error,
@@ -113,29 +113,53 @@ impl Loader {
                 shared: false,
             });
         };
-        let claim = match cache.shared() {
-            Some(shared) => shared.claim(query, self.claim_hold()).await,
-            None => FetchRole::Alone,
-        };
-        let token = match claim {
-            FetchRole::Fetcher(token) => Some(token),
-            FetchRole::Waiter => {
+        match self.turn(cache, query).await {
+            Turn::Settled(loaded) => Ok(loaded),
+            Turn::Fetch(token) => Self::fetch_and_keep(cache, query, fetch, token).await,
+            Turn::Elsewhere => {
                 if let Some(shared) = cache.shared()
                     && let Some(entry) = shared.wait_for(query, until).await
                 {
-                    let answer = Arc::clone(&entry.answer);
-                    cache.adopt(query.clone(), entry).await;
-                    return Ok(Loaded {
-                        answer,
-                        shared: true,
-                    });
+                    return Ok(Self::adopted(cache, query, entry).await);
                 }
                 // The replica that held it gave up (its fetch failed, or it died and its claim
                 // expired): this one tries.
-                None
+                Self::fetch_and_keep(cache, query, fetch, None).await
             }
-            FetchRole::Alone | FetchRole::Unknown => None,
+        }
+    }
+
+    /// Whether this replica fetches `query`, another one is fetching it, or another one has
+    /// just stored it.
+    async fn turn(&self, cache: &FlowCache, query: &FlowQuery) -> Turn {
+        let Some(shared) = cache.shared() else {
+            return Turn::Fetch(None);
         };
+        match shared.claim(query, self.claim_hold()).await {
+            FetchRole::Fetcher(token) => {
+                // Another replica may have filled the entry between this one's lookup and its
+                // claim (or refreshed it just before this one's refresh came due).
+                match cache.settled_elsewhere(query).await {
+                    Some(entry) => {
+                        shared.release(query, token).await;
+                        Turn::Settled(Self::adopted(cache, query, entry).await)
+                    }
+                    None => Turn::Fetch(Some(token)),
+                }
+            }
+            FetchRole::Waiter => Turn::Elsewhere,
+            FetchRole::Alone | FetchRole::Unknown => Turn::Fetch(None),
+        }
+    }
+
+    /// Fetches and keeps a good answer; a failed fetch gives up the claim made with `token`, so
+    /// that another replica may try.
+    async fn fetch_and_keep(
+        cache: &FlowCache,
+        query: &FlowQuery,
+        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        token: Option<String>,
+    ) -> Result<Loaded, Error> {
         match fetch.await {
             Ok(answer) => {
                 let answer = Arc::new(answer);
@@ -151,6 +175,15 @@ impl Loader {
                 }
                 Err(error)
             }
+        }
+    }
+
+    async fn adopted(cache: &FlowCache, query: &FlowQuery, entry: CachedFlow) -> Loaded {
+        let answer = Arc::clone(&entry.answer);
+        cache.adopt(query.clone(), entry).await;
+        Loaded {
+            answer,
+            shared: true,
         }
     }
 
@@ -243,15 +276,16 @@ impl Loader {
     /// Fetches `query` again in the background and keeps the answer; a refresh that fails
     /// leaves the cached answer as it is until its TTL ends.
     pub(super) fn spawn_refresh(self: &Arc<Self>, query: FlowQuery, due: RefreshDue) {
-        if self.cache.is_none() {
+        let Some(cache) = self.cache.clone() else {
             return;
-        }
+        };
         let left = due.hit_for.saturating_sub(REFRESH_MARGIN);
         if left.is_zero() {
             return;
         }
         let loader = Arc::clone(self);
         tokio::spawn(async move {
+            let cache = &cache;
             let deadline = Instant::now() + left;
             let party = Party {
                 caller: Arc::clone(&REFRESH),
@@ -261,9 +295,14 @@ impl Loader {
             let waiters = Waiters::new(deadline);
             let bound = Instant::now() + loader.load_timeout;
             let fetch = loader.fetch(&query, &party, &class, deadline, bound, &waiters);
-            // Refreshed once for all replicas: one that finds another refreshing keeps that
-            // answer instead.
-            if let Err(error) = loader.coordinated(&query, fetch, deadline).await {
+            // Refreshed once for all replicas. One that finds another refreshing leaves it to
+            // that one and keeps its own entry: when it ends, the shared tier has the new
+            // answer (or, if that refresh failed, this entry ends at its TTL, as it would here).
+            let token = match loader.turn(cache, &query).await {
+                Turn::Fetch(token) => token,
+                Turn::Settled(_) | Turn::Elsewhere => return,
+            };
+            if let Err(error) = Self::fetch_and_keep(cache, &query, fetch, token).await {
                 tracing::debug!(
                     tenant = query.tenant.as_str(),
                     flow_id = query.flow_id.as_str(),
@@ -273,6 +312,16 @@ impl Loader {
             }
         });
     }
+}
+
+/// What a replica does about a flow that other replicas may be fetching too.
+enum Turn {
+    /// Fetch it, under this claim on the shared tier, if there is one.
+    Fetch(Option<String>),
+    /// Another replica is fetching it.
+    Elsewhere,
+    /// Another replica has just stored it; here it is.
+    Settled(Loaded),
 }
 
 fn error_retry_after(error: &Error) -> Option<Duration> {

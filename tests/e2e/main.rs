@@ -14,5 +14,6 @@ mod replicas;
 mod resilience;
 mod secrets;
 mod server;
+mod shared_cache;
 mod slots;
 mod tls;

@@ -1,105 +1,17 @@
 //! Several gateway processes sharing one Redis in front of one simulated CAMS, which enforces the
 //! real quota (5 calls per sliding second per AccessKey) and counts what it accepted.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use cams_flows::{
-    pb::{GetFlowRequest, flow_service_client::FlowServiceClient},
-    sandbox::{Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
-};
+use cams_flows::pb::GetFlowRequest;
 use tokio::time::Instant;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 
 use crate::support::{
-    KEY_ID, KEY_SECRET, details, error_info,
-    process::{Running, binary},
+    details, error_info,
     redis::RedisServer,
+    replica::{Replica, sandbox, stats},
 };
-
-/// A gateway process and a client connected to it.
-struct Replica {
-    process: Running,
-    client: FlowServiceClient<Channel>,
-}
-
-impl Replica {
-    async fn start(sandbox: &str, redis: &RedisServer, settings: &[(&str, &str)]) -> Self {
-        let mut cmd = binary();
-        cmd.arg("serve")
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .env("CAMS_FLOWS_ENDPOINT", sandbox)
-            .env("CAMS_FLOWS_LISTEN", "127.0.0.1:0")
-            .env("CAMS_FLOWS_AUTH_MODE", "none")
-            .env("CAMS_FLOWS_REDIS_URL", redis.url())
-            .env("CAMS_FLOWS_CALL_TIMEOUT_MS", "1000");
-        for (key, value) in settings {
-            cmd.env(key, value);
-        }
-        let process = Running::start(&mut cmd);
-        let addr: SocketAddr = process.wait_for("listening")["addr"]
-            .as_str()
-            .expect("addr")
-            .parse()
-            .expect("socket address");
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        Self {
-            process,
-            client: FlowServiceClient::new(channel),
-        }
-    }
-
-    async fn get(&self, flow: &str, tenant: &str, timeout: Duration) -> Result<(), Status> {
-        let mut request = tonic::Request::new(GetFlowRequest {
-            flow_id: flow.into(),
-            cust_space_id: tenant.into(),
-        });
-        request.set_timeout(timeout);
-        self.client.clone().get_flow(request).await.map(drop)
-    }
-
-    /// Calls until a call succeeds: the shared quota admits nothing during the quiet period that
-    /// follows a fresh (or restarted) Redis.
-    async fn get_eventually(&self, flow: &str, tenant: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.get(flow, tenant, Duration::from_secs(3)).await {
-                Ok(()) => return,
-                Err(status) if Instant::now() < deadline => {
-                    assert_ne!(status.code(), Code::Internal, "{status:?}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(status) => panic!("never served: {status:?}"),
-            }
-        }
-    }
-}
-
-/// The simulated CAMS with the real quota, its address and a way to read its statistics.
-async fn sandbox() -> (SandboxHandle, String) {
-    let sandbox = Sandbox::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        SandboxConfig::new(KEY_ID, KEY_SECRET),
-    )
-    .await
-    .expect("bind");
-    let endpoint = sandbox.endpoint();
-    (sandbox.spawn(), endpoint)
-}
-
-async fn stats(endpoint: &str) -> SandboxStats {
-    let body = reqwest::get(format!("{endpoint}/_sandbox/stats"))
-        .await
-        .expect("stats")
-        .bytes()
-        .await
-        .expect("body");
-    serde_json::from_slice(&body).expect("JSON")
-}
 
 /// Calls that each need CAMS (a new flow every time) through every replica until `end`: the
 /// successes, and the failures by reason.
@@ -150,7 +62,14 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     let mut replicas = Vec::new();
     for _ in 0..3 {
         replicas.push(
-            Replica::start(&endpoint, &redis, &[("CAMS_FLOWS_CALL_TIMEOUT_MS", "2500")]).await,
+            Replica::start(
+                &endpoint,
+                &[
+                    ("CAMS_FLOWS_REDIS_URL", &redis.url()),
+                    ("CAMS_FLOWS_CALL_TIMEOUT_MS", "2500"),
+                ],
+            )
+            .await,
         );
     }
     // A flow every replica has cached, for the calls that must go on without Redis.
@@ -250,11 +169,19 @@ async fn a_stopped_replica_loses_its_slots_when_its_leases_end() {
     let redis = RedisServer::start();
     let (_sandbox, endpoint) = sandbox().await;
     // Its calls are bounded at 2 s, so its leases last 2 s + 1 s of rest + 2 s of margin = 5 s.
-    let frozen = Replica::start(&endpoint, &redis, &[("CAMS_FLOWS_CALL_TIMEOUT_MS", "2000")]).await;
+    let url = redis.url();
+    let frozen = Replica::start(
+        &endpoint,
+        &[
+            ("CAMS_FLOWS_REDIS_URL", &url),
+            ("CAMS_FLOWS_CALL_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
     let other = Replica::start(
         &endpoint,
-        &redis,
         &[
+            ("CAMS_FLOWS_REDIS_URL", &url),
             ("CAMS_FLOWS_CALL_TIMEOUT_MS", "10000"),
             ("CAMS_FLOWS_LIMITS_MAX_WAIT_MS", "20000"),
         ],
@@ -311,13 +238,16 @@ async fn a_stopped_replica_loses_its_slots_when_its_leases_end() {
 async fn one_tenant_through_three_replicas_stays_within_its_quota() {
     let redis = RedisServer::start();
     let (_sandbox, endpoint) = sandbox().await;
+    let url = redis.url();
     let settings = [
+        ("CAMS_FLOWS_REDIS_URL", url.as_str()),
+        ("CAMS_FLOWS_CALL_TIMEOUT_MS", "1000"),
         ("CAMS_FLOWS_LIMITS_TENANT_RPS", "4"),
         ("CAMS_FLOWS_LIMITS_TENANT_BURST", "4"),
     ];
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&endpoint, &redis, &settings).await);
+        replicas.push(Replica::start(&endpoint, &settings).await);
     }
     // Each replica caches the flow first, so that the measured calls are hits; then the
     // tenant's bucket refills.

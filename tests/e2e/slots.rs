@@ -50,26 +50,37 @@ async fn ask(gate: &AccountGate, deadline: Instant) -> Result<Lease, AccountReje
 /// The stores under test: in-process slots, and a lease log in a fresh Redis whose first-use
 /// quiet period (every lease that might have been lost must end) has passed.
 async fn stores(redis: &RedisServer) -> Vec<(&'static str, Arc<dyn SlotStore>)> {
-    let client = Redis::new(&RedisConfig {
-        url: SecretString::from(redis.url()),
-        password: None,
-        key_prefix: format!("suite-{}", uuid::Uuid::new_v4().simple()),
-        timeout: Duration::from_millis(500),
-        account: None,
-    })
-    .expect("client");
-    let call_bound = Duration::from_millis(100);
-    let shared = RedisSlots::new(client, &account_tag("suite"), RPS, WINDOW, call_bound)
-        .with_delivery_margin(call_bound, Duration::from_millis(200));
-    let quiet = shared.lease() + WINDOW;
-    let probe = gate(Arc::new(shared.clone()));
-    // The first ask starts the quiet period; after it, the store admits.
-    let _ = ask(&probe, Instant::now() + Duration::from_millis(50)).await;
-    tokio::time::sleep(quiet).await;
+    let [shared] = replicas(redis).await;
     vec![
         ("local", Arc::new(LocalSlots::new(RPS, WINDOW))),
         ("redis", Arc::new(shared)),
     ]
+}
+
+/// `N` replicas' lease logs of one account in `redis` (a fresh key prefix), past the first-use
+/// quiet period.
+async fn replicas<const N: usize>(redis: &RedisServer) -> [RedisSlots; N] {
+    let prefix = format!("suite-{}", uuid::Uuid::new_v4().simple());
+    let call_bound = Duration::from_millis(100);
+    let stores = std::array::from_fn(|_| {
+        let client = Redis::new(&RedisConfig {
+            url: SecretString::from(redis.url()),
+            password: None,
+            key_prefix: prefix.clone(),
+            timeout: Duration::from_millis(500),
+            account: None,
+        })
+        .expect("client");
+        RedisSlots::new(client, &account_tag("suite"), RPS, WINDOW, call_bound)
+            .with_delivery_margin(call_bound, Duration::from_millis(200))
+    });
+    let first = &stores[0];
+    let quiet = first.lease() + WINDOW;
+    let probe = gate(Arc::new(first.clone()));
+    // The first ask starts the quiet period; after it, the store admits.
+    let _ = ask(&probe, Instant::now() + Duration::from_millis(50)).await;
+    tokio::time::sleep(quiet).await;
+    stores
 }
 
 /// No `RPS + 1` of `starts` lie within one window.
@@ -169,5 +180,57 @@ async fn every_slot_store_keeps_counting_an_abandoned_call() {
             "{name}: an abandoned slot was handed out after {:?}",
             t0.elapsed()
         );
+    }
+}
+
+/// Two replicas, one flooded by many callers (each asking again as soon as its call ends), the
+/// other with one quiet caller at a time: each quiet call gets one of the next slots that free,
+/// not whatever the flood leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_through_one_replica_does_not_starve_another() {
+    let redis = RedisServer::start();
+    let [busy, quiet] = replicas(&redis).await;
+    let (busy, quiet) = (gate(Arc::new(busy)), gate(Arc::new(quiet)));
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        let busy = Arc::clone(&busy);
+        flood.push(tokio::spawn(async move {
+            let mut served = 0u32;
+            while Instant::now() < end {
+                match ask(&busy, end).await {
+                    Ok(lease) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        lease.complete().await;
+                        served += 1;
+                    }
+                    // Refused: it would wait past the end. As a client honouring the retry
+                    // hint would, if less patiently.
+                    Err(rejection) => tokio::time::sleep(rejection.retry_after.min(WINDOW)).await,
+                }
+            }
+            served
+        }));
+    }
+    // Let the flood fill the slots and its queue.
+    tokio::time::sleep(WINDOW * 2).await;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let lease = ask(&quiet, asked + Duration::from_secs(2))
+            .await
+            .expect("the quiet replica's call is served");
+        waits.push(asked.elapsed());
+        lease.complete().await;
+    }
+    let mut flooded = 0;
+    for task in flood {
+        flooded += task.await.expect("flood");
+    }
+    assert!(flooded >= 15, "the flood was served too: {flooded}");
+    // A slot frees at least every window / RPS on average; two windows leave ample room for
+    // the Redis round trips, and are far less than the flood's queue would take.
+    for wait in &waits {
+        assert!(*wait < WINDOW * 2, "{waits:?}");
     }
 }

@@ -171,23 +171,36 @@ impl AccountGate {
     pub fn dispatcher(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = Arc::clone(&self.inner);
         async move {
+            // Since when this process's callers have waited without being handed a slot.
+            let mut hungry_since: Option<Instant> = None;
             loop {
                 let (callers, background) = {
                     let waiting = inner.queue.waiting();
                     let callers = waiting.callers_waiting();
                     (callers, waiting.len() - callers)
                 };
+                if callers == 0 && hungry_since.take().is_some() {
+                    inner.store.withdraw();
+                }
                 if callers == 0 && background == 0 {
                     inner.queue.wake.notified().await;
                     continue;
                 }
                 let background = callers == 0;
+                let hungry = if background {
+                    Duration::ZERO
+                } else {
+                    hungry_since.get_or_insert_with(Instant::now).elapsed()
+                };
                 match inner
                     .store
-                    .try_take(reserve(background, inner.store.capacity()))
+                    .try_take(reserve(background, inner.store.capacity()), hungry)
                     .await
                 {
                     Ok(slot) => {
+                        if !background {
+                            hungry_since = Some(Instant::now());
+                        }
                         let lease = inner.lease(slot);
                         let waiter = inner.queue.waiting().pop(background, Instant::now());
                         match waiter {
@@ -245,7 +258,10 @@ impl AccountQuota for AccountGate {
         if queue_ahead == 0 {
             match inner
                 .store
-                .try_take(reserve(claim.class.is_background(), inner.store.capacity()))
+                .try_take(
+                    reserve(claim.class.is_background(), inner.store.capacity()),
+                    Duration::ZERO,
+                )
                 .await
             {
                 Ok(slot) => {

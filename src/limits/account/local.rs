@@ -177,7 +177,7 @@ impl SlotLease for LocalLease {
 
 #[async_trait::async_trait]
 impl SlotStore for LocalSlots {
-    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Busy> {
+    async fn try_take(&self, reserve: u32, _hungry: Duration) -> Result<Box<dyn SlotLease>, Busy> {
         let now = Instant::now();
         let window = self.inner.window;
         let mut slots = self.inner.slots();

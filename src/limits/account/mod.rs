@@ -107,8 +107,15 @@ pub enum Busy {
 #[async_trait::async_trait]
 pub trait SlotStore: Send + Sync + fmt::Debug + 'static {
     /// Takes a slot whose rest is over, provided more than `reserve` slots are ready (so that
-    /// background work leaves room for callers), or says why not.
-    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Busy>;
+    /// background work leaves room for callers), or says why not. `hungry` is how long this
+    /// process's waiting callers have gone without a slot (zero for a call that has not
+    /// waited): a store shared by several processes hands a free slot to the one that has gone
+    /// without longest, so that a flood through one process cannot starve the callers of
+    /// another.
+    async fn try_take(&self, reserve: u32, hungry: Duration) -> Result<Box<dyn SlotLease>, Busy>;
+
+    /// This process has no callers waiting any more: it stops claiming a turn.
+    fn withdraw(&self) {}
 
     /// The earliest a call could start that has `ahead` calls before it, assuming each of
     /// those returns its slot at once: a lower bound, so that a call refused on it could

@@ -16,7 +16,10 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -36,14 +39,25 @@ const DELIVERY_MARGIN: Duration = Duration::from_secs(2);
 /// are not announced.
 const POLL: Duration = Duration::from_millis(50);
 
+/// A replica that claimed a turn and has not asked again for this long has stopped waiting (or
+/// died): its claim lapses. Replicas with callers waiting ask at least every [`POLL`].
+const TURN_LAPSE: Duration = Duration::from_millis(500);
+
 /// Admits a call while fewer than `n - reserve` count; fenced for a quiet period whenever the
 /// replication id changes (first use included). Returns `{1, 0}` admitted, `{0, ms}` refused
 /// with the earliest a slot may free, `{-1, ms}` fenced for that long.
+///
+/// Turns: a replica whose callers have waited (`hungry` ms without a slot) claims a turn in
+/// KEYS[3] (scored by since when, in Redis time; KEYS[4] says when it last asked). A free slot
+/// goes to the replica that has gone without longest; the others, and calls that have not
+/// waited, are refused for a moment. Losing these keys costs fairness for a moment, never the
+/// bound.
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n, lease, rest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local reserve = tonumber(ARGV[5])
+local me, hungry, lapse = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or 'none'
 if redis.call('HGET', KEYS[2], 'epoch') ~= replid then
   redis.call('HSET', KEYS[2], 'epoch', replid, 'quiet_until', now + lease + rest)
@@ -52,12 +66,31 @@ local quiet = tonumber(redis.call('HGET', KEYS[2], 'quiet_until'))
 if now < quiet then return {-1, quiet - now} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return {1, 0} end
-if redis.call('ZCARD', KEYS[1]) < n - reserve then
-  redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
-  if redis.call('PTTL', KEYS[1]) < lease + rest then
-    redis.call('PEXPIRE', KEYS[1], lease + rest)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - lapse))) do
+  redis.call('ZREM', KEYS[3], gone)
+  redis.call('ZREM', KEYS[4], gone)
+end
+local since = now - hungry
+if hungry > 0 then
+  redis.call('ZADD', KEYS[3], since, me)
+  redis.call('ZADD', KEYS[4], now, me)
+  redis.call('PEXPIRE', KEYS[3], lapse * 4)
+  redis.call('PEXPIRE', KEYS[4], lapse * 4)
+end
+local free = redis.call('ZCARD', KEYS[1]) < n - reserve
+if free then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if #first == 0 or first[1] == me or tonumber(first[2]) >= since then
+    redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
+    if redis.call('PTTL', KEYS[1]) < lease + rest then
+      redis.call('PEXPIRE', KEYS[1], lease + rest)
+    end
+    redis.call('ZREM', KEYS[3], me)
+    redis.call('ZREM', KEYS[4], me)
+    return {1, 0}
   end
-  return {1, 0}
+  -- Not its turn: the replica that has waited longest asks again within a poll.
+  return {0, 20}
 end
 -- A call in flight may complete at once and free its slot a window later.
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -86,6 +119,12 @@ struct Inner {
     redis: Redis,
     slots_key: String,
     meta_key: String,
+    turns_key: String,
+    seen_key: String,
+    /// This replica's name in the turns.
+    replica: String,
+    /// Whether this replica may have a turn claimed in Redis.
+    claimed: AtomicBool,
     capacity: u32,
     window: Duration,
     lease: Duration,
@@ -125,6 +164,10 @@ impl RedisSlots {
             inner: Arc::new(Inner {
                 slots_key: redis.key(&format!("{tag}:slots")),
                 meta_key: redis.key(&format!("{tag}:meta")),
+                turns_key: redis.key(&format!("{tag}:turns")),
+                seen_key: redis.key(&format!("{tag}:turns-seen")),
+                replica: uuid::Uuid::new_v4().simple().to_string(),
+                claimed: AtomicBool::new(false),
                 redis,
                 capacity: rps.max(1),
                 window,
@@ -222,18 +265,27 @@ impl SlotLease for RedisLease {
 
 #[async_trait::async_trait]
 impl SlotStore for RedisSlots {
-    async fn try_take(&self, reserve: u32) -> Result<Box<dyn SlotLease>, Busy> {
+    async fn try_take(&self, reserve: u32, hungry: Duration) -> Result<Box<dyn SlotLease>, Busy> {
         let inner = &self.inner;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut connection = inner.redis.connection();
         let mut invocation = inner.acquire.key(&inner.slots_key);
+        let hungry = millis(hungry);
+        if hungry > 0 {
+            inner.claimed.store(true, Ordering::Relaxed);
+        }
         invocation
             .key(&inner.meta_key)
+            .key(&inner.turns_key)
+            .key(&inner.seen_key)
             .arg(inner.capacity)
             .arg(millis(inner.lease))
             .arg(millis(inner.window))
             .arg(&id)
-            .arg(reserve);
+            .arg(reserve)
+            .arg(&inner.replica)
+            .arg(hungry)
+            .arg(millis(TURN_LAPSE));
         let sent = Instant::now();
         let reply = inner
             .redis
@@ -275,5 +327,32 @@ impl SlotStore for RedisSlots {
 
     fn capacity(&self) -> u32 {
         self.inner.capacity
+    }
+
+    /// Gives up the turn at once rather than after [`TURN_LAPSE`], so that the other replicas
+    /// do not hold a free slot for this one.
+    fn withdraw(&self) {
+        let inner = Arc::clone(&self.inner);
+        if !inner.claimed.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut connection = inner.redis.connection();
+            let (turns, seen, replica) = (
+                inner.turns_key.clone(),
+                inner.seen_key.clone(),
+                inner.replica.clone(),
+            );
+            let _ = inner
+                .redis
+                .run(async move {
+                    redis::pipe()
+                        .zrem(turns, &replica)
+                        .zrem(seen, &replica)
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await;
+        });
     }
 }

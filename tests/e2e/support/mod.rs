@@ -6,6 +6,7 @@ mod app;
 pub mod certs;
 pub mod process;
 pub mod redis;
+pub mod replica;
 pub mod tls;
 
 pub use app::{TestApp, spawn_app};
