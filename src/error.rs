@@ -171,7 +171,10 @@ fn cams_disposition(error: &CamsError) -> Disposition {
         | CamsError::BodyTooLarge { .. }
         | CamsError::Transport { .. }
         | CamsError::Timeout => Disposition::upstream_trouble(Code::Unavailable),
-        CamsError::Credentials(_) => Disposition::refused(Code::Internal),
+        // The gateway's own credentials are missing or expired and could not be refreshed: CAMS
+        // was not asked, so there is nothing to retry, but the gateway comes back once its
+        // credential source does, and a stale answer serves the caller better meanwhile.
+        CamsError::Credentials(_) => Disposition::new(Code::Unavailable, false, true),
     }
 }
 

@@ -37,6 +37,9 @@ pub fn flow_api(
     drain_expired: CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<Wired, StartError> {
+    if let Some(refresh) = credentials.refresh_task() {
+        tasks.spawn("credentials refresh", refresh);
+    }
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
 
     let tenants: Arc<dyn TenantLimits> = Arc::new(GovernorTenantLimits::new(

@@ -18,7 +18,10 @@ use clap::ValueEnum;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::{auth::AuthConfig, cams::UpstreamConfig, limits::LimitsConfig, server::TlsSettings};
+use crate::{
+    auth::AuthConfig, cams::UpstreamConfig, credentials::CredentialsConfig, limits::LimitsConfig,
+    server::TlsSettings,
+};
 pub use crate::{cache::CacheConfig, gateway::RetryConfig};
 
 pub use cli::{FlagValue, ServeArgs};
@@ -58,6 +61,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub auth: AuthConfig,
     pub tls: Option<TlsSettings>,
+    /// Where the CAMS credentials come from (ignored under `sandbox`).
+    pub credentials: CredentialsConfig,
 }
 
 impl Config {
@@ -80,6 +85,7 @@ impl Config {
             idle_timeout: Duration::from_secs(300),
             auth: AuthConfig::none(),
             tls: None,
+            credentials: CredentialsConfig::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod cache;
+mod credentials;
 pub(super) mod limits;
 mod retry;
 mod server;
@@ -31,6 +32,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     server::server(&s.server, &mut config)?;
     config.tls = tls::tls(&s.tls)?;
     config.auth = auth::auth(&s.auth, config.sandbox, config.tls.as_ref())?;
+    config.credentials = credentials::credentials(&s.credentials)?;
     Ok(config)
 }
 
