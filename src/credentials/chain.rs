@@ -263,6 +263,6 @@ async fn start(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 #[path = "chain_tests.rs"]
 mod tests;

@@ -193,3 +193,7 @@ impl Fetch for EcsFetch {
         keys.into_credentials(SERVICE, CredentialSource::EcsRamRole, self.clock.now())
     }
 }
+
+#[cfg(all(test, feature = "sandbox"))]
+#[path = "ecs_tests.rs"]
+mod tests;

@@ -106,16 +106,20 @@ pub(crate) async fn exchange(
 
 /// A serde failure by its category and place only: its text can quote a value, which could be a
 /// secret.
-pub(crate) fn malformed_json(service: &'static str, err: &serde_json::Error) -> CredentialsError {
+pub(crate) fn json_problem(err: &serde_json::Error) -> String {
     let what = match err.classify() {
         serde_json::error::Category::Syntax => "not JSON",
         serde_json::error::Category::Eof => "JSON cut short",
         serde_json::error::Category::Data => "JSON of the wrong shape",
         serde_json::error::Category::Io => "unreadable",
     };
+    format!("{what} (line {}, column {})", err.line(), err.column())
+}
+
+pub(crate) fn malformed_json(service: &'static str, err: &serde_json::Error) -> CredentialsError {
     CredentialsError::Malformed {
         service,
-        detail: format!("{what} (line {}, column {})", err.line(), err.column()),
+        detail: json_problem(err),
     }
 }
 

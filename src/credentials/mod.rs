@@ -20,6 +20,8 @@ mod profile;
 mod refresh;
 mod settings;
 mod sts;
+#[cfg(all(test, feature = "sandbox"))]
+mod testkit;
 mod uri;
 mod vars;
 

@@ -80,7 +80,7 @@ pub(crate) fn probe(cx: &Context) -> Result<Probe, CredentialsError> {
     };
     let config: ConfigJson = serde_json::from_str(&text).map_err(|e| CredentialsError::BadFile {
         path: path.clone(),
-        problem: http::malformed_json("the file", &e).to_string(),
+        problem: http::json_problem(&e),
     })?;
     let Some(name) = cx
         .vars
@@ -232,3 +232,7 @@ impl Resolver<'_> {
         ))))
     }
 }
+
+#[cfg(all(test, feature = "sandbox"))]
+#[path = "files_tests.rs"]
+mod tests;
