@@ -123,3 +123,103 @@ mod tests {
         assert!(!skew.off.load(Ordering::Relaxed));
     }
 }
+
+/// The real client against the simulated CAMS, with the gateway's clock put off through the
+/// `Clock` seam: CAMS's 15-minute window refuses the first signature, the client reads CAMS's
+/// `Date`, signs again by it, and keeps the offset for the calls after.
+#[cfg(all(test, feature = "sandbox"))]
+mod against_the_sandbox {
+    use std::{
+        sync::Arc,
+        time::{Duration, SystemTime},
+    };
+
+    use secrecy::SecretString;
+
+    use crate::{
+        cams::{CamsClient, UpstreamConfig},
+        clock::{Clock, SharedClock},
+        credentials::{Credentials, StaticCredentials},
+        domain::{FlowId, TenantId},
+        sandbox::{Sandbox, SandboxConfig},
+    };
+
+    /// The host's clock, `ahead` seconds fast (negative: slow).
+    #[derive(Debug)]
+    struct Off(i64);
+
+    impl Clock for Off {
+        fn now(&self) -> SystemTime {
+            let now = SystemTime::now();
+            let d = Duration::from_secs(self.0.unsigned_abs());
+            if self.0 >= 0 { now + d } else { now - d }
+        }
+    }
+
+    async fn client(ahead: i64) -> (CamsClient, crate::sandbox::SandboxHandle) {
+        let sandbox = Sandbox::bind(([127, 0, 0, 1], 0).into(), SandboxConfig::new("id", "secret"))
+            .await
+            .expect("bind")
+            .spawn();
+        let credentials = Credentials::new("id", SecretString::from("secret".to_owned()), None);
+        let clock: SharedClock = Arc::new(Off(ahead));
+        let client = CamsClient::new(
+            UpstreamConfig::new(sandbox.endpoint().parse().expect("url")),
+            Arc::new(StaticCredentials::new(credentials)),
+            clock,
+        )
+        .expect("client");
+        (client, sandbox)
+    }
+
+    async fn codes(sandbox: &crate::sandbox::SandboxHandle) -> Vec<String> {
+        let body = reqwest::get(format!("{}/_sandbox/requests", sandbox.endpoint()))
+            .await
+            .expect("requests")
+            .text()
+            .await
+            .expect("body");
+        let requests: Vec<crate::sandbox::RecordedRequest> =
+            serde_json::from_str(&body).expect("json");
+        requests.into_iter().map(|r| r.code).collect()
+    }
+
+    fn flow() -> (TenantId, FlowId) {
+        (
+            TenantId::parse("").expect("own space"),
+            FlowId::parse("100000000000002").expect("flow"),
+        )
+    }
+
+    #[tokio::test]
+    async fn twenty_minutes_fast_is_refused_once_then_signed_by_cams_clock() {
+        let (client, sandbox) = client(20 * 60).await;
+        let (tenant, flow_id) = flow();
+        client.fetch(&tenant, &flow_id).await.expect("corrected");
+        assert_eq!(codes(&sandbox).await, ["InvalidTimeStamp.Expired", "OK"]);
+        let offset = client.clock_offset_ms();
+        assert!((-1_202_000..=-1_198_000).contains(&offset), "{offset}");
+        // The offset is kept: the next call is dated right the first time.
+        client.fetch(&tenant, &flow_id).await.expect("dated right");
+        assert_eq!(codes(&sandbox).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn two_minutes_slow_is_accepted_and_corrected_from_the_first_date() {
+        let (client, sandbox) = client(-120).await;
+        let (tenant, flow_id) = flow();
+        client.fetch(&tenant, &flow_id).await.expect("within the window");
+        let offset = client.clock_offset_ms();
+        assert!((118_000..=122_000).contains(&offset), "{offset}");
+        client.fetch(&tenant, &flow_id).await.expect("ok");
+        assert_eq!(codes(&sandbox).await, ["OK", "OK"]);
+    }
+
+    #[tokio::test]
+    async fn a_clock_within_a_minute_is_left_alone() {
+        let (client, _sandbox) = client(20).await;
+        let (tenant, flow_id) = flow();
+        client.fetch(&tenant, &flow_id).await.expect("ok");
+        assert_eq!(client.clock_offset_ms(), 0);
+    }
+}

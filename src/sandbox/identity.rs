@@ -230,8 +230,19 @@ async fn stats(Extract(state): Extract<Arc<State>>) -> Response {
     Json(state.books().stats.clone()).into_response()
 }
 
+/// `GET /_sandbox/issued`: every secret the identity services handed out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedSecrets {
+    pub keys: Vec<super::IssuedKey>,
+    pub metadata_tokens: Vec<String>,
+}
+
 async fn issued(Extract(state): Extract<Arc<State>>) -> Response {
-    Json(state.config.keyring.all()).into_response()
+    Json(IssuedSecrets {
+        keys: state.config.keyring.all(),
+        metadata_tokens: state.books().session_tokens.iter().cloned().collect(),
+    })
+    .into_response()
 }
 
 /// `?service=sts|metadata&fault=unavailable|garbage|expired|token_refused|none`, or

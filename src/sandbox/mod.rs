@@ -32,7 +32,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use identity::{
-    Fault, Identity, IdentityConfig, IdentityHandle, IdentityStats, MetadataCall, StsCall,
+    Fault, Identity, IdentityConfig, IdentityHandle, IdentityStats, IssuedSecrets, MetadataCall,
+    StsCall,
 };
 pub use keyring::{IssuedKey, Keyring};
 pub use stats::{RecordedRequest, SandboxStats};
