@@ -81,7 +81,11 @@ struct SandboxArgs {
     #[arg(long, env = "CAMS_SANDBOX_STS_LIFETIME_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     sts_lifetime_secs: u64,
     /// The RAM role of the simulated ECS instance.
-    #[arg(long, env = "CAMS_SANDBOX_ECS_ROLE", default_value = "cams-flows-sandbox")]
+    #[arg(
+        long,
+        env = "CAMS_SANDBOX_ECS_ROLE",
+        default_value = "cams-flows-sandbox"
+    )]
     ecs_role_name: String,
     /// The simulated metadata service answers only reads that carry a session token (IMDSv2).
     #[arg(long)]

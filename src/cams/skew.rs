@@ -157,10 +157,13 @@ mod against_the_sandbox {
     }
 
     async fn client(ahead: i64) -> (CamsClient, crate::sandbox::SandboxHandle) {
-        let sandbox = Sandbox::bind(([127, 0, 0, 1], 0).into(), SandboxConfig::new("id", "secret"))
-            .await
-            .expect("bind")
-            .spawn();
+        let sandbox = Sandbox::bind(
+            ([127, 0, 0, 1], 0).into(),
+            SandboxConfig::new("id", "secret"),
+        )
+        .await
+        .expect("bind")
+        .spawn();
         let credentials = Credentials::new("id", SecretString::from("secret".to_owned()), None);
         let clock: SharedClock = Arc::new(Off(ahead));
         let client = CamsClient::new(
@@ -208,7 +211,10 @@ mod against_the_sandbox {
     async fn two_minutes_slow_is_accepted_and_corrected_from_the_first_date() {
         let (client, sandbox) = client(-120).await;
         let (tenant, flow_id) = flow();
-        client.fetch(&tenant, &flow_id).await.expect("within the window");
+        client
+            .fetch(&tenant, &flow_id)
+            .await
+            .expect("within the window");
         let offset = client.clock_offset_ms();
         assert!((118_000..=122_000).contains(&offset), "{offset}");
         client.fetch(&tenant, &flow_id).await.expect("ok");

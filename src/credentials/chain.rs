@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use super::{
-    CredentialSource, Credentials, CredentialsConfig, CredentialsError, CredentialsProvider,
-    Fetch, ProviderChoice, StaticCredentials, Tried, Unchanging, Vars,
+    CredentialSource, Credentials, CredentialsConfig, CredentialsError, CredentialsProvider, Fetch,
+    ProviderChoice, StaticCredentials, Tried, Unchanging, Vars,
     assume_role::AssumeRoleFetch,
     ecs::{self, EcsFetch},
     env, file,
@@ -65,7 +65,10 @@ impl Context {
         vpc: Option<bool>,
     ) -> Result<Arc<StsClient>, CredentialsError> {
         let settings = StsSettings::from_vars(&self.vars, region, vpc, self.sts_timeouts)?;
-        Ok(Arc::new(StsClient::new(&settings, Arc::clone(&self.clock))?))
+        Ok(Arc::new(StsClient::new(
+            &settings,
+            Arc::clone(&self.clock),
+        )?))
     }
 
     pub(crate) fn ecs(&self, role: Option<&str>) -> Result<EcsFetch, CredentialsError> {
@@ -173,18 +176,18 @@ fn unreachable(error: &CredentialsError) -> bool {
 fn probe(choice: ProviderChoice, cx: &Context) -> Result<Probe, CredentialsError> {
     match choice {
         ProviderChoice::Chain => Ok(Probe::Skip("the chain is not one provider".to_owned())),
-        ProviderChoice::Env => Ok(match env::from_lookup(|n| {
-            cx.vars.get(n).map(str::to_owned)
-        }) {
-            Ok(credentials) => Probe::Use {
-                plan: Plan::Static(credentials),
-                tentative: false,
+        ProviderChoice::Env => Ok(
+            match env::from_lookup(|n| cx.vars.get(n).map(str::to_owned)) {
+                Ok(credentials) => Probe::Use {
+                    plan: Plan::Static(credentials),
+                    tentative: false,
+                },
+                Err(CredentialsError::MissingVariables { missing }) => {
+                    Probe::Skip(format!("{} not set", missing.join(" and ")))
+                }
+                Err(other) => return Err(other),
             },
-            Err(CredentialsError::MissingVariables { missing }) => {
-                Probe::Skip(format!("{} not set", missing.join(" and ")))
-            }
-            Err(other) => return Err(other),
-        }),
+        ),
         ProviderChoice::Oidc => match OidcFetch::from_env(&cx.vars) {
             Err(why) => Ok(Probe::Skip(why)),
             Ok(settings) => {

@@ -57,7 +57,10 @@ async fn the_first_configured_provider_wins_and_a_failing_one_does_not_fall_thro
     world.oidc(JWT);
     world.set(
         "ALIBABA_CLOUD_CREDENTIALS_URI",
-        &format!("{}/latest/meta-data/ram/security-credentials/cams-flows-sandbox", world.identity.endpoint()),
+        &format!(
+            "{}/latest/meta-data/ram/security-credentials/cams-flows-sandbox",
+            world.identity.endpoint()
+        ),
     );
     world.sts_fault(Some(Fault::Error {
         status: 401,
@@ -65,7 +68,9 @@ async fn the_first_configured_provider_wins_and_a_failing_one_does_not_fall_thro
     }));
     let text = world.failure(ProviderChoice::Chain).await;
     assert!(
-        text.contains("oidc_role_arn: failed: STS answered HTTP 401 AuthenticationFail.NoPermission"),
+        text.contains(
+            "oidc_role_arn: failed: STS answered HTTP 401 AuthenticationFail.NoPermission"
+        ),
         "{text}"
     );
     assert!(!text.contains("credentials_uri"), "{text}");
@@ -103,7 +108,10 @@ async fn oidc_trades_the_token_file_at_sts_and_reads_it_again_at_every_refresh()
     let provider = world.resolve(ProviderChoice::Oidc).await.expect("oidc");
     provider.credentials().await.expect("credentials");
     let calls = world.identity.stats().sts;
-    assert_eq!(calls[1].token_sha256.as_deref(), Some(sha(rotated).as_str()));
+    assert_eq!(
+        calls[1].token_sha256.as_deref(),
+        Some(sha(rotated).as_str())
+    );
 }
 
 #[tokio::test]
@@ -141,8 +149,9 @@ async fn oidc_errors_say_what_failed() {
     }));
     let text = world.failure(ProviderChoice::Oidc).await;
     assert!(
-        text.contains("STS answered HTTP 401 AuthenticationFail.OIDCToken.Expired: Simulated error")
-            && text.contains("(RequestId "),
+        text.contains(
+            "STS answered HTTP 401 AuthenticationFail.OIDCToken.Expired: Simulated error"
+        ) && text.contains("(RequestId "),
         "{text}"
     );
 
@@ -161,9 +170,15 @@ async fn oidc_errors_say_what_failed() {
     );
 
     world.sts_fault(None);
-    world.set("ALIBABA_CLOUD_STS_ENDPOINT", &format!("http://{}", super::super::testkit::closed_port()));
+    world.set(
+        "ALIBABA_CLOUD_STS_ENDPOINT",
+        &format!("http://{}", super::super::testkit::closed_port()),
+    );
     let text = world.failure(ProviderChoice::Oidc).await;
-    assert!(text.contains("could not reach STS: connection failed"), "{text}");
+    assert!(
+        text.contains("could not reach STS: connection failed"),
+        "{text}"
+    );
 
     // Pinned to OIDC, a partial configuration is named, and nothing else is tried.
     let mut world = World::new().await;
@@ -195,10 +210,16 @@ async fn the_credentials_uri_and_its_errors() {
         code: "Failed".to_owned(),
     }));
     let text = world.failure(ProviderChoice::CredentialsUri).await;
-    assert!(text.contains("the credentials URI answered Code \"Failed\""), "{text}");
+    assert!(
+        text.contains("the credentials URI answered Code \"Failed\""),
+        "{text}"
+    );
     world.metadata_fault(Some(Fault::Unavailable));
     let text = world.failure(ProviderChoice::CredentialsUri).await;
-    assert!(text.contains("the credentials URI answered HTTP 503"), "{text}");
+    assert!(
+        text.contains("the credentials URI answered HTTP 503"),
+        "{text}"
+    );
     world.metadata_fault(Some(Fault::Garbage));
     let text = world.failure(ProviderChoice::CredentialsUri).await;
     assert!(text.contains("malformed answer"), "{text}");
@@ -206,7 +227,8 @@ async fn the_credentials_uri_and_its_errors() {
     world.set("ALIBABA_CLOUD_CREDENTIALS_URI", "ftp://user:tok3n@host/x");
     let text = world.failure(ProviderChoice::CredentialsUri).await;
     assert!(
-        text.contains("ALIBABA_CLOUD_CREDENTIALS_URI: is not an http(s) URL") && !text.contains("tok3n"),
+        text.contains("ALIBABA_CLOUD_CREDENTIALS_URI: is not an http(s) URL")
+            && !text.contains("tok3n"),
         "{text}"
     );
 }
@@ -233,7 +255,11 @@ async fn assume_role_on_top_of_any_source_is_signed_as_sts_requires() {
     assert_eq!(c.source(), CredentialSource::RamRoleArn);
     let call = world.identity.stats().sts.pop().expect("a call");
     assert_eq!(
-        (call.action.as_str(), call.signer.as_deref(), call.code.as_str()),
+        (
+            call.action.as_str(),
+            call.signer.as_deref(),
+            call.code.as_str()
+        ),
         ("AssumeRole", Some(SIGNER_ID), "OK")
     );
 

@@ -71,9 +71,7 @@ impl EcsFetch {
             // A proxy from the environment must not see the instance's keys.
             http: http::client(SERVICE, timeouts, false)?,
             base,
-            role: role
-                .or_else(|| vars.get(ENV_ROLE_NAME))
-                .map(str::to_owned),
+            role: role.or_else(|| vars.get(ENV_ROLE_NAME)).map(str::to_owned),
             imdsv1_disabled: vars.flag(ENV_IMDSV1_DISABLED),
             timeouts,
             clock,
@@ -110,7 +108,11 @@ impl EcsFetch {
 
     /// One GET, with the token when there is one; on failure with a token, once more without
     /// (unless IMDSv1 is disabled).
-    async fn get(&self, path: &str, token: Option<&SecretString>) -> Result<Vec<u8>, CredentialsError> {
+    async fn get(
+        &self,
+        path: &str,
+        token: Option<&SecretString>,
+    ) -> Result<Vec<u8>, CredentialsError> {
         let result = self.get_once(path, token).await;
         match result {
             Err(error) if token.is_some() && !self.imdsv1_disabled && !error.is_unreachable() => {

@@ -31,7 +31,11 @@ async fn a_session_token_first_then_the_role_and_its_keys() {
         [
             call("PUT api/token", false, 200),
             call("GET meta-data/ram/security-credentials/", true, 200),
-            call("GET meta-data/ram/security-credentials/cams-flows-sandbox", true, 200),
+            call(
+                "GET meta-data/ram/security-credentials/cams-flows-sandbox",
+                true,
+                200
+            ),
         ]
     );
 
@@ -40,7 +44,10 @@ async fn a_session_token_first_then_the_role_and_its_keys() {
     world
         .simulated()
         .set("ALIBABA_CLOUD_ECS_METADATA", "cams-flows-sandbox");
-    world.resolve(ProviderChoice::EcsRamRole).await.expect("ecs");
+    world
+        .resolve(ProviderChoice::EcsRamRole)
+        .await
+        .expect("ecs");
     assert_eq!(world.identity.stats().metadata.len(), 2);
 }
 
@@ -55,7 +62,11 @@ async fn a_refused_session_token_falls_back_to_imdsv1_unless_disabled() {
         [
             call("PUT api/token", false, 403),
             call("GET meta-data/ram/security-credentials/", false, 200),
-            call("GET meta-data/ram/security-credentials/cams-flows-sandbox", false, 200),
+            call(
+                "GET meta-data/ram/security-credentials/cams-flows-sandbox",
+                false,
+                200
+            ),
         ]
     );
 
@@ -68,7 +79,11 @@ async fn a_refused_session_token_falls_back_to_imdsv1_unless_disabled() {
         ) && text.contains("ALIBABA_CLOUD_IMDSV1_DISABLED forbids the fallback to IMDSv1"),
         "{text}"
     );
-    assert_eq!(world.identity.stats().metadata.len(), 4, "no read without a token");
+    assert_eq!(
+        world.identity.stats().metadata.len(),
+        4,
+        "no read without a token"
+    );
 }
 
 #[tokio::test]

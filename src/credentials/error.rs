@@ -44,10 +44,7 @@ pub enum CredentialsError {
     BadFile { path: PathBuf, problem: String },
     /// A setting (variable, profile field or `[credentials]` key) that cannot be used.
     #[error("{setting}: {problem}")]
-    Setting {
-        setting: String,
-        problem: String,
-    },
+    Setting { setting: String, problem: String },
     /// An Alibaba Cloud error envelope (STS: `AuthenticationFail.OIDCToken.Expired`, ...).
     #[error(
         "{service} answered HTTP {http_status} {code}: {message}{}",

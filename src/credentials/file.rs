@@ -97,7 +97,9 @@ fn plan(cx: &Context, path: &Path, name: &str, s: &Section) -> Result<Plan, Cred
     match kind {
         "access_key" => Ok(Plan::Static(access_key(None)?)),
         "sts" | "sts_token" => Ok(Plan::Static(access_key(Some(need("security_token")?))?)),
-        "ecs_ram_role" => Ok(Plan::Fetch(Box::new(cx.ecs(s.get("role_name").map(String::as_str))?))),
+        "ecs_ram_role" => Ok(Plan::Fetch(Box::new(
+            cx.ecs(s.get("role_name").map(String::as_str))?,
+        ))),
         "ram_role_arn" => {
             let session = cx.session(
                 need("role_arn")?,
@@ -168,7 +170,10 @@ mod tests {
         assert_eq!(s["default"]["access_key_id"], "id");
         assert_eq!(s["other"]["enable"], "false");
         let err = parse(Path::new("f"), "[a]\nsecret-without-equals\n").expect_err("bad");
-        assert_eq!(err.to_string(), "f: line 2: neither a [section] nor key = value");
+        assert_eq!(
+            err.to_string(),
+            "f: line 2: neither a [section] nor key = value"
+        );
         let err = parse(Path::new("f"), "k = v\n").expect_err("bad");
         assert!(err.to_string().contains("before any [section]"), "{err}");
     }

@@ -23,9 +23,8 @@ async fn cli_profile_modes() {
     let token = world.file("token", JWT).display().to_string();
     let profiles = [
         ak("ak"),
-        format!(
-            r#"{{"name":"sts","mode":"StsToken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"}}"#
-        ),
+        r#"{"name":"sts","mode":"StsToken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"}"#
+            .to_owned(),
         format!(
             r#"{{"name":"role","mode":"RamRoleArn","access_key_id":"{SIGNER_ID}","access_key_secret":"{SIGNER_SECRET}","ram_role_arn":"acs:ram::1:role/a","ram_session_name":"s1","expired_seconds":1800}}"#
         ),
@@ -60,8 +59,14 @@ async fn cli_profile_modes() {
         assert_eq!(provider.refresh_task().is_some(), refreshed, "{name}");
     }
     let sts = world.identity.stats().sts;
-    let role = sts.iter().find(|c| c.role_arn == "acs:ram::1:role/a").expect("role");
-    assert_eq!((role.session_name.as_str(), role.code.as_str()), ("s1", "OK"));
+    let role = sts
+        .iter()
+        .find(|c| c.role_arn == "acs:ram::1:role/a")
+        .expect("role");
+    assert_eq!(
+        (role.session_name.as_str(), role.code.as_str()),
+        ("s1", "OK")
+    );
 
     for (name, problem) in [
         ("loop-a", "source_profile chains loop or run too deep"),
@@ -121,13 +126,22 @@ async fn credentials_file_types() {
     }
     world.set("ALIBABA_CLOUD_PROFILE", "off");
     let text = world.failure(ProviderChoice::CredentialsFile).await;
-    assert!(text.contains("[off] in ") && text.contains("has enable = false"), "{text}");
+    assert!(
+        text.contains("[off] in ") && text.contains("has enable = false"),
+        "{text}"
+    );
     world.set("ALIBABA_CLOUD_PROFILE", "rsa");
     let text = world.failure(ProviderChoice::CredentialsFile).await;
-    assert!(text.contains("type \"rsa_key_pair\" is not supported"), "{text}");
+    assert!(
+        text.contains("type \"rsa_key_pair\" is not supported"),
+        "{text}"
+    );
 
     // Named explicitly, the file must exist.
-    world.set("ALIBABA_CLOUD_CREDENTIALS_FILE", "/nonexistent/credentials.ini");
+    world.set(
+        "ALIBABA_CLOUD_CREDENTIALS_FILE",
+        "/nonexistent/credentials.ini",
+    );
     let text = world.failure(ProviderChoice::Chain).await;
     assert!(
         text.contains("credentials_file: failed: cannot read the credentials file /nonexistent/credentials.ini"),

@@ -96,10 +96,10 @@ impl Fetch for OidcFetch {
         let path = &self.token_file;
         // A few hundred bytes from a local (projected) volume: read in place, no blocking pool.
         let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
-                what: "the OIDC token file",
-                path: path.clone(),
-                source,
-            })?;
+            what: "the OIDC token file",
+            path: path.clone(),
+            source,
+        })?;
         // Kubernetes writes the token without a newline; a hand-made file often has one.
         let token = text.trim();
         if token.is_empty() {

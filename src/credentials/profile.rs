@@ -78,10 +78,11 @@ pub(crate) fn probe(cx: &Context) -> Result<Probe, CredentialsError> {
             });
         }
     };
-    let config: ConfigJson = serde_json::from_str(&text).map_err(|e| CredentialsError::BadFile {
-        path: path.clone(),
-        problem: http::json_problem(&e),
-    })?;
+    let config: ConfigJson =
+        serde_json::from_str(&text).map_err(|e| CredentialsError::BadFile {
+            path: path.clone(),
+            problem: http::json_problem(&e),
+        })?;
     let Some(name) = cx
         .vars
         .get(ENV_PROFILE)
@@ -172,7 +173,9 @@ impl Resolver<'_> {
                     .profiles
                     .iter()
                     .find(|s| s.name == name)
-                    .ok_or_else(|| self.bad(p, format!("source_profile {name:?} does not exist")))?;
+                    .ok_or_else(|| {
+                        self.bad(p, format!("source_profile {name:?} does not exist"))
+                    })?;
                 let source = self.plan(source, depth + 1)?;
                 self.assume_role(p, source, duration.as_deref())
             }

@@ -71,7 +71,10 @@ impl std::fmt::Debug for Refreshing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Refreshing")
             .field("provider", &self.inner.fetch.source())
-            .field("expires_at", &self.inner.held.load().credentials.expires_at())
+            .field(
+                "expires_at",
+                &self.inner.held.load().credentials.expires_at(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +99,11 @@ struct Held {
 impl Held {
     fn lifetime(&self) -> Option<Duration> {
         let expires_at = self.credentials.expires_at()?;
-        Some(expires_at.duration_since(self.fetched_at).unwrap_or_default())
+        Some(
+            expires_at
+                .duration_since(self.fetched_at)
+                .unwrap_or_default(),
+        )
     }
 
     /// When they stop being handed out; `None` if they never expire.
@@ -166,10 +173,7 @@ impl CredentialsProvider for Refreshing {
         self.inner.wake.notify_one();
         Err(CredentialsError::Expired {
             provider: self.inner.fetch.source(),
-            at: held
-                .credentials
-                .expires_at()
-                .unwrap_or(held.fetched_at),
+            at: held.credentials.expires_at().unwrap_or(held.fetched_at),
             last_error: held.last_error.clone(),
         })
     }
@@ -215,7 +219,11 @@ async fn run(inner: Arc<Inner>) {
                     "new credentials"
                 );
                 if was_usable {
-                    tracing::info!(provider = provider.as_str(), expires_at, "credentials refreshed");
+                    tracing::info!(
+                        provider = provider.as_str(),
+                        expires_at,
+                        "credentials refreshed"
+                    );
                 } else {
                     tracing::info!(
                         provider = provider.as_str(),
@@ -233,7 +241,11 @@ async fn run(inner: Arc<Inner>) {
                 next = Some(inner.clock.now() + retry_in);
                 let expires_at = before.credentials.expires_at().map(format_timestamp);
                 let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
-                if inner.held.load().usable_at(inner.clock.now(), &inner.policy) {
+                if inner
+                    .held
+                    .load()
+                    .usable_at(inner.clock.now(), &inner.policy)
+                {
                     tracing::warn!(
                         provider = provider.as_str(),
                         %error,

@@ -146,7 +146,10 @@ async fn an_hour_token_is_refreshed_fifteen_minutes_before_expiry_with_jitter() 
     let mut previous = Duration::ZERO;
     for at in &calls {
         let gap = *at - previous;
-        assert!(gap >= secs(2670.0) && gap <= secs(2700.0), "gap {gap:?} in {calls:?}");
+        assert!(
+            gap >= secs(2670.0) && gap <= secs(2700.0),
+            "gap {gap:?} in {calls:?}"
+        );
         previous = *at;
     }
     assert!(h.now().is_ok());
@@ -166,7 +169,10 @@ async fn a_short_token_is_refreshed_at_half_its_lifetime_not_on_every_call() {
     for at in &calls {
         let gap = *at - previous;
         // Half the lifetime (450 s), minus up to a tenth of it (30 s cap) of jitter.
-        assert!(gap >= secs(420.0) && gap <= secs(450.0), "gap {gap:?} in {calls:?}");
+        assert!(
+            gap >= secs(420.0) && gap <= secs(450.0),
+            "gap {gap:?} in {calls:?}"
+        );
         previous = *at;
     }
 }
@@ -180,7 +186,10 @@ async fn a_few_second_token_scales_every_margin_down() {
         let previous = if i == 0 { Duration::ZERO } else { calls[i - 1] };
         let gap = *at - previous;
         // 1.5 s before expiry, plus up to 0.3 s.
-        assert!(gap >= secs(1.2) && gap <= secs(1.5), "gap {gap:?} in {calls:?}");
+        assert!(
+            gap >= secs(1.2) && gap <= secs(1.5),
+            "gap {gap:?} in {calls:?}"
+        );
     }
     assert!(calls.len() >= 6, "{calls:?}");
 }
@@ -207,9 +216,15 @@ async fn a_failed_refresh_keeps_the_credentials_retries_with_backoff_then_fails_
     let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
     for (i, gap) in gaps.iter().enumerate() {
         let full = Duration::from_secs(1u64 << i.min(16)).min(policy.max_backoff);
-        assert!(*gap >= full / 2 && *gap <= full, "retry {i}: {gap:?} in {gaps:?}");
+        assert!(
+            *gap >= full / 2 && *gap <= full,
+            "retry {i}: {gap:?} in {gaps:?}"
+        );
     }
-    assert!(gaps.iter().rev().take(3).all(|g| *g >= secs(30.0)), "capped: {gaps:?}");
+    assert!(
+        gaps.iter().rev().take(3).all(|g| *g >= secs(30.0)),
+        "capped: {gaps:?}"
+    );
 
     // A minute before expiry they are no longer handed out, and the error says why.
     tokio::time::sleep_until(Instant::now() + secs(3545.0) - h.clock_elapsed()).await;
@@ -263,10 +278,22 @@ async fn calls_do_not_wait_for_a_refresh_in_flight() {
         answered.push_back(provider.credentials().now_or_never().is_some());
     }
     assert!(answered.iter().all(|a| *a));
-    assert!(provider.credentials().now_or_never().expect("at once").is_ok());
+    assert!(
+        provider
+            .credentials()
+            .now_or_never()
+            .expect("at once")
+            .is_ok()
+    );
     tokio::time::sleep(Duration::from_secs(20)).await;
     // Past the safety margin (10 s of a 100 s lifetime), still at once, but an error.
-    assert!(provider.credentials().now_or_never().expect("at once").is_err());
+    assert!(
+        provider
+            .credentials()
+            .now_or_never()
+            .expect("at once")
+            .is_err()
+    );
 }
 
 impl Harness {

@@ -115,7 +115,10 @@ pub(crate) struct Session {
 }
 
 impl StsClient {
-    pub(crate) fn new(settings: &StsSettings, clock: SharedClock) -> Result<Self, CredentialsError> {
+    pub(crate) fn new(
+        settings: &StsSettings,
+        clock: SharedClock,
+    ) -> Result<Self, CredentialsError> {
         Ok(Self {
             http: http::client(SERVICE, settings.timeouts, true)?,
             endpoint: settings.endpoint.clone(),
@@ -152,10 +155,7 @@ impl StsClient {
         query.extend([
             ("SignatureMethod", rpc::SIGNATURE_METHOD.to_owned()),
             ("SignatureVersion", rpc::SIGNATURE_VERSION.to_owned()),
-            (
-                "SignatureNonce",
-                uuid::Uuid::new_v4().simple().to_string(),
-            ),
+            ("SignatureNonce", uuid::Uuid::new_v4().simple().to_string()),
             ("AccessKeyId", signer.access_key_id().to_owned()),
         ]);
         let mut form = session.form();
@@ -167,10 +167,7 @@ impl StsClient {
         }
         let signature = rpc::signature(
             "POST",
-            query
-                .iter()
-                .chain(&form)
-                .map(|(k, v)| (*k, v.as_str())),
+            query.iter().chain(&form).map(|(k, v)| (*k, v.as_str())),
             signer.access_key_secret(),
         );
         query.push(("Signature", signature));
@@ -206,10 +203,12 @@ impl StsClient {
         }
         let answer: StsAnswer =
             serde_json::from_slice(&body).map_err(|e| http::malformed_json(SERVICE, &e))?;
-        let keys = answer.credentials.ok_or_else(|| CredentialsError::Malformed {
-            service: SERVICE,
-            detail: "Credentials is missing".to_owned(),
-        })?;
+        let keys = answer
+            .credentials
+            .ok_or_else(|| CredentialsError::Malformed {
+                service: SERVICE,
+                detail: "Credentials is missing".to_owned(),
+            })?;
         keys.into_credentials(SERVICE, source, self.clock.now())
     }
 }
@@ -241,9 +240,9 @@ pub(crate) fn duration(setting: &str, value: Option<&str>) -> Result<Duration, C
     let Some(value) = value else {
         return Ok(DEFAULT_DURATION);
     };
-    let secs: u64 = value
-        .parse()
-        .map_err(|_| CredentialsError::setting(setting, format!("{value:?} is not a number of seconds")))?;
+    let secs: u64 = value.parse().map_err(|_| {
+        CredentialsError::setting(setting, format!("{value:?} is not a number of seconds"))
+    })?;
     let duration = Duration::from_secs(secs);
     if !(MIN_DURATION..=MAX_DURATION).contains(&duration) {
         return Err(CredentialsError::setting(
@@ -302,10 +301,17 @@ mod tests {
     fn settings_read_the_variables() {
         let vars = Vars::from_pairs([(ENV_STS_REGION, "cn-beijing"), (ENV_VPC_ENDPOINT, "TRUE")]);
         let s = StsSettings::from_vars(&vars, None, None, DEFAULT_TIMEOUTS).expect("valid");
-        assert_eq!(s.endpoint.as_str(), "https://sts-vpc.cn-beijing.aliyuncs.com/");
-        let s = StsSettings::from_vars(&vars, Some("ap-southeast-1"), Some(false), DEFAULT_TIMEOUTS)
-            .expect("valid");
-        assert_eq!(s.endpoint.as_str(), "https://sts.ap-southeast-1.aliyuncs.com/");
+        assert_eq!(
+            s.endpoint.as_str(),
+            "https://sts-vpc.cn-beijing.aliyuncs.com/"
+        );
+        let s =
+            StsSettings::from_vars(&vars, Some("ap-southeast-1"), Some(false), DEFAULT_TIMEOUTS)
+                .expect("valid");
+        assert_eq!(
+            s.endpoint.as_str(),
+            "https://sts.ap-southeast-1.aliyuncs.com/"
+        );
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl World {
         let path = self.file("token", token);
         self.simulated()
             .set("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234:role/cams")
-            .set("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1234:oidc-provider/ack")
+            .set(
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                "acs:ram::1234:oidc-provider/ack",
+            )
             .set("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &path.display().to_string())
     }
 
@@ -125,7 +128,10 @@ impl World {
             assert!(!text.contains(&issued.access_key_secret), "{text}");
             assert!(!text.contains(&issued.security_token), "{text}");
         }
-        assert!(!text.contains(SIGNER_SECRET) && !text.contains(JWT), "{text}");
+        assert!(
+            !text.contains(SIGNER_SECRET) && !text.contains(JWT),
+            "{text}"
+        );
         text
     }
 }

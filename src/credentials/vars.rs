@@ -19,7 +19,8 @@ impl Vars {
     /// The process's `ALIBABA_CLOUD_*` variables and `HOME`.
     pub fn process() -> Self {
         Self::from_pairs(
-            std::env::vars().filter(|(name, _)| name.starts_with("ALIBABA_CLOUD_") || name == "HOME"),
+            std::env::vars()
+                .filter(|(name, _)| name.starts_with("ALIBABA_CLOUD_") || name == "HOME"),
         )
     }
 
@@ -50,7 +51,8 @@ impl Vars {
 
     /// `true` (any case) switches a feature on, as in the SDKs; anything else leaves it off.
     pub(crate) fn flag(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     pub(crate) fn home(&self) -> Option<PathBuf> {

@@ -211,7 +211,10 @@ fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/", any(sts::handle))
         .route("/latest/api/token", any(metadata::token))
-        .route("/latest/meta-data/ram/security-credentials/", get(metadata::role))
+        .route(
+            "/latest/meta-data/ram/security-credentials/",
+            get(metadata::role),
+        )
         .route(
             "/latest/meta-data/ram/security-credentials/{role}",
             get(metadata::credentials),

@@ -17,7 +17,13 @@ use super::identity::{Fault, MetadataCall, State};
 const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
 
-fn record(state: &State, method: &Method, uri: &Uri, with_token: bool, response: Response) -> Response {
+fn record(
+    state: &State,
+    method: &Method,
+    uri: &Uri,
+    with_token: bool,
+    response: Response,
+) -> Response {
     let status = response.status().as_u16();
     tracing::debug!(%method, path = uri.path(), with_token, status, "sandbox metadata service answered");
     state.record_metadata(MetadataCall {
@@ -57,10 +63,14 @@ pub(super) async fn token(
 fn check_token(state: &State, headers: &HeaderMap) -> (bool, Option<Response>) {
     match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
         Some(token) if state.known_session_token(token) => (true, None),
-        Some(_) => (true, Some((StatusCode::UNAUTHORIZED, "Unauthorized").into_response())),
-        None if state.config.hardened => {
-            (false, Some((StatusCode::UNAUTHORIZED, "Unauthorized").into_response()))
-        }
+        Some(_) => (
+            true,
+            Some((StatusCode::UNAUTHORIZED, "Unauthorized").into_response()),
+        ),
+        None if state.config.hardened => (
+            false,
+            Some((StatusCode::UNAUTHORIZED, "Unauthorized").into_response()),
+        ),
         None => (false, None),
     }
 }
@@ -119,5 +129,10 @@ fn answer(state: &State, role: &str) -> Response {
         "Expiration": humantime::format_rfc3339_seconds(issued.expires_at).to_string(),
         "LastUpdated": now,
     });
-    (StatusCode::OK, [("content-type", "text/plain")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain")],
+        body.to_string(),
+    )
+        .into_response()
 }

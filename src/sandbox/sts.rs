@@ -122,7 +122,12 @@ fn answer(
     body: &[u8],
     call: &mut StsCall,
 ) -> Result<(String, Issued), Refusal> {
-    let bad_encoding = || bad("InvalidParameter", "The parameters are not valid percent-encoded UTF-8.");
+    let bad_encoding = || {
+        bad(
+            "InvalidParameter",
+            "The parameters are not valid percent-encoded UTF-8.",
+        )
+    };
     let query = parse_query(uri.query().unwrap_or_default()).ok_or_else(bad_encoding)?;
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -157,7 +162,10 @@ fn answer(
         Some(Fault::Expired | Fault::TokenRefused) | None => {}
     }
     if params.get("Version") != Some(VERSION) {
-        return Err(bad("InvalidVersion", "Specified parameter Version is not valid."));
+        return Err(bad(
+            "InvalidVersion",
+            "Specified parameter Version is not valid.",
+        ));
     }
     match call.action.as_str() {
         "AssumeRoleWithOIDC" => oidc(&params, call)?,
@@ -219,13 +227,22 @@ fn assume_role(
     params: &Params,
     call: &mut StsCall,
 ) -> Result<(), Refusal> {
-    let incomplete = |what: &str| bad("IncompleteSignature", format!("The request signature is incomplete: {what}."));
+    let incomplete = |what: &str| {
+        bad(
+            "IncompleteSignature",
+            format!("The request signature is incomplete: {what}."),
+        )
+    };
     if params.get("SignatureMethod") != Some(rpc::SIGNATURE_METHOD)
         || params.get("SignatureVersion") != Some(rpc::SIGNATURE_VERSION)
     {
-        return Err(incomplete("SignatureMethod HMAC-SHA1 and SignatureVersion 1.0"));
+        return Err(incomplete(
+            "SignatureMethod HMAC-SHA1 and SignatureVersion 1.0",
+        ));
     }
-    let signature = params.get("Signature").ok_or_else(|| incomplete("no Signature"))?;
+    let signature = params
+        .get("Signature")
+        .ok_or_else(|| incomplete("no Signature"))?;
     let nonce = params.require("SignatureNonce")?;
     let id = params.require("AccessKeyId")?;
     call.signer = Some(id.to_owned());
@@ -237,9 +254,7 @@ fn assume_role(
         )
     })?;
     let now = state.config.clock.now();
-    let skew = now
-        .duration_since(at)
-        .unwrap_or_else(|e| e.duration());
+    let skew = now.duration_since(at).unwrap_or_else(|e| e.duration());
     if skew > MAX_SKEW {
         return Err(bad(
             "InvalidTimeStamp.Expired",
@@ -318,6 +333,7 @@ fn credentials(call: &StsCall, id: &str, issued: &Issued) -> Response {
 
 fn garbage() -> Response {
     let mut response = json_response(StatusCode::OK, &json!(null), "garbage");
-    *response.body_mut() = axum::body::Body::from(r#"{"RequestId":"X","Credentials":{"AccessKeyId":"#);
+    *response.body_mut() =
+        axum::body::Body::from(r#"{"RequestId":"X","Credentials":{"AccessKeyId":"#);
     response
 }

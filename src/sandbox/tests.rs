@@ -478,7 +478,10 @@ async fn issued_keys_are_accepted_until_they_expire_and_refused_after() {
             let mut call = Call::flow("100000000000002");
             call.key_id = &id;
             call.secret = &secret;
-            call.signed = vec![("x-acs-accesskey-id", &id), ("x-acs-security-token", &token)];
+            call.signed = vec![
+                ("x-acs-accesskey-id", &id),
+                ("x-acs-security-token", &token),
+            ];
             call.send(sandbox).await.code().to_owned()
         }
     };
@@ -487,7 +490,10 @@ async fn issued_keys_are_accepted_until_they_expire_and_refused_after() {
         send(live_id, live, Some("another-token".to_owned())).await,
         "InvalidSecurityToken.Mismatch"
     );
-    assert_eq!(send(old_id, old, None).await, "InvalidSecurityToken.Expired");
+    assert_eq!(
+        send(old_id, old, None).await,
+        "InvalidSecurityToken.Expired"
+    );
     // Answers carry the simulated CAMS's clock as Date.
     let answer = Call::flow("100000000000002").send(&sandbox).await;
     let date = answer.headers.get("date").expect("Date");

@@ -40,7 +40,10 @@ async fn keys_that_expire_every_two_seconds_serve_a_steady_stream_for_three_life
     let mut calls = 0;
     while started.elapsed() < lifetime * 3 + Duration::from_secs(1) {
         if let Err(status) = app.get_flow(DOC_FLOW, "").await {
-            panic!("call {calls} failed after {:?}: {status:?}", started.elapsed());
+            panic!(
+                "call {calls} failed after {:?}: {status:?}",
+                started.elapsed()
+            );
         }
         calls += 1;
         tokio::time::sleep(STREAM_GAP).await;
@@ -51,8 +54,16 @@ async fn keys_that_expire_every_two_seconds_serve_a_steady_stream_for_three_life
     assert!(keys.len() >= 4, "{calls} calls, keys {keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("STS.")), "{keys:?}");
     let sts = app.identity.as_ref().expect("sts").stats().sts;
-    assert!(sts.iter().all(|c| c.action == "AssumeRoleWithOIDC" && c.code == "OK"));
-    assert!(sts.len() >= keys.len(), "{} STS calls, {} keys", sts.len(), keys.len());
+    assert!(
+        sts.iter()
+            .all(|c| c.action == "AssumeRoleWithOIDC" && c.code == "OK")
+    );
+    assert!(
+        sts.len() >= keys.len(),
+        "{} STS calls, {} keys",
+        sts.len(),
+        keys.len()
+    );
     eprintln!(
         "{calls} calls in {:?}: {} STS calls, {} keys seen by CAMS",
         started.elapsed(),
@@ -63,7 +74,9 @@ async fn keys_that_expire_every_two_seconds_serve_a_steady_stream_for_three_life
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sts_down_during_refreshes_fails_no_call_until_expiry_then_unavailable_then_recovers() {
-    let lifetime = Duration::from_secs(3);
+    // Long enough that calls go on for a while between the first failed refresh (half the
+    // lifetime before expiry) and the expiry.
+    let lifetime = Duration::from_secs(4);
     let app = TestApp::builder().sts(lifetime, quick()).spawn().await;
     let identity = app.identity.as_ref().expect("sts");
     identity.set_sts_fault(Some(Fault::Unavailable));
@@ -132,7 +145,11 @@ async fn sts_down_during_refreshes_fails_no_call_until_expiry_then_unavailable_t
     for _ in 0..5 {
         app.get_flow(DOC_FLOW, "").await.expect("served again");
     }
-    assert_eq!(keys_seen(&app).await.len(), 2, "the old keys, then the new ones");
+    assert_eq!(
+        keys_seen(&app).await.len(),
+        2,
+        "the old keys, then the new ones"
+    );
     eprintln!(
         "keys unusable after {expired_after:?} ({served_after_a_failed_refresh} calls served \
          after a failed refresh); recovered {recovered_in:?} after STS returned"

@@ -52,27 +52,38 @@ fn gateway(endpoint: &str, config: &Path) -> Command {
     cmd
 }
 
-/// Every kind of answer, with a good key, none and a wrong one; the callers' view of each.
-async fn exercise(addr: &str) -> Vec<String> {
+/// Every kind of answer CAMS gives.
+const EVERY_ANSWER: &[&str] = &[
+    "100000000000002",
+    "926753328126430",
+    "sim:error:Ram.PermissionDeny",
+    "sim:error:SignatureDoesNotMatch",
+    "sim:error:InvalidAccessKeyId.NotFound",
+    "sim:error:Throttling.User",
+    "sim:error:ServiceUnavailable",
+    "sim:html",
+    "sim:garbage",
+    "sim:huge",
+    "sim:reset",
+    "404404404",
+    "",
+];
+
+/// What the gateways on temporary credentials are asked: a success and the refusals that name
+/// credentials.
+const CREDENTIAL_ANSWERS: &[&str] = &[
+    "100000000000002",
+    "sim:error:InvalidAccessKeyId.NotFound",
+    "sim:error:SignatureDoesNotMatch",
+    "404404404",
+];
+
+/// `flows` with a good key, none and a wrong one; the callers' view of each.
+async fn exercise(addr: &str, flows: &[&str]) -> Vec<String> {
     let mut client = FlowServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
     let mut messages = Vec::new();
-    let flows = [
-        "100000000000002",
-        "926753328126430",
-        "sim:error:Ram.PermissionDeny",
-        "sim:error:SignatureDoesNotMatch",
-        "sim:error:InvalidAccessKeyId.NotFound",
-        "sim:error:Throttling.User",
-        "sim:error:ServiceUnavailable",
-        "sim:html",
-        "sim:garbage",
-        "sim:huge",
-        "sim:reset",
-        "404404404",
-        "",
-    ];
     for (i, flow) in flows.iter().enumerate() {
         for key in [Some(API_KEY), None, Some("cf_wrong_key")] {
             let mut request = Request::new(GetFlowRequest {
@@ -115,7 +126,7 @@ async fn stop(gateway: Running) -> String {
     let logs = gateway.output();
     assert!(logs.contains("\"stopped\""), "the whole run was captured");
     assert!(
-        logs.lines().count() > 50,
+        logs.lines().count() > 20,
         "trace logging was on: {} lines",
         logs.lines().count()
     );
@@ -179,7 +190,7 @@ async fn no_secret_appears_in_any_output_or_error() {
         .as_str()
         .expect("field")
         .to_owned();
-    messages.extend(exercise(&addr).await);
+    messages.extend(exercise(&addr, EVERY_ANSWER).await);
     logs.push(stop(env).await);
 
     // RRSA: the OIDC token traded at the simulated STS, refreshed while the calls run.
@@ -196,16 +207,18 @@ async fn no_secret_appears_in_any_output_or_error() {
     let ready = oidc.wait_for("credentials ready");
     assert_eq!(ready["provider"], "oidc_role_arn", "{ready}");
     assert!(
-        ready["expires_at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        ready["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
         "{ready}"
     );
     let addr = oidc.wait_for("\"listening\"")["addr"]
         .as_str()
         .expect("field")
         .to_owned();
-    messages.extend(exercise(&addr).await);
+    messages.extend(exercise(&addr, CREDENTIAL_ANSWERS).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    messages.extend(exercise(&addr).await);
+    messages.extend(exercise(&addr, CREDENTIAL_ANSWERS).await);
     let oidc_logs = stop(oidc).await;
     assert!(oidc_logs.contains("credentials refreshed"), "a refresh ran");
     logs.push(oidc_logs);
@@ -225,7 +238,7 @@ async fn no_secret_appears_in_any_output_or_error() {
         .as_str()
         .expect("field")
         .to_owned();
-    messages.extend(exercise(&addr).await);
+    messages.extend(exercise(&addr, CREDENTIAL_ANSWERS).await);
     logs.push(stop(ecs).await);
 
     let body = reqwest::get(format!("{identity}/_sandbox/issued"))
@@ -235,7 +248,11 @@ async fn no_secret_appears_in_any_output_or_error() {
         .await
         .expect("issued body");
     let issued: IssuedSecrets = serde_json::from_slice(&body).expect("issued JSON");
-    assert!(issued.keys.len() >= 4, "OIDC, ECS and AssumeRole keys: {}", issued.keys.len());
+    assert!(
+        issued.keys.len() >= 4,
+        "OIDC, ECS and AssumeRole keys: {}",
+        issued.keys.len()
+    );
     assert!(!issued.metadata_tokens.is_empty());
     let token = oidc_token();
     let mut secrets = vec![SECRET, TOKEN, API_KEY, token.as_str(), OIDC_PAYLOAD];
@@ -248,7 +265,10 @@ async fn no_secret_appears_in_any_output_or_error() {
     let sandbox_logs = sandbox.output();
     for secret in secrets {
         for log in &logs {
-            assert!(!log.contains(secret), "{secret} leaked into a gateway's output");
+            assert!(
+                !log.contains(secret),
+                "{secret} leaked into a gateway's output"
+            );
         }
         for m in &messages {
             assert!(!m.contains(secret), "{secret} leaked to a caller: {m}");

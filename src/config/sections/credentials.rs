@@ -41,9 +41,15 @@ pub(super) fn credentials(s: &CredentialsSettings) -> Result<CredentialsConfig, 
     let switch = |v: Option<bool>| v.map(|b| b.to_string());
     let variables: Vec<(String, String)> = [
         ("ALIBABA_CLOUD_ROLE_ARN", text(&s.role_arn)),
-        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", text(&s.oidc_provider_arn)),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            text(&s.oidc_provider_arn),
+        ),
         ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", text(&s.oidc_token_file)),
-        ("ALIBABA_CLOUD_ROLE_SESSION_NAME", text(&s.role_session_name)),
+        (
+            "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+            text(&s.role_session_name),
+        ),
         (
             "CAMS_FLOWS_CREDENTIALS_DURATION_SECONDS",
             s.duration_seconds.map(|d| d.to_string()),
@@ -93,7 +99,10 @@ pub(super) fn credentials(s: &CredentialsSettings) -> Result<CredentialsConfig, 
         provider,
         variables,
         assume_role,
-        sts_connect_timeout: millis("credentials.sts_connect_timeout_ms", s.sts_connect_timeout_ms)?,
+        sts_connect_timeout: millis(
+            "credentials.sts_connect_timeout_ms",
+            s.sts_connect_timeout_ms,
+        )?,
         sts_timeout: millis("credentials.sts_timeout_ms", s.sts_timeout_ms)?,
         metadata_timeout: millis("credentials.metadata_timeout_ms", s.metadata_timeout_ms)?,
         ..CredentialsConfig::default()

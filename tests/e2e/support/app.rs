@@ -213,7 +213,10 @@ async fn oidc_credentials(
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln").expect("token");
     let vars = Vars::from_pairs([
         ("HOME", dir.path().display().to_string()),
-        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234:role/cams".to_owned()),
+        (
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "acs:ram::1234:role/cams".to_owned(),
+        ),
         (
             "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
             "acs:ram::1234:oidc-provider/ack".to_owned(),
