@@ -21,7 +21,7 @@ use crate::{
     cams::ClientError,
     clock,
     config::Config,
-    credentials::{self, CredentialsError, CredentialsProvider, StaticCredentials, Vars},
+    credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
     grpc::FlowApi,
     limits::{AccountQuota, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
@@ -99,8 +99,7 @@ impl Application {
         if config.sandbox {
             return Self::build_sandbox(config).await;
         }
-        let credentials =
-            credentials::resolve(&config.credentials, &Vars::process(), clock::system()).await?;
+        let credentials = wiring::credentials(&config).await?;
         Self::build_with_credentials(config, credentials).await
     }
 

@@ -9,9 +9,9 @@ use crate::{
     auth::Authenticator,
     cache::FlowCache,
     cams::CamsClient,
-    clock::SharedClock,
+    clock::{self, SharedClock},
     config::Config,
-    credentials::CredentialsProvider,
+    credentials::{self, CredentialsProvider, Vars},
     gateway::{Gateway, Parts},
     grpc::FlowApi,
     limits::{
@@ -26,6 +26,15 @@ pub struct Wired {
     pub api: FlowApi,
     pub tenants: Arc<dyn TenantLimits>,
     pub account: Arc<dyn AccountQuota>,
+}
+
+/// The credentials `[credentials]` calls for: the default chain (or the pinned provider) over
+/// the process's `ALIBABA_CLOUD_*` variables and files; fixed keys, or temporary ones whose
+/// refresh loop [`flow_api`] hands to the task owner.
+pub(super) async fn credentials(
+    config: &Config,
+) -> Result<Arc<dyn CredentialsProvider>, StartError> {
+    Ok(credentials::resolve(&config.credentials, &Vars::process(), clock::system()).await?)
 }
 
 /// The GetFlow service with everything behind it (client, limits, cache, authentication) as

@@ -90,7 +90,7 @@ pub struct AssumeRoleConfig {
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CredentialsConfig {
     pub provider: ProviderChoice,
     /// Standard variables set by `[credentials]` keys, which win over the environment's. None of
@@ -103,6 +103,28 @@ pub struct CredentialsConfig {
     /// Bound on connecting to, and on each exchange with, the metadata service.
     pub metadata_timeout: Duration,
     pub refresh: RefreshPolicy,
+}
+
+/// The variables by name only: a credentials URI may carry a token in its query.
+impl fmt::Debug for CredentialsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsConfig")
+            .field("provider", &self.provider)
+            .field(
+                "variables",
+                &self
+                    .variables
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("assume_role", &self.assume_role)
+            .field("sts_connect_timeout", &self.sts_connect_timeout)
+            .field("sts_timeout", &self.sts_timeout)
+            .field("metadata_timeout", &self.metadata_timeout)
+            .field("refresh", &self.refresh)
+            .finish()
+    }
 }
 
 impl Default for CredentialsConfig {

@@ -13,12 +13,22 @@ use crate::clock::SharedClock;
 pub(crate) const SERVICE: &str = "the credentials URI";
 pub(crate) const ENV_URI: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
 
-#[derive(Debug)]
 pub(crate) struct UriFetch {
     http: reqwest::Client,
     url: Url,
     timeouts: Timeouts,
     clock: SharedClock,
+}
+
+/// Without the query, which may carry a token.
+impl std::fmt::Debug for UriFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UriFetch")
+            .field("host", &self.url.host_str())
+            .field("path", &self.url.path())
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UriFetch {
