@@ -87,6 +87,28 @@ async fn a_refused_session_token_falls_back_to_imdsv1_unless_disabled() {
 }
 
 #[tokio::test]
+async fn a_read_that_fails_with_a_token_is_repeated_without_unless_disabled() {
+    let mut world = World::new().await;
+    world.simulated();
+    world.metadata_fault(Some(Fault::TokenRejected));
+    world.resolve(ProviderChoice::EcsRamRole).await.expect("v1");
+    let role = "GET meta-data/ram/security-credentials/cams-flows-sandbox";
+    assert_eq!(
+        shape(&world.identity.stats().metadata),
+        [
+            call("PUT api/token", false, 200),
+            call("GET meta-data/ram/security-credentials/", true, 401),
+            call("GET meta-data/ram/security-credentials/", false, 200),
+            call(role, true, 401),
+            call(role, false, 200),
+        ]
+    );
+    world.set("ALIBABA_CLOUD_IMDSV1_DISABLED", "true");
+    let text = world.failure(ProviderChoice::EcsRamRole).await;
+    assert!(text.contains("answered HTTP 401"), "{text}");
+}
+
+#[tokio::test]
 async fn a_hardened_service_answers_only_with_a_token() {
     let mut world = World::with(|c| c.hardened = true).await;
     world.simulated();

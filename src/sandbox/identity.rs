@@ -91,6 +91,8 @@ pub enum Fault {
     Expired,
     /// The metadata service refuses session tokens (`PUT /latest/api/token` answers 403).
     TokenRefused,
+    /// The metadata service hands out session tokens but refuses reads that carry one (401).
+    TokenRejected,
 }
 
 /// One STS call as the simulated STS saw it. The OIDC token only as a SHA-256 prefix.
@@ -248,7 +250,7 @@ async fn issued(Extract(state): Extract<Arc<State>>) -> Response {
     .into_response()
 }
 
-/// `?service=sts|metadata&fault=unavailable|garbage|expired|token_refused|none`, or
+/// `?service=sts|metadata&fault=unavailable|garbage|expired|token_refused|token_rejected|none`, or
 /// `fault=error&status=<n>&code=<Code>`.
 async fn fault(Extract(state): Extract<Arc<State>>, uri: Uri) -> Response {
     let params: HashMap<String, String> =
@@ -263,6 +265,7 @@ async fn fault(Extract(state): Extract<Arc<State>>, uri: Uri) -> Response {
         "garbage" => Some(Fault::Garbage),
         "expired" => Some(Fault::Expired),
         "token_refused" => Some(Fault::TokenRefused),
+        "token_rejected" => Some(Fault::TokenRejected),
         "error" => Some(Fault::Error {
             status: param("status").parse().unwrap_or(400),
             code: param("code").to_owned(),

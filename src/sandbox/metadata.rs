@@ -61,7 +61,9 @@ pub(super) async fn token(
 /// `None` when the call may go on (with a valid token, or without one on a service that is not
 /// hardened); the refusal otherwise.
 fn check_token(state: &State, headers: &HeaderMap) -> (bool, Option<Response>) {
+    let unauthorized = || Some((StatusCode::UNAUTHORIZED, "Unauthorized").into_response());
     match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(_) if state.metadata_fault() == Some(Fault::TokenRejected) => (true, unauthorized()),
         Some(token) if state.known_session_token(token) => (true, None),
         Some(_) => (
             true,
@@ -109,7 +111,7 @@ fn answer(state: &State, role: &str) -> Response {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
             return (status, json!({ "Code": code }).to_string()).into_response();
         }
-        Some(Fault::Expired | Fault::TokenRefused) | None => {}
+        Some(Fault::Expired | Fault::TokenRefused | Fault::TokenRejected) | None => {}
     }
     if role != state.config.role_name {
         return (

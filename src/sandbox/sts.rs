@@ -159,7 +159,7 @@ fn answer(
             return Err(refuse(status, code, format!("Simulated error {code}.")));
         }
         Some(Fault::Garbage) => return Err(bad("garbage", "")),
-        Some(Fault::Expired | Fault::TokenRefused) | None => {}
+        Some(Fault::Expired | Fault::TokenRefused | Fault::TokenRejected) | None => {}
     }
     if params.get("Version") != Some(VERSION) {
         return Err(bad(
