@@ -241,6 +241,19 @@ mod tests {
         }
     }
 
+    /// No usable credentials: come back later (the gateway recovers with its credential source),
+    /// nothing to retry at CAMS, and a stale answer may stand in.
+    #[test]
+    fn credentials_unavailable_is_unavailable() {
+        let error = Error::Cams(CamsError::Credentials(
+            crate::credentials::CredentialsError::NoProvider { tried: Vec::new() },
+        ));
+        assert_eq!(
+            error.disposition(),
+            Disposition::new(Code::Unavailable, false, true)
+        );
+    }
+
     #[test]
     fn the_callers_deadline_is_not_a_cams_failure() {
         let d = Error::DeadlineExceeded.disposition();

@@ -51,14 +51,13 @@ impl Keyring {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A new key valid for `lifetime` from `now`, its expiry in whole seconds as STS writes it
-    /// (so that what the client reads is exactly when it stops working).
+    /// A new key valid for at least `lifetime` from `now`, until the next whole second as STS
+    /// writes expiries (so that what the client reads is exactly when it stops working, and a
+    /// lifetime of a few seconds is not shortened by most of one).
     pub(crate) fn issue(&self, now: SystemTime, lifetime: Duration) -> (String, Issued) {
         let expires = now.checked_add(lifetime).unwrap_or(now);
-        let secs = expires
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let since_epoch = expires.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
         let expires_at = UNIX_EPOCH + Duration::from_secs(secs);
         let id = format!("STS.{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
         let issued = Issued {

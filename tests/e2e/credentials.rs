@@ -49,8 +49,8 @@ async fn keys_that_expire_every_two_seconds_serve_a_steady_stream_for_three_life
         tokio::time::sleep(STREAM_GAP).await;
     }
     let keys = keys_seen(&app).await;
-    // The first set, then a new one about every second (refreshed at half the lifetime of keys
-    // whose expiry STS writes in whole seconds): at least one per lifetime.
+    // The first set, then a new one at about half of each set's lifetime (2 to 3 s: STS writes
+    // expiries in whole seconds): at least one per lifetime.
     assert!(keys.len() >= 4, "{calls} calls, keys {keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("STS.")), "{keys:?}");
     let sts = app.identity.as_ref().expect("sts").stats().sts;
