@@ -8,101 +8,17 @@
 use std::sync::Arc;
 
 use super::{
-    CredentialSource, Credentials, CredentialsConfig, CredentialsError, CredentialsProvider, Fetch,
-    ProviderChoice, StaticCredentials, Tried, Unchanging, Vars,
+    CredentialSource, CredentialsConfig, CredentialsError, CredentialsProvider, ProviderChoice,
+    StaticCredentials, Tried, Vars,
     assume_role::AssumeRoleFetch,
-    ecs::{self, EcsFetch},
-    env, file,
-    http::Timeouts,
-    oidc::{self, OidcFetch},
+    ecs, env, file,
+    oidc::OidcFetch,
+    plan::{Context, Plan, Probe},
     profile,
     refresh::Refreshing,
-    sts::{self, Session, StsClient, StsSettings},
     uri::{self, UriFetch},
 };
 use crate::clock::SharedClock;
-
-/// What a provider found: credentials at hand, or a way to fetch them again and again.
-#[derive(Debug)]
-pub(crate) enum Plan {
-    Static(Credentials),
-    Fetch(Box<dyn Fetch>),
-}
-
-impl Plan {
-    /// As the source of an AssumeRole.
-    pub(crate) fn into_fetch(self) -> Box<dyn Fetch> {
-        match self {
-            Self::Static(credentials) => Box::new(Unchanging(credentials)),
-            Self::Fetch(fetch) => fetch,
-        }
-    }
-}
-
-/// What one provider makes of the environment.
-#[derive(Debug)]
-pub(crate) enum Probe {
-    /// Not configured, and why.
-    Skip(String),
-    /// Configured. `tentative` when only a first fetch can tell whether it applies: an unnamed
-    /// ECS role on a host that may have no metadata service.
-    Use { plan: Plan, tentative: bool },
-}
-
-/// What the providers read, and how they reach their services.
-pub(crate) struct Context {
-    pub vars: Vars,
-    pub clock: SharedClock,
-    pub sts_timeouts: Timeouts,
-    pub metadata_timeouts: Timeouts,
-}
-
-impl Context {
-    /// An STS client; a profile passes its own region and VPC switch.
-    pub(crate) fn sts(
-        &self,
-        region: Option<&str>,
-        vpc: Option<bool>,
-    ) -> Result<Arc<StsClient>, CredentialsError> {
-        let settings = StsSettings::from_vars(&self.vars, region, vpc, self.sts_timeouts)?;
-        Ok(Arc::new(StsClient::new(
-            &settings,
-            Arc::clone(&self.clock),
-        )?))
-    }
-
-    pub(crate) fn ecs(&self, role: Option<&str>) -> Result<EcsFetch, CredentialsError> {
-        EcsFetch::new(
-            &self.vars,
-            role,
-            self.metadata_timeouts,
-            Arc::clone(&self.clock),
-        )
-    }
-
-    /// The AssumeRole session of a role: its name, else the configured or a generated one.
-    pub(crate) fn session(
-        &self,
-        role_arn: &str,
-        session_name: Option<&str>,
-        duration: Option<&str>,
-        policy: Option<&str>,
-    ) -> Result<Session, CredentialsError> {
-        Ok(Session {
-            role_arn: role_arn.to_owned(),
-            session_name: session_name
-                .or_else(|| self.vars.get(oidc::ENV_ROLE_SESSION_NAME))
-                .map_or_else(|| sts::default_session_name(&self.clock), str::to_owned),
-            duration: sts::duration(
-                oidc::VAR_DURATION,
-                duration.or_else(|| self.vars.get(oidc::VAR_DURATION)),
-            )?,
-            policy: policy
-                .or_else(|| self.vars.get(oidc::VAR_POLICY))
-                .map(str::to_owned),
-        })
-    }
-}
 
 /// The credentials the configuration calls for, with their first fetch done: a provider that
 /// fails here fails the start (`serve` exits 2 with the list of what was tried).
@@ -127,7 +43,7 @@ pub async fn resolve(
         let failed = |tried: &mut Vec<Tried>, error: &CredentialsError| {
             tried.push(Tried {
                 provider,
-                outcome: format!("failed: {}", crate::telemetry::ErrorChain(error)),
+                outcome: format!("failed: {}", with_causes(error)),
             });
         };
         let (plan, tentative) = match probe(*choice, &cx) {
@@ -164,6 +80,21 @@ pub async fn resolve(
         }
     }
     Err(CredentialsError::NoProvider { tried })
+}
+
+/// The error and its causes, each once: the startup message is all an operator sees.
+fn with_causes(error: &CredentialsError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn unreachable(error: &CredentialsError) -> bool {

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::{
     CredentialSource, Credentials, CredentialsError, Unchanging,
     assume_role::AssumeRoleFetch,
-    chain::{Context, Plan, Probe},
+    plan::{Context, Plan, Probe},
     profile::ENV_PROFILE,
     vars::expand_home,
 };

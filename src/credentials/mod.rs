@@ -16,6 +16,7 @@ mod file;
 mod fixed;
 mod http;
 mod oidc;
+mod plan;
 mod profile;
 mod refresh;
 mod settings;

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::{
     CredentialSource, Credentials, CredentialsError, Unchanging,
     assume_role::AssumeRoleFetch,
-    chain::{Context, Plan, Probe},
     http,
     oidc::{OidcFetch, OidcSettings},
+    plan::{Context, Plan, Probe},
     vars::expand_home,
 };
 

@@ -12,7 +12,7 @@ use axum::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::identity::{Fault, MetadataCall, State};
+use super::issuer::{Fault, MetadataCall, State};
 
 const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";

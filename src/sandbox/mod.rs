@@ -9,6 +9,7 @@
 mod envelope;
 mod flows;
 mod identity;
+mod issuer;
 mod keyring;
 mod metadata;
 mod nonces;
@@ -31,10 +32,8 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use identity::{
-    Fault, Identity, IdentityConfig, IdentityHandle, IdentityStats, IssuedSecrets, MetadataCall,
-    StsCall,
-};
+pub use identity::{Identity, IdentityHandle, IssuedSecrets};
+pub use issuer::{Fault, IdentityConfig, IdentityStats, MetadataCall, StsCall};
 pub use keyring::{IssuedKey, Keyring};
 pub use stats::{RecordedRequest, SandboxStats};
 

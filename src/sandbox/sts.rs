@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{
     envelope::{json_response, new_request_id},
-    identity::{Fault, State, StsCall},
+    issuer::{Fault, State, StsCall},
     keyring::Issued,
 };
 use crate::acs::{
