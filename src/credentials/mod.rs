@@ -30,6 +30,8 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// STS's and the metadata service's `Expiration` take Alibaba Cloud's one time format.
+pub(crate) use crate::acs::{format_timestamp, parse_timestamp as parse_expiration};
 pub use chain::resolve;
 pub use env::{
     ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, from_env, from_lookup,
@@ -201,27 +203,6 @@ impl Fetch for Unchanging {
     }
 }
 
-/// Exactly `yyyy-MM-ddTHH:mm:ssZ`, the form of STS's and the metadata service's `Expiration`.
-pub(crate) fn parse_expiration(value: &str) -> Option<SystemTime> {
-    let shaped = value.len() == 20
-        && value.bytes().enumerate().all(|(i, c)| match i {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
-            19 => c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    if !shaped {
-        return None;
-    }
-    humantime::parse_rfc3339(value).ok()
-}
-
-/// The form STS and the metadata service write times in (whole seconds, UTC).
-pub(crate) fn format_timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,20 +218,5 @@ mod tests {
         assert!(shown.contains("LTAIexample"));
         assert!(!shown.contains("topsecret-value"));
         assert!(!shown.contains("sts-token-value"));
-    }
-
-    #[test]
-    fn expiration_shape_is_strict() {
-        let at = parse_expiration("2021-10-20T04:27:09Z").expect("valid");
-        assert_eq!(format_timestamp(at), "2021-10-20T04:27:09Z");
-        for bad in [
-            "2021-10-20T04:27:09.5Z",
-            "2021-10-20T04:27:09+08:00",
-            "2021-10-20 04:27:09Z",
-            "2021-13-20T04:27:09Z",
-            "",
-        ] {
-            assert!(parse_expiration(bad).is_none(), "{bad}");
-        }
     }
 }

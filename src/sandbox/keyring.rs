@@ -89,7 +89,7 @@ impl Keyring {
                 access_key_id: id.clone(),
                 access_key_secret: k.secret.expose_secret().to_owned(),
                 security_token: k.token.expose_secret().to_owned(),
-                expiration: humantime::format_rfc3339_seconds(k.expires_at).to_string(),
+                expiration: crate::acs::format_timestamp(k.expires_at),
             })
             .collect()
     }

@@ -122,13 +122,13 @@ fn answer(state: &State, role: &str) -> Response {
             .into_response();
     }
     let (id, issued) = state.issue(fault.as_ref());
-    let now = humantime::format_rfc3339_seconds(state.config.clock.now()).to_string();
+    let now = crate::acs::format_timestamp(state.config.clock.now());
     let body = json!({
         "Code": "Success",
         "AccessKeyId": id,
         "AccessKeySecret": issued.secret.expose_secret(),
         "SecurityToken": issued.token.expose_secret(),
-        "Expiration": humantime::format_rfc3339_seconds(issued.expires_at).to_string(),
+        "Expiration": crate::acs::format_timestamp(issued.expires_at),
         "LastUpdated": now,
     });
     (

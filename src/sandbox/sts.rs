@@ -247,7 +247,7 @@ fn assume_role(
     let id = params.require("AccessKeyId")?;
     call.signer = Some(id.to_owned());
     let timestamp = params.require("Timestamp")?;
-    let at = crate::credentials::parse_expiration(timestamp).ok_or_else(|| {
+    let at = crate::acs::parse_timestamp(timestamp).ok_or_else(|| {
         bad(
             "InvalidTimeStamp.Format",
             "Specified time stamp or date value is not well formatted.",
@@ -317,7 +317,7 @@ fn credentials(call: &StsCall, id: &str, issued: &Issued) -> Response {
             "AccessKeyId": id,
             "AccessKeySecret": issued.secret.expose_secret(),
             "SecurityToken": issued.token.expose_secret(),
-            "Expiration": humantime::format_rfc3339_seconds(issued.expires_at).to_string(),
+            "Expiration": crate::acs::format_timestamp(issued.expires_at),
         },
     });
     if call.action == "AssumeRoleWithOIDC"

@@ -170,18 +170,7 @@ fn check_date(headers: &HeaderMap, wall_clock: SystemTime) -> Result<(), ErrorRe
 
 /// Exactly `yyyy-MM-ddTHH:mm:ssZ`: no fraction, no offset.
 fn parse_acs_date(value: &str) -> Option<SystemTime> {
-    let shaped = value.len() == 20
-        && value.bytes().enumerate().all(|(i, c)| match i {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
-            19 => c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    if !shaped {
-        return None;
-    }
-    humantime::parse_rfc3339(value).ok()
+    crate::acs::parse_timestamp(value)
 }
 
 fn check_body_digest(headers: &HeaderMap, body: &[u8]) -> Result<String, ErrorReply> {
