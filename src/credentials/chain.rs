@@ -9,11 +9,9 @@ use std::sync::Arc;
 
 use super::{
     CredentialSource, CredentialsConfig, CredentialsError, CredentialsProvider, ProviderChoice,
-    StaticCredentials, Tried, Vars,
-    assume_role::AssumeRoleFetch,
-    ecs, env, file,
+    StaticCredentials, Tried, Vars, ecs, env, file,
     oidc::OidcFetch,
-    plan::{Context, Plan, Probe},
+    plan::{Context, Plan, Probe, RoleToAssume},
     profile,
     refresh::Refreshing,
     uri::{self, UriFetch},
@@ -165,13 +163,15 @@ fn assume_role(
     let Some(role) = &config.assume_role else {
         return Ok(plan);
     };
-    let session = cx.session(&role.role_arn, role.session_name.as_deref(), None, None)?;
-    Ok(Plan::Fetch(Box::new(AssumeRoleFetch::new(
-        plan.into_fetch(),
-        cx.sts(None, None)?,
-        session,
-        role.external_id.clone(),
-    ))))
+    cx.assume_role(
+        plan,
+        &RoleToAssume {
+            role_arn: &role.role_arn,
+            session_name: role.session_name.as_deref(),
+            external_id: role.external_id.as_deref(),
+            ..RoleToAssume::default()
+        },
+    )
 }
 
 async fn start(

@@ -8,9 +8,8 @@ use std::{collections::BTreeMap, path::Path};
 use secrecy::SecretString;
 
 use super::{
-    CredentialSource, Credentials, CredentialsError, Unchanging,
-    assume_role::AssumeRoleFetch,
-    plan::{Context, Plan, Probe},
+    CredentialSource, Credentials, CredentialsError,
+    plan::{Context, Plan, Probe, RoleToAssume},
     profile::ENV_PROFILE,
     vars::expand_home,
 };
@@ -100,20 +99,16 @@ fn plan(cx: &Context, path: &Path, name: &str, s: &Section) -> Result<Plan, Cred
         "ecs_ram_role" => Ok(Plan::Fetch(Box::new(
             cx.ecs(s.get("role_name").map(String::as_str))?,
         ))),
-        "ram_role_arn" => {
-            let session = cx.session(
-                need("role_arn")?,
-                s.get("role_session_name").map(String::as_str),
-                None,
-                s.get("policy").map(String::as_str),
-            )?;
-            Ok(Plan::Fetch(Box::new(AssumeRoleFetch::new(
-                Box::new(Unchanging(access_key(None)?)),
-                cx.sts(None, None)?,
-                session,
-                s.get("external_id").cloned(),
-            ))))
-        }
+        "ram_role_arn" => cx.assume_role(
+            Plan::Static(access_key(None)?),
+            &RoleToAssume {
+                role_arn: need("role_arn")?,
+                session_name: s.get("role_session_name").map(String::as_str),
+                policy: s.get("policy").map(String::as_str),
+                external_id: s.get("external_id").map(String::as_str),
+                ..RoleToAssume::default()
+            },
+        ),
         "" => Err(bad("no type".to_owned())),
         other => Err(bad(format!(
             "type {other:?} is not supported (access_key, sts, ecs_ram_role and ram_role_arn are)"

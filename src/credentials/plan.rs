@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{
     Credentials, CredentialsError, Fetch, Unchanging, Vars,
+    assume_role::AssumeRoleFetch,
     ecs::EcsFetch,
     http::Timeouts,
     oidc,
@@ -91,5 +92,35 @@ impl Context {
                 .or_else(|| self.vars.get(oidc::VAR_POLICY))
                 .map(str::to_owned),
         })
+    }
+}
+
+/// A role to assume (AssumeRole), as a profile, a file section or `[credentials]` names it.
+#[derive(Debug, Default)]
+pub(crate) struct RoleToAssume<'a> {
+    pub role_arn: &'a str,
+    pub session_name: Option<&'a str>,
+    pub duration: Option<&'a str>,
+    pub policy: Option<&'a str>,
+    pub external_id: Option<&'a str>,
+    /// A profile's own STS region and VPC switch.
+    pub sts_region: Option<&'a str>,
+    pub sts_vpc: Option<bool>,
+}
+
+impl Context {
+    /// AssumeRole into `role` with whatever `source` yields, fetched again at each refresh.
+    pub(crate) fn assume_role(
+        &self,
+        source: Plan,
+        role: &RoleToAssume<'_>,
+    ) -> Result<Plan, CredentialsError> {
+        let session = self.session(role.role_arn, role.session_name, role.duration, role.policy)?;
+        Ok(Plan::Fetch(Box::new(AssumeRoleFetch::new(
+            source.into_fetch(),
+            self.sts(role.sts_region, role.sts_vpc)?,
+            session,
+            role.external_id.map(str::to_owned),
+        ))))
     }
 }

@@ -10,11 +10,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    CredentialSource, Credentials, CredentialsError, Unchanging,
-    assume_role::AssumeRoleFetch,
-    http,
+    CredentialSource, Credentials, CredentialsError, http,
     oidc::{OidcFetch, OidcSettings},
-    plan::{Context, Plan, Probe},
+    plan::{Context, Plan, Probe, RoleToAssume},
     vars::expand_home,
 };
 
@@ -215,24 +213,18 @@ impl Resolver<'_> {
         source: Plan,
         duration: Option<&str>,
     ) -> Result<Plan, CredentialsError> {
-        let role_arn = self.need(p, "ram_role_arn", &p.ram_role_arn)?;
-        let session = self.cx.session(
-            role_arn,
-            p.ram_session_name.as_deref(),
-            duration,
-            p.policy.as_deref(),
-        )?;
-        let sts = self.cx.sts(p.sts_region.as_deref(), p.enable_vpc)?;
-        let source = match source {
-            Plan::Static(credentials) => Box::new(Unchanging(credentials)),
-            Plan::Fetch(fetch) => fetch,
-        };
-        Ok(Plan::Fetch(Box::new(AssumeRoleFetch::new(
+        self.cx.assume_role(
             source,
-            sts,
-            session,
-            p.external_id.clone(),
-        ))))
+            &RoleToAssume {
+                role_arn: self.need(p, "ram_role_arn", &p.ram_role_arn)?,
+                session_name: p.ram_session_name.as_deref(),
+                duration,
+                policy: p.policy.as_deref(),
+                external_id: p.external_id.as_deref(),
+                sts_region: p.sts_region.as_deref(),
+                sts_vpc: p.enable_vpc,
+            },
+        )
     }
 }
 
