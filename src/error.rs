@@ -176,7 +176,10 @@ fn cams_disposition(error: &CamsError) -> Disposition {
         | CamsError::BodyTooLarge { .. }
         | CamsError::Transport { .. }
         | CamsError::Timeout => Disposition::upstream_trouble(Code::Unavailable),
-        CamsError::Credentials(_) => Disposition::refused(Code::Internal),
+        // The gateway's own credentials are missing or expired and could not be refreshed: CAMS
+        // was not asked, so there is nothing to retry, but the gateway comes back once its
+        // credential source does, and a stale answer serves the caller better meanwhile.
+        CamsError::Credentials(_) => Disposition::new(Code::Unavailable, false, true),
     }
 }
 
@@ -241,6 +244,19 @@ mod tests {
                 assert!(d.stale_may_serve, "{error}");
             }
         }
+    }
+
+    /// No usable credentials: come back later (the gateway recovers with its credential source),
+    /// nothing to retry at CAMS, and a stale answer may stand in.
+    #[test]
+    fn credentials_unavailable_is_unavailable() {
+        let error = Error::Cams(CamsError::Credentials(
+            crate::credentials::CredentialsError::NoProvider { tried: Vec::new() },
+        ));
+        assert_eq!(
+            error.disposition(),
+            Disposition::new(Code::Unavailable, false, true)
+        );
     }
 
     #[test]

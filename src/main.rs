@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 #[cfg(feature = "sandbox")]
-use cams_flows::sandbox::{Sandbox, SandboxConfig};
+use cams_flows::sandbox::{Identity, IdentityConfig, Sandbox, SandboxConfig};
 use cams_flows::{
     app::Application,
     config::{Environment, ServeArgs},
@@ -30,10 +30,12 @@ struct Cli {
 enum Command {
     /// Serve cams.flows.v1.FlowService over gRPC (with health and reflection).
     ///
-    /// Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and
-    /// optionally ALIBABA_CLOUD_SECURITY_TOKEN, unless --sandbox is given.
+    /// Credentials come from the Alibaba Cloud default chain (environment AccessKey, RRSA/OIDC,
+    /// aliyun CLI profile, credentials file, ECS RAM role, credentials URI) or the provider
+    /// that [credentials] pins, unless --sandbox is given.
     Serve(Box<ServeArgs>),
-    /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS).
+    /// Run the simulated CAMS alone (real HTTP; checks ACS3 signatures; throttles like CAMS), and
+    /// with --sts-listen a simulated STS and ECS metadata service beside it.
     #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
     /// Print the SHA-256 of an API key (read from standard input) for `[[auth.keys]] sha256`.
@@ -71,6 +73,23 @@ struct SandboxArgs {
     /// STS token the simulated CAMS requires (x-acs-security-token); none by default.
     #[arg(long, env = "CAMS_SANDBOX_SECURITY_TOKEN", hide_env_values = true)]
     security_token: Option<String>,
+    /// Also serve a simulated STS (AssumeRoleWithOIDC, AssumeRole) and ECS metadata service on
+    /// this address; the keys they issue are accepted by the simulated CAMS until they expire.
+    #[arg(long, env = "CAMS_SANDBOX_STS_LISTEN")]
+    sts_listen: Option<std::net::SocketAddr>,
+    /// Lifetime of the keys the simulated STS and metadata service issue, in seconds.
+    #[arg(long, env = "CAMS_SANDBOX_STS_LIFETIME_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    sts_lifetime_secs: u64,
+    /// The RAM role of the simulated ECS instance.
+    #[arg(
+        long,
+        env = "CAMS_SANDBOX_ECS_ROLE",
+        default_value = "cams-flows-sandbox"
+    )]
+    ecs_role_name: String,
+    /// The simulated metadata service answers only reads that carry a session token (IMDSv2).
+    #[arg(long)]
+    metadata_hardened: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: cams_flows::config::LogFormat,
@@ -156,6 +175,26 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
     let mut config = SandboxConfig::new(args.access_key_id, args.access_key_secret);
     config.rps_per_key = args.rps;
     config.security_token = args.security_token.map(secrecy::SecretString::from);
+    let identity = match args.sts_listen {
+        None => None,
+        Some(addr) => {
+            let mut identity = IdentityConfig::new(std::sync::Arc::clone(&config.keyring));
+            identity.lifetime = std::time::Duration::from_secs(args.sts_lifetime_secs);
+            identity.role_name = args.ecs_role_name;
+            identity.hardened = args.metadata_hardened;
+            identity.signers = vec![(
+                config.access_key_id.clone(),
+                config.access_key_secret.clone(),
+            )];
+            match Identity::bind(addr, identity).await {
+                Ok(identity) => Some(identity),
+                Err(e) => {
+                    eprintln!("error: cannot listen on {addr}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     let sandbox = match Sandbox::bind(args.listen, config).await {
         Ok(sandbox) => sandbox,
         Err(e) => {
@@ -164,7 +203,26 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
         }
     };
     tracing::info!(endpoint = %sandbox.endpoint(), "simulated CAMS listening");
-    match sandbox.run_until(shutdown_signal()).await {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let identity = identity.map(|identity| {
+        tracing::info!(
+            endpoint = %identity.endpoint(),
+            lifetime_secs = args.sts_lifetime_secs,
+            "simulated STS and ECS metadata service listening"
+        );
+        tokio::spawn(identity.run_until(stop.clone().cancelled_owned()))
+    });
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    let served = sandbox.run_until(stop.cancelled_owned()).await;
+    let identity = match identity {
+        Some(task) => task.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    };
+    match served.and(identity) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

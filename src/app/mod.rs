@@ -21,7 +21,7 @@ use crate::{
     cams::ClientError,
     clock,
     config::Config,
-    credentials::{self, CredentialsError, CredentialsProvider, StaticCredentials},
+    credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
     grpc::FlowApi,
     limits::{AccountQuota, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
@@ -83,15 +83,32 @@ pub struct Application {
     sandbox_endpoint: Option<String>,
 }
 
+/// Names the provider in use and when its credentials expire (never a secret); fails the start
+/// when it has none to give.
+async fn log_credentials(provider: &dyn CredentialsProvider) -> Result<(), StartError> {
+    let current = provider.credentials().await?;
+    let expires_at = current
+        .expires_at()
+        .map(|at| humantime::format_rfc3339_seconds(at).to_string());
+    tracing::info!(
+        provider = current.source().as_str(),
+        expires_at = expires_at.as_deref().unwrap_or("never"),
+        refreshed = expires_at.is_some(),
+        "credentials ready"
+    );
+    Ok(())
+}
+
 impl Application {
     /// Builds with the credentials the configuration calls for: generated ones against an
-    /// in-process simulated CAMS under `sandbox`, the `ALIBABA_CLOUD_*` variables otherwise.
+    /// in-process simulated CAMS under `sandbox`, otherwise the credential chain (or the provider
+    /// `[credentials]` pins) over the process's `ALIBABA_CLOUD_*` variables and files.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         if config.sandbox {
             return Self::build_sandbox(config).await;
         }
-        let credentials = credentials::from_env()?;
-        Self::build_with_credentials(config, Arc::new(StaticCredentials::new(credentials))).await
+        let credentials = wiring::credentials(&config).await?;
+        Self::build_with_credentials(config, credentials).await
     }
 
     #[cfg(feature = "sandbox")]
@@ -123,6 +140,7 @@ impl Application {
         credentials: Arc<dyn CredentialsProvider>,
         mut tasks: Tasks,
     ) -> Result<Self, StartError> {
+        log_credentials(credentials.as_ref()).await?;
         let drain = Drain::default();
         let wired = flow_api(
             &config,

@@ -9,9 +9,9 @@ use crate::{
     auth::Authenticator,
     cache::{CacheTier, FlowCache, RedisTier},
     cams::CamsClient,
-    clock::SharedClock,
+    clock::{self, SharedClock},
     config::Config,
-    credentials::CredentialsProvider,
+    credentials::{self, CredentialsProvider, Vars},
     gateway::{Gateway, Parts},
     grpc::FlowApi,
     limits::{
@@ -28,6 +28,15 @@ pub struct Wired {
     pub api: FlowApi,
     pub tenants: Arc<dyn TenantLimits>,
     pub account: Arc<dyn AccountQuota>,
+}
+
+/// The credentials `[credentials]` calls for: the default chain (or the pinned provider) over
+/// the process's `ALIBABA_CLOUD_*` variables and files; fixed keys, or temporary ones whose
+/// refresh loop [`flow_api`] hands to the task owner.
+pub(super) async fn credentials(
+    config: &Config,
+) -> Result<Arc<dyn CredentialsProvider>, StartError> {
+    Ok(credentials::resolve(&config.credentials, &Vars::process(), clock::system()).await?)
 }
 
 /// The GetFlow service with everything behind it (client, limits, cache, authentication) as
@@ -58,6 +67,9 @@ pub async fn flow_api(
         },
         _ => None,
     };
+    if let Some(refresh) = credentials.refresh_task() {
+        tasks.spawn("credentials refresh", refresh);
+    }
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
 
     let tenants: Arc<dyn TenantLimits> = match &shared {

@@ -11,6 +11,7 @@ use reqwest::{
 use super::{
     ACTION_GET_FLOW, API_VERSION, RETRY_AFTER_HEADER,
     error::CamsError,
+    skew::ClockSkew,
     wire::{self, FlowAnswer},
 };
 use crate::{
@@ -52,8 +53,10 @@ pub struct CamsClient {
     /// The `host` header value as reqwest will send it (port only when not the default).
     host: Arc<str>,
     credentials: Arc<dyn CredentialsProvider>,
-    /// Dates every signature.
+    /// Dates every signature (plus the skew's offset).
     clock: SharedClock,
+    /// The gateway's clock against CAMS's, from the `Date` of each answer.
+    skew: Arc<ClockSkew>,
     config: UpstreamConfig,
 }
 
@@ -88,6 +91,7 @@ impl CamsClient {
             host: host.into(),
             credentials,
             clock,
+            skew: Arc::default(),
             config,
         })
     }
@@ -114,14 +118,47 @@ impl CamsClient {
 
     /// One freshly signed attempt, ended by the configured request timeout
     /// ([`CamsError::Timeout`]). The caller's deadline is the caller's business: it drops the
-    /// future when the deadline passes.
+    /// future when the deadline passes. A signature CAMS finds too old or too new
+    /// (`InvalidTimeStamp.Expired`, the gateway's clock is off) is signed once more, dated by
+    /// CAMS's clock as its `Date` header gave it; CAMS refuses such a call before counting it
+    /// against the quota, so the retry stays within the one slot.
     pub async fn get_flow(
         &self,
         tenant: &TenantId,
         flow_id: &FlowId,
         credentials: &Credentials,
     ) -> Result<FlowAnswer, CamsError> {
-        let date = humantime::format_rfc3339_seconds(self.clock.now()).to_string();
+        let (result, measured) = self.attempt(tenant, flow_id, credentials).await;
+        match (result, measured) {
+            (Err(CamsError::Api(api)), Some(skew_ms)) if api.code == TIMESTAMP_EXPIRED => {
+                self.skew.adopt(skew_ms);
+                tracing::warn!(
+                    tenant = tenant.as_str(),
+                    flow_id = flow_id.as_str(),
+                    skew_ms,
+                    "CAMS refused the signature's date; signing once more by CAMS's clock"
+                );
+                self.attempt(tenant, flow_id, credentials).await.0
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// How far the gateway's clock was from CAMS's at the last answer, in milliseconds, as used
+    /// to date signatures (0 while within a minute).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.skew.offset_ms()
+    }
+
+    /// One signed exchange, and the skew measured from its `Date` header (when it had one).
+    async fn attempt(
+        &self,
+        tenant: &TenantId,
+        flow_id: &FlowId,
+        credentials: &Credentials,
+    ) -> (Result<FlowAnswer, CamsError>, Option<i64>) {
+        let sent = self.clock.now();
+        let date = humantime::format_rfc3339_seconds(self.skew.corrected(sent)).to_string();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let signed = SignedGetFlow::new(&self.host, tenant, flow_id, credentials, &date, &nonce);
 
@@ -131,30 +168,49 @@ impl CamsClient {
         if !signed.query.is_empty() {
             url.set_query(Some(&signed.query));
         }
-        let mut request = self
-            .http
-            .post(url)
-            .header("accept", "application/json")
-            .header(
-                "authorization",
-                sensitive(&signed.authorization, "the signature")?,
-            )
-            .header("content-length", "0");
-        // `host` is set by reqwest from the URL, exactly as signed.
-        for (name, value) in signed.headers.iter().filter(|(name, _)| *name != "host") {
-            if *name == "x-acs-security-token" {
-                request = request.header(*name, sensitive(value, "the STS token")?);
-            } else {
-                request = request.header(*name, *value);
+        let result = async {
+            let mut request = self
+                .http
+                .post(url)
+                .header("accept", "application/json")
+                .header(
+                    "authorization",
+                    sensitive(&signed.authorization, "the signature")?,
+                )
+                .header("content-length", "0");
+            // `host` is set by reqwest from the URL, exactly as signed.
+            for (name, value) in signed.headers.iter().filter(|(name, _)| *name != "host") {
+                if *name == "x-acs-security-token" {
+                    request = request.header(*name, sensitive(value, "the STS token")?);
+                } else {
+                    request = request.header(*name, *value);
+                }
             }
+            request.send().await.map_err(transport_error)
         }
-        let response = request.send().await.map_err(transport_error)?;
+        .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => return (Err(error), None),
+        };
+        let measured = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(|date| self.skew.observe(date, sent, self.clock.now()));
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let body = read_capped(response, self.config.max_body_bytes).await?;
-        wire::decode(status, &body, retry_after)
+        let result = match read_capped(response, self.config.max_body_bytes).await {
+            Ok(body) => wire::decode(status, &body, retry_after),
+            Err(error) => Err(error),
+        };
+        (result, measured)
     }
 }
+
+/// CAMS's answer to a signature dated more than 15 minutes off its clock.
+const TIMESTAMP_EXPIRED: &str = "InvalidTimeStamp.Expired";
 
 /// One GetFlow attempt, signed: what goes on the wire besides the method, path and body.
 pub struct SignedGetFlow<'a> {

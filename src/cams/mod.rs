@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+mod skew;
 pub mod wire;
 
 pub use client::{CamsClient, ClientError, UpstreamConfig};

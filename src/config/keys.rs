@@ -269,6 +269,132 @@ pub(super) const KEYS: &[Key] = &[
         "The account's name in Redis, so that two accounts can share one Redis [default: the \
          AccessKeyId]",
     ),
+    Key::new(
+        "credentials.provider",
+        "NAME",
+        "Where CAMS credentials come from: chain (the Alibaba Cloud default chain), or one \
+         provider pinned: env, oidc, cli_profile, credentials_file, ecs_ram_role, credentials_uri",
+    ),
+    Key::new(
+        "credentials.role_arn",
+        "ARN",
+        "RRSA role to assume with the OIDC token [stands in for ALIBABA_CLOUD_ROLE_ARN]",
+    ),
+    Key::new(
+        "credentials.oidc_provider_arn",
+        "ARN",
+        "RRSA OIDC provider [stands in for ALIBABA_CLOUD_OIDC_PROVIDER_ARN]",
+    ),
+    Key::new(
+        "credentials.oidc_token_file",
+        "FILE",
+        "RRSA OIDC token file, read again at every refresh [stands in for \
+         ALIBABA_CLOUD_OIDC_TOKEN_FILE]",
+    ),
+    Key::new(
+        "credentials.role_session_name",
+        "NAME",
+        "STS session name [stands in for ALIBABA_CLOUD_ROLE_SESSION_NAME] [default: \
+         cams-flows-<unix time>]",
+    ),
+    Key::new(
+        "credentials.duration_seconds",
+        "SECONDS",
+        "Lifetime STS is asked for, 900 to 43200 (OIDC and AssumeRole) [default: 3600]",
+    ),
+    Key::new(
+        "credentials.policy",
+        "JSON",
+        "A RAM policy that narrows the STS session (OIDC and AssumeRole)",
+    ),
+    Key::new(
+        "credentials.sts_endpoint",
+        "URL",
+        "STS endpoint, a URL or a host [stands in for ALIBABA_CLOUD_STS_ENDPOINT] [default: \
+         from credentials.sts_region, else sts.aliyuncs.com]",
+    ),
+    Key::new(
+        "credentials.sts_region",
+        "REGION",
+        "STS region: sts.<region>.aliyuncs.com [stands in for ALIBABA_CLOUD_STS_REGION]",
+    ),
+    Key::new(
+        "credentials.sts_vpc_endpoint",
+        "BOOL",
+        "Use sts-vpc.<region>.aliyuncs.com (needs credentials.sts_region) [stands in for \
+         ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED]",
+    ),
+    Key::new(
+        "credentials.profile",
+        "NAME",
+        "Profile of the aliyun CLI config, or section of the credentials file [stands in for \
+         ALIBABA_CLOUD_PROFILE]",
+    ),
+    Key::new(
+        "credentials.cli_config_file",
+        "FILE",
+        "The aliyun CLI config [stands in for ALIBABA_CLOUD_CONFIG_FILE] [default: \
+         ~/.aliyun/config.json]",
+    ),
+    Key::new(
+        "credentials.credentials_file",
+        "FILE",
+        "The credentials file [stands in for ALIBABA_CLOUD_CREDENTIALS_FILE] [default: \
+         ~/.alibabacloud/credentials.ini]",
+    ),
+    Key::new(
+        "credentials.ecs_role_name",
+        "NAME",
+        "The ECS instance's RAM role, which saves a metadata request [stands in for \
+         ALIBABA_CLOUD_ECS_METADATA]",
+    ),
+    Key::new(
+        "credentials.metadata_endpoint",
+        "URL",
+        "ECS metadata service [stands in for ALIBABA_CLOUD_ECS_METADATA_SERVICE_ENDPOINT] \
+         [default: http://100.100.100.200]",
+    ),
+    Key::new(
+        "credentials.imdsv1_disabled",
+        "BOOL",
+        "Never read the metadata service without a session token [stands in for \
+         ALIBABA_CLOUD_IMDSV1_DISABLED]",
+    ),
+    Key::new(
+        "credentials.uri",
+        "URL",
+        "URL that answers temporary keys [stands in for ALIBABA_CLOUD_CREDENTIALS_URI]",
+    ),
+    Key::new(
+        "credentials.assume_role_arn",
+        "ARN",
+        "Assume this RAM role (AssumeRole) with whatever credentials the provider yields",
+    ),
+    Key::new(
+        "credentials.assume_role_session_name",
+        "NAME",
+        "Session name of credentials.assume_role_arn",
+    ),
+    Key::new(
+        "credentials.assume_role_external_id",
+        "ID",
+        "External id of credentials.assume_role_arn",
+    ),
+    Key::new(
+        "credentials.sts_connect_timeout_ms",
+        "MS",
+        "Connect timeout towards STS and the credentials URI",
+    ),
+    Key::new(
+        "credentials.sts_timeout_ms",
+        "MS",
+        "Bound on one exchange with STS or the credentials URI",
+    ),
+    Key::new(
+        "credentials.metadata_timeout_ms",
+        "MS",
+        "Connect timeout towards the ECS metadata service, and bound on each exchange with it",
+    ),
 ];
 
 /// The key an environment variable sets, and whether it did so under its old name.

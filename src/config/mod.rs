@@ -19,8 +19,8 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::AuthConfig, cams::UpstreamConfig, limits::LimitsConfig, server::TlsSettings,
-    store::RedisConfig,
+    auth::AuthConfig, cams::UpstreamConfig, credentials::CredentialsConfig, limits::LimitsConfig,
+    server::TlsSettings, store::RedisConfig,
 };
 pub use crate::{cache::CacheConfig, gateway::RetryConfig};
 
@@ -65,6 +65,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// The Redis of the cache tier shared by the replicas; `None` when the cache is not shared.
     pub cache_redis: Option<RedisConfig>,
+    /// Where the CAMS credentials come from (ignored under `sandbox`).
+    pub credentials: CredentialsConfig,
 }
 
 impl Config {
@@ -89,6 +91,7 @@ impl Config {
             tls: None,
             redis: None,
             cache_redis: None,
+            credentials: CredentialsConfig::default(),
         }
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::LogFormat;
 use crate::{
-    auth::AuthMode, cache::CacheConfig, cams::DEFAULT_ENDPOINT, gateway::RetryConfig,
-    limits::LimitsConfig,
+    auth::AuthMode, cache::CacheConfig, cams::DEFAULT_ENDPOINT, credentials::CredentialsConfig,
+    gateway::RetryConfig, limits::LimitsConfig,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,7 @@ pub(super) struct Settings {
     pub auth: AuthSettings,
     pub tls: TlsFiles,
     pub redis: RedisSettings,
+    pub credentials: CredentialsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +192,86 @@ pub(super) struct TlsFiles {
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// `[credentials]`: the chain or one provider, and settings that stand in for the standard
+/// `ALIBABA_CLOUD_*` variables (none of them a secret: keys stay in the environment or files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredentialsSettings {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_provider_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_token_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_session_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sts_region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sts_vpc_endpoint: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli_config_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecs_role_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imdsv1_disabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_role_session_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_role_external_id: Option<String>,
+    pub sts_connect_timeout_ms: u64,
+    pub sts_timeout_ms: u64,
+    pub metadata_timeout_ms: u64,
+}
+
+impl Default for CredentialsSettings {
+    fn default() -> Self {
+        let defaults = CredentialsConfig::default();
+        Self {
+            provider: "chain".to_owned(),
+            role_arn: None,
+            oidc_provider_arn: None,
+            oidc_token_file: None,
+            role_session_name: None,
+            duration_seconds: None,
+            policy: None,
+            sts_endpoint: None,
+            sts_region: None,
+            sts_vpc_endpoint: None,
+            profile: None,
+            cli_config_file: None,
+            credentials_file: None,
+            ecs_role_name: None,
+            metadata_endpoint: None,
+            imdsv1_disabled: None,
+            uri: None,
+            assume_role_arn: None,
+            assume_role_session_name: None,
+            assume_role_external_id: None,
+            sts_connect_timeout_ms: millis(defaults.sts_connect_timeout),
+            sts_timeout_ms: millis(defaults.sts_timeout),
+            metadata_timeout_ms: millis(defaults.metadata_timeout),
+        }
+    }
+}
+
 /// The owners' own defaults where they have them (limits, cache, retry); the rest mirror
 /// `Config::new` and `UpstreamConfig::new`, which a test holds them to.
 impl Default for Settings {
@@ -249,6 +330,7 @@ impl Default for Settings {
                 timeout_ms: 500,
                 account: None,
             },
+            credentials: CredentialsSettings::default(),
         }
     }
 }

@@ -8,10 +8,15 @@
 
 mod envelope;
 mod flows;
+mod identity;
+mod issuer;
+mod keyring;
+mod metadata;
 mod nonces;
 mod samples;
 mod server;
 mod stats;
+mod sts;
 mod throttle;
 mod verify;
 
@@ -27,7 +32,12 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use identity::{Identity, IdentityHandle, IssuedSecrets};
+pub use issuer::{Fault, IdentityConfig, IdentityStats, MetadataCall, StsCall};
+pub use keyring::{IssuedKey, Keyring};
 pub use stats::{RecordedRequest, SandboxStats};
+
+use crate::clock::{self, SharedClock};
 
 /// The credentials the simulated CAMS accepts and its quota.
 #[derive(Clone)]
@@ -38,6 +48,11 @@ pub struct SandboxConfig {
     pub security_token: Option<SecretString>,
     /// Accepted GetFlow calls per sliding second per AccessKeyId before Throttling.User (CAMS: 5).
     pub rps_per_key: u32,
+    /// Temporary keys the simulated STS and metadata service issued, accepted until they expire.
+    pub keyring: Arc<Keyring>,
+    /// The simulated CAMS's own clock: it checks `x-acs-date` against it (within 15 minutes),
+    /// expires issued keys by it and sends it as `Date`.
+    pub clock: SharedClock,
 }
 
 /// CAMS's documented GetFlow quota.
@@ -50,6 +65,8 @@ impl SandboxConfig {
             access_key_secret: SecretString::from(access_key_secret.into()),
             security_token: None,
             rps_per_key: CAMS_RPS_PER_KEY,
+            keyring: Arc::default(),
+            clock: clock::system(),
         }
     }
 
@@ -80,7 +97,8 @@ impl fmt::Debug for SandboxConfig {
                 &self.security_token.as_ref().map(|_| "[REDACTED]"),
             )
             .field("rps_per_key", &self.rps_per_key)
-            .finish()
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
     }
 }
 

@@ -2,7 +2,7 @@
 //! control endpoints.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State as Extract;
@@ -21,6 +21,7 @@ use super::stats::{RecordedRequest, Recorder};
 use super::throttle::Throttle;
 use super::verify::{self, Incoming, invalid_action};
 use crate::acs::v3::parse_query;
+use crate::clock::SharedClock;
 
 /// GetFlow sends no body; anything bigger than this is not a CAMS call.
 const MAX_BODY: usize = 1024 * 1024;
@@ -62,6 +63,7 @@ impl State {
 }
 
 pub(super) fn router(state: Arc<State>) -> Router {
+    let clock = Arc::clone(&state.config.clock);
     Router::new()
         .route("/", post(get_flow).fallback(unknown))
         .route("/_sandbox/stats", get(stats).fallback(unknown))
@@ -69,6 +71,18 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/_sandbox/reset", post(reset).fallback(unknown))
         .fallback(unknown)
         .with_state(state)
+        .layer(axum::middleware::map_response(move |response| {
+            std::future::ready(dated(&clock, response))
+        }))
+}
+
+/// CAMS's `Date`, from the simulated CAMS's own clock, on every answer: what a client reads to
+/// tell how far off its clock is.
+pub(super) fn dated(clock: &SharedClock, mut response: Response) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(&httpdate::fmt_http_date(clock.now())) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
 }
 
 async fn unknown() -> Response {
@@ -100,10 +114,11 @@ async fn get_flow(
 ) -> Response {
     let raw_query = uri.query().unwrap_or_default().to_owned();
     let params = parse_query(&raw_query);
-    let entry = |code: &str| RecordedRequest {
+    let entry = |code: &str, access_key_id: &str| RecordedRequest {
         raw_query: raw_query.clone(),
         params: params.clone().unwrap_or_default(),
         code: code.to_owned(),
+        access_key_id: access_key_id.to_owned(),
     };
     let param = |name: &str| {
         params
@@ -115,7 +130,7 @@ async fn get_flow(
 
     let refuse = |reply: ErrorReply| {
         tracing::debug!(code = %reply.code, flow_id, "sandbox GetFlow refused");
-        state.books().recorder.rejected(entry(&reply.code));
+        state.books().recorder.rejected(entry(&reply.code, ""));
         reply.into_response()
     };
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -136,15 +151,16 @@ async fn get_flow(
         body: &body,
     };
     let now = Instant::now();
-    if let Err(reply) = verify::verify(&state.config, &state.nonces, &call, SystemTime::now(), now)
-    {
-        return refuse(reply);
-    }
+    let wall_clock = state.config.clock.now();
+    let signer = match verify::verify(&state.config, &state.nonces, &call, wall_clock, now) {
+        Ok(signer) => signer,
+        Err(reply) => return refuse(reply),
+    };
 
     let (plan, code) = {
         let mut books = state.books();
         if let Err(wait) = books.throttle.admit(&state.config.access_key_id, now) {
-            books.recorder.throttled(entry("Throttling.User"));
+            books.recorder.throttled(entry("Throttling.User", signer));
             drop(books);
             tracing::debug!(
                 code = "Throttling.User",
@@ -157,7 +173,7 @@ async fn get_flow(
         let nth = books.recorder.calls_for(flow_id) + 1;
         let plan = flows::plan(flow_id, param("CustSpaceId"), nth);
         let code = plan.outcome.code();
-        books.recorder.accepted(flow_id, now, entry(&code));
+        books.recorder.accepted(flow_id, now, entry(&code, signer));
         (plan, code)
     };
     tracing::debug!(code = %code, flow_id, "sandbox GetFlow accepted");

@@ -35,6 +35,9 @@ pub struct RecordedRequest {
     /// The `Code` answered (`OK`, `SignatureDoesNotMatch`, ...); lower-case `html`, `garbage`,
     /// `huge` or `hang` for answers that carry no envelope.
     pub code: String,
+    /// The AccessKeyId that signed the call, once its signature verified; empty before.
+    #[serde(default)]
+    pub access_key_id: String,
 }
 
 #[derive(Default)]
@@ -113,6 +116,7 @@ mod tests {
             raw_query: String::new(),
             params: Vec::new(),
             code: code.to_owned(),
+            access_key_id: String::new(),
         }
     }
 

@@ -460,3 +460,42 @@ async fn shutdown_ends_held_open_calls() {
     let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
     assert!(matches!(finished, Ok(Ok(Ok(())))), "run_until must return");
 }
+
+#[tokio::test]
+async fn issued_keys_are_accepted_until_they_expire_and_refused_after() {
+    let config = SandboxConfig::new(KEY_ID, SECRET);
+    let keyring = Arc::clone(&config.keyring);
+    let sandbox = start(config).await;
+    let now = SystemTime::now();
+    let (live_id, live) = keyring.issue(now, Duration::from_secs(900));
+    let (old_id, old) = keyring.issue(now - Duration::from_secs(120), Duration::from_secs(60));
+    let send = |id: String, issued: keyring::Issued, token: Option<String>| {
+        let sandbox = &sandbox;
+        async move {
+            let secret = secrecy::ExposeSecret::expose_secret(&issued.secret).to_owned();
+            let token = token
+                .unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&issued.token).to_owned());
+            let mut call = Call::flow("100000000000002");
+            call.key_id = &id;
+            call.secret = &secret;
+            call.signed = vec![
+                ("x-acs-accesskey-id", &id),
+                ("x-acs-security-token", &token),
+            ];
+            call.send(sandbox).await.code().to_owned()
+        }
+    };
+    assert_eq!(send(live_id.clone(), live.clone(), None).await, "OK");
+    assert_eq!(
+        send(live_id, live, Some("another-token".to_owned())).await,
+        "InvalidSecurityToken.Mismatch"
+    );
+    assert_eq!(
+        send(old_id, old, None).await,
+        "InvalidSecurityToken.Expired"
+    );
+    // Answers carry the simulated CAMS's clock as Date.
+    let answer = Call::flow("100000000000002").send(&sandbox).await;
+    let date = answer.headers.get("date").expect("Date");
+    assert!(httpdate::parse_http_date(date.to_str().expect("text")).is_ok());
+}

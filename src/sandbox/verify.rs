@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::SandboxConfig;
@@ -29,21 +29,23 @@ pub(super) struct Incoming<'a> {
     pub body: &'a [u8],
 }
 
-/// Runs steps 1 to 7; on success the call's nonce has been consumed.
-pub(super) fn verify(
+/// Runs steps 1 to 7; on success the call's nonce has been consumed. Answers the AccessKeyId
+/// that signed the call.
+pub(super) fn verify<'a>(
     config: &SandboxConfig,
     nonces: &Mutex<NonceCache>,
-    call: &Incoming<'_>,
+    call: &Incoming<'a>,
     wall_clock: SystemTime,
     now: Instant,
-) -> Result<(), ErrorReply> {
+) -> Result<&'a str, ErrorReply> {
     check_action(call.headers)?;
     let auth = check_authorization(call.headers)?;
-    check_credential(config, call.headers, &auth)?;
+    let secret = check_credential(config, call.headers, &auth, wall_clock)?;
     check_date(call.headers, wall_clock)?;
     let body_sha256 = check_body_digest(call.headers, call.body)?;
-    check_signature(config, call, &auth, &body_sha256)?;
-    consume_nonce(nonces, call.headers, now)
+    check_signature(&secret, call, &auth, &body_sha256)?;
+    consume_nonce(nonces, call.headers, now)?;
+    Ok(auth.access_key_id)
 }
 
 fn check_action(headers: &HeaderMap) -> Result<(), ErrorReply> {
@@ -92,11 +94,14 @@ fn incomplete(detail: &str) -> ErrorReply {
     )
 }
 
+/// The key and its STS token: the configured pair, or a temporary key the simulated STS or
+/// metadata service issued, until it expires. Answers the secret to verify the signature with.
 fn check_credential(
     config: &SandboxConfig,
     headers: &HeaderMap,
     auth: &ParsedAuthorization<'_>,
-) -> Result<(), ErrorReply> {
+    wall_clock: SystemTime,
+) -> Result<SecretString, ErrorReply> {
     let unknown_key = || {
         ErrorReply::new(
             StatusCode::NOT_FOUND,
@@ -104,26 +109,41 @@ fn check_credential(
             "Specified access key is not found.",
         )
     };
-    if auth.access_key_id != config.access_key_id {
-        return Err(unknown_key());
-    }
-    let Some(expected) = &config.security_token else {
-        return Ok(());
+    let (secret, token, expires_at) = if auth.access_key_id == config.access_key_id {
+        let Some(token) = &config.security_token else {
+            return Ok(config.access_key_secret.clone());
+        };
+        (config.access_key_secret.clone(), token.clone(), None)
+    } else {
+        let issued = config
+            .keyring
+            .get(auth.access_key_id)
+            .ok_or_else(unknown_key)?;
+        (issued.secret, issued.token, Some(issued.expires_at))
     };
     let presented = header(headers, "x-acs-security-token").unwrap_or_default();
-    if !signatures_match(expected.expose_secret(), presented) {
+    if !signatures_match(token.expose_secret(), presented) {
         return Err(ErrorReply::bad_request(
             "InvalidSecurityToken.Mismatch",
             "Specified SecurityToken mismatch with the AccessKey.",
         ));
     }
     match header(headers, "x-acs-accesskey-id") {
-        None => Err(incomplete(
-            "x-acs-accesskey-id must accompany x-acs-security-token",
-        )),
-        Some(id) if id != config.access_key_id => Err(unknown_key()),
-        Some(_) => Ok(()),
+        None => {
+            return Err(incomplete(
+                "x-acs-accesskey-id must accompany x-acs-security-token",
+            ));
+        }
+        Some(id) if id != auth.access_key_id => return Err(unknown_key()),
+        Some(_) => {}
     }
+    if expires_at.is_some_and(|at| wall_clock >= at) {
+        return Err(ErrorReply::bad_request(
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
+        ));
+    }
+    Ok(secret)
 }
 
 fn check_date(headers: &HeaderMap, wall_clock: SystemTime) -> Result<(), ErrorReply> {
@@ -150,18 +170,7 @@ fn check_date(headers: &HeaderMap, wall_clock: SystemTime) -> Result<(), ErrorRe
 
 /// Exactly `yyyy-MM-ddTHH:mm:ssZ`: no fraction, no offset.
 fn parse_acs_date(value: &str) -> Option<SystemTime> {
-    let shaped = value.len() == 20
-        && value.bytes().enumerate().all(|(i, c)| match i {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
-            19 => c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    if !shaped {
-        return None;
-    }
-    humantime::parse_rfc3339(value).ok()
+    crate::acs::parse_timestamp(value)
 }
 
 fn check_body_digest(headers: &HeaderMap, body: &[u8]) -> Result<String, ErrorReply> {
@@ -176,7 +185,7 @@ fn check_body_digest(headers: &HeaderMap, body: &[u8]) -> Result<String, ErrorRe
 }
 
 fn check_signature(
-    config: &SandboxConfig,
+    secret: &SecretString,
     call: &Incoming<'_>,
     auth: &ParsedAuthorization<'_>,
     body_sha256: &str,
@@ -214,7 +223,7 @@ fn check_signature(
         headers: &headers,
         body_sha256,
     }
-    .sign(config.access_key_secret.expose_secret());
+    .sign(secret.expose_secret());
     if signatures_match(&expected.hex, auth.signature) {
         Ok(())
     } else {

@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod credentials;
 mod fair;
 mod getflow;
 mod hostile;

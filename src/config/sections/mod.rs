@@ -4,6 +4,7 @@
 
 mod auth;
 mod cache;
+mod credentials;
 pub(super) mod limits;
 mod redis;
 mod retry;
@@ -34,6 +35,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     config.auth = auth::auth(&s.auth, config.sandbox, config.tls.as_ref())?;
     config.redis = redis::redis(&s.redis)?;
     config.cache_redis = redis::cache_redis(&s.cache, &s.redis)?;
+    config.credentials = credentials::credentials(&s.credentials)?;
     Ok(config)
 }
 

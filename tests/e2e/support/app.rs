@@ -6,11 +6,18 @@ use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 use cams_flows::{
     app::{Application, ServeError},
     auth::AuthConfig,
+    clock,
     config::Config,
-    credentials::{Credentials, CredentialsProvider, StaticCredentials},
+    credentials::{
+        Credentials, CredentialsConfig, CredentialsProvider, ProviderChoice, RefreshPolicy,
+        StaticCredentials, Vars,
+    },
     limits::{LimitsConfig, Quota, TenantLimits},
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
-    sandbox::{RecordedRequest, Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
+    sandbox::{
+        Identity, IdentityConfig, IdentityHandle, RecordedRequest, Sandbox, SandboxConfig,
+        SandboxHandle, SandboxStats,
+    },
     server::TlsSettings,
 };
 use secrecy::SecretString;
@@ -30,10 +37,14 @@ pub struct TestApp {
     pub channel: Channel,
     pub tenants: Arc<dyn TenantLimits>,
     pub sandbox_endpoint: String,
+    /// The simulated STS and metadata service, with [`TestAppBuilder::sts`].
+    pub identity: Option<IdentityHandle>,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ServeError>>>,
     _sandbox: SandboxHandle,
+    /// The OIDC token file, with [`TestAppBuilder::sts`].
+    _token_dir: Option<tempfile::TempDir>,
 }
 
 /// A test app with the defaults: limits lifted, caching and retries off, no caller
@@ -53,16 +64,18 @@ type ConfigChange = Box<dyn FnOnce(&mut Config) + Send>;
 ///   configuration to use it before the [`config`](Self::config) closures run (so a test can
 ///   still override it), and the `TestApp` keeps the server, stopped on drop, beside the
 ///   simulated CAMS;
-/// - temporary credentials: `sts(..)` starts a fake STS / metadata service and puts a refreshing
-///   [`CredentialsProvider`] for it in the `credentials` field, which is a provider for that
-///   reason ([`credentials`](Self::credentials) puts a fixed one there);
 /// - several replicas: `replicas(n)` calls `start_gateway` `n` times with the one
 ///   configuration, against the one simulated CAMS (and Redis); the `TestApp` keeps the first
 ///   in its fields, as today, and all of them in a list.
+///
+/// Temporary credentials are here: [`sts`](Self::sts) starts a simulated STS and metadata
+/// service beside the simulated CAMS and runs the gateway on RRSA (OIDC) credentials from it,
+/// through the same chain and refresher as production.
 #[must_use]
 pub struct TestAppBuilder {
     sandbox: SandboxConfig,
     credentials: Arc<dyn CredentialsProvider>,
+    sts: Option<(Duration, RefreshPolicy)>,
     endpoint: Option<String>,
     tls: Option<(TlsSettings, ClientTlsConfig)>,
     config: Vec<ConfigChange>,
@@ -76,6 +89,7 @@ impl TestApp {
         TestAppBuilder {
             sandbox,
             credentials: fixed_credentials(KEY_ID, KEY_SECRET, None),
+            sts: None,
             endpoint: None,
             tls: None,
             config: Vec::new(),
@@ -99,6 +113,15 @@ impl TestAppBuilder {
     /// The gateway signs with these credentials instead of the ones the simulated CAMS accepts.
     pub fn credentials(mut self, key_id: &str, secret: &str, token: Option<&str>) -> Self {
         self.credentials = fixed_credentials(key_id, secret, token);
+        self
+    }
+
+    /// The gateway gets its credentials from a simulated STS (`AssumeRoleWithOIDC` with a token
+    /// file), which issues keys that live `lifetime` and that the simulated CAMS accepts until
+    /// they expire; they are refreshed in the background under `refresh`. The STS is
+    /// [`TestApp::identity`], where a test can make it fail.
+    pub fn sts(mut self, lifetime: Duration, refresh: RefreshPolicy) -> Self {
+        self.sts = Some((lifetime, refresh));
         self
     }
 
@@ -132,7 +155,8 @@ impl TestAppBuilder {
     }
 
     /// Starts the simulated CAMS, then the gateway, and connects a client to the gateway.
-    pub async fn spawn(self) -> TestApp {
+    pub async fn spawn(mut self) -> TestApp {
+        let keyring = Arc::clone(&self.sandbox.keyring);
         let sandbox = Sandbox::bind(localhost(), self.sandbox)
             .await
             .expect("bind simulated CAMS");
@@ -148,6 +172,20 @@ impl TestAppBuilder {
         for change in self.config {
             change(&mut config);
         }
+        let (identity, token_dir) = match self.sts {
+            None => (None, None),
+            Some((lifetime, refresh)) => {
+                let mut identity = IdentityConfig::new(keyring);
+                identity.lifetime = lifetime;
+                let identity = Identity::bind(localhost(), identity)
+                    .await
+                    .expect("bind simulated STS")
+                    .spawn();
+                let (credentials, dir) = oidc_credentials(&identity, refresh).await;
+                self.credentials = credentials;
+                (Some(identity), Some(dir))
+            }
+        };
         let gateway = start_gateway(config, self.credentials, client_tls).await;
         TestApp {
             addr: gateway.addr,
@@ -159,8 +197,42 @@ impl TestAppBuilder {
             shutdown: Some(gateway.shutdown),
             server: Some(gateway.server),
             _sandbox: sandbox,
+            identity,
+            _token_dir: token_dir,
         }
     }
+}
+
+/// RRSA as ACK sets it up, against the simulated STS: the three variables and a token file.
+async fn oidc_credentials(
+    identity: &IdentityHandle,
+    refresh: RefreshPolicy,
+) -> (Arc<dyn CredentialsProvider>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("token dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln").expect("token");
+    let vars = Vars::from_pairs([
+        ("HOME", dir.path().display().to_string()),
+        (
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "acs:ram::1234:role/cams".to_owned(),
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1234:oidc-provider/ack".to_owned(),
+        ),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token.display().to_string()),
+        ("ALIBABA_CLOUD_STS_ENDPOINT", identity.endpoint()),
+    ]);
+    let config = CredentialsConfig {
+        provider: ProviderChoice::Oidc,
+        refresh,
+        ..CredentialsConfig::default()
+    };
+    let credentials = cams_flows::credentials::resolve(&config, &vars, clock::system())
+        .await
+        .expect("OIDC credentials from the simulated STS");
+    (credentials, dir)
 }
 
 fn fixed_credentials(

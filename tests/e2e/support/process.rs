@@ -10,7 +10,9 @@ use std::{
 };
 
 /// The `cams-flows` binary of this build, without the settings of the test runner's environment
-/// (`ALIBABA_CLOUD_*`, `CAMS_FLOWS_*`, `RUST_LOG`), so that it runs with its defaults.
+/// (`ALIBABA_CLOUD_*`, `CAMS_FLOWS_*`, `RUST_LOG`), so that it runs with its defaults. The
+/// credential chain's ECS step is off (`ALIBABA_CLOUD_ECS_METADATA_DISABLED`), so that no test
+/// reaches for the metadata service's real address; a test about it points it at loopback.
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cams-flows"));
     for (key, _) in std::env::vars() {
@@ -18,6 +20,7 @@ pub fn binary() -> Command {
             cmd.env_remove(key);
         }
     }
+    cmd.env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
     // The default log level, whatever the test runner's environment says.
     cmd.env_remove("RUST_LOG");
     cmd
