@@ -3,6 +3,8 @@
 //! a stated order: NOT_SERVING, stop accepting, drain the calls in flight (bounded), stop the
 //! background loops ([`tasks`]).
 
+mod admin;
+mod observe;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod serve;
@@ -26,6 +28,7 @@ use crate::{
     limits::{AccountQuota, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
     store::StoreError,
+    telemetry::trace::Tracing,
 };
 
 /// How often certificate files are checked for rotation (SIGHUP reloads at once).
@@ -59,6 +62,8 @@ pub enum StartError {
          at every refresh, while all replicas must share one name for the account in Redis"
     )]
     RedisAccountNeeded,
+    #[error(transparent)]
+    Tracing(#[from] crate::telemetry::trace::ExporterError),
 }
 
 /// Why serving stopped other than by a shutdown.
@@ -81,6 +86,8 @@ pub struct Application {
     tls: Option<Arc<TlsServer>>,
     tasks: Tasks,
     sandbox_endpoint: Option<String>,
+    admin_addr: Option<SocketAddr>,
+    tracing: Tracing,
 }
 
 /// Names the provider in use and when its credentials expire (never a secret); fails the start
@@ -160,13 +167,19 @@ impl Application {
             // It holds only a weak reference, so it also ends when the server is dropped.
             tasks.spawn("certificate reloader", tls.reloader(CERT_POLL_INTERVAL));
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
+        let admin_addr = match config.admin_listen {
+            Some(addr) => {
+                let admin = bind(addr).await?;
+                let local = admin
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                admin::spawn(admin, wired.metrics.clone(), &mut tasks);
+                tracing::info!(addr = %local, "admin listener: GET /metrics");
+                Some(local)
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             api: wired.api,
@@ -184,7 +197,14 @@ impl Application {
             tls,
             tasks,
             sandbox_endpoint: None,
+            admin_addr,
+            tracing: wired.tracing,
         })
+    }
+
+    /// Where the admin listener (`/metrics`) listens, when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -224,8 +244,17 @@ impl Application {
             shutdown,
         )
         .await;
+        // The drain is over: the last spans go out before the background loops (the admin
+        // listener among them) stop.
+        self.tracing.shutdown().await;
         self.tasks.stop().await;
         tracing::info!("stopped");
         served
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }

@@ -13,21 +13,26 @@ use crate::{
     config::Config,
     credentials::{self, CredentialsProvider, Vars},
     gateway::{Gateway, Parts},
-    grpc::FlowApi,
+    grpc::{FlowApi, Observe},
     limits::{
         AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, RedisSlots,
         RedisTenantLimits, SlotStore, TenantLimits,
     },
     store::{Redis, RedisConfig, account_tag},
+    telemetry::{metrics::Metrics, trace::Tracing},
 };
 
-use super::{StartError, tasks::Tasks};
+use super::{StartError, observe, tasks::Tasks};
 
 /// The GetFlow service and what tests and operators may inspect of it.
 pub struct Wired {
     pub api: FlowApi,
     pub tenants: Arc<dyn TenantLimits>,
     pub account: Arc<dyn AccountQuota>,
+    /// What the admin listener serves (disabled without one).
+    pub metrics: Metrics,
+    /// The trace exporter, to be shut down (and flushed) after the drain.
+    pub tracing: Tracing,
 }
 
 /// The credentials `[credentials]` calls for: the default chain (or the pinned provider) over
@@ -48,12 +53,19 @@ pub async fn flow_api(
     drain_expired: CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<Wired, StartError> {
+    let metrics = observe::metrics(config);
+    let tracing = Tracing::start(&config.tracing)?;
     let account = match config.redis.as_ref().or(config.cache_redis.as_ref()) {
         Some(redis_config) => Some(account_name(redis_config, &credentials).await?),
         None => None,
     };
     let shared = match (&config.redis, &account) {
-        (Some(redis_config), Some(account)) => Some(Shared::connect(redis_config, account, tasks)?),
+        (Some(redis_config), Some(account)) => Some(Shared::connect(
+            redis_config,
+            account,
+            tasks,
+            (&metrics, "state"),
+        )?),
         _ => None,
     };
     // The cache's tier in Redis: the same connection when it is the same Redis.
@@ -63,14 +75,21 @@ pub async fn flow_api(
                 redis: shared.redis.clone(),
                 account_tag: shared.account_tag.clone(),
             }),
-            _ => Some(Shared::connect(cache_config, account, tasks)?),
+            _ => Some(Shared::connect(
+                cache_config,
+                account,
+                tasks,
+                (&metrics, "cache"),
+            )?),
         },
         _ => None,
     };
     if let Some(refresh) = credentials.refresh_task() {
         tasks.spawn("credentials refresh", refresh);
     }
+    observe::credentials(&metrics, &credentials, tasks);
     let client = CamsClient::new(config.upstream.clone(), credentials, Arc::clone(&clock))?;
+    observe::client(&metrics, &client);
 
     let tenants: Arc<dyn TenantLimits> = match &shared {
         Some(shared) => Arc::new(RedisTenantLimits::new(
@@ -100,6 +119,7 @@ pub async fn flow_api(
     let gate = AccountGate::new(account_limits, config.limits.weights(), slots);
     tasks.spawn("account dispatcher", gate.dispatcher());
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
+    observe::account(&metrics, &account);
 
     let tier: Option<Arc<dyn CacheTier>> = cache_shared.map(|shared| {
         let tier = RedisTier::new(
@@ -127,6 +147,8 @@ pub async fn flow_api(
         cache,
         retry: config.retry,
         load_timeout: config.call_timeout,
+        metrics: metrics.clone(),
+        tracer: tracing.calls(),
     });
     let api = FlowApi::new(
         gateway,
@@ -134,11 +156,17 @@ pub async fn flow_api(
         config.call_timeout,
         config.max_in_flight,
         drain_expired,
+        Observe {
+            metrics: metrics.clone(),
+            tracer: tracing.calls(),
+        },
     );
     Ok(Wired {
         api,
         tenants,
         account,
+        metrics,
+        tracing,
     })
 }
 
@@ -149,8 +177,14 @@ struct Shared {
 }
 
 impl Shared {
-    fn connect(config: &RedisConfig, account: &str, tasks: &mut Tasks) -> Result<Self, StartError> {
-        let redis = Redis::new(config)?;
+    fn connect(
+        config: &RedisConfig,
+        account: &str,
+        tasks: &mut Tasks,
+        (metrics, store): (&Metrics, &'static str),
+    ) -> Result<Self, StartError> {
+        let redis = Redis::observed(config, metrics.redis(store))?;
+        observe::redis(metrics, &redis, store);
         tasks.spawn("redis watch", redis.watch());
         tracing::info!(?config, "state shared with other replicas through Redis");
         Ok(Self {

@@ -113,7 +113,18 @@ impl CamsClient {
         flow_id: &FlowId,
     ) -> Result<FlowAnswer, CamsError> {
         let credentials = self.credentials().await?;
-        self.get_flow(tenant, flow_id, &credentials).await
+        self.get_flow(tenant, flow_id, &credentials, None).await
+    }
+
+    /// The host calls go to, as spans name it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The skew to CAMS's clock last measured, in milliseconds (CAMS minus the gateway); `None`
+    /// until CAMS has answered once with a `Date`.
+    pub fn measured_skew_ms(&self) -> Option<i64> {
+        self.skew.measured_ms()
     }
 
     /// One freshly signed attempt, ended by the configured request timeout
@@ -121,14 +132,16 @@ impl CamsClient {
     /// future when the deadline passes. A signature CAMS finds too old or too new
     /// (`InvalidTimeStamp.Expired`, the gateway's clock is off) is signed once more, dated by
     /// CAMS's clock as its `Date` header gave it; CAMS refuses such a call before counting it
-    /// against the quota, so the retry stays within the one slot.
+    /// against the quota, so the retry stays within the one slot. With `trace`, the request
+    /// carries that context (`traceparent`, `tracestate`) to CAMS.
     pub async fn get_flow(
         &self,
         tenant: &TenantId,
         flow_id: &FlowId,
         credentials: &Credentials,
+        trace: Option<&opentelemetry::Context>,
     ) -> Result<FlowAnswer, CamsError> {
-        let (result, measured) = self.attempt(tenant, flow_id, credentials).await;
+        let (result, measured) = self.attempt(tenant, flow_id, credentials, trace).await;
         match (result, measured) {
             (Err(CamsError::Api(api)), Some(skew_ms)) if api.code == TIMESTAMP_EXPIRED => {
                 self.skew.adopt(skew_ms);
@@ -138,7 +151,7 @@ impl CamsClient {
                     skew_ms,
                     "CAMS refused the signature's date; signing once more by CAMS's clock"
                 );
-                self.attempt(tenant, flow_id, credentials).await.0
+                self.attempt(tenant, flow_id, credentials, trace).await.0
             }
             (result, _) => result,
         }
@@ -156,6 +169,7 @@ impl CamsClient {
         tenant: &TenantId,
         flow_id: &FlowId,
         credentials: &Credentials,
+        trace: Option<&opentelemetry::Context>,
     ) -> (Result<FlowAnswer, CamsError>, Option<i64>) {
         let sent = self.clock.now();
         let date = humantime::format_rfc3339_seconds(self.skew.corrected(sent)).to_string();
@@ -178,6 +192,12 @@ impl CamsClient {
                     sensitive(&signed.authorization, "the signature")?,
                 )
                 .header("content-length", "0");
+            // Outside the signature: CAMS checks only the headers the signature lists.
+            if let Some(cx) = trace {
+                let mut headers = HeaderMap::new();
+                crate::telemetry::trace::inject(cx, &mut headers);
+                request = request.headers(headers);
+            }
             // `host` is set by reqwest from the URL, exactly as signed.
             for (name, value) in signed.headers.iter().filter(|(name, _)| *name != "host") {
                 if *name == "x-acs-security-token" {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::credentials::CredentialsError;
+use crate::{credentials::CredentialsError, telemetry::metrics::UpstreamOutcome};
 
 /// An error CAMS reported in its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,29 @@ pub enum CamsError {
 }
 
 impl CamsError {
+    /// How the attempt ended, for its metric and span.
+    pub fn outcome(&self) -> UpstreamOutcome<'_> {
+        match self {
+            Self::Api(api) => UpstreamOutcome::Code(&api.code),
+            Self::BadResponse { .. } => UpstreamOutcome::BadResponse,
+            Self::BodyTooLarge { .. } => UpstreamOutcome::BodyTooLarge,
+            Self::Transport { .. } => UpstreamOutcome::Transport,
+            Self::Timeout => UpstreamOutcome::Timeout,
+            Self::Credentials(_) => UpstreamOutcome::NotSent,
+        }
+    }
+
+    /// The HTTP status CAMS (or whatever answered) sent, when there was an answer.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Api(api) => Some(api.http_status),
+            Self::BadResponse { http_status, .. } | Self::BodyTooLarge { http_status, .. } => {
+                Some(*http_status)
+            }
+            Self::Transport { .. } | Self::Timeout | Self::Credentials(_) => None,
+        }
+    }
+
     /// How long CAMS asked the gateway to wait, when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -19,6 +19,9 @@ pub(crate) struct ClockSkew {
     offset_ms: AtomicI64,
     /// Whether the last measurement was past [`TOLERATED`].
     off: AtomicBool,
+    /// The last measurement, whatever its size, for the metric.
+    measured_ms: AtomicI64,
+    measured: AtomicBool,
 }
 
 impl ClockSkew {
@@ -31,6 +34,13 @@ impl ClockSkew {
         self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// The last skew measured, corrected or not; `None` before the first.
+    pub(crate) fn measured_ms(&self) -> Option<i64> {
+        self.measured
+            .load(Ordering::Relaxed)
+            .then(|| self.measured_ms.load(Ordering::Relaxed))
+    }
+
     /// Records CAMS's `Date` (whole seconds) against the gateway's clock halfway between sending
     /// and receiving. Returns the measured skew in milliseconds.
     pub(crate) fn observe(&self, date: SystemTime, sent: SystemTime, received: SystemTime) -> i64 {
@@ -38,6 +48,8 @@ impl ClockSkew {
         let midpoint = shift(sent, rtt / 2);
         // The header drops the fraction of its second: on average half a second.
         let measured = millis_between(shift(date, 500), midpoint);
+        self.measured_ms.store(measured, Ordering::Relaxed);
+        self.measured.store(true, Ordering::Relaxed);
         let off = measured.unsigned_abs() > TOLERATED.as_millis() as u64;
         self.offset_ms
             .store(if off { measured } else { 0 }, Ordering::Relaxed);

@@ -57,13 +57,36 @@ pub struct Environment {
     not_utf8: Option<(&'static str, String)>,
     warnings: Vec<Warning>,
     redis_password: Option<SecretString>,
+    /// The standard OpenTelemetry variables the gateway reads itself ([`OTEL_READ`]).
+    otel: BTreeMap<String, String>,
 }
+
+/// The `OTEL_*` variables read with the configuration: whether and where to export traces. The
+/// others (headers, which may hold a token, timeouts, batching) are the exporter's to read.
+const OTEL_READ: &[&str] = &[
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+];
 
 impl Environment {
     /// Reads `vars`, normally `std::env::vars_os()`; tests pass their own.
     pub fn capture(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
         let mut env = Self::default();
         for (name, value) in vars {
+            if let (Some(otel), Some(value)) = (
+                name.to_str().filter(|n| OTEL_READ.contains(n)),
+                value.to_str(),
+            ) {
+                env.otel.insert(otel.to_owned(), value.to_owned());
+                continue;
+            }
             let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
                 continue;
             };
@@ -131,6 +154,11 @@ impl Environment {
         self.values
             .iter()
             .map(|(key, (name, value, _))| (*key, name.clone(), value.clone()))
+    }
+
+    /// The standard OpenTelemetry variables that were set, by name.
+    pub(super) fn otel(&self) -> &BTreeMap<String, String> {
+        &self.otel
     }
 
     pub(super) fn redis_password(&self) -> Option<&SecretString> {

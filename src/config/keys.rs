@@ -270,6 +270,19 @@ pub(super) const KEYS: &[Key] = &[
          AccessKeyId]",
     ),
     Key::new(
+        "admin.listen",
+        "ADDR",
+        "Address of the admin listener (plain HTTP: GET /metrics for Prometheus); off to turn it \
+         off [default: off; the container image sets 0.0.0.0:9464]",
+    ),
+    Key::new(
+        "tracing.propagate_upstream",
+        "BOOL",
+        "Send the call's W3C trace context (traceparent, tracestate) on to CAMS, a third party \
+         [default: false]. Traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT (or \
+         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set",
+    ),
+    Key::new(
         "credentials.provider",
         "NAME",
         "Where CAMS credentials come from: chain (the Alibaba Cloud default chain), or one \

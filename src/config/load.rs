@@ -67,6 +67,12 @@ impl ServeArgs {
             e.origin = origin_of(&figment, &e.key);
             e
         })?;
+        config.tracing.export =
+            crate::telemetry::trace::from_env(env.otel()).map_err(|e| ConfigError {
+                key: "tracing".to_owned(),
+                origin: Some(Origin::Env(e.variable.to_owned())),
+                problem: e.problem,
+            })?;
         if let Some(password) = env.redis_password() {
             for redis in [&mut config.redis, &mut config.cache_redis]
                 .into_iter()

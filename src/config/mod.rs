@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::AuthConfig, cams::UpstreamConfig, credentials::CredentialsConfig, limits::LimitsConfig,
-    server::TlsSettings, store::RedisConfig,
+    server::TlsSettings, store::RedisConfig, telemetry::trace::TracingConfig,
 };
 pub use crate::{cache::CacheConfig, gateway::RetryConfig};
 
@@ -67,6 +67,10 @@ pub struct Config {
     pub cache_redis: Option<RedisConfig>,
     /// Where the CAMS credentials come from (ignored under `sandbox`).
     pub credentials: CredentialsConfig,
+    /// The admin listener (`GET /metrics`); `None` keeps it, and the metrics, off.
+    pub admin_listen: Option<SocketAddr>,
+    /// Trace export (from the `OTEL_*` environment) and propagation.
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -92,6 +96,8 @@ impl Config {
             redis: None,
             cache_redis: None,
             credentials: CredentialsConfig::default(),
+            admin_listen: None,
+            tracing: TracingConfig::default(),
         }
     }
 }

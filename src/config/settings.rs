@@ -33,6 +33,26 @@ pub(super) struct Settings {
     pub tls: TlsFiles,
     pub redis: RedisSettings,
     pub credentials: CredentialsSettings,
+    pub admin: AdminSettings,
+    pub tracing: TracingSettings,
+}
+
+/// `[admin]`: the operators' listener.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminSettings {
+    /// Off when left out (or `off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// `[tracing]`: what the gateway does with trace context. Whether spans are exported is the
+/// standard `OTEL_*` environment's to say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TracingSettings {
+    #[serde(deserialize_with = "boolish")]
+    pub propagate_upstream: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,6 +351,8 @@ impl Default for Settings {
                 account: None,
             },
             credentials: CredentialsSettings::default(),
+            admin: AdminSettings::default(),
+            tracing: TracingSettings::default(),
         }
     }
 }

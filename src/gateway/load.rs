@@ -20,6 +20,10 @@ use crate::{
     domain::FlowQuery,
     error::Error,
     limits::{AccountQuota, Claim, Class, Party, RejectionCause},
+    telemetry::{
+        metrics::{Metrics, QuotaRefusal, RefreshResult, UpstreamOutcome},
+        trace::{AttemptOutcome, AttemptSpan, CallTracer, note_queue_wait},
+    },
 };
 
 /// Refreshes are nobody's calls: in the account queue they are the background class, and this
@@ -46,9 +50,12 @@ pub(super) struct Loader {
     budget: RetryBudget,
     coalescer: Coalescer,
     load_timeout: Duration,
+    metrics: Metrics,
+    tracer: CallTracer,
 }
 
 impl Loader {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         client: CamsClient,
         account: Arc<dyn AccountQuota>,
@@ -56,6 +63,8 @@ impl Loader {
         retry: RetryConfig,
         coalescer: Coalescer,
         load_timeout: Duration,
+        metrics: Metrics,
+        tracer: CallTracer,
     ) -> Self {
         Self {
             client,
@@ -65,7 +74,14 @@ impl Loader {
             retry,
             coalescer,
             load_timeout,
+            metrics,
+            tracer,
         }
+    }
+
+    /// Whether calls are traced (their loads then carry the call's context).
+    pub(super) fn traced(&self) -> bool {
+        self.tracer.enabled()
     }
 
     pub(super) fn coalescer(&self) -> &Coalescer {
@@ -214,6 +230,7 @@ impl Loader {
             } else {
                 waiters.latest().min(bound)
             };
+            let wait_started = Instant::now();
             let lease = self
                 .account
                 .acquire(Claim {
@@ -222,29 +239,72 @@ impl Loader {
                     deadline: wait_until,
                 })
                 .await
-                .map_err(|r| match r.cause {
-                    RejectionCause::StoreUnavailable => Error::QuotaStoreUnavailable {
-                        retry_after: r.retry_after,
-                    },
-                    RejectionCause::QueueFull | RejectionCause::WouldWaitTooLong => {
-                        Error::AccountRateLimited {
-                            tenant: query.tenant.clone(),
-                            account_rps: self.account.rps(),
+                .map_err(|r| {
+                    self.metrics.quota_refused(match r.cause {
+                        RejectionCause::QueueFull => QuotaRefusal::QueueFull,
+                        RejectionCause::WouldWaitTooLong => QuotaRefusal::WouldWaitTooLong,
+                        RejectionCause::StoreUnavailable => QuotaRefusal::StoreUnavailable,
+                    });
+                    match r.cause {
+                        RejectionCause::StoreUnavailable => Error::QuotaStoreUnavailable {
                             retry_after: r.retry_after,
-                            queue_full: r.cause == RejectionCause::QueueFull,
+                        },
+                        RejectionCause::QueueFull | RejectionCause::WouldWaitTooLong => {
+                            Error::AccountRateLimited {
+                                tenant: query.tenant.clone(),
+                                account_rps: self.account.rps(),
+                                retry_after: r.retry_after,
+                                queue_full: r.cause == RejectionCause::QueueFull,
+                            }
                         }
                     }
                 })?;
+            let waited = wait_started.elapsed();
+            let _in_use = self.metrics.slot_taken(waited);
+            let span = self.tracer.attempt(retry + 1, self.client.host());
+            if let Some(span) = &span {
+                span.waited(waited);
+                note_queue_wait(waited);
+            }
             let attempt_started = Instant::now();
-            let attempt = self
-                .client
-                .get_flow(&query.tenant, &query.flow_id, &credentials);
+            let attempt = self.client.get_flow(
+                &query.tenant,
+                &query.flow_id,
+                &credentials,
+                span.as_ref().and_then(AttemptSpan::propagated),
+            );
             // Past the bound the attempt is dropped mid-flight and its lease abandoned: the
             // request may still reach CAMS, and the store keeps counting it.
             let Ok(result) = tokio::time::timeout_at(bound, attempt).await else {
+                self.attempted(
+                    UpstreamOutcome::Abandoned,
+                    None,
+                    None,
+                    attempt_started,
+                    span,
+                );
                 return Err(Error::DeadlineExceeded);
             };
             lease.complete().await;
+            match &result {
+                Ok(answer) => self.attempted(
+                    UpstreamOutcome::Code("OK"),
+                    Some(&answer.request_id),
+                    None,
+                    attempt_started,
+                    span,
+                ),
+                Err(error) => self.attempted(
+                    error.outcome(),
+                    match error {
+                        crate::cams::CamsError::Api(api) => Some(&api.request_id),
+                        _ => None,
+                    },
+                    error.http_status(),
+                    attempt_started,
+                    span,
+                ),
+            }
             let error = match result {
                 Ok(answer) => return Ok(answer),
                 Err(e) => Error::from(e),
@@ -256,9 +316,14 @@ impl Loader {
             let pause = self.retry.backoff(retry - 1, error_retry_after(&error));
             // The next attempt is expected to take about as long as this one did.
             let expected_end = Instant::now() + pause + attempt_started.elapsed();
-            if expected_end >= waiters.latest().min(bound) || !self.budget.try_retry() {
+            if expected_end >= waiters.latest().min(bound) {
                 return Err(error);
             }
+            if !self.budget.try_retry() {
+                self.metrics.retry_budget_exhausted();
+                return Err(error);
+            }
+            self.metrics.retried();
             tracing::debug!(
                 tenant = query.tenant.as_str(),
                 flow_id = query.flow_id.as_str(),
@@ -268,6 +333,29 @@ impl Loader {
                 "retrying CAMS"
             );
             tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+impl Loader {
+    /// Records how one attempt ended, in the metrics and on its span.
+    fn attempted(
+        &self,
+        outcome: UpstreamOutcome<'_>,
+        request_id: Option<&str>,
+        http_status: Option<u16>,
+        started: Instant,
+        span: Option<AttemptSpan>,
+    ) {
+        self.metrics.upstream_attempt(outcome, started.elapsed());
+        if let Some(span) = span {
+            span.finish(AttemptOutcome {
+                code: outcome.name(),
+                request_id,
+                http_status: http_status
+                    .or((outcome == UpstreamOutcome::Code("OK")).then_some(200)),
+                error: outcome != UpstreamOutcome::Code("OK"),
+            });
         }
     }
 }
@@ -300,9 +388,18 @@ impl Loader {
             // answer (or, if that refresh failed, this entry ends at its TTL, as it would here).
             let token = match loader.turn(cache, &query).await {
                 Turn::Fetch(token) => token,
-                Turn::Settled(_) | Turn::Elsewhere => return,
+                Turn::Settled(_) | Turn::Elsewhere => {
+                    loader.metrics.refreshed(RefreshResult::LeftToOthers);
+                    return;
+                }
             };
-            if let Err(error) = Self::fetch_and_keep(cache, &query, fetch, token).await {
+            let kept = Self::fetch_and_keep(cache, &query, fetch, token).await;
+            loader.metrics.refreshed(if kept.is_ok() {
+                RefreshResult::Ok
+            } else {
+                RefreshResult::Failed
+            });
+            if let Err(error) = kept {
                 tracing::debug!(
                     tenant = query.tenant.as_str(),
                     flow_id = query.flow_id.as_str(),

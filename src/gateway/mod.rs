@@ -16,6 +16,10 @@ use crate::{
     domain::FlowQuery,
     error::{Error, Failure},
     limits::{AccountQuota, Party, TenantCheck, TenantLimits},
+    telemetry::{
+        metrics::{CacheResult, Metrics},
+        trace::CallTracer,
+    },
 };
 use load::Loader;
 pub use retry::RetryConfig;
@@ -47,6 +51,18 @@ impl Source {
     }
 }
 
+impl From<Source> for CacheResult {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Hit => Self::Hit,
+            Source::Shared => Self::Shared,
+            Source::Miss => Self::Miss,
+            Source::Coalesced => Self::Coalesced,
+            Source::Stale => Self::Stale,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Served {
     pub answer: Arc<FlowAnswer>,
@@ -62,6 +78,8 @@ pub struct Parts {
     pub retry: RetryConfig,
     /// Bound on one load, whoever waits for it.
     pub load_timeout: Duration,
+    pub metrics: Metrics,
+    pub tracer: CallTracer,
 }
 
 /// The request path behind the gRPC service.
@@ -84,6 +102,8 @@ impl Gateway {
                 parts.retry,
                 Coalescer::default(),
                 parts.load_timeout,
+                parts.metrics,
+                parts.tracer,
             )),
         }
     }
@@ -137,7 +157,15 @@ impl Gateway {
                 tenant: query.tenant.clone(),
             };
             let query = query.clone();
-            async move { loader.load(query, party, deadline, waiters).await }.boxed()
+            let traced = loader.traced();
+            let load = async move { loader.load(query, party, deadline, waiters).await };
+            // The load runs in a task of its own: the call's trace goes with it, so that its
+            // attempts are children of this call's span.
+            if traced {
+                opentelemetry::context::FutureExt::with_current_context(load).boxed()
+            } else {
+                load.boxed()
+            }
         });
         let outcome = match tokio::time::timeout_at(deadline, load).await {
             Ok(Ok(answer)) => Ok(answer),

@@ -7,7 +7,7 @@ mod convert;
 mod service;
 pub mod status;
 
-pub use service::FlowApi;
+pub use service::{FlowApi, Observe};
 
 /// The `google.rpc.ErrorInfo.domain` of failures decided by the gateway itself.
 pub const LOCAL_DOMAIN: &str = "cams-flows";

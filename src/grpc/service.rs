@@ -1,5 +1,6 @@
 use std::{sync::Arc, time::Duration};
 
+use opentelemetry::context::FutureExt as _;
 use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -7,7 +8,7 @@ use tracing::Level;
 
 use super::{
     CACHE_HEADER,
-    status::{code_name, to_status},
+    status::{code_name, rejection, to_status},
 };
 use crate::{
     auth::{AuthError, Authenticator, Caller},
@@ -17,7 +18,11 @@ use crate::{
     gateway::{Gateway, Served, Source},
     pb::{self, flow_service_server::FlowService},
     server::{Arrival, ConnInfo, grpc_timeout},
-    telemetry::{CallRecord, ErrorChain, call_event},
+    telemetry::{
+        CallRecord, ErrorChain, call_event,
+        metrics::Metrics,
+        trace::{CallSpan, CallTracer},
+    },
 };
 
 /// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its
@@ -40,6 +45,15 @@ pub struct FlowApi {
     max_in_flight: usize,
     /// Fires when the drain has run out; calls still running answer UNAVAILABLE then.
     drain_expired: CancellationToken,
+    metrics: Metrics,
+    tracer: CallTracer,
+}
+
+/// What the service reports besides its answers.
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    pub metrics: Metrics,
+    pub tracer: CallTracer,
 }
 
 impl FlowApi {
@@ -49,14 +63,34 @@ impl FlowApi {
         max_call: Duration,
         max_in_flight: usize,
         drain_expired: CancellationToken,
+        observe: Observe,
     ) -> Self {
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        let permits = Arc::downgrade(&in_flight);
+        observe.metrics.probe(
+            "cams_flows_calls_in_flight",
+            "GetFlow calls being served now",
+            None,
+            Box::new(move || {
+                let free = permits.upgrade()?.available_permits();
+                Some(max_in_flight.saturating_sub(free) as f64)
+            }),
+        );
+        observe.metrics.probe(
+            "cams_flows_calls_max_in_flight",
+            "GetFlow calls served at once at most (server.max_in_flight); more are refused",
+            None,
+            Box::new(move || Some(max_in_flight as f64)),
+        );
         Self {
             gateway,
             auth,
             max_call,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight,
             max_in_flight,
             drain_expired,
+            metrics: observe.metrics,
+            tracer: observe.tracer,
         }
     }
 }
@@ -101,6 +135,7 @@ impl FlowService for FlowApi {
         &self,
         request: Request<pb::GetFlowRequest>,
     ) -> Result<Response<pb::GetFlowResponse>, Status> {
+        self.metrics.call_started();
         // The deadline runs from the stream's arrival, before its body was read.
         let started = request
             .extensions()
@@ -116,24 +151,39 @@ impl FlowService for FlowApi {
         let caller = self
             .auth
             .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
+        // Only with tracing on: no span, no context, nothing extracted otherwise.
+        let span = self.tracer.call(request.metadata());
         let message = request.into_inner();
-        let outcome = tokio::select! {
-            biased;
-            outcome = self.serve(&caller, &message, deadline) => outcome,
-            // The drain has run out: the caller hears it from the gateway, not from a closed
-            // connection.
-            () = self.drain_expired.cancelled() => Err(Error::ShuttingDown.into()),
+        let serving = async {
+            tokio::select! {
+                biased;
+                outcome = self.serve(&caller, &message, deadline) => outcome,
+                // The drain has run out: the caller hears it from the gateway, not from a closed
+                // connection.
+                () = self.drain_expired.cancelled() => Err(Error::ShuttingDown.into()),
+            }
         };
+        let outcome = match &span {
+            Some(span) => serving.with_context(span.context()).await,
+            None => serving.await,
+        };
+        let elapsed = started.elapsed();
         let record = CallRecord {
             tenant: &message.cust_space_id,
             flow_id: &message.flow_id,
             caller: caller.as_ref().ok().map(|c| &*c.name),
-            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            trace: span.as_ref().and_then(CallSpan::ids),
         };
         match outcome {
             Ok(served) => {
                 let id = served.answer.request_id.as_str();
                 let cache = served.source.as_str();
+                self.metrics.served(served.source.into());
+                self.metrics.call_handled(tonic::Code::Ok, elapsed);
+                if let Some(span) = span {
+                    span.finish(tonic::Code::Ok, "OK", &message.cust_space_id, Some(cache));
+                }
                 // Cache hits are the high-volume path and touch no upstream: their line is
                 // debug-level, so that an access log at info costs the hot path nothing.
                 if served.source == Source::Hit {
@@ -168,6 +218,13 @@ impl FlowService for FlowApi {
             Err(error) => {
                 let status = to_status(&error);
                 let grpc_code = code_name(status.code());
+                if let Some(reason) = rejection(&error) {
+                    self.metrics.rejected(reason, &message.cust_space_id);
+                }
+                self.metrics.call_handled(status.code(), elapsed);
+                if let Some(span) = span {
+                    span.finish(status.code(), grpc_code, &message.cust_space_id, None);
+                }
                 let id = match &*error {
                     Error::Cams(CamsError::Api(api)) => Some(api.request_id.as_str()),
                     _ => None,

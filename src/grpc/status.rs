@@ -10,6 +10,7 @@ use super::{CAMS_DOMAIN, LOCAL_DOMAIN};
 use crate::{
     cams::{ApiError, ApiErrorKind, CamsError},
     error::Error,
+    telemetry::metrics::Rejection,
 };
 
 /// Back-off suggested for upstream throttling when CAMS sends no `x-acs-retry-after`: the quota
@@ -262,4 +263,30 @@ pub fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
+}
+
+/// Whether the gateway refused the call itself (and why, as `ErrorInfo` names it), for
+/// `cams_flows_rejections_total`; `None` for what CAMS answered and for internal errors.
+pub fn rejection(error: &Error) -> Option<Rejection> {
+    Some(match error {
+        Error::InvalidArgument(_) => Rejection::InvalidArgument,
+        Error::CallerRateLimited { .. } => Rejection::CallerRateLimited,
+        Error::TenantRateLimited { .. } => Rejection::TenantRateLimited,
+        Error::AccountRateLimited { .. } => Rejection::AccountRateLimited,
+        Error::QuotaStoreUnavailable { .. } => Rejection::QuotaStoreUnavailable,
+        Error::Unauthenticated(_) => Rejection::Unauthenticated,
+        Error::TenantNotAllowed { .. } => Rejection::TenantNotAllowed,
+        Error::Overloaded { .. } => Rejection::Overloaded,
+        Error::DeadlineExceeded => Rejection::DeadlineExceeded,
+        Error::ShuttingDown => Rejection::ShuttingDown,
+        Error::Cams(CamsError::Credentials(_)) => Rejection::CredentialsUnavailable,
+        Error::Cams(
+            CamsError::Api(_)
+            | CamsError::BadResponse { .. }
+            | CamsError::BodyTooLarge { .. }
+            | CamsError::Transport { .. }
+            | CamsError::Timeout,
+        )
+        | Error::Internal(_) => return None,
+    })
 }

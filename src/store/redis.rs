@@ -21,6 +21,8 @@ use redis::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::telemetry::metrics::{RedisFailure, RedisMetrics};
+
 /// How often the connection is probed while nothing else talks to Redis, so that a recovery is
 /// noticed (and logged) within this much.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -103,6 +105,7 @@ struct Inner {
     timeout: Duration,
     endpoint: String,
     state: AtomicU8,
+    metrics: RedisMetrics,
 }
 
 /// A cheap handle to the process's Redis connection.
@@ -124,6 +127,11 @@ impl Redis {
     /// A client for `config`, connecting lazily; fails only for a configuration redis-rs
     /// refuses (never because Redis is down).
     pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+        Self::observed(config, RedisMetrics::default())
+    }
+
+    /// As [`Self::new`], with every exchange's duration and failure counted in `metrics`.
+    pub fn observed(config: &RedisConfig, metrics: RedisMetrics) -> Result<Self, StoreError> {
         let mut info = config
             .url
             .expose_secret()
@@ -155,6 +163,7 @@ impl Redis {
                 timeout: config.timeout,
                 endpoint: endpoint_of(config.url.expose_secret()),
                 state: AtomicU8::new(UNKNOWN),
+                metrics,
             }),
         })
     }
@@ -185,11 +194,20 @@ impl Redis {
         &self,
         exchange: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
+        let started = tokio::time::Instant::now();
         let outcome = match tokio::time::timeout(self.inner.timeout, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(StoreError::Redis(error)),
             Err(_) => Err(StoreError::Timeout(self.inner.timeout)),
         };
+        self.inner.metrics.exchange(
+            started.elapsed(),
+            match &outcome {
+                Ok(_) => None,
+                Err(StoreError::Timeout(_)) => Some(RedisFailure::Timeout),
+                Err(_) => Some(RedisFailure::Error),
+            },
+        );
         self.note(outcome.as_ref().err());
         outcome
     }

@@ -6,6 +6,8 @@ pub(crate) struct CallRecord<'a> {
     pub flow_id: &'a str,
     pub caller: Option<&'a str>,
     pub latency_us: u64,
+    /// The call's trace, when one is active: its ids go on the line, for finding the trace.
+    pub trace: Option<(opentelemetry::trace::TraceId, opentelemetry::trace::SpanId)>,
 }
 
 /// The call's log event: every field on the event itself, with no span, so that a call whose
@@ -21,6 +23,8 @@ macro_rules! call_event {
             flow_id = %$record.flow_id.escape_debug(),
             caller = $record.caller,
             latency_us = $record.latency_us,
+            trace_id = $record.trace.map(|(t, _)| tracing::field::display(t)),
+            span_id = $record.trace.map(|(_, s)| tracing::field::display(s)),
             $($fields)*
         )
     };

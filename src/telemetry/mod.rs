@@ -2,6 +2,8 @@
 //! `RUST_LOG` overrides the default `info` filter.
 
 mod call;
+pub mod metrics;
+pub mod trace;
 
 pub use call::ErrorChain;
 pub(crate) use call::{CallRecord, call_event};

@@ -9,6 +9,7 @@ pub(super) mod limits;
 mod redis;
 mod retry;
 mod server;
+mod telemetry;
 mod tls;
 mod upstream;
 
@@ -36,6 +37,8 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     config.redis = redis::redis(&s.redis)?;
     config.cache_redis = redis::cache_redis(&s.cache, &s.redis)?;
     config.credentials = credentials::credentials(&s.credentials)?;
+    config.admin_listen = telemetry::admin_listen(&s.admin)?;
+    config.tracing.propagate_upstream = s.tracing.propagate_upstream;
     Ok(config)
 }
 
