@@ -114,11 +114,16 @@ async fn get_flow(
 ) -> Response {
     let raw_query = uri.query().unwrap_or_default().to_owned();
     let params = parse_query(&raw_query);
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let entry = |code: &str, access_key_id: &str| RecordedRequest {
         raw_query: raw_query.clone(),
         params: params.clone().unwrap_or_default(),
         code: code.to_owned(),
         access_key_id: access_key_id.to_owned(),
+        traceparent: traceparent.clone(),
     };
     let param = |name: &str| {
         params

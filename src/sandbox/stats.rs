@@ -38,6 +38,10 @@ pub struct RecordedRequest {
     /// The AccessKeyId that signed the call, once its signature verified; empty before.
     #[serde(default)]
     pub access_key_id: String,
+    /// The W3C `traceparent` the call carried, if any (the gateway sends it only with
+    /// `tracing.propagate_upstream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -117,6 +121,7 @@ mod tests {
             params: Vec::new(),
             code: code.to_owned(),
             access_key_id: String::new(),
+            traceparent: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod fair;
 mod getflow;
 mod hostile;
 mod limits;
+mod observability;
 mod replicas;
 mod resilience;
 mod secrets;

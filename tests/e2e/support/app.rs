@@ -37,6 +37,8 @@ pub struct TestApp {
     pub channel: Channel,
     pub tenants: Arc<dyn TenantLimits>,
     pub sandbox_endpoint: String,
+    /// The admin listener (`/metrics`), with [`TestAppBuilder::admin`].
+    pub admin_addr: Option<SocketAddr>,
     /// The simulated STS and metadata service, with [`TestAppBuilder::sts`].
     pub identity: Option<IdentityHandle>,
     http: reqwest::Client,
@@ -147,6 +149,11 @@ impl TestAppBuilder {
         self.config(move |c| c.limits = limits)
     }
 
+    /// Turns the admin listener (and so the metrics) on, on a loopback port.
+    pub fn admin(self) -> Self {
+        self.config(|c| c.admin_listen = Some(localhost()))
+    }
+
     /// Any other change to the gateway's configuration. The changes run in the order given,
     /// after the test defaults and the other settings.
     pub fn config(mut self, change: impl FnOnce(&mut Config) + Send + 'static) -> Self {
@@ -193,6 +200,7 @@ impl TestAppBuilder {
             channel: gateway.channel,
             tenants: gateway.tenants,
             sandbox_endpoint,
+            admin_addr: gateway.admin_addr,
             http: reqwest::Client::new(),
             shutdown: Some(gateway.shutdown),
             server: Some(gateway.server),
@@ -267,6 +275,7 @@ fn test_config(endpoint: &str) -> Config {
 /// One gateway, serving until `shutdown` is sent or dropped, and a channel to it.
 struct Gateway {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     channel: Channel,
     tenants: Arc<dyn TenantLimits>,
     shutdown: oneshot::Sender<()>,
@@ -282,6 +291,7 @@ async fn start_gateway(
         .await
         .expect("build gateway");
     let addr = app.local_addr().expect("local addr");
+    let admin_addr = app.admin_addr();
     let tenants = app.tenant_limits();
     let (shutdown, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -303,6 +313,7 @@ async fn start_gateway(
     };
     Gateway {
         addr,
+        admin_addr,
         channel,
         tenants,
         shutdown,
@@ -396,6 +407,32 @@ impl TestApp {
             .await
             .expect("requests body");
         serde_json::from_slice(&body).expect("requests JSON")
+    }
+
+    /// `GET /metrics` on the admin listener with this `Accept` (none when `None`): the
+    /// content type and the body.
+    pub async fn scrape_as(&self, accept: Option<&str>) -> (String, String) {
+        let addr = self
+            .admin_addr
+            .expect("the admin listener is on (builder: admin())");
+        let mut request = self.http.get(format!("http://{addr}/metrics"));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.expect("scrape");
+        assert!(response.status().is_success(), "{}", response.status());
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (content_type, response.text().await.expect("metrics body"))
+    }
+
+    /// `GET /metrics` in the Prometheus text format.
+    pub async fn scrape(&self) -> String {
+        self.scrape_as(None).await.1
     }
 
     /// Stops the server and waits for it to return.

@@ -4,6 +4,7 @@
 
 mod app;
 pub mod certs;
+pub mod otlp;
 pub mod process;
 pub mod redis;
 pub mod replica;

@@ -16,7 +16,10 @@ use std::{
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cams-flows"));
     for (key, _) in std::env::vars() {
-        if key.starts_with("ALIBABA_CLOUD_") || key.starts_with("CAMS_FLOWS_") {
+        if key.starts_with("ALIBABA_CLOUD_")
+            || key.starts_with("CAMS_FLOWS_")
+            || key.starts_with("OTEL_")
+        {
             cmd.env_remove(key);
         }
     }
