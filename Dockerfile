@@ -52,11 +52,13 @@ COPY --from=build /out/cams-flows /usr/local/bin/cams-flows
 # file (logs go to stdout), so the root filesystem can be read-only (`docker run --read-only`,
 # readOnlyRootFilesystem).
 USER 10001:10001
-# gRPC. The admin port, 9090 by convention in deploy/kubernetes, opens once the gateway has its
-# Prometheus listener.
-EXPOSE 50051
-# Every flag can also be set as CAMS_FLOWS_<KEY> (README, "Configuration reference").
+# gRPC, and the admin listener (plain HTTP, Prometheus /metrics) on 9464, the port OpenTelemetry's
+# Prometheus exporters use: the binary leaves it off by default, the image turns it on.
+EXPOSE 50051 9464
+# Every flag can also be set as CAMS_FLOWS_<KEY> (README, "Configuration reference");
+# CAMS_FLOWS_ADMIN_LISTEN=off turns the admin listener off.
 ENV CAMS_FLOWS_LISTEN=0.0.0.0:50051 \
+    CAMS_FLOWS_ADMIN_LISTEN=0.0.0.0:9464 \
     CAMS_FLOWS_LOG_FORMAT=json
 # No HEALTHCHECK. Kubernetes ignores Docker's and probes grpc.health.v1 itself
 # (deploy/kubernetes/deployment.yaml). A HEALTHCHECK here would run a gRPC health client baked into

@@ -72,7 +72,14 @@ pub(super) fn redis(metrics: &Metrics, redis: &Redis, store: &'static str) {
         "cams_flows_redis_up",
         "Whether the last exchange with Redis succeeded (1) or failed (0)",
         Some(("store", store)),
-        Box::new(move || Some(if redis.down() { 0.0 } else { 1.0 })),
+        // Absent until the first exchange has said either way.
+        Box::new(move || {
+            if redis.reachable() {
+                Some(1.0)
+            } else {
+                redis.down().then_some(0.0)
+            }
+        }),
     );
 }
 

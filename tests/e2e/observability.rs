@@ -462,3 +462,119 @@ async fn the_binary_logs_the_trace_id_and_flushes_its_spans_on_shutdown() {
     assert_eq!(hex::encode(&server.trace_id), TRACE_ID);
     assert_eq!(hex::encode(&server.span_id), span_id);
 }
+
+/// The dashboard and the alert rules name only metrics the gateway exports: a renamed metric
+/// fails here, not silently on an operator's screen.
+#[tokio::test]
+async fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
+    let app = metered_app().await;
+    app.call(SAMPLE_FLOW, "t-a").await.expect("served");
+    let text = app.scrape().await;
+    let mut exported: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    // Exported only with temporary credentials, and with a Redis.
+    exported.extend(
+        [
+            "cams_flows_credentials_remaining_seconds",
+            "cams_flows_redis_up",
+            "cams_flows_redis_errors",
+            "cams_flows_redis_command_duration_seconds",
+        ]
+        .map(String::from),
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let files = [
+        root.join("grafana/cams-flows.dashboard.json"),
+        root.join("prometheus/cams-flows.rules.yml"),
+        root.join("prometheus/cams-flows.rules.test.yml"),
+    ];
+    for file in files {
+        let content = std::fs::read_to_string(&file).expect("deploy file");
+        let mut named = 0;
+        for word in content.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !(word.starts_with("cams_flows_") || word.starts_with("grpc_server_")) {
+                continue;
+            }
+            named += 1;
+            let family = ["_bucket", "_sum", "_count", "_total"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word);
+            assert!(
+                exported.contains(family) || exported.contains(word),
+                "{} names {word}, which the gateway does not export",
+                file.display()
+            );
+        }
+        assert!(named > 5, "{} names the gateway's metrics", file.display());
+    }
+}
+
+/// With a shared Redis: whether it answers, and how long its exchanges take, by store.
+#[tokio::test]
+async fn redis_is_measured_and_its_loss_shows() {
+    let mut redis = crate::support::redis::RedisServer::start();
+    let url = redis.url();
+    let app = TestApp::builder()
+        .admin()
+        .config(move |c| {
+            c.redis = Some(cams_flows::store::RedisConfig {
+                url: secrecy::SecretString::from(url),
+                password: None,
+                key_prefix: "obs".into(),
+                timeout: Duration::from_millis(300),
+                account: Some("obs".into()),
+            });
+        })
+        .spawn()
+        .await;
+    let up = |text: &str| Scrape::parse(text).value("cams_flows_redis_up", &[("store", "state")]);
+    // The connection's watch pings Redis every second, calls or not.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = app.scrape().await;
+        if text.contains("cams_flows_redis_up{store=\"state\"} 1") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis never showed up: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(up(&text), 1.0);
+    let m = Scrape::parse(&text);
+    assert!(
+        m.value(
+            "cams_flows_redis_command_duration_seconds_bucket",
+            &[("store", "state"), ("le", "+Inf")]
+        ) > 0.0
+    );
+
+    redis.kill();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.scrape().await;
+        if up(&text) == 0.0 {
+            let m = Scrape::parse(&text);
+            let errors = m.value(
+                "cams_flows_redis_errors_total",
+                &[("store", "state"), ("kind", "error")],
+            ) + m.value(
+                "cams_flows_redis_errors_total",
+                &[("store", "state"), ("kind", "timeout")],
+            );
+            assert!(errors > 0.0, "{text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis's loss never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
