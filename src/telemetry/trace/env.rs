@@ -62,11 +62,27 @@ pub fn from_env(vars: &BTreeMap<String, String>) -> Result<Option<OtlpExport>, E
             ));
         }
     }
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(bad(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("{endpoint:?} must be an http:// or https:// URL"),
-        ));
+    let endpoint_var = if get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    } else {
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    };
+    // Not quoted: a URL with user information carries a password.
+    match reqwest::Url::parse(endpoint) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            return Err(bad(
+                endpoint_var,
+                "must not carry user information (the value is not repeated); a collector's \
+                 credentials go in OTEL_EXPORTER_OTLP_HEADERS",
+            ));
+        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(bad(
+                endpoint_var,
+                "must be an http:// or https:// URL with a host (the value is not repeated)",
+            ));
+        }
     }
     Ok(Some(OtlpExport {
         endpoint: endpoint.to_owned(),
@@ -173,6 +189,15 @@ mod tests {
             with("jaeger_remote", None).map_err(|e| e.variable),
             Err("OTEL_TRACES_SAMPLER")
         );
+    }
+
+    #[test]
+    fn an_endpoint_with_a_password_is_refused_unquoted() {
+        let v = vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@c:4317")]);
+        let error = from_env(&v).expect_err("refused");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let v = vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]);
+        assert!(from_env(&v).is_err());
     }
 
     #[test]
