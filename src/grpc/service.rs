@@ -135,12 +135,12 @@ impl FlowService for FlowApi {
         &self,
         request: Request<pb::GetFlowRequest>,
     ) -> Result<Response<pb::GetFlowResponse>, Status> {
-        self.metrics.call_started();
         // The deadline runs from the stream's arrival, before its body was read.
         let started = request
             .extensions()
             .get::<Arrival>()
             .map_or_else(Instant::now, |arrival| arrival.0);
+        let mut handling = Handling::start(&self.metrics, started);
         let budget = match grpc_timeout(request.metadata().as_ref()) {
             Some(t) => t.saturating_sub(deadline_margin(t)).min(self.max_call),
             None => self.max_call,
@@ -180,7 +180,7 @@ impl FlowService for FlowApi {
                 let id = served.answer.request_id.as_str();
                 let cache = served.source.as_str();
                 self.metrics.served(served.source.into());
-                self.metrics.call_handled(tonic::Code::Ok, elapsed);
+                handling.done(tonic::Code::Ok, elapsed);
                 if let Some(span) = span {
                     span.finish(tonic::Code::Ok, "OK", &message.cust_space_id, Some(cache));
                 }
@@ -221,7 +221,7 @@ impl FlowService for FlowApi {
                 if let Some(reason) = rejection(&error) {
                     self.metrics.rejected(reason, &message.cust_space_id);
                 }
-                self.metrics.call_handled(status.code(), elapsed);
+                handling.done(status.code(), elapsed);
                 if let Some(span) = span {
                     span.finish(status.code(), grpc_code, &message.cust_space_id, None);
                 }
@@ -236,6 +236,40 @@ impl FlowService for FlowApi {
                 }
                 Err(status)
             }
+        }
+    }
+}
+
+/// A call as `grpc_server_started_total` and `grpc_server_handled_total` count it: one dropped
+/// before its answer (the caller cancelled, and tonic dropped the handler) is counted as
+/// `Canceled`, so that started minus handled is what is in flight.
+struct Handling<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> Handling<'a> {
+    fn start(metrics: &'a Metrics, started: Instant) -> Self {
+        metrics.call_started();
+        Self {
+            metrics,
+            started,
+            done: false,
+        }
+    }
+
+    fn done(&mut self, code: tonic::Code, elapsed: Duration) {
+        self.done = true;
+        self.metrics.call_handled(code, elapsed);
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics
+                .call_handled(tonic::Code::Cancelled, self.started.elapsed());
         }
     }
 }
