@@ -16,6 +16,7 @@
 use std::{
     collections::HashMap,
     fmt,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -48,11 +49,18 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return {got, 0}
 ";
 
-/// Calls taken from Redis and not spent yet.
-#[derive(Debug, Clone, Copy)]
-struct Batch {
+/// What this replica holds of a tenant's shared state.
+#[derive(Debug, Default)]
+struct Held {
+    /// Calls taken from Redis and not spent yet, good until `until`.
     left: u32,
-    until: Instant,
+    until: Option<Instant>,
+    /// Redis refused the tenant until then: callers are refused here without asking again.
+    refused_until: Option<Instant>,
+    /// One take from Redis at a time per tenant: callers who find the batch spent while a take
+    /// is under way wait for it instead of each asking Redis (and each dropping the batch the
+    /// one before took).
+    taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct RedisTenantLimits {
@@ -60,7 +68,7 @@ pub struct RedisTenantLimits {
     key_prefix: String,
     default: Quota,
     overrides: HashMap<TenantId, Quota>,
-    batches: DashMap<TenantId, Batch>,
+    held: DashMap<TenantId, Held>,
     take: Script,
     /// Used while Redis does not answer.
     fallback: GovernorTenantLimits,
@@ -71,7 +79,7 @@ impl fmt::Debug for RedisTenantLimits {
         f.debug_struct("RedisTenantLimits")
             .field("key_prefix", &self.key_prefix)
             .field("default", &self.default)
-            .field("batches", &self.batches.len())
+            .field("tenants", &self.held.len())
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +98,7 @@ impl RedisTenantLimits {
             default,
             fallback: GovernorTenantLimits::new(default, overrides.clone()),
             overrides,
-            batches: DashMap::new(),
+            held: DashMap::new(),
             take: Script::new(TAKE),
         }
     }
@@ -99,18 +107,28 @@ impl RedisTenantLimits {
         self.overrides.get(tenant).copied().unwrap_or(self.default)
     }
 
-    /// Spends one call of a batch still good, if there is one.
-    fn spend_local(&self, tenant: &TenantId, now: Instant) -> bool {
-        match self.batches.get_mut(tenant) {
-            Some(mut batch) if batch.left > 0 && batch.until > now => {
-                batch.left -= 1;
-                true
-            }
-            _ => false,
+    /// Decides from what this replica holds, if it can: a call of a batch still good, or the
+    /// refusal Redis gave while it lasts.
+    fn decide_local(&self, tenant: &TenantId, now: Instant) -> Option<Result<(), TenantRejection>> {
+        let mut held = self.held.get_mut(tenant)?;
+        if held.left > 0 && held.until.is_some_and(|until| until > now) {
+            held.left -= 1;
+            return Some(Ok(()));
         }
+        let until = held.refused_until.filter(|until| *until > now)?;
+        Some(Err(TenantRejection {
+            quota: self.quota(tenant),
+            retry_after: until - now,
+        }))
     }
 
     async fn take_batch(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
+        let taking = Arc::clone(&self.held.entry(tenant.clone()).or_default().taking);
+        let _turn = taking.lock().await;
+        // The take this call waited for may have left calls, or a refusal.
+        if let Some(decided) = self.decide_local(tenant, Instant::now()) {
+            return decided;
+        }
         let quota = self.quota(tenant);
         let period_us = 1e6 / quota.rps;
         let tau_us = period_us * f64::from(quota.burst.get());
@@ -123,20 +141,20 @@ impl RedisTenantLimits {
             .redis
             .run(invocation.invoke_async::<(u32, u64)>(&mut connection))
             .await;
+        let now = Instant::now();
         match taken {
-            Ok((0, wait_us)) => Err(TenantRejection {
-                quota,
-                retry_after: Duration::from_micros(wait_us),
-            }),
+            Ok((0, wait_us)) => {
+                let retry_after = Duration::from_micros(wait_us);
+                if let Some(mut held) = self.held.get_mut(tenant) {
+                    held.refused_until = Some(now + retry_after);
+                }
+                Err(TenantRejection { quota, retry_after })
+            }
             Ok((got, _)) => {
-                if got > 1 {
-                    self.batches.insert(
-                        tenant.clone(),
-                        Batch {
-                            left: got - 1,
-                            until: Instant::now() + LEASE_LIFE,
-                        },
-                    );
+                if let Some(mut held) = self.held.get_mut(tenant) {
+                    held.left = got - 1;
+                    held.until = Some(now + LEASE_LIFE);
+                    held.refused_until = None;
                 }
                 Ok(())
             }
@@ -147,8 +165,8 @@ impl RedisTenantLimits {
 
 impl TenantLimits for RedisTenantLimits {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
-        if self.spend_local(tenant, Instant::now()) {
-            return TenantCheck::Decided(Ok(()));
+        if let Some(decided) = self.decide_local(tenant, Instant::now()) {
+            return TenantCheck::Decided(decided);
         }
         // Known to be down: no round trip that would only time out.
         if self.redis.down() {
@@ -159,12 +177,16 @@ impl TenantLimits for RedisTenantLimits {
 
     fn evict_idle(&self) {
         let now = Instant::now();
-        self.batches.retain(|_, batch| batch.until > now);
-        self.batches.shrink_to_fit();
+        self.held.retain(|_, held| {
+            held.until.is_some_and(|until| until > now)
+                || held.refused_until.is_some_and(|until| until > now)
+                || Arc::strong_count(&held.taking) > 1
+        });
+        self.held.shrink_to_fit();
         self.fallback.evict_idle();
     }
 
     fn tracked(&self) -> usize {
-        self.batches.len() + self.fallback.tracked()
+        self.held.len() + self.fallback.tracked()
     }
 }
