@@ -16,7 +16,10 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -49,14 +52,17 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return {got, 0}
 ";
 
-/// What this replica holds of a tenant's shared state.
+/// What this replica holds of a tenant's shared state. Atomics, read under the map's shared
+/// lock: every cache hit spends from here, and concurrent hits must not queue on a write lock.
 #[derive(Debug, Default)]
 struct Held {
-    /// Calls taken from Redis and not spent yet, good until `until`.
-    left: u32,
-    until: Option<Instant>,
-    /// Redis refused the tenant until then: callers are refused here without asking again.
-    refused_until: Option<Instant>,
+    /// Calls taken from Redis and not spent yet.
+    left: AtomicU32,
+    /// Until when they may be spent, in nanoseconds from the limiter's epoch (0: never).
+    until: AtomicU64,
+    /// Until when Redis refused the tenant, likewise: callers are refused here without asking
+    /// again.
+    refused_until: AtomicU64,
     /// One take from Redis at a time per tenant: callers who find the batch spent while a take
     /// is under way wait for it instead of each asking Redis (and each dropping the batch the
     /// one before took).
@@ -69,6 +75,8 @@ pub struct RedisTenantLimits {
     default: Quota,
     overrides: HashMap<TenantId, Quota>,
     held: DashMap<TenantId, Held>,
+    /// The instant `Held`'s times count from.
+    epoch: Instant,
     take: Script,
     /// Used while Redis does not answer.
     fallback: GovernorTenantLimits,
@@ -99,6 +107,7 @@ impl RedisTenantLimits {
             fallback: GovernorTenantLimits::new(default, overrides.clone()),
             overrides,
             held: DashMap::new(),
+            epoch: Instant::now(),
             take: Script::new(TAKE),
         }
     }
@@ -107,19 +116,35 @@ impl RedisTenantLimits {
         self.overrides.get(tenant).copied().unwrap_or(self.default)
     }
 
+    /// `t` in nanoseconds from the epoch; never 0, which stands for "never".
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     /// Decides from what this replica holds, if it can: a call of a batch still good, or the
     /// refusal Redis gave while it lasts.
     fn decide_local(&self, tenant: &TenantId, now: Instant) -> Option<Result<(), TenantRejection>> {
-        let mut held = self.held.get_mut(tenant)?;
-        if held.left > 0 && held.until.is_some_and(|until| until > now) {
-            held.left -= 1;
+        let held = self.held.get(tenant)?;
+        let at = self.ns(now);
+        if held.until.load(Ordering::Acquire) > at
+            && held
+                .left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+        {
             return Some(Ok(()));
         }
-        let until = held.refused_until.filter(|until| *until > now)?;
-        Some(Err(TenantRejection {
-            quota: self.quota(tenant),
-            retry_after: until - now,
-        }))
+        let refused_until = held.refused_until.load(Ordering::Acquire);
+        (refused_until > at).then(|| {
+            Err(TenantRejection {
+                quota: self.quota(tenant),
+                retry_after: Duration::from_nanos(refused_until - at),
+            })
+        })
     }
 
     async fn take_batch(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
@@ -145,16 +170,19 @@ impl RedisTenantLimits {
         match taken {
             Ok((0, wait_us)) => {
                 let retry_after = Duration::from_micros(wait_us);
-                if let Some(mut held) = self.held.get_mut(tenant) {
-                    held.refused_until = Some(now + retry_after);
+                if let Some(held) = self.held.get(tenant) {
+                    held.refused_until
+                        .store(self.ns(now + retry_after), Ordering::Release);
                 }
                 Err(TenantRejection { quota, retry_after })
             }
             Ok((got, _)) => {
-                if let Some(mut held) = self.held.get_mut(tenant) {
-                    held.left = got - 1;
-                    held.until = Some(now + LEASE_LIFE);
-                    held.refused_until = None;
+                if let Some(held) = self.held.get(tenant) {
+                    // The count first: a reader that sees the new lifetime sees these calls.
+                    held.left.store(got - 1, Ordering::Release);
+                    held.until
+                        .store(self.ns(now + LEASE_LIFE), Ordering::Release);
+                    held.refused_until.store(0, Ordering::Release);
                 }
                 Ok(())
             }
@@ -177,9 +205,10 @@ impl TenantLimits for RedisTenantLimits {
 
     fn evict_idle(&self) {
         let now = Instant::now();
+        let at = self.ns(now);
         self.held.retain(|_, held| {
-            held.until.is_some_and(|until| until > now)
-                || held.refused_until.is_some_and(|until| until > now)
+            held.until.load(Ordering::Acquire) > at
+                || held.refused_until.load(Ordering::Acquire) > at
                 || Arc::strong_count(&held.taking) > 1
         });
         self.held.shrink_to_fit();
