@@ -149,6 +149,13 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     replicas[2]
         .get_eventually("sim:ok:after-the-restart", "t")
         .await;
+    assert!(
+        replicas[2]
+            .process
+            .output()
+            .contains("the account quota's state in Redis is new"),
+        "the quiet period is explained in the log"
+    );
     let (ok, _) = flood(&replicas, "b", Instant::now() + Duration::from_secs(2)).await;
     assert!(ok > 0, "served again");
     let after = stats(&endpoint).await;
