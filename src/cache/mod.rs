@@ -265,10 +265,13 @@ impl FlowCache {
             }
             return;
         };
+        self.local.insert(key.clone(), entry.clone()).await;
+        // The answer need not wait for Redis: the fill (which also lifts the claim and tells the
+        // replicas waiting for it) runs on its own.
         if let Some(shared) = &self.shared {
-            shared.fill(&key, entry.clone(), claim).await;
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { shared.fill(&key, entry, claim).await });
         }
-        self.local.insert(key, entry).await;
     }
 
     /// The tier shared with other replicas, when there is one.
@@ -512,8 +515,15 @@ mod tests {
         let shared: Arc<dyn CacheTier> = Arc::new(LocalTier::new(100, Arc::clone(&clock)));
         let writer = FlowCache::new(config(30, 0), Some(Arc::clone(&shared)), Arc::clone(&clock))
             .expect("on");
-        let reader = FlowCache::new(config(30, 0), Some(shared), clock).expect("on");
+        let reader = FlowCache::new(config(30, 0), Some(Arc::clone(&shared)), clock).expect("on");
         writer.store(key("a"), answer(None), None).await;
+        // The fill runs on its own task: give it its turn.
+        for _ in 0..100 {
+            if shared.get(&key("a")).await.is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         assert!(matches!(
             reader.lookup(&key("a")).await,
             Lookup::Fresh {

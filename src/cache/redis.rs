@@ -214,6 +214,12 @@ impl RedisTier {
         )
     }
 
+    /// While the last exchange with Redis failed, the tier is skipped: each call would only wait
+    /// out `redis.timeout_ms`. The store's probe (once a second) finds Redis again.
+    fn skipped(&self) -> bool {
+        self.redis.down()
+    }
+
     fn value_key(&self, key: &FlowQuery) -> String {
         format!("{}flow:{}", self.base, self.name(key))
     }
@@ -224,6 +230,9 @@ impl RedisTier {
 
     /// Reads and checks one entry; what cannot be used is a miss.
     async fn read(&self, value_key: &str) -> Option<CachedFlow> {
+        if self.skipped() {
+            return None;
+        }
         let mut connection = self.redis.connection();
         let key = value_key.to_owned();
         let bytes: Option<Vec<u8>> = self
@@ -310,6 +319,9 @@ impl CacheTier for RedisTier {
     }
 
     async fn claim(&self, key: &FlowQuery, hold: Duration) -> FetchRole {
+        if self.skipped() {
+            return FetchRole::Unknown;
+        }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut connection = self.redis.connection();
         let lock = self.lock_key(key);
@@ -335,6 +347,9 @@ impl CacheTier for RedisTier {
     }
 
     async fn fill(&self, key: &FlowQuery, entry: CachedFlow, token: Option<String>) {
+        if self.skipped() {
+            return;
+        }
         let Ok(value) = serde_json::to_vec(&Stored::of(&entry)) else {
             return;
         };
@@ -353,6 +368,9 @@ impl CacheTier for RedisTier {
     }
 
     async fn release(&self, key: &FlowQuery, token: String) {
+        if self.skipped() {
+            return;
+        }
         let mut connection = self.redis.connection();
         let mut invocation = self.unlock.key(self.lock_key(key));
         invocation.arg(token);
@@ -381,6 +399,9 @@ impl CacheTier for RedisTier {
             key: value_key.clone(),
         };
         loop {
+            if self.skipped() {
+                return None;
+            }
             let notified = notify.notified();
             if let Some(entry) = self.read(&value_key).await
                 && self.clock.now() < entry.refresh_at

@@ -149,6 +149,13 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     replicas[2]
         .get_eventually("sim:ok:after-the-restart", "t")
         .await;
+    assert!(
+        replicas[2]
+            .process
+            .output()
+            .contains("the account quota's state in Redis is new"),
+        "the quiet period is explained in the log"
+    );
     let (ok, _) = flood(&replicas, "b", Instant::now() + Duration::from_secs(2)).await;
     assert!(ok > 0, "served again");
     let after = stats(&endpoint).await;
@@ -296,4 +303,75 @@ async fn one_tenant_through_three_replicas_stays_within_its_quota() {
     );
     assert!(ok >= 10, "{ok} calls admitted");
     assert!(limited > 0);
+}
+
+/// Cache hits with Redis configured spend tenant calls taken from Redis in batches, shared by
+/// the hits that arrive together: Redis sees a few commands a second, not one per hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hits_do_not_each_touch_redis() {
+    let redis = RedisServer::start();
+    let (_sandbox, endpoint) = sandbox().await;
+    let url = redis.url();
+    // A high rate: a tenth of a second of it is a large batch, and callers that each took their
+    // own would each get a sliver of it (and drop the one before).
+    let replica = Replica::start(
+        &endpoint,
+        &[
+            ("CAMS_FLOWS_REDIS_URL", &url),
+            ("CAMS_FLOWS_LIMITS_TENANT_RPS", "1000000"),
+            ("CAMS_FLOWS_LIMITS_TENANT_BURST", "100000"),
+        ],
+    )
+    .await;
+    replica.get_eventually("100000000000002", "t").await;
+
+    let mut connection = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let processed = |info: String| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("total_commands_processed")
+    };
+    let mut info = redis::cmd("INFO");
+    info.arg("stats");
+    let before = processed(info.query_async(&mut connection).await.expect("INFO"));
+    let started = Instant::now();
+    let mut lanes = Vec::new();
+    for _ in 0..20 {
+        let client = replica.client.clone();
+        lanes.push(tokio::spawn(async move {
+            for _ in 0..100 {
+                let response = client
+                    .clone()
+                    .get_flow(GetFlowRequest {
+                        flow_id: "100000000000002".into(),
+                        cust_space_id: "t".into(),
+                    })
+                    .await
+                    .expect("a hit");
+                assert_eq!(
+                    response
+                        .metadata()
+                        .get("x-cams-cache")
+                        .map(|v| v.as_bytes()),
+                    Some(&b"hit"[..])
+                );
+            }
+        }));
+    }
+    for lane in lanes {
+        lane.await.expect("lane");
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let commands = processed(info.query_async(&mut connection).await.expect("INFO")) - before;
+    // Per second: a batch of the tenant's calls (a script of four commands), the health probe,
+    // and this test's INFO; 2000 hits must not show.
+    assert!(
+        commands <= 10 * seconds,
+        "{commands} Redis commands for 2000 hits in {seconds} s"
+    );
 }

@@ -314,3 +314,30 @@ async fn a_refresh_is_one_cams_call_for_all_replicas() {
     }
     assert_eq!(calls_to(&endpoint, flow).await, 2, "refreshed once for all");
 }
+
+/// A cache Redis that holds its connections and answers nothing costs at most one wait of
+/// `redis.timeout_ms`: the replicas skip it while it is known to be down, and do not hold an
+/// answer for its fill. Calls with a deadline of twice that bound are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_cache_redis_costs_a_miss_one_timeout_at_most() {
+    let redis = RedisServer::start();
+    let (_sandbox, endpoint) = sandbox().await;
+    let r = replicas(
+        2,
+        &endpoint,
+        &redis,
+        &[("CAMS_FLOWS_REDIS_TIMEOUT_MS", "400")],
+    )
+    .await;
+    assert_eq!(r[0].source("sim:ok:before", "t").await, "miss");
+
+    redis.freeze(true);
+    for i in 0..6 {
+        let flow = format!("sim:ok:hung-{i}");
+        r[i % 2]
+            .get(&flow, "t", Duration::from_millis(800))
+            .await
+            .unwrap_or_else(|status| panic!("{flow}: {status:?}"));
+    }
+    redis.freeze(false);
+}

@@ -60,6 +60,10 @@ pub struct Shape {
     /// Use exactly this flow id for every call (overrides --flows and --flow-prefix).
     #[arg(long)]
     pub flow_id: Option<String>,
+    /// Each worker starts at most one call per this interval (e.g. `1s`), for callers that call
+    /// at a steady pace rather than as fast as answers come.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub pace: Option<Duration>,
     /// Deadline of each call (sent as grpc-timeout; the HTTP baseline uses it as its deadline).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -79,12 +83,18 @@ impl Shape {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// gRPC target, `http://host:port`.
+    /// gRPC target, `http://host:port`; repeat it to spread the calls over several servers
+    /// (replicas) in turn.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub target: String,
-    /// Distinct HTTP/2 connections; calls take them in turn.
+    pub target: Vec<String>,
+    /// Distinct HTTP/2 connections per target; calls take them in turn.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub connections: u32,
+    /// Base URL of the simulated CAMS behind the target(s): its statistics before and after the
+    /// measured phase give the CAMS calls it accepted meanwhile, and the client calls answered
+    /// per CAMS call.
+    #[arg(long)]
+    pub cams_stats: Option<String>,
     #[command(flatten)]
     pub shape: Shape,
 }

@@ -72,7 +72,7 @@ where
     });
     let progress = tokio::spawn(report_progress(Arc::clone(&shared)));
     let workers: Vec<_> = (0..shape.concurrency)
-        .map(|_| tokio::spawn(worker(Arc::clone(&shared), call.clone())))
+        .map(|_| tokio::spawn(worker(Arc::clone(&shared), call.clone(), shape.pace)))
         .collect();
     let mut total = Tally::new()?;
     for handle in workers {
@@ -83,7 +83,11 @@ where
     Ok((total, elapsed))
 }
 
-async fn worker<F, Fut>(shared: Arc<Shared>, call: F) -> anyhow::Result<Tally>
+async fn worker<F, Fut>(
+    shared: Arc<Shared>,
+    call: F,
+    pace: Option<Duration>,
+) -> anyhow::Result<Tally>
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -105,6 +109,9 @@ where
         // A call that started during the warm-up is not measured, even if it ends after.
         if started >= shared.measure_from {
             tally.record(latency, outcome);
+        }
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(started + pace).await;
         }
     }
 }

@@ -25,10 +25,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let shape = &args.shape;
     let keys = Arc::new(Keys::from_shape(shape));
-    let info = RunInfo::new(shape, &keys, "grpc", &args.target, Some(args.connections));
-    let clients: Arc<[FlowServiceClient<Channel>]> = connect(&args.target, args.connections)
-        .await?
-        .into_iter()
+    let info = RunInfo::new(
+        shape,
+        &keys,
+        "grpc",
+        &args.target.join(","),
+        Some(args.connections),
+    );
+    // Connections to the targets interleaved, so that consecutive calls go to different ones.
+    let mut per_target = Vec::new();
+    for target in &args.target {
+        per_target.push(connect(target, args.connections).await?);
+    }
+    let clients: Arc<[FlowServiceClient<Channel>]> = (0..args.connections as usize)
+        .flat_map(|c| per_target.iter().map(move |channels| channels[c].clone()))
         .map(FlowServiceClient::new)
         .collect();
     let timeout = shape.timeout;
@@ -37,8 +47,47 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         let request = request(&keys, seq, timeout);
         async move { outcome(client, request).await }
     };
+    // CAMS's count when the measured phase starts: before the first call without a warm-up,
+    // else taken while the warm-up calls run.
+    let stats = match args.cams_stats.as_deref() {
+        Some(endpoint) if shape.warmup.is_zero() => {
+            let before = cams_accepted(endpoint).await?;
+            Some(tokio::spawn(async move { Ok(before) }))
+        }
+        Some(endpoint) => {
+            let endpoint = endpoint.to_owned();
+            let measure_from = tokio::time::Instant::now() + shape.warmup;
+            Some(tokio::spawn(async move {
+                tokio::time::sleep_until(measure_from).await;
+                cams_accepted(&endpoint).await
+            }))
+        }
+        None => None,
+    };
     let (tally, elapsed) = drive(shape, call).await?;
-    tally.summarize(info, elapsed).print(shape.json)
+    let mut summary = tally.summarize(info, elapsed);
+    if let (Some(before), Some(endpoint)) = (stats, &args.cams_stats) {
+        let before = before.await.context("the statistics task")??;
+        summary.with_cams_calls(cams_accepted(endpoint).await? - before);
+    }
+    summary.print(shape.json)
+}
+
+/// The calls the simulated CAMS at `endpoint` has accepted so far.
+async fn cams_accepted(endpoint: &str) -> anyhow::Result<u64> {
+    let url = format!("{}/_sandbox/stats", endpoint.trim_end_matches('/'));
+    let body = reqwest::get(&url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("GET {url}"))?
+        .bytes()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let stats: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))?;
+    stats["accepted"]
+        .as_u64()
+        .with_context(|| format!("GET {url}: no `accepted` count"))
 }
 
 /// One HTTP/2 connection per channel: tonic multiplexes all of a channel's calls over one.
@@ -98,6 +147,7 @@ fn cache_tag(metadata: &MetadataMap) -> Option<Cow<'static, str>> {
     let value = metadata.get(CACHE_HEADER)?.to_str().unwrap_or("(not text)");
     Some(match value {
         "hit" => Cow::Borrowed("hit"),
+        "shared" => Cow::Borrowed("shared"),
         "miss" => Cow::Borrowed("miss"),
         "coalesced" => Cow::Borrowed("coalesced"),
         "stale" => Cow::Borrowed("stale"),

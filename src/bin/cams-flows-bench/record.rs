@@ -20,7 +20,8 @@ const EXAMPLE_CHARS: usize = 160;
 #[derive(Debug)]
 pub enum Outcome {
     Ok {
-        /// The `x-cams-cache` header (hit, miss, coalesced, stale), when the answer carried one.
+        /// The `x-cams-cache` header (hit, shared, miss, coalesced, stale), when the answer
+        /// carried one.
         cache: Option<Cow<'static, str>>,
     },
     Failed {
@@ -126,6 +127,8 @@ impl Tally {
                 .iter()
                 .map(|(tag, n)| (tag.to_string(), *n))
                 .collect(),
+            cams_calls: None,
+            calls_per_cams_call: None,
         }
     }
 }
@@ -219,9 +222,21 @@ pub struct Summary {
     pub errors: BTreeMap<String, ErrorSummary>,
     /// Successful answers by their `x-cams-cache` header value.
     pub cache: BTreeMap<String, u64>,
+    /// Calls the simulated CAMS accepted during the measured phase (`--cams-stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cams_calls: Option<u64>,
+    /// Successful client calls per CAMS call: what the cache and coalescing save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_cams_call: Option<f64>,
 }
 
 impl Summary {
+    /// Records what the simulated CAMS accepted during the measured phase.
+    pub fn with_cams_calls(&mut self, cams_calls: u64) {
+        self.cams_calls = Some(cams_calls);
+        self.calls_per_cams_call = (cams_calls > 0).then(|| self.ok as f64 / cams_calls as f64);
+    }
+
     /// The human-readable table printed at the end of a run.
     pub fn table(&self) -> String {
         let run = &self.run;
@@ -281,6 +296,15 @@ impl Summary {
         if !self.cache.is_empty() {
             let tags: Vec<String> = self.cache.iter().map(|(t, n)| format!("{t} {n}")).collect();
             let _ = writeln!(out, "x-cams-cache {}", tags.join(", "));
+        }
+        if let Some(cams) = self.cams_calls {
+            let per = self
+                .calls_per_cams_call
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"));
+            let _ = writeln!(
+                out,
+                "CAMS calls  {cams} ({per} client calls answered per CAMS call)"
+            );
         }
         out
     }

@@ -131,6 +131,8 @@ struct Inner {
     acquire: Script,
     release: Script,
     sighting: Mutex<Option<Sighting>>,
+    /// The end of the quiet period last reported.
+    pause: Mutex<Option<Instant>>,
 }
 
 /// The shared slot store; see the module docs.
@@ -175,6 +177,7 @@ impl RedisSlots {
                 acquire: Script::new(ACQUIRE),
                 release: Script::new(RELEASE),
                 sighting: Mutex::new(None),
+                pause: Mutex::new(None),
             }),
         }
     }
@@ -200,6 +203,22 @@ impl RedisSlots {
 }
 
 impl Inner {
+    /// Says once per quiet period why calls that need CAMS are refused for a while: otherwise
+    /// they only read as a spent quota.
+    fn paused(&self, until: Instant, wait_ms: u64) {
+        let mut known = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.is_some_and(|end| end + Duration::from_secs(1) >= until) {
+            return;
+        }
+        *known = Some(until);
+        tracing::warn!(
+            quiet_ms = wait_ms,
+            "the account quota's state in Redis is new (first use, a restart without \
+             persistence, or a failover): no CAMS call is admitted until every lease that might \
+             have been lost has ended; calls that need CAMS meanwhile get ACCOUNT_RATE_LIMITED"
+        );
+    }
+
     fn see(&self, next_free: Instant) {
         *self.sighting.lock().unwrap_or_else(PoisonError::into_inner) = Some(Sighting {
             at: Instant::now(),
@@ -296,9 +315,12 @@ impl SlotStore for RedisSlots {
                 store: Arc::clone(inner),
                 id,
             })),
-            Ok((_, wait_ms)) => {
+            Ok((admitted, wait_ms)) => {
                 // Measured from before the request: never later than Redis meant.
                 let next_free = sent + Duration::from_millis(wait_ms);
+                if admitted < 0 {
+                    inner.paused(next_free, wait_ms);
+                }
                 inner.see(next_free);
                 Err(Busy::Until(Some(next_free.min(Instant::now() + POLL))))
             }

@@ -16,6 +16,10 @@
 use std::{
     collections::HashMap,
     fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -48,11 +52,21 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return {got, 0}
 ";
 
-/// Calls taken from Redis and not spent yet.
-#[derive(Debug, Clone, Copy)]
-struct Batch {
-    left: u32,
-    until: Instant,
+/// What this replica holds of a tenant's shared state. Atomics, read under the map's shared
+/// lock: every cache hit spends from here, and concurrent hits must not queue on a write lock.
+#[derive(Debug, Default)]
+struct Held {
+    /// Calls taken from Redis and not spent yet.
+    left: AtomicU32,
+    /// Until when they may be spent, in nanoseconds from the limiter's epoch (0: never).
+    until: AtomicU64,
+    /// Until when Redis refused the tenant, likewise: callers are refused here without asking
+    /// again.
+    refused_until: AtomicU64,
+    /// One take from Redis at a time per tenant: callers who find the batch spent while a take
+    /// is under way wait for it instead of each asking Redis (and each dropping the batch the
+    /// one before took).
+    taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct RedisTenantLimits {
@@ -60,7 +74,9 @@ pub struct RedisTenantLimits {
     key_prefix: String,
     default: Quota,
     overrides: HashMap<TenantId, Quota>,
-    batches: DashMap<TenantId, Batch>,
+    held: DashMap<TenantId, Held>,
+    /// The instant `Held`'s times count from.
+    epoch: Instant,
     take: Script,
     /// Used while Redis does not answer.
     fallback: GovernorTenantLimits,
@@ -71,7 +87,7 @@ impl fmt::Debug for RedisTenantLimits {
         f.debug_struct("RedisTenantLimits")
             .field("key_prefix", &self.key_prefix)
             .field("default", &self.default)
-            .field("batches", &self.batches.len())
+            .field("tenants", &self.held.len())
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +106,8 @@ impl RedisTenantLimits {
             default,
             fallback: GovernorTenantLimits::new(default, overrides.clone()),
             overrides,
-            batches: DashMap::new(),
+            held: DashMap::new(),
+            epoch: Instant::now(),
             take: Script::new(TAKE),
         }
     }
@@ -99,18 +116,44 @@ impl RedisTenantLimits {
         self.overrides.get(tenant).copied().unwrap_or(self.default)
     }
 
-    /// Spends one call of a batch still good, if there is one.
-    fn spend_local(&self, tenant: &TenantId, now: Instant) -> bool {
-        match self.batches.get_mut(tenant) {
-            Some(mut batch) if batch.left > 0 && batch.until > now => {
-                batch.left -= 1;
-                true
-            }
-            _ => false,
+    /// `t` in nanoseconds from the epoch; never 0, which stands for "never".
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Decides from what this replica holds, if it can: a call of a batch still good, or the
+    /// refusal Redis gave while it lasts.
+    fn decide_local(&self, tenant: &TenantId, now: Instant) -> Option<Result<(), TenantRejection>> {
+        let held = self.held.get(tenant)?;
+        let at = self.ns(now);
+        if held.until.load(Ordering::Acquire) > at
+            && held
+                .left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+        {
+            return Some(Ok(()));
         }
+        let refused_until = held.refused_until.load(Ordering::Acquire);
+        (refused_until > at).then(|| {
+            Err(TenantRejection {
+                quota: self.quota(tenant),
+                retry_after: Duration::from_nanos(refused_until - at),
+            })
+        })
     }
 
     async fn take_batch(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
+        let taking = Arc::clone(&self.held.entry(tenant.clone()).or_default().taking);
+        let _turn = taking.lock().await;
+        // The take this call waited for may have left calls, or a refusal.
+        if let Some(decided) = self.decide_local(tenant, Instant::now()) {
+            return decided;
+        }
         let quota = self.quota(tenant);
         let period_us = 1e6 / quota.rps;
         let tau_us = period_us * f64::from(quota.burst.get());
@@ -123,20 +166,23 @@ impl RedisTenantLimits {
             .redis
             .run(invocation.invoke_async::<(u32, u64)>(&mut connection))
             .await;
+        let now = Instant::now();
         match taken {
-            Ok((0, wait_us)) => Err(TenantRejection {
-                quota,
-                retry_after: Duration::from_micros(wait_us),
-            }),
+            Ok((0, wait_us)) => {
+                let retry_after = Duration::from_micros(wait_us);
+                if let Some(held) = self.held.get(tenant) {
+                    held.refused_until
+                        .store(self.ns(now + retry_after), Ordering::Release);
+                }
+                Err(TenantRejection { quota, retry_after })
+            }
             Ok((got, _)) => {
-                if got > 1 {
-                    self.batches.insert(
-                        tenant.clone(),
-                        Batch {
-                            left: got - 1,
-                            until: Instant::now() + LEASE_LIFE,
-                        },
-                    );
+                if let Some(held) = self.held.get(tenant) {
+                    // The count first: a reader that sees the new lifetime sees these calls.
+                    held.left.store(got - 1, Ordering::Release);
+                    held.until
+                        .store(self.ns(now + LEASE_LIFE), Ordering::Release);
+                    held.refused_until.store(0, Ordering::Release);
                 }
                 Ok(())
             }
@@ -147,8 +193,8 @@ impl RedisTenantLimits {
 
 impl TenantLimits for RedisTenantLimits {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
-        if self.spend_local(tenant, Instant::now()) {
-            return TenantCheck::Decided(Ok(()));
+        if let Some(decided) = self.decide_local(tenant, Instant::now()) {
+            return TenantCheck::Decided(decided);
         }
         // Known to be down: no round trip that would only time out.
         if self.redis.down() {
@@ -159,12 +205,17 @@ impl TenantLimits for RedisTenantLimits {
 
     fn evict_idle(&self) {
         let now = Instant::now();
-        self.batches.retain(|_, batch| batch.until > now);
-        self.batches.shrink_to_fit();
+        let at = self.ns(now);
+        self.held.retain(|_, held| {
+            held.until.load(Ordering::Acquire) > at
+                || held.refused_until.load(Ordering::Acquire) > at
+                || Arc::strong_count(&held.taking) > 1
+        });
+        self.held.shrink_to_fit();
         self.fallback.evict_idle();
     }
 
     fn tracked(&self) -> usize {
-        self.batches.len() + self.fallback.tracked()
+        self.held.len() + self.fallback.tracked()
     }
 }

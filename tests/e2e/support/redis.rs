@@ -88,6 +88,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGSTOP or SIGCONT: a Redis that holds its connections open and answers nothing (a hung
+    /// or overloaded server, a network partition), then carries on.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {signal} redis-server");
+    }
+
     /// SIGKILL: Redis dies with whatever it held.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,0 +1,140 @@
+# Functions of the benchmark scripts (scripts/bench.sh, scripts/bench-fleet.sh), sourced by them
+# after they set GATEWAY, BENCH, RESULTS, KEY_ID, KEY_SECRET, CONNECTIONS, WARMUP, DURATION and
+# ROUND. Starting it creates a scratch directory and stops every process started with `start` on
+# exit.
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- processes -----------------------------------------------------------------------------------
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: runs CMD in the background with its output in $WORK/NAME.log; sets STARTED.
+start() {
+  local name=$1
+  shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# wait_for PID FILE REGEX: the first line of FILE matching REGEX, once the process has written it.
+wait_for() {
+  local pid=$1 file=$2 regex=$3 line i
+  for ((i = 0; i < 300; i++)); do
+    if line=$(grep -m1 -E "$regex" "$file" 2>/dev/null); then
+      printf '%s\n' "$line"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "bench.sh: no line matching /$regex/ from pid $pid; its output:" >&2
+  cat "$file" >&2
+  return 1
+}
+
+# Seconds in a duration as the load generator takes it: 500ms, 10s, 2m, or plain seconds.
+seconds_of() {
+  awk -v d="$1" 'BEGIN {
+    if (d ~ /ms$/) { sub(/ms$/, "", d); print d / 1000 }
+    else if (d ~ /s$/) { sub(/s$/, "", d); print d + 0 }
+    else if (d ~ /m$/) { sub(/m$/, "", d); print d * 60 }
+    else print d + 0
+  }'
+}
+
+json_field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
+
+# KiB of a /proc/<pid>/status field (VmHWM: peak resident memory, VmRSS: current).
+proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# start_gateway NAME FLAGS...: the gateway on a free port; it logs JSON, and the bench waits for
+# {"message":"listening","addr":"..."}. GATEWAY_ENV holds extra environment (credentials). At the
+# default level (info) the gateway logs one JSON line per miss and per failure, a real part of its
+# cost, so the log is kept (in a file, as a container runtime's pipe would take it). Callers are
+# not authenticated: the suite measures the call path.
+GATEWAY_ENV=()
+start_gateway() {
+  local name=$1 auth=()
+  shift
+  if "$GATEWAY" serve --help | grep -q -- '--auth-mode'; then auth=(--auth-mode none); fi
+  start "$name" env RUST_LOG=info "${GATEWAY_ENV[@]}" "$GATEWAY" serve \
+    --listen 127.0.0.1:0 --log-format json "${auth[@]}" "$@"
+  GATEWAY_PID=$STARTED
+  GATEWAY_TARGET="http://$(wait_for "$STARTED" "$WORK/$name.log" '"message":"listening"' | json_field addr)"
+}
+
+# A simulated CAMS on its own, quota lifted, on a free port.
+start_sandbox() {
+  start "$1" "$GATEWAY" sandbox --listen 127.0.0.1:0 --rps 1000000 \
+    --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" --log-format json
+  SANDBOX_PID=$STARTED
+  SANDBOX_ENDPOINT=$(wait_for "$STARTED" "$WORK/$1.log" 'simulated CAMS listening' | json_field endpoint)
+  # How the direct client and baseline 3 reach it.
+  UPSTREAM=(--endpoint "$SANDBOX_ENDPOINT" --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET")
+}
+
+# The gateway against the standalone simulated CAMS, cache off and every limit lifted.
+start_miss_gateway() {
+  GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
+  start_gateway "$1" --endpoint "$SANDBOX_ENDPOINT" --cache-ttl-ms 0 "${NO_LIMITS[@]}"
+  GATEWAY_ENV=()
+}
+
+# The target a bench server started as PID announces in LOG with `listening <addr>`.
+listening_target() {
+  echo "http://$(wait_for "$1" "$2" '^listening ' | awk '{ print $2 }')"
+}
+
+start_bare() {
+  start "$1" "$BENCH" baseline-grpc --listen 127.0.0.1:0 "${@:2}"
+  BARE_PID=$STARTED
+  BARE_TARGET=$(listening_target "$STARTED" "$WORK/$1.log")
+}
+
+# Baseline 3 in front of the simulated CAMS started last.
+start_proxy() {
+  start "$1" "$BENCH" baseline-proxy --listen 127.0.0.1:0 "${UPSTREAM[@]}"
+  PROXY_PID=$STARTED
+  PROXY_TARGET=$(listening_target "$STARTED" "$WORK/$1.log")
+}
+
+# load NAME CONCURRENCY TARGET ARGS...: a measured gRPC run; its summary goes to
+# $RESULTS/NAME.json.
+load() {
+  local name=$1 concurrency=$2 target=$3
+  shift 3
+  "$BENCH" load --json --label "$name" --target "$target" --concurrency "$concurrency" \
+    --connections "$CONNECTIONS" --warmup "$WARMUP" --duration "$DURATION" "$@" \
+    >"$RESULTS/$name.json"
+}
+
+record_peak() { proc_kib "$1" VmHWM >"$RESULTS/$2.hwm_kb"; }
+
+# Successful calls per second of a short measured gRPC run (TARGET ARGS...), for the rounds.
+round_rate() {
+  local target=$1
+  shift
+  "$BENCH" load --json --target "$target" --concurrency "$CONCURRENCY" \
+    --connections "$CONNECTIONS" --warmup 1s --duration "$ROUND" "$@" 2>/dev/null | ok_per_s
+}
+
+ok_per_s() { sed -nE 's/^  "ok_per_s": ([0-9.]+),?$/\1/p'; }
+
