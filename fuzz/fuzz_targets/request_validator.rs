@@ -8,9 +8,8 @@
 
 use cams_flows::{
     acs::v3::{canonical_query, parse_query},
-    domain::{FlowId, TenantId},
+    domain::{FlowId, FlowQuery, TenantId},
     error::Error,
-    gateway::FlowQuery,
     grpc::status::to_status,
     pb,
 };
