@@ -285,21 +285,11 @@ if [ -n "${BENCH_FLEET_ONLY:-}" ]; then
 fi
 
 step "report"
-revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-  revision="$revision + uncommitted changes"
-fi
+revision=$(tree_revision)
 python3 scripts/bench-fleet-report.py "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
   "$COMMAND" "$revision" "$SPAN" "$NOISY" "$ROUNDS" "$ROUND" >"$WORK/report.md"
 cat "$WORK/report.md"
 
-if ! grep -q '^<!-- fleet:start -->$' BENCHMARKS.md; then
-  printf '\n## The cache and the quota under pressure and across replicas (issues 11, 12, 13)\n\n<!-- fleet:start -->\n<!-- fleet:end -->\n' >>BENCHMARKS.md
-fi
-awk -v report="$WORK/report.md" '
-  /^<!-- fleet:start -->$/ { print; while ((getline line < report) > 0) print line; skipping = 1; next }
-  /^<!-- fleet:end -->$/ { skipping = 0 }
-  !skipping { print }
-' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+splice_report fleet "The cache and the quota under pressure and across replicas (issues 11, 12, 13)" \
+  "$WORK/report.md"
 step "BENCHMARKS.md updated; raw results in $RESULTS"

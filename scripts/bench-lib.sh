@@ -1,7 +1,8 @@
-# Functions of the benchmark scripts (scripts/bench.sh, scripts/bench-fleet.sh), sourced by them
-# after they set GATEWAY, BENCH, RESULTS, KEY_ID, KEY_SECRET, CONNECTIONS, WARMUP, DURATION and
-# ROUND. Starting it creates a scratch directory and stops every process started with `start` on
-# exit.
+# Functions of the benchmark scripts (scripts/bench.sh, scripts/bench-fleet.sh,
+# scripts/bench-observability.sh), sourced by them after they set GATEWAY, BENCH, RESULTS,
+# CONCURRENCY, CONNECTIONS and ROUND (and, for what uses them, KEY_ID, KEY_SECRET, WARMUP,
+# DURATION). Starting it creates a scratch directory and stops every process started with `start`
+# on exit; a script with more to undo defines `cleanup_more`.
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -15,6 +16,7 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  if declare -F cleanup_more >/dev/null; then cleanup_more; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -45,7 +47,7 @@ wait_for() {
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  echo "bench.sh: no line matching /$regex/ from pid $pid; its output:" >&2
+  echo "${0##*/}: no line matching /$regex/ from pid $pid; its output:" >&2
   cat "$file" >&2
   return 1
 }
@@ -138,3 +140,31 @@ round_rate() {
 
 ok_per_s() { sed -nE 's/^  "ok_per_s": ([0-9.]+),?$/\1/p'; }
 
+
+# --- the report ----------------------------------------------------------------------------------
+
+# The revision measured; BENCHMARKS.md is left out of "uncommitted changes" because the suite
+# itself writes it between its scripts.
+tree_revision() {
+  local revision
+  revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [ -n "$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' 2>/dev/null)" ]; then
+    revision="$revision + uncommitted changes"
+  fi
+  echo "$revision"
+}
+
+# splice_report MARKER HEADING REPORT: REPORT replaces what lies between the MARKER:start and
+# MARKER:end comments of BENCHMARKS.md; the first time, a section HEADING with them is appended.
+splice_report() {
+  local marker=$1 heading=$2 report=$3
+  if ! grep -q "^<!-- $marker:start -->\$" BENCHMARKS.md; then
+    printf '\n## %s\n\n<!-- %s:start -->\n<!-- %s:end -->\n' "$heading" "$marker" "$marker" >>BENCHMARKS.md
+  fi
+  awk -v report="$report" -v start="<!-- $marker:start -->" -v end="<!-- $marker:end -->" '
+    $0 == start { print; while ((getline line < report) > 0) print line; skipping = 1; next }
+    $0 == end { skipping = 0 }
+    !skipping { print }
+  ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
+  cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+}

@@ -31,65 +31,34 @@ GATEWAY=target/release/cams-flows
 BENCH=target/release/cams-flows-bench
 BASE_TARGET_DIR=target/bench-base
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+CONNECTIONS=1
 
-WORK=$(mktemp -d)
-PIDS=()
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+
 BASE_TREE=""
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+cleanup_more() {
   if [ -n "$BASE_TREE" ]; then git worktree remove --force "$BASE_TREE" >/dev/null 2>&1 || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_for PID FILE REGEX: the first line of FILE matching REGEX, once the process has written it.
-wait_for() {
-  local pid=$1 file=$2 regex=$3 line i
-  for ((i = 0; i < 300; i++)); do
-    if line=$(grep -m1 -E "$regex" "$file" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "bench-observability.sh: no line matching /$regex/ from pid $pid; its output:" >&2
-  cat "$file" >&2
-  return 1
 }
 
-json_field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
-ok_per_s() { sed -nE 's/^  "ok_per_s": ([0-9.]+),?$/\1/p'; }
-
-# start_gateway NAME BINARY ENV... -- FLAGS...: a gateway on a free port, cache on, tenant limit
-# lifted, against its in-process simulated CAMS, logging JSON at info (hits log nothing then);
-# its target goes to TARGET_<NAME>.
-start_gateway() {
-  local name=$1 binary=$2 env=() auth=()
+# obs_gateway NAME BINARY ENV... -- FLAGS...: a gateway built from BINARY on a free port, cache
+# on, tenant limit lifted, against its in-process simulated CAMS, logging JSON at info (hits log
+# nothing then), its cache filled; its target goes to TARGET_<NAME>.
+obs_gateway() {
+  local name=$1 binary=$2 env=() built=$GATEWAY
   shift 2
   while [ "$1" != "--" ]; do env+=("$1"); shift; done
   shift
-  if "$binary" serve --help | grep -q -- '--auth-mode'; then auth=(--auth-mode none); fi
-  env RUST_LOG=info "${env[@]}" "$binary" serve --sandbox --listen 127.0.0.1:0 \
-    --log-format json "${auth[@]}" --cache-ttl-ms 3600000 --tenant-rps 1000000 \
-    --tenant-burst 100000 "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=("$!")
-  local addr
-  addr=$(wait_for "$!" "$WORK/$name.log" '"message":"listening"' | json_field addr)
-  printf -v "TARGET_$name" '%s' "http://$addr"
+  GATEWAY=$binary
+  GATEWAY_ENV=("${env[@]}")
+  start_gateway "$name" --sandbox --cache-ttl-ms 3600000 --tenant-rps 1000000 \
+    --tenant-burst 100000 "$@"
+  GATEWAY=$built
+  GATEWAY_ENV=()
+  printf -v "TARGET_$name" '%s' "$GATEWAY_TARGET"
   # Fills the cache for the 10 flows (the in-process simulated CAMS allows 5 calls a second).
-  "$BENCH" load --target "http://$addr" --concurrency "$CONCURRENCY" --warmup 0s \
+  "$BENCH" load --target "$GATEWAY_TARGET" --concurrency "$CONCURRENCY" --warmup 0s \
     --duration 3s --flows 10 >/dev/null 2>&1
-}
-
-# Successful calls per second of one round against TARGET.
-round_rate() {
-  "$BENCH" load --json --target "$1" --concurrency "$CONCURRENCY" --warmup 1s \
-    --duration "$ROUND" --flows 10 2>/dev/null | ok_per_s
 }
 
 step "release build"
@@ -111,12 +80,12 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 
 step "gateways: ${VARIANTS[*]}"
-start_gateway off "$GATEWAY" --
-start_gateway metrics "$GATEWAY" -- --admin-listen 127.0.0.1:0
+obs_gateway off "$GATEWAY" --
+obs_gateway metrics "$GATEWAY" -- --admin-listen 127.0.0.1:0
 # Port 9 (discard) on loopback: nothing listens, and nothing is sampled, so nothing is sent.
-start_gateway unsampled "$GATEWAY" OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 \
+obs_gateway unsampled "$GATEWAY" OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 \
   OTEL_TRACES_SAMPLER=always_off --
-if [ -n "$BASE_GATEWAY" ]; then start_gateway base "$BASE_GATEWAY" --; fi
+if [ -n "$BASE_GATEWAY" ]; then obs_gateway base "$BASE_GATEWAY" --; fi
 
 step "$ROUNDS interleaved rounds of $ROUND per variant, $CONCURRENCY calls in flight"
 : >"$RESULTS/rounds.txt"
@@ -126,7 +95,7 @@ for ((r = 0; r < ROUNDS; r++)); do
   for ((k = 0; k < n; k++)); do
     v=${VARIANTS[$(((r + k) % n))]}
     target_var="TARGET_$v"
-    rate[$v]=$(round_rate "${!target_var}")
+    rate[$v]=$(round_rate "${!target_var}" --flows 10)
   done
   line=""
   for v in "${VARIANTS[@]}"; do line+="${rate[$v]} "; done
@@ -135,10 +104,7 @@ for ((r = 0; r < ROUNDS; r++)); do
 done
 
 step "report"
-revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-  revision="$revision + uncommitted changes"
-fi
+revision=$(tree_revision)
 command="scripts/bench-observability.sh"
 for var in BENCH_ROUNDS BENCH_ROUND BENCH_CONCURRENCY BENCH_BASE_REV; do
   if [ -n "${!var:-}" ]; then command="$var=${!var} $command"; fi
@@ -177,13 +143,6 @@ if "base" in col:
 EOF
 cat "$WORK/report.md"
 
-if ! grep -q '^<!-- bench-observability:start -->$' BENCHMARKS.md; then
-  printf '\n## What observability costs the cache-hit path (issue 14)\n\n<!-- bench-observability:start -->\n<!-- bench-observability:end -->\n' >>BENCHMARKS.md
-fi
-awk -v report="$WORK/report.md" '
-  /^<!-- bench-observability:start -->$/ { print; while ((getline line < report) > 0) print line; skipping = 1; next }
-  /^<!-- bench-observability:end -->$/ { skipping = 0 }
-  !skipping { print }
-' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+splice_report bench-observability "What observability costs the cache-hit path (issue 14)" \
+  "$WORK/report.md"
 step "BENCHMARKS.md updated; raw rounds in $RESULTS/rounds.txt"

@@ -220,24 +220,12 @@ rounds_miss
 steady_memory
 
 step "report"
-revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-  revision="$revision + uncommitted changes"
-fi
+revision=$(tree_revision)
 "$BENCH" report --dir "$RESULTS" --cores "$(nproc)" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
   --command "$COMMAND" --revision "$revision" >"$WORK/report.md"
 cat "$WORK/report.md"
 
-# Replace what lies between the markers, or append a section with them the first time.
-if ! grep -q '^<!-- bench:start -->$' BENCHMARKS.md; then
-  printf '\n## Gateway cost against the limits of the machine (issue 5)\n\n<!-- bench:start -->\n<!-- bench:end -->\n' >>BENCHMARKS.md
-fi
-awk -v report="$WORK/report.md" '
-  /^<!-- bench:start -->$/ { print; while ((getline line < report) > 0) print line; skipping = 1; next }
-  /^<!-- bench:end -->$/ { skipping = 0 }
-  !skipping { print }
-' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+splice_report bench "Gateway cost against the limits of the machine (issue 5)" "$WORK/report.md"
 step "BENCHMARKS.md updated; raw results in $RESULTS"
 
 # The cache and the quota under pressure and across replicas: a script of its own (it needs
