@@ -27,6 +27,7 @@ pub mod domain;
 pub mod error;
 pub(crate) mod gateway;
 pub mod grpc;
+pub(crate) mod http_failure;
 pub mod limits;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

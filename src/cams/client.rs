@@ -333,26 +333,11 @@ fn transport_error(err: reqwest::Error) -> CamsError {
     if err.is_timeout() {
         return CamsError::Timeout;
     }
-    let what = if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "the response body broke off"
-    } else if err.is_request() {
-        "the request failed"
-    } else {
-        "transport error"
-    };
-    let err = err.without_url();
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(&err);
-    while let Some(inner) = source {
-        detail = inner.to_string();
-        source = inner.source();
-    }
+    let failure = crate::http_failure::describe(err);
     CamsError::Transport {
-        what,
-        detail,
-        source: err,
+        what: failure.what,
+        detail: failure.detail,
+        source: failure.error,
     }
 }
 

@@ -55,24 +55,11 @@ pub(crate) fn transport_error(
         };
         return CredentialsError::Timeout { service, after };
     }
-    let what = if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    let err = err.without_url();
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(&err);
-    while let Some(inner) = source {
-        detail = inner.to_string();
-        source = inner.source();
-    }
+    let failure = crate::http_failure::describe(err);
     CredentialsError::Unreachable {
         service,
-        what,
-        detail,
+        what: failure.what,
+        detail: failure.detail,
     }
 }
 

@@ -4,7 +4,9 @@
 mod flow;
 mod ids;
 mod query;
+mod served;
 
 pub use flow::{Flow, FlowCategory, FlowStatus};
 pub use ids::{FlowId, IdError, TenantId};
 pub use query::FlowQuery;
+pub use served::CacheResult;

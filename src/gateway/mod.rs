@@ -13,60 +13,18 @@ use tokio::time::Instant;
 use crate::{
     cache::{Coalescer, FlowCache, Lookup, Tier},
     cams::{CamsClient, FlowAnswer},
-    domain::FlowQuery,
+    domain::{CacheResult, FlowQuery},
     error::{Error, Failure},
     limits::{AccountQuota, Party, TenantCheck, TenantLimits},
-    telemetry::{
-        metrics::{CacheResult, Metrics},
-        trace::CallTracer,
-    },
+    telemetry::{metrics::Metrics, trace::CallTracer},
 };
 use load::Loader;
 pub use retry::RetryConfig;
 
-/// How an answer was obtained; reported to callers in the `x-cams-cache` response header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// From this process's cache, without asking CAMS.
-    Hit,
-    /// From the cache shared with other replicas, without asking CAMS.
-    Shared,
-    /// Fetched from CAMS for this call.
-    Miss,
-    /// Shared from a fetch another call started.
-    Coalesced,
-    /// An answer past its TTL, served because CAMS is failing or throttling.
-    Stale,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Shared => "shared",
-            Self::Miss => "miss",
-            Self::Coalesced => "coalesced",
-            Self::Stale => "stale",
-        }
-    }
-}
-
-impl From<Source> for CacheResult {
-    fn from(source: Source) -> Self {
-        match source {
-            Source::Hit => Self::Hit,
-            Source::Shared => Self::Shared,
-            Source::Miss => Self::Miss,
-            Source::Coalesced => Self::Coalesced,
-            Source::Stale => Self::Stale,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Served {
     pub answer: Arc<FlowAnswer>,
-    pub source: Source,
+    pub source: CacheResult,
 }
 
 /// The parts of the request path behind the gRPC service, as the wiring picks them.
@@ -141,8 +99,8 @@ impl Gateway {
                 return Ok(Served {
                     answer,
                     source: match tier {
-                        Tier::Local => Source::Hit,
-                        Tier::Shared => Source::Shared,
+                        Tier::Local => CacheResult::Hit,
+                        Tier::Shared => CacheResult::Shared,
                     },
                 });
             }
@@ -176,9 +134,9 @@ impl Gateway {
             (Ok(loaded), _) => Ok(Served {
                 answer: loaded.answer,
                 source: match (loaded.shared, started) {
-                    (true, _) => Source::Shared,
-                    (false, true) => Source::Miss,
-                    (false, false) => Source::Coalesced,
+                    (true, _) => CacheResult::Shared,
+                    (false, true) => CacheResult::Miss,
+                    (false, false) => CacheResult::Coalesced,
                 },
             }),
             (Err(error), Some(entry)) if error.disposition().stale_may_serve => {
@@ -192,7 +150,7 @@ impl Gateway {
                 );
                 Ok(Served {
                     answer: entry.answer,
-                    source: Source::Stale,
+                    source: CacheResult::Stale,
                 })
             }
             (Err(error), _) => Err(error),

@@ -13,9 +13,9 @@ use super::{
 use crate::{
     auth::{AuthError, Authenticator, Caller},
     cams::CamsError,
-    domain::FlowQuery,
+    domain::{CacheResult, FlowQuery},
     error::{Error, Failure},
-    gateway::{Gateway, Served, Source},
+    gateway::{Gateway, Served},
     pb::{self, flow_service_server::FlowService},
     server::{Arrival, ConnInfo, grpc_timeout},
     telemetry::{
@@ -179,14 +179,14 @@ impl FlowService for FlowApi {
             Ok(served) => {
                 let id = served.answer.request_id.as_str();
                 let cache = served.source.as_str();
-                self.metrics.served(served.source.into());
+                self.metrics.served(served.source);
                 handling.done(tonic::Code::Ok, elapsed);
                 if let Some(span) = span {
                     span.finish(tonic::Code::Ok, "OK", &message.cust_space_id, Some(cache));
                 }
                 // Cache hits are the high-volume path and touch no upstream: their line is
                 // debug-level, so that an access log at info costs the hot path nothing.
-                if served.source == Source::Hit {
+                if served.source == CacheResult::Hit {
                     call_event!(
                         Level::DEBUG,
                         record,

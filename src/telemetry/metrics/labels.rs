@@ -1,6 +1,7 @@
 //! Every label value a metric can carry, as a closed set: each series is created once, at start,
 //! and a call picks its handle by index. Nothing a caller sends becomes a label value.
 
+pub use crate::domain::CacheResult;
 use tonic::Code;
 
 /// `grpc_code` as go-grpc-middleware writes it (grpc-go's `Code.String()`), so that stock gRPC
@@ -28,36 +29,6 @@ pub(super) const GRPC_CODES: [&str; 17] = [
 pub(super) fn grpc_code_index(code: Code) -> usize {
     // tonic's codes are gRPC's numbers, 0 to 16.
     (code as usize).min(GRPC_CODES.len() - 1)
-}
-
-/// How an answer was served (`x-cams-cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
-    Hit,
-    Shared,
-    Miss,
-    Coalesced,
-    Stale,
-}
-
-impl CacheResult {
-    pub(super) const ALL: [Self; 5] = [
-        Self::Hit,
-        Self::Shared,
-        Self::Miss,
-        Self::Coalesced,
-        Self::Stale,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Shared => "shared",
-            Self::Miss => "miss",
-            Self::Coalesced => "coalesced",
-            Self::Stale => "stale",
-        }
-    }
 }
 
 /// Why the gateway itself refused a call, named as the `google.rpc.ErrorInfo` reason the caller

@@ -356,21 +356,7 @@ impl TestApp {
         flow_id: &str,
         space: &str,
     ) -> Result<(GetFlowResponse, String), Status> {
-        let response = self
-            .client
-            .clone()
-            .get_flow(GetFlowRequest {
-                flow_id: flow_id.into(),
-                cust_space_id: space.into(),
-            })
-            .await?;
-        let source = response
-            .metadata()
-            .get("x-cams-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("absent")
-            .to_owned();
-        Ok((response.into_inner(), source))
+        call_with_source(&self.client, flow_id, space).await
     }
 
     /// Calls the simulated CAMS accepted for `flow_id` since it started.
@@ -449,4 +435,26 @@ impl TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A call through `client` and how it was served (`x-cams-cache`, or `absent`).
+pub async fn call_with_source(
+    client: &FlowServiceClient<Channel>,
+    flow_id: &str,
+    space: &str,
+) -> Result<(GetFlowResponse, String), Status> {
+    let response = client
+        .clone()
+        .get_flow(GetFlowRequest {
+            flow_id: flow_id.into(),
+            cust_space_id: space.into(),
+        })
+        .await?;
+    let source = response
+        .metadata()
+        .get("x-cams-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("absent")
+        .to_owned();
+    Ok((response.into_inner(), source))
 }

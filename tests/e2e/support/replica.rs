@@ -12,6 +12,7 @@ use tonic::{Code, Status, transport::Channel};
 
 use super::{
     KEY_ID, KEY_SECRET,
+    app::call_with_source,
     process::{Running, binary},
 };
 
@@ -58,21 +59,7 @@ impl Replica {
         flow: &str,
         tenant: &str,
     ) -> Result<(GetFlowResponse, String), Status> {
-        let response = self
-            .client
-            .clone()
-            .get_flow(GetFlowRequest {
-                flow_id: flow.into(),
-                cust_space_id: tenant.into(),
-            })
-            .await?;
-        let source = response
-            .metadata()
-            .get("x-cams-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("absent")
-            .to_owned();
-        Ok((response.into_inner(), source))
+        call_with_source(&self.client, flow, tenant).await
     }
 
     /// How a call that must succeed was served.
