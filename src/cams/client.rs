@@ -172,7 +172,7 @@ impl CamsClient {
         trace: Option<&opentelemetry::Context>,
     ) -> (Result<FlowAnswer, CamsError>, Option<i64>) {
         let sent = self.clock.now();
-        let date = humantime::format_rfc3339_seconds(self.skew.corrected(sent)).to_string();
+        let date = crate::acs::format_timestamp(self.skew.corrected(sent));
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let signed = SignedGetFlow::new(&self.host, tenant, flow_id, credentials, &date, &nonce);
 
@@ -218,7 +218,7 @@ impl CamsClient {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .map(|date| self.skew.observe(date, sent, self.clock.now()));
+            .and_then(|date| self.skew.observe(date, sent, self.clock.now()));
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let result = match read_capped(response, self.config.max_body_bytes).await {

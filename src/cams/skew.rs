@@ -13,6 +13,11 @@ use std::{
 /// Skew past this is warned about and corrected.
 pub(crate) const TOLERATED: Duration = Duration::from_secs(60);
 
+/// A `Date` outside these years (seconds since the epoch: 2000-01-01 and 2200-01-01) is not a
+/// clock reading but a broken or hostile header; adopting it would date every later signature
+/// by it (and past year 9999 no timestamp can even be written), so it is ignored.
+const PLAUSIBLE_DATES: std::ops::Range<u64> = 946_684_800..7_258_118_400;
+
 #[derive(Debug, Default)]
 pub(crate) struct ClockSkew {
     /// Added to the gateway's clock when signing, in milliseconds (CAMS minus gateway).
@@ -42,8 +47,22 @@ impl ClockSkew {
     }
 
     /// Records CAMS's `Date` (whole seconds) against the gateway's clock halfway between sending
-    /// and receiving. Returns the measured skew in milliseconds.
-    pub(crate) fn observe(&self, date: SystemTime, sent: SystemTime, received: SystemTime) -> i64 {
+    /// and receiving. Returns the measured skew in milliseconds; `None` for a date no clock
+    /// could read (see [`PLAUSIBLE_DATES`]), which changes nothing.
+    pub(crate) fn observe(
+        &self,
+        date: SystemTime,
+        sent: SystemTime,
+        received: SystemTime,
+    ) -> Option<i64> {
+        let secs = date.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        if !PLAUSIBLE_DATES.contains(&secs) {
+            tracing::debug!(
+                date_secs = secs,
+                "ignored an implausible Date header from CAMS"
+            );
+            return None;
+        }
         let rtt = millis_between(received, sent).max(0);
         let midpoint = shift(sent, rtt / 2);
         // The header drops the fraction of its second: on average half a second.
@@ -65,7 +84,7 @@ impl ClockSkew {
                 tracing::info!(skew_ms, "the gateway's clock agrees with CAMS's again");
             }
         }
-        measured
+        Some(measured)
     }
 
     /// After `InvalidTimeStamp.Expired`: date the retry by CAMS's clock whatever the size of the
@@ -97,8 +116,11 @@ fn millis_between(a: SystemTime, b: SystemTime) -> i64 {
 mod tests {
     use super::*;
 
+    /// `secs` and `ms` after an arbitrary plausible moment (2023-11-14).
     fn at(secs: u64, ms: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms)
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(1_700_000_000 + secs)
+            + Duration::from_millis(ms)
     }
 
     #[test]
@@ -106,13 +128,13 @@ mod tests {
         let skew = ClockSkew::default();
         // CAMS says 1000 s (+ up to a second); the gateway sent at 1000.2 and heard at 1000.4.
         let m = skew.observe(at(1000, 0), at(1000, 200), at(1000, 400));
-        assert_eq!(m, 200);
+        assert_eq!(m, Some(200));
         assert_eq!(skew.offset_ms(), 0);
         assert_eq!(skew.corrected(at(5, 0)), at(5, 0));
 
         // The gateway runs 20 minutes fast.
         let m = skew.observe(at(1000, 0), at(2200, 0), at(2200, 0));
-        assert_eq!(m, -1_199_500);
+        assert_eq!(m, Some(-1_199_500));
         assert_eq!(skew.corrected(at(2200, 0)), at(1000, 500));
 
         // Fixed again: no more correction.
@@ -133,6 +155,24 @@ mod tests {
         }
         skew.observe(at(1000, 0), at(1000, 0), at(1000, 0));
         assert!(!skew.off.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_date_no_clock_could_read_changes_nothing() {
+        let skew = ClockSkew::default();
+        skew.observe(at(1000, 0), at(2200, 0), at(2200, 0));
+        let offset = skew.offset_ms();
+        let now = at(2200, 0);
+        for date in [
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            let date = httpdate::parse_http_date(date).expect("a valid HTTP date");
+            assert_eq!(skew.observe(date, now, now), None, "{date:?}");
+            assert_eq!(skew.offset_ms(), offset);
+            // Signatures can still be dated.
+            assert!(!crate::acs::format_timestamp(skew.corrected(now)).is_empty());
+        }
     }
 }
 
