@@ -287,6 +287,14 @@ impl FlowCache {
         (self.clock.now() < entry.refresh_at).then_some(entry)
     }
 
+    /// The age of a stale entry that may still stand in for a failed fetch now, `None` once its
+    /// `usable_until` has passed: a fetch can outlast the entry it would have replaced (up to
+    /// the caller's deadline), and the preview URL of an answer past that time may be dead.
+    pub fn stale_age(&self, entry: &CachedFlow) -> Option<Duration> {
+        let now = self.clock.now();
+        (now < entry.usable_until).then(|| now.duration_since(entry.fetched_at).unwrap_or_default())
+    }
+
     /// Keeps locally an entry another replica fetched.
     pub async fn adopt(&self, key: FlowQuery, entry: CachedFlow) {
         self.local.insert(key, entry).await;

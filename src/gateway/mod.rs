@@ -130,6 +130,11 @@ impl Gateway {
             Ok(Err(shared)) => Err(Failure::Shared(shared)),
             Err(_) => Err(Failure::Own(Error::DeadlineExceeded)),
         };
+        // Looked at again: the stale entry found before the fetch may have run out during it.
+        let stale = stale.and_then(|entry| {
+            let age = self.cache.as_ref()?.stale_age(&entry)?;
+            Some((entry, age))
+        });
         match (outcome, stale) {
             (Ok(loaded), _) => Ok(Served {
                 answer: loaded.answer,
@@ -139,8 +144,7 @@ impl Gateway {
                     (false, false) => CacheResult::Coalesced,
                 },
             }),
-            (Err(error), Some(entry)) if error.disposition().stale_may_serve => {
-                let age = entry.fetched_at.elapsed().unwrap_or_default();
+            (Err(error), Some((entry, age))) if error.disposition().stale_may_serve => {
                 tracing::warn!(
                     tenant = query.tenant.as_str(),
                     flow_id = query.flow_id.as_str(),

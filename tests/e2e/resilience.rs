@@ -286,6 +286,29 @@ async fn stale_answers_stand_in_while_cams_fails() {
     assert_eq!(status.code(), Code::Unavailable);
 }
 
+#[tokio::test]
+async fn a_stale_answer_that_runs_out_during_the_fetch_is_not_served() {
+    // One CAMS call a second: the second call's fetch waits for the first call's slot to rest
+    // (about a second), longer than its stale entry stays usable (TTL 200 ms + 300 ms).
+    let app = app(|c| {
+        production_defaults(c);
+        c.limits.account_rps = 1;
+        c.cache.ttl = Duration::from_millis(200);
+        c.cache.refresh_window = Duration::ZERO;
+        c.cache.stale_if_error = Duration::from_millis(300);
+        c.retry.max_attempts = 1;
+    })
+    .await;
+    let flow = "sim:fail-after:1:runs-out";
+    let (_, source) = app.call(flow, "").await.expect("first");
+    assert_eq!(source, "miss");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The entry is stale and usable when the call looks it up, no longer when CAMS fails.
+    let status = app.call(flow, "").await.expect_err("the entry ran out");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(app.upstream_calls(flow).await, 2, "CAMS was asked again");
+}
+
 async fn app_without_stale() -> TestApp {
     app(|c| {
         production_defaults(c);
