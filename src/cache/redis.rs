@@ -291,17 +291,38 @@ impl RedisTier {
     }
 }
 
-/// Leaves the waiting list when the wait ends.
+/// A place on the waiting list for one key, left when the wait ends: the key's entry goes with
+/// its last waiter.
 struct Registered<'a> {
     waiting: &'a Waiting,
     key: String,
+    notify: Arc<Notify>,
+}
+
+impl<'a> Registered<'a> {
+    fn new(waiting: &'a Waiting, key: String) -> Self {
+        let notify = Arc::clone(
+            waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key.clone())
+                .or_default(),
+        );
+        Self {
+            waiting,
+            key,
+            notify,
+        }
+    }
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        // Two handles left, the map's and this waiter's: no other waiter holds the key (they
+        // register under the same lock).
         if let Some(notify) = waiting.get(&self.key)
-            && Arc::strong_count(notify) <= 1
+            && Arc::strong_count(notify) <= 2
         {
             waiting.remove(&self.key);
         }
@@ -387,22 +408,12 @@ impl CacheTier for RedisTier {
     async fn wait_for(&self, key: &FlowQuery, until: Instant) -> Option<CachedFlow> {
         let value_key = self.value_key(key);
         let lock_key = self.lock_key(key);
-        let notify = Arc::clone(
-            self.waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(value_key.clone())
-                .or_default(),
-        );
-        let _registered = Registered {
-            waiting: &self.waiting,
-            key: value_key.clone(),
-        };
+        let registered = Registered::new(&self.waiting, value_key.clone());
         loop {
             if self.skipped() {
                 return None;
             }
-            let notified = notify.notified();
+            let notified = registered.notify.notified();
             if let Some(entry) = self.read(&value_key).await
                 && self.clock.now() < entry.refresh_at
             {
@@ -438,6 +449,21 @@ impl CacheTier for RedisTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_leaves_the_waiting_list_with_its_last_waiter() {
+        let waiting = Waiting::default();
+        let first = Registered::new(&waiting, "k".into());
+        let second = Registered::new(&waiting, "k".into());
+        assert!(Arc::ptr_eq(&first.notify, &second.notify));
+        drop(first);
+        assert!(
+            waiting.lock().expect("lock").contains_key("k"),
+            "one waiter left"
+        );
+        drop(second);
+        assert!(waiting.lock().expect("lock").is_empty());
+    }
     use crate::domain::{FlowId, TenantId};
 
     #[test]
