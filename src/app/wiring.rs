@@ -18,7 +18,7 @@ use crate::{
         AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, RedisSlots,
         RedisTenantLimits, SlotStore, TenantLimits,
     },
-    store::{Redis, RedisConfig, account_tag},
+    store::{CACHE_WHEN_DOWN, QUOTA_WHEN_DOWN, Redis, RedisConfig, account_tag},
     telemetry::{metrics::Metrics, trace::Tracing},
 };
 
@@ -183,10 +183,19 @@ impl Shared {
         tasks: &mut Tasks,
         (metrics, store): (&Metrics, &'static str),
     ) -> Result<Self, StartError> {
-        let redis = Redis::observed(config, metrics.redis(store))?;
+        let (when_down, shared) = if store == "cache" {
+            (CACHE_WHEN_DOWN, "the cache")
+        } else {
+            (QUOTA_WHEN_DOWN, "the account quota and the tenant limits")
+        };
+        let redis = Redis::observed(config, metrics.redis(store), when_down)?;
         observe::redis(metrics, &redis, store);
         tasks.spawn("redis watch", redis.watch());
-        tracing::info!(?config, "state shared with other replicas through Redis");
+        tracing::info!(
+            ?config,
+            shared,
+            "state shared with other replicas through Redis"
+        );
         Ok(Self {
             redis,
             account_tag: account_tag(account),

@@ -3,4 +3,6 @@
 
 mod redis;
 
-pub use self::redis::{Redis, RedisConfig, StoreError, account_tag};
+pub use self::redis::{
+    CACHE_WHEN_DOWN, QUOTA_WHEN_DOWN, Redis, RedisConfig, StoreError, account_tag,
+};

@@ -106,7 +106,16 @@ struct Inner {
     endpoint: String,
     state: AtomicU8,
     metrics: RedisMetrics,
+    /// What callers see while this Redis is down, for the log line that says it is.
+    when_down: &'static str,
 }
+
+/// While the Redis of the account quota (and perhaps the cache) is down.
+pub const QUOTA_WHEN_DOWN: &str =
+    "calls that need CAMS fail with QUOTA_STORE_UNAVAILABLE, cache hits go on";
+/// While a Redis that holds only the shared cache is down.
+pub const CACHE_WHEN_DOWN: &str =
+    "the shared cache is skipped, each replica answers from its own cache and from CAMS";
 
 /// A cheap handle to the process's Redis connection.
 #[derive(Clone)]
@@ -127,11 +136,16 @@ impl Redis {
     /// A client for `config`, connecting lazily; fails only for a configuration redis-rs
     /// refuses (never because Redis is down).
     pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
-        Self::observed(config, RedisMetrics::default())
+        Self::observed(config, RedisMetrics::default(), QUOTA_WHEN_DOWN)
     }
 
-    /// As [`Self::new`], with every exchange's duration and failure counted in `metrics`.
-    pub fn observed(config: &RedisConfig, metrics: RedisMetrics) -> Result<Self, StoreError> {
+    /// As [`Self::new`], with every exchange's duration and failure counted in `metrics`, and
+    /// `when_down` (what callers see while it is down) in the log line that says so.
+    pub fn observed(
+        config: &RedisConfig,
+        metrics: RedisMetrics,
+        when_down: &'static str,
+    ) -> Result<Self, StoreError> {
         let mut info = config
             .url
             .expose_secret()
@@ -164,6 +178,7 @@ impl Redis {
                 endpoint: endpoint_of(config.url.expose_secret()),
                 state: AtomicU8::new(UNKNOWN),
                 metrics,
+                when_down,
             }),
         })
     }
@@ -235,8 +250,8 @@ impl Redis {
             (_, Some(error)) => tracing::warn!(
                 %endpoint,
                 %error,
-                "Redis unreachable: calls that need CAMS fail with QUOTA_STORE_UNAVAILABLE, \
-                 cache hits go on; reconnecting"
+                "Redis unreachable: {}; reconnecting",
+                self.inner.when_down
             ),
         }
     }

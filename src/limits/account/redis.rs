@@ -325,6 +325,14 @@ impl SlotStore for RedisSlots {
                 Err(Busy::Until(Some(next_free.min(Instant::now() + POLL))))
             }
             Err(StoreError::Timeout(_) | StoreError::Redis(_) | StoreError::Unexpected(_)) => {
+                // Redis may have admitted the call after all (its reply came too late or was
+                // lost): no call goes out with this id, so its lease is handed back rather than
+                // left to hold a slot for its whole life.
+                Box::new(RedisLease {
+                    store: Arc::clone(inner),
+                    id,
+                })
+                .give_back();
                 Err(Busy::StoreUnavailable)
             }
         }

@@ -154,6 +154,11 @@ impl RedisTenantLimits {
         if let Some(decided) = self.decide_local(tenant, Instant::now()) {
             return decided;
         }
+        // The take this call waited for may have found Redis down: no round trip that would only
+        // time out, one waiter after another.
+        if self.redis.down() {
+            return self.fallback.decide(tenant);
+        }
         let quota = self.quota(tenant);
         let period_us = 1e6 / quota.rps;
         let tau_us = period_us * f64::from(quota.burst.get());
@@ -162,6 +167,9 @@ impl RedisTenantLimits {
         let mut connection = self.redis.connection();
         let mut invocation = self.take.key(key);
         invocation.arg(period_us).arg(tau_us).arg(want);
+        // A batch lives from before Redis granted it, so that its reply's latency never stretches
+        // the error bound; a refusal lasts from after, which only errs towards refusing.
+        let sent = Instant::now();
         let taken = self
             .redis
             .run(invocation.invoke_async::<(u32, u64)>(&mut connection))
@@ -181,7 +189,7 @@ impl RedisTenantLimits {
                     // The count first: a reader that sees the new lifetime sees these calls.
                     held.left.store(got - 1, Ordering::Release);
                     held.until
-                        .store(self.ns(now + LEASE_LIFE), Ordering::Release);
+                        .store(self.ns(sent + LEASE_LIFE), Ordering::Release);
                     held.refused_until.store(0, Ordering::Release);
                 }
                 Ok(())
