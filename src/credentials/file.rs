@@ -78,13 +78,10 @@ fn plan(cx: &Context, path: &Path, name: &str, s: &Section) -> Result<Plan, Cred
         path: path.to_owned(),
         problem: format!("[{name}]: {problem}"),
     };
-    let kind = s.get("type").map(String::as_str).unwrap_or_default();
-    let need = |key: &str| {
-        s.get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| bad(format!("type {kind} needs {key}")))
-    };
+    // `key =` with nothing after it is unset, as the SDKs read it.
+    let optional = |key: &str| s.get(key).map(String::as_str).filter(|v| !v.is_empty());
+    let kind = optional("type").unwrap_or_default();
+    let need = |key: &str| optional(key).ok_or_else(|| bad(format!("type {kind} needs {key}")));
     let access_key = |token: Option<&str>| -> Result<Credentials, CredentialsError> {
         Ok(Credentials::new(
             need("access_key_id")?,
@@ -96,16 +93,14 @@ fn plan(cx: &Context, path: &Path, name: &str, s: &Section) -> Result<Plan, Cred
     match kind {
         "access_key" => Ok(Plan::Static(access_key(None)?)),
         "sts" | "sts_token" => Ok(Plan::Static(access_key(Some(need("security_token")?))?)),
-        "ecs_ram_role" => Ok(Plan::Fetch(Box::new(
-            cx.ecs(s.get("role_name").map(String::as_str))?,
-        ))),
+        "ecs_ram_role" => Ok(Plan::Fetch(Box::new(cx.ecs(optional("role_name"))?))),
         "ram_role_arn" => cx.assume_role(
             Plan::Static(access_key(None)?),
             &RoleToAssume {
                 role_arn: need("role_arn")?,
-                session_name: s.get("role_session_name").map(String::as_str),
-                policy: s.get("policy").map(String::as_str),
-                external_id: s.get("external_id").map(String::as_str),
+                session_name: optional("role_session_name"),
+                policy: optional("policy"),
+                external_id: optional("external_id"),
                 ..RoleToAssume::default()
             },
         ),

@@ -37,6 +37,10 @@ async fn cli_profile_modes() {
         r#"{"name":"loop-b","mode":"ChainableRamRoleArn","source_profile":"loop-a","ram_role_arn":"acs:ram::1:role/c"}"#.to_owned(),
         r#"{"name":"sso","mode":"CloudSSO"}"#.to_owned(),
         r#"{"name":"half","mode":"RamRoleArn","access_key_id":"x","access_key_secret":"y"}"#.to_owned(),
+        // As the CLI writes a profile: every field present, the unused ones empty or zero.
+        format!(
+            r#"{{"name":"written","mode":"RamRoleArn","access_key_id":"{SIGNER_ID}","access_key_secret":"{SIGNER_SECRET}","sts_token":"","ram_role_arn":"acs:ram::1:role/w","ram_session_name":"","expired_seconds":0,"sts_region":"","ram_role_name":"","source_profile":"","oidc_token_file":"","oidc_provider_arn":"","policy":"","external_id":""}}"#
+        ),
     ];
     world.file(".aliyun/config.json", &cli(&profiles.join(","), "ak"));
 
@@ -47,6 +51,7 @@ async fn cli_profile_modes() {
         ("ecs", CredentialSource::EcsRamRole, true),
         ("oidc", CredentialSource::OidcRoleArn, true),
         ("chained", CredentialSource::RamRoleArn, true),
+        ("written", CredentialSource::RamRoleArn, true),
     ];
     for (name, source, refreshed) in expect {
         world.set("ALIBABA_CLOUD_PROFILE", name);
@@ -67,6 +72,12 @@ async fn cli_profile_modes() {
         (role.session_name.as_str(), role.code.as_str()),
         ("s1", "OK")
     );
+    let written = sts
+        .iter()
+        .find(|c| c.role_arn == "acs:ram::1:role/w")
+        .expect("written");
+    assert!(!written.session_name.is_empty(), "a default session name");
+    assert_eq!(written.code, "OK");
 
     for (name, problem) in [
         ("loop-a", "source_profile chains loop or run too deep"),
@@ -101,6 +112,7 @@ async fn credentials_file_types() {
         "[default]\ntype = access_key\naccess_key_id = {SIGNER_ID}\naccess_key_secret = {SIGNER_SECRET}\n\n\
          [sts]\ntype = sts\naccess_key_id = STS.a\naccess_key_secret = b\nsecurity_token = c\n\n\
          [role]\ntype = ram_role_arn\naccess_key_id = {SIGNER_ID}\naccess_key_secret = {SIGNER_SECRET}\nrole_arn = acs:ram::1:role/f\n\n\
+         [blank]\ntype = ram_role_arn\naccess_key_id = {SIGNER_ID}\naccess_key_secret = {SIGNER_SECRET}\nrole_arn = acs:ram::1:role/b\nrole_session_name =\npolicy =\n\n\
          [ecs]\ntype = ecs_ram_role\nrole_name = cams-flows-sandbox\n\n\
          [off]\nenable = false\ntype = access_key\n\n\
          [rsa]\ntype = rsa_key_pair\n"
@@ -115,6 +127,8 @@ async fn credentials_file_types() {
     for (section, source) in [
         ("sts", CredentialSource::CredentialsFile),
         ("role", CredentialSource::RamRoleArn),
+        // Keys written with no value are unset: a default session name, no policy.
+        ("blank", CredentialSource::RamRoleArn),
         ("ecs", CredentialSource::EcsRamRole),
     ] {
         world.set("ALIBABA_CLOUD_PROFILE", section);

@@ -53,6 +53,12 @@ struct Profile {
     external_id: Option<String>,
 }
 
+/// A field's value, if it has one: the CLI writes every field of a profile, the unused ones as
+/// `""` (and `expired_seconds` as `0`), and the SDKs read those as unset.
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 pub(crate) fn probe(cx: &Context) -> Result<Probe, CredentialsError> {
     if cx.vars.flag(ENV_DISABLED) {
         return Ok(Probe::Skip(format!("{ENV_DISABLED} is true")));
@@ -130,11 +136,7 @@ impl Resolver<'_> {
         field: &str,
         value: &'p Option<String>,
     ) -> Result<&'p str, CredentialsError> {
-        value
-            .as_deref()
-            .filter(|v| !v.trim().is_empty())
-            .map(str::trim)
-            .ok_or_else(|| self.bad(profile, format!("mode {} needs {field}", profile.mode)))
+        set(value).ok_or_else(|| self.bad(profile, format!("mode {} needs {field}", profile.mode)))
     }
 
     fn access_key(&self, p: &Profile, with_token: bool) -> Result<Credentials, CredentialsError> {
@@ -157,7 +159,7 @@ impl Resolver<'_> {
         if depth > MAX_DEPTH {
             return Err(self.bad(p, "source_profile chains loop or run too deep"));
         }
-        let duration = p.expired_seconds.map(|s| s.to_string());
+        let duration = p.expired_seconds.filter(|&s| s > 0).map(|s| s.to_string());
         match p.mode.as_str() {
             "AK" => Ok(Plan::Static(self.access_key(p, false)?)),
             "StsToken" => Ok(Plan::Static(self.access_key(p, true)?)),
@@ -177,19 +179,17 @@ impl Resolver<'_> {
                 let source = self.plan(source, depth + 1)?;
                 self.assume_role(p, source, duration.as_deref())
             }
-            "EcsRamRole" => Ok(Plan::Fetch(Box::new(
-                self.cx.ecs(p.ram_role_name.as_deref())?,
-            ))),
+            "EcsRamRole" => Ok(Plan::Fetch(Box::new(self.cx.ecs(set(&p.ram_role_name))?))),
             "OIDC" => {
                 let settings = OidcSettings {
                     role_arn: self.need(p, "ram_role_arn", &p.ram_role_arn)?,
                     provider_arn: self.need(p, "oidc_provider_arn", &p.oidc_provider_arn)?,
                     token_file: self.need(p, "oidc_token_file", &p.oidc_token_file)?,
-                    session_name: p.ram_session_name.as_deref(),
+                    session_name: set(&p.ram_session_name),
                     duration: duration.as_deref(),
-                    policy: p.policy.as_deref(),
+                    policy: set(&p.policy),
                 };
-                let sts = self.cx.sts(p.sts_region.as_deref(), p.enable_vpc)?;
+                let sts = self.cx.sts(set(&p.sts_region), p.enable_vpc)?;
                 Ok(Plan::Fetch(Box::new(OidcFetch::new(
                     &settings,
                     &self.cx.vars,
@@ -217,11 +217,11 @@ impl Resolver<'_> {
             source,
             &RoleToAssume {
                 role_arn: self.need(p, "ram_role_arn", &p.ram_role_arn)?,
-                session_name: p.ram_session_name.as_deref(),
+                session_name: set(&p.ram_session_name),
                 duration,
-                policy: p.policy.as_deref(),
-                external_id: p.external_id.as_deref(),
-                sts_region: p.sts_region.as_deref(),
+                policy: set(&p.policy),
+                external_id: set(&p.external_id),
+                sts_region: set(&p.sts_region),
                 sts_vpc: p.enable_vpc,
             },
         )

@@ -179,6 +179,8 @@ fn answer(
         }
     }
     params.require("RoleArn")?;
+    // Both actions need a session name (the gateway makes one when none is configured).
+    params.require("RoleSessionName")?;
     if let Some(duration) = params.get("DurationSeconds") {
         let ok = duration
             .parse::<u64>()
@@ -208,7 +210,6 @@ fn oidc(params: &Params, call: &mut StsCall) -> Result<(), Refusal> {
         ));
     }
     params.require("OIDCProviderArn")?;
-    params.require("RoleSessionName")?;
     let token = params.require("OIDCToken")?;
     call.token_sha256 = Some(hex_sha256(token.as_bytes())[..16].to_owned());
     let parts: Vec<&str> = token.split('.').collect();
