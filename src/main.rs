@@ -77,8 +77,9 @@ struct SandboxArgs {
     /// this address; the keys they issue are accepted by the simulated CAMS until they expire.
     #[arg(long, env = "CAMS_SANDBOX_STS_LISTEN")]
     sts_listen: Option<std::net::SocketAddr>,
-    /// Lifetime of the keys the simulated STS and metadata service issue, in seconds.
-    #[arg(long, env = "CAMS_SANDBOX_STS_LIFETIME_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Lifetime of the keys the simulated STS and metadata service issue, in seconds (at most
+    /// 43200, the longest real STS grants).
+    #[arg(long, env = "CAMS_SANDBOX_STS_LIFETIME_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     sts_lifetime_secs: u64,
     /// The RAM role of the simulated ECS instance.
     #[arg(
