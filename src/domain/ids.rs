@@ -4,6 +4,20 @@ use std::fmt;
 /// space ids a short slug, so 128 bytes leaves room without letting a caller ship kilobytes.
 pub(super) const MAX_ID_BYTES: usize = 128;
 
+/// A caller's id as it may be logged or recorded whether or not it is valid: cut to the longest
+/// valid length (at a character boundary), so that a hostile 16 KiB id costs a log line or a span
+/// no more than a valid one.
+pub fn as_logged(raw: &str) -> &str {
+    if raw.len() <= MAX_ID_BYTES {
+        return raw;
+    }
+    let mut end = MAX_ID_BYTES;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    &raw[..end]
+}
+
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -92,6 +106,15 @@ quoted_debug!(TenantId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_ids_are_cut_at_a_character_boundary() {
+        assert_eq!(as_logged("sim:ok:1"), "sim:ok:1");
+        let long = "é".repeat(100); // 200 bytes, two per character
+        assert_eq!(as_logged(&long), "é".repeat(64));
+        let odd = format!("x{long}"); // the 128th byte falls inside a character
+        assert_eq!(as_logged(&odd).len(), 127);
+    }
 
     #[test]
     fn flow_id_rules() {

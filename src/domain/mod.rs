@@ -7,6 +7,6 @@ mod query;
 mod served;
 
 pub use flow::{Flow, FlowCategory, FlowStatus};
-pub use ids::{FlowId, IdError, TenantId};
+pub use ids::{FlowId, IdError, TenantId, as_logged};
 pub use query::FlowQuery;
 pub use served::CacheResult;

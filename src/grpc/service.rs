@@ -13,7 +13,7 @@ use super::{
 use crate::{
     auth::{AuthError, Authenticator, Caller},
     cams::CamsError,
-    domain::{CacheResult, FlowQuery},
+    domain::{CacheResult, FlowQuery, as_logged},
     error::{Error, Failure},
     gateway::{Gateway, Served},
     pb::{self, flow_service_server::FlowService},
@@ -169,8 +169,8 @@ impl FlowService for FlowApi {
         };
         let elapsed = started.elapsed();
         let record = CallRecord {
-            tenant: &message.cust_space_id,
-            flow_id: &message.flow_id,
+            tenant: as_logged(&message.cust_space_id),
+            flow_id: as_logged(&message.flow_id),
             caller: caller.as_ref().ok().map(|c| &*c.name),
             latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             trace: span.as_ref().and_then(CallSpan::ids),
@@ -182,7 +182,7 @@ impl FlowService for FlowApi {
                 self.metrics.served(served.source);
                 handling.done(tonic::Code::Ok, elapsed);
                 if let Some(span) = span {
-                    span.finish(tonic::Code::Ok, "OK", &message.cust_space_id, Some(cache));
+                    span.finish(tonic::Code::Ok, "OK", record.tenant, Some(cache));
                 }
                 // Cache hits are the high-volume path and touch no upstream: their line is
                 // debug-level, so that an access log at info costs the hot path nothing.
@@ -223,7 +223,7 @@ impl FlowService for FlowApi {
                 }
                 handling.done(status.code(), elapsed);
                 if let Some(span) = span {
-                    span.finish(status.code(), grpc_code, &message.cust_space_id, None);
+                    span.finish(status.code(), grpc_code, record.tenant, None);
                 }
                 let id = match &*error {
                     Error::Cams(CamsError::Api(api)) => Some(api.request_id.as_str()),
