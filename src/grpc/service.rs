@@ -26,8 +26,9 @@ use crate::{
 };
 
 /// Time kept back from the caller's deadline, so that the gateway's DEADLINE_EXCEEDED (with its
-/// details) reaches the caller before the caller's own timer fires, and before tonic's server
-/// timer (started a little earlier) would answer CANCELLED.
+/// details) reaches the caller before the caller's own timer fires, and before the request
+/// bound of the serving layer (`server::layers`, started at the stream's arrival) answers a
+/// bare DEADLINE_EXCEEDED.
 fn deadline_margin(timeout: Duration) -> Duration {
     (timeout / 5).clamp(Duration::from_millis(5), Duration::from_millis(200))
 }

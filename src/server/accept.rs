@@ -11,7 +11,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
-use super::{Conn, TlsServer};
+use super::{Conn, TlsServer, deadline::sleep_until_opt};
 
 /// Long enough for a client across a slow link, short enough that silent connections do not pile
 /// up: they hold a socket and a task until then.
@@ -123,13 +123,6 @@ impl Acceptor {
                 }
             }
         });
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use http::HeaderMap;
 
 /// Parses the caller's `grpc-timeout` header (`<1-8 digits><H|M|S|m|u|n>`, gRPC over HTTP/2).
@@ -23,6 +25,14 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(amount),
         _ => return None,
     })
+}
+
+/// Sleeps until `deadline`; without one, forever (a `select!` branch that never fires).
+pub(super) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use tonic::body::Body;
 
 use super::{
     Conn,
+    deadline::sleep_until_opt,
     guard::{Guarded, Seen},
     layers::{Activity, Answers, Front, Shared},
 };
@@ -233,12 +234,5 @@ where
                 }
             }
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -129,11 +129,6 @@ impl TlsServer {
         }
     }
 
-    /// The files this server reads.
-    pub fn settings(&self) -> &TlsSettings {
-        &self.settings
-    }
-
     /// For one handshake: the newest configuration at the time of the call.
     pub(in crate::server) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.config.load_full())
