@@ -283,7 +283,10 @@ impl Loader {
                     attempt_started,
                     span,
                 );
-                return Err(Error::DeadlineExceeded);
+                // CAMS was too slow for the load (a caller whose own deadline came first has
+                // already heard DEADLINE_EXCEEDED): for the callers still waiting this is CAMS
+                // failing, so a stale answer may stand in.
+                return Err(Error::from(crate::cams::CamsError::Timeout));
             };
             // Completing only ends the call's count: done late, it ends later, never sooner. With
             // the quota in Redis it is a round trip the answer need not wait for.
