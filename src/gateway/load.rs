@@ -100,6 +100,12 @@ impl Loader {
         caller_deadline: Instant,
         waiters: Arc<Waiters>,
     ) -> LoadResult {
+        // However the load ends (a panic included), later callers start anew rather than join a
+        // load that will never answer.
+        let _finish = Finish {
+            coalescer: &self.coalescer,
+            key: &query,
+        };
         let bound = Instant::now() + self.load_timeout;
         // The wait for a slot ends a little before the caller's deadline, so that the caller
         // hears why (ACCOUNT_RATE_LIMITED and when to retry) rather than only that its deadline
@@ -110,7 +116,6 @@ impl Loader {
             .coordinated(&query, fetch, waiters.latest().min(bound))
             .await
             .map_err(Arc::new);
-        self.coalescer.finish(&query);
         result
     }
 
@@ -430,5 +435,17 @@ fn error_retry_after(error: &Error) -> Option<Duration> {
     match error {
         Error::Cams(cams) => cams.retry_after(),
         _ => None,
+    }
+}
+
+/// Ends a load's place in the coalescer when dropped.
+struct Finish<'a> {
+    coalescer: &'a Coalescer,
+    key: &'a FlowQuery,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.coalescer.finish(self.key);
     }
 }
