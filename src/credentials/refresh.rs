@@ -192,6 +192,8 @@ const SLICE: Duration = Duration::from_secs(60);
 
 async fn run(inner: Arc<Inner>) {
     let mut failures: u32 = 0;
+    // Fetches in a row that handed back the credentials already held.
+    let mut repeats: u32 = 0;
     let mut next = inner.held.load().refresh_at(&inner.policy);
     let mut last_attempt = Instant::now();
     loop {
@@ -205,7 +207,25 @@ async fn run(inner: Arc<Inner>) {
         let before = inner.held.load_full();
         let was_usable = before.usable_at(inner.clock.now(), &inner.policy);
         match inner.fetch.fetch().await {
+            Ok(credentials)
+                if credentials.access_key_id() == before.credentials.access_key_id()
+                    && credentials.expires_at() == before.credentials.expires_at() =>
+            {
+                // The source has not rotated them yet (a metadata service or a credentials URI
+                // hands out the same keys until close to their expiry). Their lifetime still
+                // counts from their first fetch, so that the margins do not shrink with every
+                // ask; the next ask backs off like a failure.
+                repeats += 1;
+                failures = 0;
+                next = Some(inner.clock.now() + inner.policy.backoff(repeats));
+                tracing::debug!(
+                    provider = provider.as_str(),
+                    repeats,
+                    "the source handed out the credentials already held; asking again later"
+                );
+            }
             Ok(credentials) => {
+                repeats = 0;
                 let held = Held {
                     credentials: Arc::new(credentials),
                     fetched_at: inner.clock.now(),

@@ -37,6 +37,8 @@ struct Scripted {
     clock: SharedClock,
     lifetime: Duration,
     failing: Arc<Mutex<bool>>,
+    /// While set, the first keys again (a source that has not rotated them yet).
+    repeating: Arc<Mutex<Option<SystemTime>>>,
     calls: Arc<Mutex<Vec<Duration>>>,
     start: Instant,
 }
@@ -59,6 +61,9 @@ impl Fetch for Scripted {
                 after: Duration::from_secs(10),
             });
         }
+        if let Some(expires_at) = *self.repeating.lock().expect("lock") {
+            return Ok(keys(0, expires_at));
+        }
         Ok(keys(n, self.clock.now() + self.lifetime))
     }
 }
@@ -76,6 +81,7 @@ fn keys(n: usize, expires_at: SystemTime) -> Credentials {
 struct Harness {
     provider: Arc<Refreshing>,
     failing: Arc<Mutex<bool>>,
+    repeating: Arc<Mutex<Option<SystemTime>>>,
     calls: Arc<Mutex<Vec<Duration>>>,
     clock: SharedClock,
 }
@@ -87,11 +93,13 @@ fn harness(lifetime: Duration, policy: RefreshPolicy) -> Harness {
         start,
     });
     let failing = Arc::new(Mutex::new(false));
+    let repeating = Arc::new(Mutex::new(None));
     let calls = Arc::new(Mutex::new(Vec::new()));
     let fetch = Scripted {
         clock: Arc::clone(&clock),
         lifetime,
         failing: Arc::clone(&failing),
+        repeating: Arc::clone(&repeating),
         calls: Arc::clone(&calls),
         start,
     };
@@ -108,6 +116,7 @@ fn harness(lifetime: Duration, policy: RefreshPolicy) -> Harness {
     Harness {
         provider,
         failing,
+        repeating,
         calls,
         clock,
     }
@@ -303,4 +312,32 @@ impl Harness {
             .duration_since(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
             .unwrap_or_default()
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_hands_out_the_same_keys_is_asked_again_later_and_their_margin_holds() {
+    let h = harness(Duration::from_secs(900), RefreshPolicy::default());
+    let expires_at = h.clock.now() + Duration::from_secs(900);
+    *h.repeating.lock().expect("lock") = Some(expires_at);
+    // Until a minute before expiry (a tenth of 900 s is more): still handed out.
+    tokio::time::sleep(Duration::from_secs(900 - 61)).await;
+    assert_eq!(h.now().expect("usable").access_key_id(), "STS.key-0");
+    let calls = h.calls();
+    // The first ask at half the lifetime, then backing off (1 s doubling to 60 s), not halving
+    // the time left at every ask.
+    assert!(
+        calls.len() >= 3 && calls.len() <= 16,
+        "{} asks: {calls:?}",
+        calls.len()
+    );
+    for pair in calls.windows(2).skip(6) {
+        assert!(pair[1] - pair[0] >= secs(30.0), "{calls:?}");
+    }
+    // The margin counts from their first fetch: a minute before expiry they stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.now().is_err(), "not handed out in their last minute");
+    // Rotated at last: served again.
+    *h.repeating.lock().expect("lock") = None;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(h.now().expect("new keys").access_key_id() != "STS.key-0");
 }
