@@ -111,12 +111,10 @@ pub(super) fn credentials(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // A failed read keeps the last expiry: the gauge then runs down to it, which is the
-            // warning an operator needs.
-            if let Ok(current) = provider.credentials().await {
-                let at = current.expires_at().map_or(NO_EXPIRY, unix_millis);
-                expiry.store(at, Ordering::Relaxed);
-            }
+            // The credentials held, usable or not: past a failed refresh the gauge runs down to
+            // their expiry, which is the warning an operator needs.
+            let at = provider.held_expiry().map_or(NO_EXPIRY, unix_millis);
+            expiry.store(at, Ordering::Relaxed);
         }
     });
 }

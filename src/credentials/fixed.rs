@@ -18,4 +18,8 @@ impl CredentialsProvider for StaticCredentials {
     async fn credentials(&self) -> Result<Arc<Credentials>, CredentialsError> {
         Ok(Arc::clone(&self.0))
     }
+
+    fn held_expiry(&self) -> Option<std::time::SystemTime> {
+        self.0.expires_at()
+    }
 }

@@ -177,6 +177,11 @@ pub trait CredentialsProvider: Send + Sync + fmt::Debug {
     fn refresh_task(&self) -> Option<RefreshTask> {
         None
     }
+
+    /// When the credentials held now expire (`None`: never), read without fetching anything or
+    /// waking a refresh: for the gauge of their remaining lifetime, which must not turn a
+    /// refresh's backoff into one attempt per scrape interval.
+    fn held_expiry(&self) -> Option<SystemTime>;
 }
 
 /// One way of getting fresh credentials: what a refreshing provider calls at each refresh.

@@ -178,6 +178,10 @@ impl CredentialsProvider for Refreshing {
         })
     }
 
+    fn held_expiry(&self) -> Option<SystemTime> {
+        self.inner.held.load().credentials.expires_at()
+    }
+
     fn refresh_task(&self) -> Option<RefreshTask> {
         self.task
             .lock()

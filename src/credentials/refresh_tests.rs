@@ -341,3 +341,19 @@ async fn a_source_that_hands_out_the_same_keys_is_asked_again_later_and_their_ma
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert!(h.now().expect("new keys").access_key_id() != "STS.key-0");
 }
+
+#[tokio::test(start_paused = true)]
+async fn reading_the_held_expiry_wakes_no_refresh() {
+    let h = harness(Duration::from_secs(900), RefreshPolicy::default());
+    h.fail(true);
+    // Past their expiry, with every refresh failing: only the backoff schedules attempts.
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let before = h.calls().len();
+    for _ in 0..120 {
+        assert!(h.provider.held_expiry().is_some());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // 60 s at a backoff doubling to 60 s: a handful of attempts, not one per read.
+    let asked = h.calls().len() - before;
+    assert!(asked <= 4, "{asked} attempts in 60 s");
+}

@@ -112,11 +112,9 @@ impl Loader {
         // passed.
         let first_wait = caller_deadline.min(bound) - WAIT_MARGIN;
         let fetch = self.fetch(&query, &party, &Class::Caller, first_wait, bound, &waiters);
-        let result = self
-            .coordinated(&query, fetch, waiters.latest().min(bound))
+        self.coordinated(&query, fetch, waiters.latest().min(bound))
             .await
-            .map_err(Arc::new);
-        result
+            .map_err(Arc::new)
     }
 
     /// Runs `fetch` as the one replica that fetches `query` (or the only one there is), keeping
