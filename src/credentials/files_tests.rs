@@ -43,6 +43,9 @@ async fn cli_profile_modes() {
         ),
     ];
     world.file(".aliyun/config.json", &cli(&profiles.join(","), "ak"));
+    // Every session a profile starts takes its name from the environment when the profile
+    // names none, OIDC mode included.
+    world.set("ALIBABA_CLOUD_ROLE_SESSION_NAME", "from-env");
 
     let expect = [
         ("ak", CredentialSource::CliProfile, false),
@@ -76,8 +79,13 @@ async fn cli_profile_modes() {
         .iter()
         .find(|c| c.role_arn == "acs:ram::1:role/w")
         .expect("written");
-    assert!(!written.session_name.is_empty(), "a default session name");
+    assert_eq!(written.session_name, "from-env");
     assert_eq!(written.code, "OK");
+    let oidc = sts
+        .iter()
+        .find(|c| c.role_arn == "acs:ram::1:role/o")
+        .expect("oidc");
+    assert_eq!(oidc.session_name, "from-env");
 
     for (name, problem) in [
         ("loop-a", "source_profile chains loop or run too deep"),

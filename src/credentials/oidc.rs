@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::{
     CredentialSource, Credentials, CredentialsError, Fetch,
-    sts::{self, Session, StsClient},
+    sts::{Session, StsClient},
     vars::{Vars, expand_home},
 };
 use crate::clock::SharedClock;
@@ -16,11 +16,6 @@ use crate::clock::SharedClock;
 pub(crate) const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
 pub(crate) const ENV_OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
 pub(crate) const ENV_OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
-pub(crate) const ENV_ROLE_SESSION_NAME: &str = "ALIBABA_CLOUD_ROLE_SESSION_NAME";
-/// Not a variable of the SDKs: the `[credentials]` section's `duration_seconds` and `policy`
-/// reach the providers under these names.
-pub(crate) const VAR_DURATION: &str = "CAMS_FLOWS_CREDENTIALS_DURATION_SECONDS";
-pub(crate) const VAR_POLICY: &str = "CAMS_FLOWS_CREDENTIALS_POLICY";
 
 #[derive(Debug)]
 pub(crate) struct OidcFetch {
@@ -49,14 +44,14 @@ impl OidcFetch {
     ) -> Result<Self, CredentialsError> {
         Ok(Self {
             sts,
-            session: Session {
-                role_arn: settings.role_arn.to_owned(),
-                session_name: settings
-                    .session_name
-                    .map_or_else(|| sts::default_session_name(clock), str::to_owned),
-                duration: sts::duration(VAR_DURATION, settings.duration)?,
-                policy: settings.policy.map(str::to_owned),
-            },
+            session: Session::new(
+                vars,
+                clock,
+                settings.role_arn,
+                settings.session_name,
+                settings.duration,
+                settings.policy,
+            )?,
             provider_arn: settings.provider_arn.to_owned(),
             token_file: expand_home(settings.token_file, vars),
         })
@@ -70,9 +65,10 @@ impl OidcFetch {
                 role_arn,
                 provider_arn,
                 token_file,
-                session_name: vars.get(ENV_ROLE_SESSION_NAME),
-                duration: vars.get(VAR_DURATION),
-                policy: vars.get(VAR_POLICY),
+                // From the environment and `[credentials]`, as every session (`Session::new`).
+                session_name: None,
+                duration: None,
+                policy: None,
             }),
             values => {
                 let missing: Vec<&str> = names

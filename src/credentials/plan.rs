@@ -8,8 +8,7 @@ use super::{
     assume_role::AssumeRoleFetch,
     ecs::EcsFetch,
     http::Timeouts,
-    oidc,
-    sts::{self, Session, StsClient, StsSettings},
+    sts::{Session, StsClient, StsSettings},
 };
 use crate::clock::SharedClock;
 
@@ -71,7 +70,7 @@ impl Context {
         )
     }
 
-    /// The AssumeRole session of a role: its name, else the configured or a generated one.
+    /// The AssumeRole session of a role (see [`Session::new`]).
     pub(crate) fn session(
         &self,
         role_arn: &str,
@@ -79,19 +78,14 @@ impl Context {
         duration: Option<&str>,
         policy: Option<&str>,
     ) -> Result<Session, CredentialsError> {
-        Ok(Session {
-            role_arn: role_arn.to_owned(),
-            session_name: session_name
-                .or_else(|| self.vars.get(oidc::ENV_ROLE_SESSION_NAME))
-                .map_or_else(|| sts::default_session_name(&self.clock), str::to_owned),
-            duration: sts::duration(
-                oidc::VAR_DURATION,
-                duration.or_else(|| self.vars.get(oidc::VAR_DURATION)),
-            )?,
-            policy: policy
-                .or_else(|| self.vars.get(oidc::VAR_POLICY))
-                .map(str::to_owned),
-        })
+        Session::new(
+            &self.vars,
+            &self.clock,
+            role_arn,
+            session_name,
+            duration,
+            policy,
+        )
     }
 }
 

@@ -105,13 +105,45 @@ pub(crate) struct StsClient {
     clock: SharedClock,
 }
 
-/// What `AssumeRoleWithOIDC` needs besides the token.
+pub(crate) const ENV_ROLE_SESSION_NAME: &str = "ALIBABA_CLOUD_ROLE_SESSION_NAME";
+/// Not a variable of the SDKs: the `[credentials]` section's `duration_seconds` and `policy`
+/// reach the providers under these names.
+pub(crate) const VAR_DURATION: &str = "CAMS_FLOWS_CREDENTIALS_DURATION_SECONDS";
+pub(crate) const VAR_POLICY: &str = "CAMS_FLOWS_CREDENTIALS_POLICY";
+
+/// The session of a role to assume (`AssumeRole` or `AssumeRoleWithOIDC`), besides the proof.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub role_arn: String,
     pub session_name: String,
     pub duration: Duration,
     pub policy: Option<String>,
+}
+
+impl Session {
+    /// A role's session as its provider names it, else as the environment and `[credentials]`
+    /// do, else a generated name and STS's default duration: the same for every provider that
+    /// assumes a role (RRSA, a profile's OIDC or RamRoleArn mode, a file's ram_role_arn).
+    pub(crate) fn new(
+        vars: &Vars,
+        clock: &SharedClock,
+        role_arn: &str,
+        session_name: Option<&str>,
+        duration_secs: Option<&str>,
+        policy: Option<&str>,
+    ) -> Result<Self, CredentialsError> {
+        Ok(Self {
+            role_arn: role_arn.to_owned(),
+            session_name: session_name
+                .or_else(|| vars.get(ENV_ROLE_SESSION_NAME))
+                .map_or_else(|| default_session_name(clock), str::to_owned),
+            duration: duration(
+                VAR_DURATION,
+                duration_secs.or_else(|| vars.get(VAR_DURATION)),
+            )?,
+            policy: policy.or_else(|| vars.get(VAR_POLICY)).map(str::to_owned),
+        })
+    }
 }
 
 impl StsClient {
