@@ -206,6 +206,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 this.verdict = this.scanner.scan(&buf.filled()[before..]);
                 match this.verdict {
                     Verdict::Fine => Poll::Ready(Ok(())),
+                    // A client that does not speak HTTP/2 (a port scan, an HTTP/1 probe, TLS
+                    // to a plaintext port) is common and harmless: debug, so that a scan cannot
+                    // fill the log. A PRIORITY flood is an attack worth a warning.
+                    Verdict::NotHttp2 => {
+                        tracing::debug!(reason = ?this.verdict, "closing a connection");
+                        Poll::Ready(Err(refused(this.verdict)))
+                    }
                     verdict => {
                         tracing::warn!(reason = ?verdict, "closing a connection");
                         Poll::Ready(Err(refused(verdict)))
