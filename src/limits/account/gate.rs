@@ -298,13 +298,13 @@ impl AccountQuota for AccountGate {
             background: claim.class.is_background(),
             ticket,
         };
-        let outcome = tokio::time::timeout_at(give_up, rx).await;
+        let mut rx = Unclaimed(rx);
+        let outcome = tokio::time::timeout_at(give_up, &mut rx.0).await;
         drop(leave);
         match outcome {
             Ok(Ok(Ok(lease))) => Ok(lease),
             Ok(Ok(Err(RejectionCause::StoreUnavailable))) => Err(store_unavailable()),
-            // Timed out, or the dispatcher is gone. A lease handed over at the last moment was
-            // dropped with the receiver, which returned its slot.
+            // Timed out, or the dispatcher is gone.
             _ => {
                 let waiting = inner.queue.waiting();
                 Err(inner.rejection(
@@ -323,5 +323,19 @@ impl AccountQuota for AccountGate {
 
     fn queued(&self) -> usize {
         self.inner.queue.waiting().len()
+    }
+}
+
+/// The receiving end of a waiter's lease. A lease handed over just as the waiter gave up (its
+/// deadline, or its caller going away) was never used: it goes back as it was, where dropping it
+/// would count it as a call that may have been sent.
+struct Unclaimed(oneshot::Receiver<Handed>);
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        self.0.close();
+        if let Ok(Ok(lease)) = self.0.try_recv() {
+            lease.give_back();
+        }
     }
 }
