@@ -449,6 +449,7 @@ impl CacheTier for RedisTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{FlowId, TenantId};
 
     #[test]
     fn a_key_leaves_the_waiting_list_with_its_last_waiter() {
@@ -464,7 +465,6 @@ mod tests {
         drop(second);
         assert!(waiting.lock().expect("lock").is_empty());
     }
-    use crate::domain::{FlowId, TenantId};
 
     #[test]
     fn entries_of_different_tenants_never_share_a_name() {
