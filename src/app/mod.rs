@@ -190,6 +190,7 @@ impl Application {
                 max_connections: config.max_connections,
                 preface_timeout: config.preface_timeout,
                 idle_timeout: config.idle_timeout,
+                max_connection_age: config.max_connection_age,
                 max_concurrent_streams: config.max_concurrent_streams,
                 max_call: config.call_timeout,
             },

@@ -217,6 +217,12 @@ pub(super) const KEYS: &[Key] = &[
         "Time a connection may stay open with no stream before it is told to go away (GOAWAY)",
     ),
     Key::new(
+        "server.max_connection_age_ms",
+        "MS",
+        "Age (±10 %) at which a connection is told to go away however busy, and closed once its \
+         calls have had their bound; 0: never",
+    ),
+    Key::new(
         "auth.mode",
         "MODE",
         "How callers authenticate: api_key, mtls, mesh_header or none. Required outside the \

@@ -59,6 +59,8 @@ pub struct Config {
     pub preface_timeout: Duration,
     /// Time a connection may stay open with no stream.
     pub idle_timeout: Duration,
+    /// Age at which a connection is told to go away however busy; `None`: never.
+    pub max_connection_age: Option<Duration>,
     pub auth: AuthConfig,
     pub tls: Option<TlsSettings>,
     /// The Redis shared by the replicas; `None` keeps every limit in this process.
@@ -91,6 +93,7 @@ impl Config {
             max_connections: 4096,
             preface_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            max_connection_age: Some(Duration::from_secs(1800)),
             auth: AuthConfig::none(),
             tls: None,
             redis: None,

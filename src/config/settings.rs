@@ -135,6 +135,7 @@ pub(super) struct ServerSettings {
     pub max_connections: usize,
     pub preface_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    pub max_connection_age_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -341,6 +342,7 @@ impl Default for Settings {
                 max_connections: 4096,
                 preface_timeout_ms: 10_000,
                 idle_timeout_ms: 300_000,
+                max_connection_age_ms: 1_800_000,
             },
             auth: AuthSettings::default(),
             tls: TlsFiles::default(),

@@ -3,8 +3,11 @@
 //!
 //! - at most `max_connections` at once; past that a new connection is closed at once (logged
 //!   once per burst);
-//! - a connection that has not sent the HTTP/2 preface within `preface_timeout` is dropped, and
-//!   one with no open stream for `idle_timeout` is told to go away (GOAWAY);
+//! - a connection that has not sent the HTTP/2 preface within `preface_timeout` is dropped, one
+//!   with no open stream for `idle_timeout` is told to go away (GOAWAY), and one older than
+//!   `max_connection_age` (±10 %) too, however busy: its long-lived streams end, its calls in
+//!   flight get their bound, and then it is closed (so that no client holds a connection forever,
+//!   and clients spread again over the replicas);
 //! - a flood of PRIORITY frames closes the connection ([`super::guard`]);
 //! - at the drain, every connection gets GOAWAY at once (idle ones close, long-lived streams end)
 //!   and in-flight calls get until the drain runs out; then they are answered UNAVAILABLE by
@@ -49,6 +52,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     pub preface_timeout: Duration,
     pub idle_timeout: Duration,
+    /// After about this long (±10 %), a connection is told to go away, however busy; `None`:
+    /// never.
+    pub max_connection_age: Option<Duration>,
     pub max_concurrent_streams: u32,
     /// Bound on the time until a response starts, from the stream's arrival.
     pub max_call: Duration,
@@ -83,7 +89,6 @@ where
     let builder = Arc::new(builder);
     let shared = Arc::new(Shared {
         max_call: limits.max_call,
-        draining: drain.started.clone(),
         expired: drain.expired.clone(),
         answers,
     });
@@ -174,7 +179,15 @@ where
         let info = conn.connect_info();
         let remote = info.remote_addr;
         let seen = Arc::new(Seen::default());
-        let activity = Arc::new(Activity::new(accepted));
+        let activity = Arc::new(Activity::new(accepted, self.drain.started.child_token()));
+        // Spread over ±10 %, so that connections opened together are not all closed together.
+        let age_limit = self
+            .limits
+            .max_connection_age
+            .map(|age| accepted + age.mul_f64(rand::random_range(0.9..=1.1)));
+        // Once told to go away for its age, the calls in flight get their bound and the last
+        // answers a moment to leave; then the connection is closed.
+        let mut close_at: Option<Instant> = None;
         let front = Front {
             inner: self.routes,
             info,
@@ -205,6 +218,17 @@ where
                 () = self.drain.started.cancelled(), if !going_away => {
                     served.as_mut().graceful_shutdown();
                     going_away = true;
+                }
+                () = sleep_until_opt(age_limit), if !going_away && age_limit.is_some() => {
+                    tracing::debug!(?remote, "connection at its maximum age; sending GOAWAY");
+                    activity.going_away.cancel();
+                    served.as_mut().graceful_shutdown();
+                    going_away = true;
+                    close_at = Some(Instant::now() + self.limits.max_call + LAST_WORDS);
+                }
+                () = sleep_until_opt(close_at), if close_at.is_some() => {
+                    tracing::debug!(?remote, "connection closed after its age's grace");
+                    return;
                 }
                 () = sleep_until_opt(deadline), if !going_away && deadline.is_some() => {
                     let still_due = if seen.preface() {

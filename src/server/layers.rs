@@ -8,8 +8,9 @@
 //!   its stream, and once the drain has run out every such request is answered UNAVAILABLE;
 //! - every open stream is counted for the connection, whose idle deadline only runs while none
 //!   is open;
-//! - long-lived streams (health watches, reflection) end, with UNAVAILABLE, when the drain
-//!   starts, so that they never hold a shutdown open.
+//! - long-lived streams (health watches, reflection) end, with UNAVAILABLE, when their
+//!   connection goes away (the drain starts, or the connection reaches its maximum age), so that
+//!   they never hold a shutdown, or a connection, open.
 
 use std::{
     convert::Infallible,
@@ -57,8 +58,6 @@ pub struct Answers {
 pub(crate) struct Shared {
     /// Bound on the time until a response starts, whatever `grpc-timeout` says.
     pub max_call: Duration,
-    /// Fires when the drain starts.
-    pub draining: CancellationToken,
     /// Fires when the drain has run out.
     pub expired: CancellationToken,
     pub answers: Answers,
@@ -71,14 +70,19 @@ pub(crate) struct Activity {
     /// Milliseconds from `since` to the last stream's start or end.
     last: AtomicU64,
     since: Instant,
+    /// Fires when this connection is going away (the drain started, or it reached its maximum
+    /// age): its long-lived streams then end.
+    pub(crate) going_away: CancellationToken,
 }
 
 impl Activity {
-    pub(crate) fn new(now: Instant) -> Self {
+    /// `going_away` fires with the drain, or earlier for this connection alone.
+    pub(crate) fn new(now: Instant, going_away: CancellationToken) -> Self {
         Self {
             open: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             since: now,
+            going_away,
         }
     }
 
@@ -162,8 +166,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
+        let going_away = long_lived.then(|| self.activity.going_away.clone().cancelled_owned());
         Box::pin(async move {
-            let drain = long_lived.then(|| shared.draining.clone().cancelled_owned());
+            let drain = going_away;
             let response = tokio::select! {
                 biased;
                 response = inner.call(request) => match response {
@@ -202,7 +207,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// A response body that keeps its stream counted while it lasts, and, for long-lived streams,
-/// ends with UNAVAILABLE when the drain starts.
+/// ends with UNAVAILABLE when its connection goes away (the drain, or the connection's age).
 pub(crate) struct ServerBody {
     inner: Body,
     _stream: OpenStream,
@@ -241,7 +246,7 @@ impl http_body::Body for ServerBody {
         // where it would wait.
         if draining && frame.is_pending() {
             self.ended = true;
-            let status = Status::unavailable("the server is shutting down; call another one");
+            let status = Status::unavailable("the server is closing this connection; call again");
             let mut trailers = status.into_http::<()>().into_parts().0.headers;
             trailers.remove(CONTENT_TYPE);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));

@@ -692,6 +692,42 @@ async fn a_health_watch_does_not_hold_the_shutdown_open() {
     );
 }
 
+#[tokio::test]
+async fn a_connection_held_open_by_a_watch_goes_away_at_its_maximum_age() {
+    let app = TestApp::builder()
+        .config(|c| c.max_connection_age = Some(ms(1_000)))
+        .spawn()
+        .await;
+    let mut watch = HealthClient::new(app.channel.clone())
+        .watch(HealthCheckRequest {
+            service: "cams.flows.v1.FlowService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = within(ms(2_000), "the first update", watch.message())
+        .await
+        .expect("stream")
+        .expect("an update");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    // Nothing changes, so the watch would stay open for ever: at about a second (±10 %) the
+    // connection goes away and the watch ends with a status the client can act on.
+    let started = Instant::now();
+    let end = within(ms(3_000), "the end of the watch", watch.message())
+        .await
+        .expect_err("the watch ends");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(
+        started.elapsed() <= ms(1_200),
+        "ended after {:?}",
+        started.elapsed()
+    );
+    // The client connects again and is served.
+    app.call("sim:ok:after-age", "")
+        .await
+        .expect("served on a new connection");
+}
+
 // ---- the binary ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
