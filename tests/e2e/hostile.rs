@@ -37,7 +37,8 @@ use tokio::{
 };
 use tonic::Code;
 use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
 };
 use tonic_reflection::pb::v1;
 
@@ -652,12 +653,9 @@ async fn calls_still_running_when_the_drain_runs_out_are_told_to_go_elsewhere() 
     );
 }
 
-#[tokio::test]
-async fn a_health_watch_does_not_hold_the_shutdown_open() {
-    let mut app = TestApp::builder()
-        .config(|c| c.drain_timeout = Duration::from_secs(10))
-        .spawn()
-        .await;
+/// A `Health/Watch` of the gateway's service that has reported SERVING: it stays open until
+/// the status changes or the server ends it.
+async fn serving_watch(app: &TestApp) -> tonic::Streaming<HealthCheckResponse> {
     let mut watch = HealthClient::new(app.channel.clone())
         .watch(HealthCheckRequest {
             service: "cams.flows.v1.FlowService".into(),
@@ -670,6 +668,16 @@ async fn a_health_watch_does_not_hold_the_shutdown_open() {
         .expect("stream")
         .expect("an update");
     assert_eq!(first.status(), ServingStatus::Serving);
+    watch
+}
+
+#[tokio::test]
+async fn a_health_watch_does_not_hold_the_shutdown_open() {
+    let mut app = TestApp::builder()
+        .config(|c| c.drain_timeout = Duration::from_secs(10))
+        .spawn()
+        .await;
+    let mut watch = serving_watch(&app).await;
 
     let started = Instant::now();
     app.trigger_shutdown();
@@ -698,18 +706,7 @@ async fn a_connection_held_open_by_a_watch_goes_away_at_its_maximum_age() {
         .config(|c| c.max_connection_age = Some(ms(1_000)))
         .spawn()
         .await;
-    let mut watch = HealthClient::new(app.channel.clone())
-        .watch(HealthCheckRequest {
-            service: "cams.flows.v1.FlowService".into(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = within(ms(2_000), "the first update", watch.message())
-        .await
-        .expect("stream")
-        .expect("an update");
-    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut watch = serving_watch(&app).await;
     // Nothing changes, so the watch would stay open for ever: at about a second (±10 %) the
     // connection goes away and the watch ends with a status the client can act on.
     let started = Instant::now();
