@@ -226,15 +226,19 @@ impl Loader {
     ) -> Result<FlowAnswer, Error> {
         self.budget.record_call();
         let mut retry = 0;
+        // The failure a retry is retrying: what the callers hear if the retry cannot be made.
+        let mut retrying: Option<Error> = None;
         loop {
             let credentials = self.client.credentials().await?;
+            // A retry's wait for a slot ends before the waiters' latest deadline too, so that
+            // they hear CAMS's failure rather than only that their deadline passed.
             let wait_until = if retry == 0 {
                 first_wait
             } else {
-                waiters.latest().min(bound)
+                waiters.latest().min(bound) - WAIT_MARGIN
             };
             let wait_started = Instant::now();
-            let lease = self
+            let acquired = self
                 .account
                 .acquire(Claim {
                     party,
@@ -261,7 +265,13 @@ impl Loader {
                             }
                         }
                     }
-                })?;
+                });
+            let lease = match (acquired, retrying.take()) {
+                (Ok(lease), _) => lease,
+                // No slot in time for the retry: the failure it retried stands.
+                (Err(_), Some(failure)) => return Err(failure),
+                (Err(refused), None) => return Err(refused),
+            };
             let waited = wait_started.elapsed();
             let _in_use = self.metrics.slot_taken(waited);
             let span = self.tracer.attempt(retry + 1, self.client.host());
@@ -341,6 +351,7 @@ impl Loader {
                 "retrying CAMS"
             );
             tokio::time::sleep(pause).await;
+            retrying = Some(error);
         }
     }
 }
