@@ -44,7 +44,7 @@ use tonic_reflection::pb::v1;
 
 use crate::support::{
     TestApp, details, error_info,
-    process::{Running, binary},
+    process::{ServedSandbox, serve_sandbox},
 };
 
 const FLOW: &str = "100000000000002";
@@ -729,19 +729,9 @@ async fn a_connection_held_open_by_a_watch_goes_away_at_its_maximum_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_streams_cut_mid_stream_leave_no_panic() {
-    let mut running = Running::start(binary().args([
-        "serve",
-        "--sandbox",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]));
-    let addr: SocketAddr = running.wait_for("\"listening\"")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("address");
+    let ServedSandbox {
+        mut running, addr, ..
+    } = serve_sandbox(&[]);
     // A client that reads nothing: 64 bytes of window per stream, never given back.
     let mut stingy = h2::client::Builder::new();
     stingy.initial_window_size(64);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::support::{
     DOC_FLOW,
-    process::{Running, binary},
+    process::{ServedSandbox, binary, serve_sandbox},
     spawn_app,
 };
 use tonic_health::pb::{
@@ -168,16 +168,9 @@ async fn in_flight_calls_finish_during_shutdown() {
 // server's GOAWAY) while this test blocks on the child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
-    let mut running = Running::start(binary().args([
-        "serve",
-        "--sandbox",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]));
-    let listening = running.wait_for("\"listening\"");
-    let addr = listening["addr"].as_str().expect("addr").to_owned();
+    let ServedSandbox {
+        mut running, addr, ..
+    } = serve_sandbox(&[]);
 
     let mut client =
         cams_flows::pb::flow_service_client::FlowServiceClient::connect(format!("http://{addr}"))
@@ -363,25 +356,11 @@ fn help_documents_the_flags() {
 async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
     use cams_flows::pb::{GetFlowRequest, flow_service_client::FlowServiceClient};
 
-    let mut running = Running::start(binary().args([
-        "serve",
-        "--sandbox",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--drain-timeout-ms",
-        "5000",
-    ]));
-    let sandbox = running.wait_for("simulated CAMS started")["endpoint"]
-        .as_str()
-        .expect("endpoint")
-        .trim_end_matches('/')
-        .to_owned();
-    let addr = running.wait_for("\"listening\"")["addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
+    let ServedSandbox {
+        mut running,
+        addr,
+        sandbox,
+    } = serve_sandbox(&["--drain-timeout-ms", "5000"]);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()

@@ -3,6 +3,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
+    net::SocketAddr,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
     thread::JoinHandle,
@@ -27,6 +28,46 @@ pub fn binary() -> Command {
     // The default log level, whatever the test runner's environment says.
     cmd.env_remove("RUST_LOG");
     cmd
+}
+
+/// `cams-flows serve --sandbox` on a free loopback port, logging JSON, with `extra` flags.
+pub struct ServedSandbox {
+    pub running: Running,
+    /// Where the gateway listens.
+    pub addr: SocketAddr,
+    /// The in-process simulated CAMS's base URL, without the trailing slash.
+    pub sandbox: String,
+}
+
+pub fn serve_sandbox(extra: &[&str]) -> ServedSandbox {
+    let running = Running::start(
+        binary()
+            .args([
+                "serve",
+                "--sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(extra),
+    );
+    // The simulated CAMS says where it is before the gateway listens.
+    let sandbox = running.wait_for("simulated CAMS started")["endpoint"]
+        .as_str()
+        .expect("endpoint")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr = running.wait_for("\"listening\"")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("address");
+    ServedSandbox {
+        running,
+        addr,
+        sandbox,
+    }
 }
 
 /// A child process whose output is read as it comes: its log lines (stdout) one by one through
