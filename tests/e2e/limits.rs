@@ -3,7 +3,7 @@
 
 use std::{num::NonZeroU32, time::Duration};
 
-use crate::support::{TestApp, details, error_info};
+use crate::support::{TestApp, all_quiet_calls_served, details, error_info};
 use cams_flows::limits::{LimitsConfig, Quota};
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -109,15 +109,7 @@ async fn noisy_neighbour_cannot_starve_quiet_tenants() {
         }));
     }
 
-    let mut quiet_calls = 0;
-    for task in quiet {
-        for result in task.await.expect("quiet task") {
-            quiet_calls += 1;
-            if let Err(status) = result {
-                panic!("a quiet tenant's call failed: {status:?}");
-            }
-        }
-    }
+    let quiet_calls = all_quiet_calls_served(quiet).await;
     assert!(quiet_calls >= 8, "{quiet_calls} quiet calls");
 
     let (mut noisy_ok, mut noisy_limited) = (0, Vec::new());

@@ -83,6 +83,15 @@ async fn replicas<const N: usize>(redis: &RedisServer) -> [RedisSlots; N] {
     stores
 }
 
+/// All `RPS` slots at once, held by the caller.
+async fn take_every_slot(gate: &AccountGate, deadline: Instant) -> Vec<Lease> {
+    futures_util::future::join_all((0..RPS).map(|_| ask(gate, deadline)))
+        .await
+        .into_iter()
+        .map(|l| l.expect("a slot"))
+        .collect()
+}
+
 /// No `RPS + 1` of `starts` lie within one window.
 fn assert_sliding_bound(name: &str, starts: &mut [Instant]) {
     starts.sort();
@@ -143,11 +152,7 @@ async fn every_slot_store_refuses_a_call_that_cannot_be_served_in_time() {
     for (name, store) in stores(&redis).await {
         let gate = gate(store);
         let far = Instant::now() + Duration::from_secs(30);
-        let held: Vec<_> = futures_util::future::join_all((0..RPS).map(|_| ask(&gate, far)))
-            .await
-            .into_iter()
-            .map(|l| l.expect("a slot"))
-            .collect();
+        let held = take_every_slot(&gate, far).await;
         let rejection = ask(&gate, Instant::now() + Duration::from_millis(100))
             .await
             .expect_err("no slot within 100 ms");
@@ -167,11 +172,7 @@ async fn every_slot_store_keeps_counting_an_abandoned_call() {
     for (name, store) in stores(&redis).await {
         let gate = gate(store);
         let far = Instant::now() + Duration::from_secs(30);
-        let held: Vec<_> = futures_util::future::join_all((0..RPS).map(|_| ask(&gate, far)))
-            .await
-            .into_iter()
-            .map(|l| l.expect("a slot"))
-            .collect();
+        let held = take_every_slot(&gate, far).await;
         let t0 = Instant::now();
         drop(held);
         ask(&gate, far).await.expect("eventually").complete().await;

@@ -49,3 +49,19 @@ pub fn assert_failure(
     assert_eq!(info.domain, domain, "{status:?}");
     status
 }
+
+/// Every call of the quiet tenants' tasks succeeded; how many there were.
+pub async fn all_quiet_calls_served(
+    quiet: Vec<tokio::task::JoinHandle<Vec<Result<(), Status>>>>,
+) -> usize {
+    let mut calls = 0;
+    for task in quiet {
+        for result in task.await.expect("quiet task") {
+            calls += 1;
+            if let Err(status) = result {
+                panic!("a quiet tenant's call failed: {status:?}");
+            }
+        }
+    }
+    calls
+}
