@@ -18,7 +18,7 @@
 pub mod acs;
 pub mod app;
 pub mod auth;
-pub(crate) mod cache;
+pub mod cache;
 pub mod cams;
 pub mod clock;
 pub mod config;
