@@ -18,11 +18,12 @@
 pub mod acs;
 pub mod app;
 pub mod auth;
-pub(crate) mod cache;
+pub mod cache;
 pub mod cams;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub(crate) mod gateway;

@@ -7,7 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Authenticator,
-    cache::{CacheTier, FlowCache, RedisTier},
+    cache::{
+        CacheTier, FlowCache, RedisTier, SharedKeys,
+        lock::{FetchLock, LocalLock, RedisLock},
+    },
     cams::CamsClient,
     clock::{self, SharedClock},
     config::Config,
@@ -121,16 +124,21 @@ pub async fn flow_api(
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
     observe::account(&metrics, &account);
 
-    let tier: Option<Arc<dyn CacheTier>> = cache_shared.map(|shared| {
-        let tier = RedisTier::new(
-            shared.redis,
-            &shared.account_tag,
-            config.cache.refresh_window,
-            Arc::clone(&clock),
-        );
-        tasks.spawn("shared cache fills", tier.listen());
-        Arc::new(tier) as Arc<dyn CacheTier>
-    });
+    let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
+        Some(shared) => {
+            let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
+            let lock = RedisLock::with_keys(shared.redis.clone(), keys.clone());
+            tasks.spawn("shared cache releases", lock.listen());
+            let tier = RedisTier::new(
+                shared.redis,
+                keys,
+                config.cache.refresh_window,
+                Arc::clone(&clock),
+            );
+            (Some(Arc::new(tier)), Arc::new(lock))
+        }
+        None => (None, Arc::new(LocalLock::default())),
+    };
     let cache = FlowCache::new(config.cache, tier, clock);
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
@@ -145,6 +153,7 @@ pub async fn flow_api(
         tenants: Arc::clone(&tenants),
         account: Arc::clone(&account),
         cache,
+        lock,
         retry: config.retry,
         load_timeout: config.call_timeout,
         metrics: metrics.clone(),

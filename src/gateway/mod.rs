@@ -11,14 +11,15 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::{
-    cache::{Coalescer, FlowCache, Lookup, Tier},
+    cache::{FlowCache, Joined, Lookup, Tier, lock::FetchLock},
     cams::{CamsClient, FlowAnswer},
     domain::{CacheResult, FlowQuery},
     error::{Error, Failure},
     limits::{AccountQuota, Party, TenantCheck, TenantLimits},
     telemetry::{metrics::Metrics, trace::CallTracer},
 };
-use load::Loader;
+use load::{Loader, Upstream};
+use retry::RetryBudget;
 pub use retry::RetryConfig;
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct Parts {
     pub tenants: Arc<dyn TenantLimits>,
     pub account: Arc<dyn AccountQuota>,
     pub cache: Option<FlowCache>,
+    /// Who fetches a missing flow, among this process's loads and the replicas sharing its cache.
+    pub lock: Arc<dyn FetchLock>,
     pub retry: RetryConfig,
     /// Bound on one load, whoever waits for it.
     pub load_timeout: Duration,
@@ -53,25 +56,30 @@ impl Gateway {
         Self {
             tenants: parts.tenants,
             cache: parts.cache.clone(),
-            loader: Arc::new(Loader::new(
-                parts.client,
-                parts.account,
-                parts.cache,
-                parts.retry,
-                Coalescer::default(),
-                parts.load_timeout,
-                parts.metrics,
-                parts.tracer,
-            )),
+            loader: Arc::new(Loader {
+                upstream: Upstream {
+                    client: parts.client,
+                    account: parts.account,
+                    budget: RetryBudget::new(&parts.retry),
+                    retry: parts.retry,
+                },
+                cache: parts.cache,
+                lock: parts.lock,
+                coalescer: Default::default(),
+                load_timeout: parts.load_timeout,
+                metrics: parts.metrics,
+                tracer: parts.tracer,
+            }),
         }
     }
 
-    /// Serves one call of `caller`, whose share of the account quota a fetch spends.
+    /// Serves one call of `caller`, whose share of the account quota a fetch spends, answering
+    /// by `answer_by` (the call's budget).
     pub async fn get_flow(
         &self,
         query: &FlowQuery,
         caller: &Arc<str>,
-        deadline: Instant,
+        answer_by: Instant,
     ) -> Result<Served, Failure> {
         let verdict = match self.tenants.check(&query.tenant) {
             TenantCheck::Decided(verdict) => verdict,
@@ -108,15 +116,19 @@ impl Gateway {
             Lookup::Absent => None,
         };
 
-        let (load, started) = self.loader.coalescer().join(query, deadline, |waiters| {
+        let Joined {
+            load,
+            started,
+            presence: _waiting,
+        } = self.loader.coalescer.join(query, answer_by, |waiters| {
             let loader = Arc::clone(&self.loader);
             let party = Party {
                 caller: Arc::clone(caller),
                 tenant: query.tenant.clone(),
             };
             let query = query.clone();
-            let traced = loader.traced();
-            let load = async move { loader.load(query, party, deadline, waiters).await };
+            let traced = loader.tracer.enabled();
+            let load = async move { loader.load(query, party, answer_by, waiters).await };
             // The load runs in a task of its own: the call's trace goes with it, so that its
             // attempts are children of this call's span.
             if traced {
@@ -125,7 +137,7 @@ impl Gateway {
                 load.boxed()
             }
         });
-        let outcome = match tokio::time::timeout_at(deadline, load).await {
+        let outcome = match tokio::time::timeout_at(answer_by, load).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(shared)) => Err(Failure::Shared(shared)),
             Err(_) => Err(Failure::Own(Error::DeadlineExceeded)),

@@ -1,9 +1,12 @@
 //! The gRPC edge: protobuf in, protobuf and `tonic::Status` out. Conversions to and from the
-//! domain happen here and only here.
+//! domain happen here and only here. A call becomes a [`call::Call`] once, then passes the same
+//! stack of layers (`layers`) on its way to its RPC's handler (`get_flow.rs`).
 
+mod call;
 pub mod codec;
 mod convert;
-
+mod get_flow;
+mod layers;
 mod service;
 pub mod status;
 

@@ -2,10 +2,12 @@
 //!
 //! - a `content-type` other than `application/grpc` or `application/grpc+proto` is refused with
 //!   HTTP 415, as the gRPC protocol asks of servers, before anything is decoded;
-//! - the connection's [`ConnInfo`] goes into the request's extensions, with the [`Arrival`];
-//! - the time until the response starts is bounded from the stream's arrival by the caller's
-//!   `grpc-timeout` and the server's own bound, so a request whose body never ends cannot hold
-//!   its stream, and once the drain has run out every such request is answered UNAVAILABLE;
+//! - the connection's [`ConnInfo`] goes into the request's extensions, with the call's
+//!   [`Budget`] (its deadline, made once here from the caller's `grpc-timeout` and the server's
+//!   own bound, and read by every layer after this one);
+//! - the time until the response starts is bounded by the budget, so a request whose body never
+//!   ends cannot hold its stream, and once the drain has run out every such request is answered
+//!   UNAVAILABLE;
 //! - every open stream is counted for the connection, whose idle deadline only runs while none
 //!   is open;
 //! - long-lived streams (health watches, reflection) end, with UNAVAILABLE, when their
@@ -31,11 +33,8 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Status, body::Body};
 
-use super::{ConnInfo, deadline::grpc_timeout};
-
-/// When a request's stream arrived; its deadline runs from here.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival(pub Instant);
+use super::ConnInfo;
+use crate::deadline::{Budget, grpc_timeout};
 
 /// Requests whose responses are streams meant to stay open (and that end at the drain).
 const LONG_LIVED: &[&str] = &[
@@ -155,13 +154,16 @@ where
             *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return Box::pin(std::future::ready(Ok(response)));
         }
-        let bound = grpc_timeout(request.headers())
-            .map_or(self.shared.max_call, |t| t.min(self.shared.max_call));
+        let budget = Budget::new(
+            arrival,
+            grpc_timeout(request.headers()),
+            self.shared.max_call,
+        );
         let long_lived = LONG_LIVED
             .iter()
             .any(|p| request.uri().path().starts_with(p));
         request.extensions_mut().insert(self.info.clone());
-        request.extensions_mut().insert(Arrival(arrival));
+        request.extensions_mut().insert(budget);
         // The clone that was made ready is the one that serves; a fresh one waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -175,7 +177,7 @@ where
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                () = tokio::time::sleep_until(arrival + bound) => {
+                () = tokio::time::sleep_until(budget.expires()) => {
                     (shared.answers.deadline_exceeded)().into_http()
                 }
                 () = shared.expired.cancelled() => {

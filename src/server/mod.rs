@@ -33,8 +33,7 @@ mod tls;
 pub use self::{
     accept::{HANDSHAKE_TIMEOUT, incoming},
     conn::{Conn, ConnInfo, PeerIdentity},
-    deadline::grpc_timeout,
     http::{Drain, HttpLimits, serve},
-    layers::{Answers, Arrival},
+    layers::Answers,
     tls::{TlsError, TlsFile, TlsServer, TlsSettings},
 };

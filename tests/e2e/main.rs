@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod credentials;
 mod fair;
+mod fetch_lock;
 mod getflow;
 mod hostile;
 mod limits;

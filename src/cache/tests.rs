@@ -1,0 +1,221 @@
+//! The cache policy over its tiers: TTL, stale window, refresh-ahead and PreviewUrlExpires, on a
+//! wall clock the tests move by hand.
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use super::*;
+use crate::{
+    clock::Clock,
+    domain::{Flow, FlowId, TenantId},
+};
+
+/// A wall clock the test moves by hand.
+#[derive(Debug)]
+struct Manual(Mutex<SystemTime>);
+
+impl Clock for Manual {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().expect("clock")
+    }
+}
+
+impl Manual {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().expect("clock") += by;
+    }
+}
+
+fn answer(preview_expires: Option<SystemTime>) -> Arc<FlowAnswer> {
+    Arc::new(FlowAnswer {
+        flow: Flow {
+            flow_id: "f".into(),
+            flow_name: "n".into(),
+            raw_status: "DRAFT".into(),
+            raw_categories: Vec::new(),
+            json_version: String::new(),
+            data_api_version: String::new(),
+            preview_url: String::new(),
+            preview_url_expires: preview_expires,
+            endpoint_uri: String::new(),
+        },
+        request_id: "r".into(),
+    })
+}
+
+fn key(tenant: &str) -> FlowQuery {
+    FlowQuery {
+        tenant: TenantId::parse(tenant).expect("tenant"),
+        flow_id: FlowId::parse("f").expect("flow"),
+    }
+}
+
+fn config(ttl_s: u64, stale_s: u64) -> CacheConfig {
+    CacheConfig {
+        ttl: Duration::from_secs(ttl_s),
+        max_entries: 100,
+        stale_if_error: Duration::from_secs(stale_s),
+        refresh_window: Duration::ZERO,
+        ttl_jitter_percent: 0,
+    }
+}
+
+fn due(lookup: Lookup) -> Option<RefreshDue> {
+    match lookup {
+        Lookup::Fresh { refresh, .. } => refresh,
+        _ => panic!("not a hit"),
+    }
+}
+
+#[tokio::test]
+async fn a_read_in_the_refresh_window_asks_once_and_reads_are_counted() {
+    let clock = Arc::new(Manual(Mutex::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    )));
+    let cache = FlowCache::new(
+        CacheConfig {
+            refresh_window: Duration::from_secs(6),
+            ..config(30, 0)
+        },
+        None,
+        clock.clone(),
+    )
+    .expect("on");
+    cache
+        .store(key("a"), answer(None), WritePermit::alone())
+        .await;
+    cache
+        .store(key("b"), answer(None), WritePermit::alone())
+        .await;
+    // Before the window: hits, no refresh, nothing counted.
+    clock.advance(Duration::from_secs(23));
+    assert!(due(cache.lookup(&key("a")).await).is_none());
+    // In the window: the first read asks, the next ones only count.
+    clock.advance(Duration::from_secs(2));
+    let first = due(cache.lookup(&key("a")).await).expect("asks for a refresh");
+    assert_eq!(first.hit_for, Duration::from_secs(5));
+    for _ in 0..4 {
+        assert!(due(cache.lookup(&key("a")).await).is_none());
+    }
+    assert_eq!(first.reads.load(Ordering::Relaxed), 5);
+    assert_eq!(cache.refreshes(), 1);
+    // An entry nobody read in its window never asked; once past its TTL it is gone.
+    clock.advance(Duration::from_secs(6));
+    assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
+    assert_eq!(cache.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn the_refresh_window_and_jitter_never_pass_the_preview_url() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let clock = Arc::new(Manual(Mutex::new(start)));
+    let cache = FlowCache::new(
+        CacheConfig {
+            refresh_window: Duration::from_secs(6),
+            ttl_jitter_percent: 10,
+            ..config(30, 60)
+        },
+        None,
+        clock.clone(),
+    )
+    .expect("on");
+    let expires = start + Duration::from_secs(10);
+    for _ in 0..50 {
+        let entry = cache.entry(answer(Some(expires))).expect("kept");
+        assert!(entry.refresh_at <= entry.fresh_until);
+        assert!(entry.fresh_until <= expires && entry.usable_until <= expires);
+        let plain = cache.entry(answer(None)).expect("kept");
+        let ttl = plain.fresh_until.duration_since(start).expect("after");
+        assert!(
+            ttl >= Duration::from_secs(27) && ttl <= Duration::from_secs(33),
+            "{ttl:?} within 10 % of 30 s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fresh_then_stale_then_gone_on_the_wall_clock() {
+    let clock = Arc::new(Manual(Mutex::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    )));
+    let cache = FlowCache::new(config(30, 60), None, clock.clone()).expect("on");
+    cache
+        .store(key("a"), answer(None), WritePermit::alone())
+        .await;
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh {
+            tier: Tier::Local,
+            ..
+        }
+    ));
+    assert!(
+        matches!(cache.lookup(&key("b")).await, Lookup::Absent),
+        "tenants never share"
+    );
+    clock.advance(Duration::from_secs(31));
+    assert!(matches!(cache.lookup(&key("a")).await, Lookup::Stale(_)));
+    clock.advance(Duration::from_secs(60));
+    assert!(matches!(cache.lookup(&key("a")).await, Lookup::Absent));
+}
+
+#[tokio::test]
+async fn never_past_the_preview_url() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let clock = Arc::new(Manual(Mutex::new(start)));
+    let cache = FlowCache::new(config(30, 60), None, clock.clone()).expect("on");
+    cache
+        .store(
+            key("a"),
+            answer(Some(start + Duration::from_secs(5))),
+            WritePermit::alone(),
+        )
+        .await;
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh { .. }
+    ));
+    clock.advance(Duration::from_secs(5));
+    assert!(matches!(cache.lookup(&key("a")).await, Lookup::Absent));
+    // Already dead: passed on, never kept.
+    cache
+        .store(key("b"), answer(Some(start)), WritePermit::alone())
+        .await;
+    assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
+}
+
+/// The shared tier behind the local one (here an in-process tier as its test double): an
+/// answer stored by one gateway is found by another, and then kept locally.
+#[tokio::test]
+async fn a_second_tier_serves_what_another_process_stored() {
+    let clock: SharedClock = Arc::new(Manual(Mutex::new(SystemTime::now())));
+    let shared: Arc<dyn CacheTier> = Arc::new(LocalTier::new(100, Arc::clone(&clock)));
+    let writer =
+        FlowCache::new(config(30, 0), Some(Arc::clone(&shared)), Arc::clone(&clock)).expect("on");
+    let reader = FlowCache::new(config(30, 0), Some(Arc::clone(&shared)), clock).expect("on");
+    writer
+        .store(key("a"), answer(None), WritePermit::alone())
+        .await;
+    // The fill runs on its own task: give it its turn.
+    for _ in 0..100 {
+        if shared.get(&key("a")).await.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        reader.lookup(&key("a")).await,
+        Lookup::Fresh {
+            tier: Tier::Shared,
+            ..
+        }
+    ));
+    assert!(matches!(
+        reader.lookup(&key("a")).await,
+        Lookup::Fresh {
+            tier: Tier::Local,
+            ..
+        }
+    ));
+}

@@ -1,0 +1,23 @@
+//! One tier of the cache, the seam: the in-process tier every gateway has ([`super::LocalTier`])
+//! and the tier shared by the replicas ([`super::RedisTier`]). A tier only keeps entries; who
+//! fetches a missing one is the fetch lock's to say ([`super::lock`]).
+
+use crate::domain::FlowQuery;
+
+use super::CachedFlow;
+
+/// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`.
+#[async_trait::async_trait]
+pub trait CacheTier: Send + Sync + std::fmt::Debug {
+    async fn get(&self, key: &FlowQuery) -> Option<CachedFlow>;
+    async fn put(&self, key: FlowQuery, entry: CachedFlow);
+}
+
+/// Which tier answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// This process's own cache.
+    Local,
+    /// The tier shared with other replicas.
+    Shared,
+}

@@ -1,0 +1,133 @@
+//! Who fetches a flow: this process, under the fetch lock, keeping the answer it gets; or the
+//! process holding the lock, whose answer this one waits for and adopts.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use super::Loader;
+use crate::{
+    cache::{
+        CachedFlow, FlowCache, Loaded, Tier, Waiters,
+        lock::{Locked, Waited, WritePermit},
+    },
+    cams::FlowAnswer,
+    domain::FlowQuery,
+    error::Error,
+};
+
+/// The fetch lock outlives the load that took it by this much at most: a process that dies
+/// holding it loses it then.
+const LOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// What this process does about a flow that others may be fetching too.
+pub(super) enum Turn {
+    /// Fetch it, under this permit.
+    Fetch(WritePermit),
+    /// Another process is fetching it.
+    Elsewhere(crate::cache::lock::Waiting),
+    /// Another process has just stored it; here it is.
+    Settled(Loaded),
+}
+
+impl Loader {
+    /// Runs `fetch` as the one process that fetches `query` (or the only one there is), keeping
+    /// its answer; or waits for the one fetching it and adopts its answer. When that one gives
+    /// up, the lock is asked for again, so that one process fetches per attempt; a wait ends
+    /// when the waiting callers' time does, and a load whose callers have all gone fetches
+    /// nothing.
+    pub(super) async fn coordinated(
+        &self,
+        query: &FlowQuery,
+        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        waiters: &Waiters,
+        bound: Instant,
+    ) -> Result<Loaded, Error> {
+        let Some(cache) = &self.cache else {
+            return fetch.await.map(|answer| Loaded {
+                answer: Arc::new(answer),
+                shared: false,
+            });
+        };
+        loop {
+            let waiting = match self.turn(cache, query).await {
+                Turn::Settled(loaded) => return Ok(loaded),
+                Turn::Fetch(permit) => {
+                    return Self::fetch_and_keep(cache, query, fetch, permit).await;
+                }
+                Turn::Elsewhere(waiting) => waiting,
+            };
+            let waited = waiting.until(waiters.latest().min(bound)).await;
+            match cache.fresh_now(query).await {
+                Some((entry, Tier::Shared)) => return Ok(Self::adopted(cache, query, entry).await),
+                Some((entry, Tier::Local)) => {
+                    return Ok(Loaded {
+                        answer: entry.answer,
+                        shared: false,
+                    });
+                }
+                None => {}
+            }
+            if !waiters.anyone() {
+                // Nobody is left to hear an answer: no CAMS call for it.
+                return Err(Error::DeadlineExceeded);
+            }
+            if waited == Waited::TimedOut && Instant::now() >= waiters.latest().min(bound) {
+                return Err(Error::DeadlineExceeded);
+            }
+            // The holder gave up (its fetch failed, or it died and its lock expired), or a
+            // caller with a later deadline joined: ask again.
+        }
+    }
+
+    /// Whether this process fetches `query`, another one is fetching it, or another one has
+    /// just stored it.
+    pub(super) async fn turn(&self, cache: &FlowCache, query: &FlowQuery) -> Turn {
+        match self.lock.lock(query, self.lock_hold()).await {
+            Locked::Write(permit) => {
+                // Another replica may have filled the entry between this one's lookup and its
+                // lock (or refreshed it just before this one's refresh came due).
+                match cache.settled_elsewhere(query).await {
+                    Some(entry) => {
+                        permit.release().await;
+                        Turn::Settled(Self::adopted(cache, query, entry).await)
+                    }
+                    None => Turn::Fetch(permit),
+                }
+            }
+            Locked::Read(waiting) => Turn::Elsewhere(waiting),
+        }
+    }
+
+    /// Fetches and keeps a good answer, releasing the lock once it is kept; a failed fetch
+    /// drops the permit, which lets the others try.
+    pub(super) async fn fetch_and_keep(
+        cache: &FlowCache,
+        query: &FlowQuery,
+        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        permit: WritePermit,
+    ) -> Result<Loaded, Error> {
+        let answer = Arc::new(fetch.await?);
+        cache
+            .store(query.clone(), Arc::clone(&answer), permit)
+            .await;
+        Ok(Loaded {
+            answer,
+            shared: false,
+        })
+    }
+
+    async fn adopted(cache: &FlowCache, query: &FlowQuery, entry: CachedFlow) -> Loaded {
+        let answer = Arc::clone(&entry.answer);
+        cache.adopt(query.clone(), entry).await;
+        Loaded {
+            answer,
+            shared: true,
+        }
+    }
+
+    /// How long a process's lock on a fetch lasts at most: its whole load.
+    fn lock_hold(&self) -> Duration {
+        self.load_timeout + LOCK_SLACK
+    }
+}

@@ -1,0 +1,53 @@
+//! `GetFlow`'s business: who may read what, the request checked once into the domain's
+//! `FlowQuery`, then the gateway.
+
+use crate::{domain::FlowQuery, gateway::Gateway, pb};
+
+use super::call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read};
+
+/// `cams.flows.v1.FlowService/GetFlow`.
+pub(crate) struct GetFlowRpc;
+
+impl Rpc for GetFlowRpc {
+    type Request = pb::GetFlowRequest;
+    type Response = pb::GetFlowResponse;
+}
+
+impl Logged for pb::GetFlowRequest {
+    fn tenant(&self) -> &str {
+        &self.cust_space_id
+    }
+
+    fn flow_id(&self) -> Option<&str> {
+        Some(&self.flow_id)
+    }
+}
+
+impl Answered for pb::GetFlowResponse {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+pub(crate) struct GetFlow {
+    pub gateway: Gateway,
+}
+
+impl Handle<GetFlowRpc> for GetFlow {
+    async fn handle(&self, call: &Call<pb::GetFlowRequest>) -> Outcome<pb::GetFlowResponse> {
+        let caller = call.admitted_caller()?;
+        let query = FlowQuery::try_from(&call.message)?;
+        may_read(caller, &query.tenant)?;
+        let served = self
+            .gateway
+            .get_flow(&query, &caller.name, call.budget.answer_by())
+            .await?;
+        Ok(Reply {
+            message: pb::GetFlowResponse {
+                flow: Some(pb::Flow::from(&served.answer.flow)),
+                request_id: served.answer.request_id.clone(),
+            },
+            source: served.source,
+        })
+    }
+}
