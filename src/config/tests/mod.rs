@@ -1,6 +1,7 @@
 //! Loads go through the real clap command and the real loader; the environment is a list, so
 //! no test touches the process's own.
 
+mod callers;
 mod credentials;
 mod file;
 mod keys;
