@@ -40,7 +40,9 @@ impl clap::Args for ServeArgs {
                 .long("config")
                 .value_name("FILE")
                 .value_parser(value_parser!(PathBuf))
-                .help(format!("{CONFIG_HELP} [env: {CONFIG_ENV}]")),
+                .help(format!(
+                    "{CONFIG_HELP}, with the [toml: ...] keys below [env: {CONFIG_ENV}]"
+                )),
         );
         let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
         for key in KEYS {

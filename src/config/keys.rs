@@ -13,7 +13,7 @@ pub(super) const ENV_PREFIX: &str = "CAMS_FLOWS_";
 /// The file itself is not a key of the tree; it is named by flag or variable only.
 pub(super) const CONFIG_ENV: &str = "CAMS_FLOWS_CONFIG";
 /// The meaning of `--config`, in `--help` and in the settings reference.
-pub(super) const CONFIG_HELP: &str = "TOML configuration file, with the [toml: ...] keys below";
+pub(super) const CONFIG_HELP: &str = "TOML configuration file";
 
 /// One field of a section, as [`settings!`] declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,13 +48,13 @@ settings! {
     /// One `[[auth.keys]]` entry.
     entry struct KeySettings in "auth.keys[]." {
         /// The key's name: the caller's name in logs, metrics and limits; unique
-        key(value_name = "NAME")
+        key(value_name = "NAME", default = "required")
         name: String,
         /// The SHA-256 of the key, 64 hex digits (cams-flows hash-key)
-        key(value_name = "HEX")
+        key(value_name = "HEX", default = "required")
         sha256: String,
         /// The tenants the key may read: CustSpaceIds, prefixes ending in *, or * for all
-        key(value_name = "PATTERNS")
+        key(value_name = "PATTERNS", default = "required")
         tenants: Vec<String>,
         /// The caller's own rate, calls per second
         key(value_name = "RATE", default = "auth.caller_rps")
@@ -76,10 +76,10 @@ settings! {
     entry struct IdentitySettings in "auth.identities[]." {
         /// The identity: a client certificate's first URI (or DNS) name, or the URI of the
         /// mesh's x-forwarded-client-cert; the caller's name in logs, metrics and limits
-        key(value_name = "ID")
+        key(value_name = "ID", default = "required")
         id: String,
         /// The tenants the identity may read: CustSpaceIds, prefixes ending in *, or * for all
-        key(value_name = "PATTERNS")
+        key(value_name = "PATTERNS", default = "required")
         tenants: Vec<String>,
         /// The caller's own rate, calls per second
         key(value_name = "RATE", default = "auth.caller_rps")

@@ -6,6 +6,7 @@ mod credentials;
 mod file;
 mod keys;
 mod layers;
+mod reference;
 
 use std::ffi::OsString;
 
