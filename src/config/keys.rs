@@ -6,6 +6,11 @@
 //! A key is named once, as its TOML path; the rest follows by rule: `limits.account_rps` is the
 //! environment variable `CAMS_FLOWS_LIMITS_ACCOUNT_RPS` and the flag `--limits-account-rps`.
 //! Keys renamed by the rule keep their old flag and variable as aliases.
+//!
+//! A declarative macro rather than a derived JSON schema: the table is built by the compiler, so
+//! its names are `&'static str` and nothing can fail while `serve` starts, and no schema (its
+//! `$ref`s, optional values as `anyOf`, the `boolish` switches) has to be walked to find what a
+//! field declares in one line anyway.
 
 use super::settings::Settings;
 

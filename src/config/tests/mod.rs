@@ -3,6 +3,7 @@
 
 mod callers;
 mod credentials;
+mod defaults;
 mod file;
 mod keys;
 mod layers;
