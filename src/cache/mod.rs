@@ -44,6 +44,8 @@ use crate::{cams::FlowAnswer, clock::SharedClock, domain::FlowQuery};
 use entry::jittered;
 use lock::WritePermit;
 
+/// The validated `[cache]` section. Its `Default` is the section's defaults
+/// (`config::sections::cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long an answer is served without asking CAMS; zero disables caching.
@@ -56,19 +58,6 @@ pub struct CacheConfig {
     pub refresh_window: Duration,
     /// Each entry's TTL is drawn from ±this percentage of `ttl`.
     pub ttl_jitter_percent: u8,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        let ttl = Duration::from_secs(30);
-        Self {
-            ttl,
-            max_entries: 10_000,
-            stale_if_error: Duration::ZERO,
-            refresh_window: ttl / 5,
-            ttl_jitter_percent: 10,
-        }
-    }
 }
 
 /// A cached answer: fresh (perhaps due for a refresh), or only good as a fallback.

@@ -21,7 +21,8 @@ use crate::{
     domain::{FlowId, TenantId},
 };
 
-/// Tunables of the upstream HTTP client.
+/// Tunables of the upstream HTTP client: the validated `[upstream]` section. Its defaults are the
+/// section's: `UpstreamConfig::new(endpoint)` (`config::sections::upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub endpoint: Url,
@@ -30,17 +31,6 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// Largest response body read; a larger one is refused unread.
     pub max_body_bytes: usize,
-}
-
-impl UpstreamConfig {
-    pub fn new(endpoint: Url) -> Self {
-        Self {
-            endpoint,
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            max_body_bytes: 256 * 1024,
-        }
-    }
 }
 
 /// Signs and sends GetFlow calls. Cheap to share: holds one connection pool.

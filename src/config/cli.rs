@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, value_parser};
 
 use super::{
-    keys::{CONFIG_ENV, KEYS, Key},
+    keys::{CONFIG_ENV, CONFIG_HELP, KEYS, Key, Shown},
     settings::Settings,
 };
 
@@ -41,25 +41,13 @@ impl clap::Args for ServeArgs {
                 .value_name("FILE")
                 .value_parser(value_parser!(PathBuf))
                 .help(format!(
-                    "TOML configuration file, with the [toml: ...] keys below [env: {CONFIG_ENV}]"
+                    "{CONFIG_HELP}, with the [toml: ...] keys below [env: {CONFIG_ENV}]"
                 )),
         );
         let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
         for key in KEYS {
-            let mut help = format!("{} [toml: {}] [env: {}]", key.help, key.name, key.env());
-            let default = key
-                .name
-                .split('.')
-                .try_fold(&defaults, |v, part| v.get(part));
-            match default {
-                Some(serde_json::Value::String(s)) => help.push_str(&format!(" [default: {s}]")),
-                Some(v) => help.push_str(&format!(" [default: {v}]")),
-                None => {}
-            }
-            if let (Some(alias), Some(env)) = (key.alias, key.alias_env()) {
-                help.push_str(&format!(" [old names: --{alias}, {env}]"));
-            }
-            let canonical = valued(Arg::new(key.name).long(key.flag()), key).help(help);
+            let canonical =
+                valued(Arg::new(key.name).long(key.flag()), key).help(help(key, &defaults));
             cmd = cmd.arg(canonical);
             if let Some(alias) = key.alias {
                 let old = valued(Arg::new(alias_id(alias)).long(alias), key)
@@ -74,6 +62,24 @@ impl clap::Args for ServeArgs {
     fn augment_args_for_update(cmd: Command) -> Command {
         Self::augment_args(cmd)
     }
+}
+
+/// The key's meaning, then where else it is set, its default and its old names.
+fn help(key: &Key, defaults: &serde_json::Value) -> String {
+    let mut help = key.help.to_owned();
+    if let Some(variable) = key.stands_in_for {
+        help.push_str(&format!(" [stands in for {variable}]"));
+    }
+    help.push_str(&format!(" [toml: {}] [env: {}]", key.name, key.env()));
+    match key.default_shown(defaults) {
+        Some(Shown::Value(value)) => help.push_str(&format!(" [default: {value}]")),
+        Some(Shown::Words(words)) => help.push_str(&format!(" [default: {words}]")),
+        None => {}
+    }
+    if let (Some(alias), Some(env)) = (key.alias, key.alias_env()) {
+        help.push_str(&format!(" [old names: --{alias}, {env}]"));
+    }
+    help
 }
 
 fn valued(arg: Arg, key: &Key) -> Arg {

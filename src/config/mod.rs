@@ -1,7 +1,11 @@
 //! Configuration of `cams-flows serve`, layered: defaults < TOML file < `CAMS_FLOWS_*` environment
-//! < command-line flags. Each key is named once, in [`keys`]; its flag and environment variable
-//! follow from that name. Everything is validated once, in [`sections`], into [`Config`]; a bad
-//! value is reported with its key and the layer it came from.
+//! < command-line flags.
+//!
+//! Each section of the file is one struct in [`sections`], which declares each of its settings
+//! once (type, default, meaning, value name, old name) and validates itself into its owner's
+//! runtime type. The key table in [`keys`] is read from those structs; the flags, the
+//! environment variables, `serve --help` and the settings reference (docs/configuration.md)
+//! follow from it. A bad value is reported with its key and the layer it came from.
 
 mod cli;
 mod env;
@@ -14,25 +18,16 @@ mod tests;
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::ValueEnum;
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::AuthConfig, cams::UpstreamConfig, credentials::CredentialsConfig, limits::LimitsConfig,
     server::TlsSettings, store::RedisConfig, telemetry::trace::TracingConfig,
 };
-pub use crate::{cache::CacheConfig, gateway::RetryConfig};
+pub use crate::{cache::CacheConfig, gateway::RetryConfig, telemetry::LogFormat};
 
 pub use cli::{FlagValue, ServeArgs};
 pub use env::{Environment, Warning};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Text,
-}
 
 /// The validated configuration of `cams-flows serve`.
 #[derive(Debug, Clone)]
@@ -76,32 +71,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for a gateway on `listen` in front of `endpoint`.
+    /// Every section's defaults, for a gateway on `listen` in front of `endpoint` (taken as it
+    /// is), with no authentication.
     pub fn new(listen: SocketAddr, endpoint: Url) -> Self {
-        Self {
-            listen,
-            log_format: LogFormat::Json,
-            sandbox: false,
-            drain_timeout: Duration::from_secs(10),
-            call_timeout: Duration::from_secs(10),
-            upstream: UpstreamConfig::new(endpoint),
-            limits: LimitsConfig::default(),
-            cache: CacheConfig::default(),
-            retry: RetryConfig::default(),
-            max_in_flight: 1024,
-            max_concurrent_streams: 256,
-            max_connections: 4096,
-            preface_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            max_connection_age: Some(Duration::from_secs(1800)),
-            auth: AuthConfig::none(),
-            tls: None,
-            redis: None,
-            cache_redis: None,
-            credentials: CredentialsConfig::default(),
-            admin_listen: None,
-            tracing: TracingConfig::default(),
-        }
+        let mut defaults = settings::Settings::default();
+        defaults.auth.mode = Some(sections::AuthModeName::None);
+        let mut config = sections::config(&defaults)
+            .unwrap_or_else(|e| panic!("the defaults are not valid: {e}"));
+        config.listen = listen;
+        config.upstream.endpoint = endpoint;
+        config
     }
 }
 

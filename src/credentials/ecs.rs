@@ -4,8 +4,6 @@
 //! official SDKs do, unless `ALIBABA_CLOUD_IMDSV1_DISABLED` forbids it. Every exchange is bounded
 //! by about a second: on a host that is not an ECS instance nothing answers at all.
 
-use std::time::Duration;
-
 use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -29,12 +27,6 @@ const TOKEN_TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
 /// The SDKs ask for the longest the service allows.
 const TOKEN_TTL_SECONDS: u32 = 21_600;
-
-/// The SDKs' bounds: one second to connect, one to answer.
-pub(crate) const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
-    connect: Duration::from_secs(1),
-    request: Duration::from_secs(1),
-};
 
 #[derive(Debug)]
 pub(crate) struct EcsFetch {

@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{CredentialSource, RefreshPolicy, Vars, ecs, http::Timeouts, sts};
+use super::{CredentialSource, RefreshPolicy, Vars, http::Timeouts};
 
 /// The chain, or the one provider it is pinned to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,6 +90,8 @@ pub struct AssumeRoleConfig {
     pub external_id: Option<String>,
 }
 
+/// The validated `[credentials]` section. Its `Default` (the chain) is the section's defaults
+/// (`config::sections::credentials`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct CredentialsConfig {
     pub provider: ProviderChoice,
@@ -124,20 +126,6 @@ impl fmt::Debug for CredentialsConfig {
             .field("metadata_timeout", &self.metadata_timeout)
             .field("refresh", &self.refresh)
             .finish()
-    }
-}
-
-impl Default for CredentialsConfig {
-    fn default() -> Self {
-        Self {
-            provider: ProviderChoice::Chain,
-            variables: Vec::new(),
-            assume_role: None,
-            sts_connect_timeout: sts::DEFAULT_TIMEOUTS.connect,
-            sts_timeout: sts::DEFAULT_TIMEOUTS.request,
-            metadata_timeout: ecs::DEFAULT_TIMEOUTS.request,
-            refresh: RefreshPolicy::default(),
-        }
     }
 }
 

@@ -31,8 +31,10 @@ pub(crate) const MIN_DURATION: Duration = Duration::from_secs(900);
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(43_200);
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(3_600);
 
-/// The official SDKs' defaults: 5 s to connect, 10 s for the whole exchange.
-pub(crate) const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+/// The official SDKs' defaults: 5 s to connect, 10 s for the whole exchange (`[credentials]`
+/// declares its own defaults, the same).
+#[cfg(test)]
+const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(5),
     request: Duration::from_secs(10),
 };

@@ -11,6 +11,8 @@ use std::{
 use rand::Rng;
 use tokio::time::Instant;
 
+/// The validated `[retry]` section. Its `Default` is the section's defaults
+/// (`config::sections::retry`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryConfig {
     /// Attempts per load, the first included; 1 disables retries.
@@ -21,18 +23,6 @@ pub struct RetryConfig {
     pub budget_ratio: f64,
     /// Retries always allowed per budget window, so that a quiet gateway can still retry.
     pub budget_min_retries: u32,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(1),
-            budget_ratio: 0.1,
-            budget_min_retries: 10,
-        }
-    }
 }
 
 impl RetryConfig {

@@ -6,7 +6,7 @@ pub mod account;
 pub mod caller;
 pub mod tenant;
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease, LocalSlots,
@@ -25,7 +25,8 @@ pub const EVICT_INTERVAL: Duration = Duration::from_secs(30);
 /// The span in which CAMS counts its quota.
 pub const QUOTA_WINDOW: Duration = Duration::from_secs(1);
 
-/// The validated `[limits]` configuration.
+/// The validated `[limits]` configuration. Its `Default` is the section's defaults
+/// (`config::sections::limits`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     pub account_rps: u32,
@@ -33,34 +34,21 @@ pub struct LimitsConfig {
     pub tenants: HashMap<TenantId, Quota>,
     /// Tenants' weights in the account queue; 1 for any not named.
     pub weights: HashMap<TenantId, f64>,
+    /// Callers' weights in the account queue, by key name or identity (the `weight` of their
+    /// `[[auth.keys]]` or `[[auth.identities]]` entry); 1 for any not named.
+    pub callers: HashMap<Arc<str>, f64>,
     /// Longest a call waits for account capacity.
     pub max_wait: Duration,
     /// Calls that may wait for account capacity at once.
     pub max_queue: usize,
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            account_rps: 5,
-            tenant: Quota {
-                rps: 5.0,
-                burst: std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
-            },
-            tenants: HashMap::new(),
-            weights: HashMap::new(),
-            max_wait: Duration::from_millis(2_000),
-            max_queue: 256,
-        }
-    }
-}
-
 impl LimitsConfig {
-    /// The tenants' weights in the account queue.
+    /// The tenants' and the callers' weights in the account queue.
     pub fn weights(&self) -> Weights {
         Weights {
             tenants: self.weights.clone(),
-            callers: HashMap::new(),
+            callers: self.callers.clone(),
         }
     }
 

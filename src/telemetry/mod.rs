@@ -9,7 +9,15 @@ pub use call::ErrorChain;
 pub(crate) use call::{CallRecord, call_event};
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::config::LogFormat;
+/// How log events are written: JSON lines for log pipelines, or text for people.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber. Safe to call more than once: later calls are ignored.
 pub fn init(format: LogFormat) {

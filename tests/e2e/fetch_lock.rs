@@ -22,8 +22,11 @@ fn key(flow: &str) -> FlowQuery {
     }
 }
 
-/// Two handles on the same lock, as two replicas hold them; the Redis ones listen for releases.
-fn pairs(redis: &RedisServer) -> Vec<(&'static str, Arc<dyn FetchLock>, Arc<dyn FetchLock>)> {
+/// An implementation's name and two handles on one lock, as two replicas hold them.
+type Pair = (&'static str, Arc<dyn FetchLock>, Arc<dyn FetchLock>);
+
+/// Every implementation's pair; the Redis handles listen for releases.
+fn pairs(redis: &RedisServer) -> Vec<Pair> {
     let local = LocalLock::default();
     let prefix = format!("lock-{}", uuid::Uuid::new_v4().simple());
     let replica = || {

@@ -3,13 +3,145 @@
 
 use reqwest::Url;
 
-use super::{bad, millis};
+use super::{bad, millis, valid_defaults};
 use crate::{
-    config::{ConfigError, settings::CredentialsSettings},
-    credentials::{AssumeRoleConfig, CredentialsConfig, ProviderChoice},
+    config::{ConfigError, keys::settings},
+    credentials::{AssumeRoleConfig, CredentialsConfig, ProviderChoice, RefreshPolicy},
 };
 
-pub(super) fn credentials(s: &CredentialsSettings) -> Result<CredentialsConfig, ConfigError> {
+settings! {
+    /// `[credentials]`: the chain or one provider, and settings that stand in for the standard
+    /// `ALIBABA_CLOUD_*` variables (none of them a secret: keys stay in the environment or
+    /// files).
+    section struct CredentialsSettings in "credentials." {
+        /// Where CAMS credentials come from: chain (the Alibaba Cloud default chain), or one
+        /// provider pinned: env, oidc, cli_profile, credentials_file, ecs_ram_role,
+        /// credentials_uri
+        key(value_name = "NAME")
+        provider: String = "chain".to_owned(),
+        /// RRSA role to assume with the OIDC token
+        key(value_name = "ARN", stands_in_for = "ALIBABA_CLOUD_ROLE_ARN")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_arn: Option<String>,
+        /// RRSA OIDC provider
+        key(value_name = "ARN", stands_in_for = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oidc_provider_arn: Option<String>,
+        /// RRSA OIDC token file, read again at every refresh
+        key(value_name = "FILE", stands_in_for = "ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oidc_token_file: Option<String>,
+        /// STS session name
+        key(
+            value_name = "NAME",
+            stands_in_for = "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+            default = "cams-flows-<unix time>",
+        )
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_session_name: Option<String>,
+        /// Lifetime STS is asked for, 900 to 43200 (OIDC and AssumeRole)
+        key(value_name = "SECONDS", default = "3600")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_seconds: Option<u64>,
+        /// A RAM policy that narrows the STS session (OIDC and AssumeRole)
+        key(value_name = "JSON")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+        /// STS endpoint, a URL or a host
+        key(
+            value_name = "URL",
+            stands_in_for = "ALIBABA_CLOUD_STS_ENDPOINT",
+            default = "from credentials.sts_region, else sts.aliyuncs.com",
+        )
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sts_endpoint: Option<String>,
+        /// STS region: sts.<region>.aliyuncs.com
+        key(value_name = "REGION", stands_in_for = "ALIBABA_CLOUD_STS_REGION")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sts_region: Option<String>,
+        /// Use sts-vpc.<region>.aliyuncs.com (needs credentials.sts_region)
+        key(value_name = "BOOL", stands_in_for = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sts_vpc_endpoint: Option<bool>,
+        /// Profile of the aliyun CLI config, or section of the credentials file
+        key(value_name = "NAME", stands_in_for = "ALIBABA_CLOUD_PROFILE")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+        /// The aliyun CLI config
+        key(
+            value_name = "FILE",
+            stands_in_for = "ALIBABA_CLOUD_CONFIG_FILE",
+            default = "~/.aliyun/config.json",
+        )
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cli_config_file: Option<String>,
+        /// The credentials file
+        key(
+            value_name = "FILE",
+            stands_in_for = "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            default = "~/.alibabacloud/credentials.ini",
+        )
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credentials_file: Option<String>,
+        /// The ECS instance's RAM role, which saves a metadata request
+        key(value_name = "NAME", stands_in_for = "ALIBABA_CLOUD_ECS_METADATA")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ecs_role_name: Option<String>,
+        /// ECS metadata service
+        key(
+            value_name = "URL",
+            stands_in_for = "ALIBABA_CLOUD_ECS_METADATA_SERVICE_ENDPOINT",
+            default = "http://100.100.100.200",
+        )
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata_endpoint: Option<String>,
+        /// Never read the metadata service without a session token
+        key(value_name = "BOOL", stands_in_for = "ALIBABA_CLOUD_IMDSV1_DISABLED")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        imdsv1_disabled: Option<bool>,
+        /// URL that answers temporary keys
+        key(value_name = "URL", stands_in_for = "ALIBABA_CLOUD_CREDENTIALS_URI")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uri: Option<String>,
+        /// Assume this RAM role (AssumeRole) with whatever credentials the provider yields
+        key(value_name = "ARN")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        assume_role_arn: Option<String>,
+        /// Session name of credentials.assume_role_arn
+        key(value_name = "NAME")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        assume_role_session_name: Option<String>,
+        /// External id of credentials.assume_role_arn
+        key(value_name = "ID")
+        #[serde(skip_serializing_if = "Option::is_none")]
+        assume_role_external_id: Option<String>,
+        /// Connect timeout towards STS and the credentials URI (the official SDKs' default)
+        key(value_name = "MS")
+        sts_connect_timeout_ms: u64 = 5_000,
+        /// Bound on one exchange with STS or the credentials URI (the official SDKs' default)
+        key(value_name = "MS")
+        sts_timeout_ms: u64 = 10_000,
+        /// Connect timeout towards the ECS metadata service, and bound on each exchange with it
+        /// (the official SDKs' default)
+        key(value_name = "MS")
+        metadata_timeout_ms: u64 = 1_000,
+    }
+}
+
+/// The chain, with the `[credentials]` defaults.
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        valid_defaults("credentials", CredentialsSettings::default().validate())
+    }
+}
+
+impl CredentialsSettings {
+    pub(super) fn validate(&self) -> Result<CredentialsConfig, ConfigError> {
+        credentials(self)
+    }
+}
+
+fn credentials(s: &CredentialsSettings) -> Result<CredentialsConfig, ConfigError> {
     let provider = ProviderChoice::parse(&s.provider).ok_or_else(|| {
         bad(
             "credentials.provider",
@@ -105,7 +237,7 @@ pub(super) fn credentials(s: &CredentialsSettings) -> Result<CredentialsConfig, 
         )?,
         sts_timeout: millis("credentials.sts_timeout_ms", s.sts_timeout_ms)?,
         metadata_timeout: millis("credentials.metadata_timeout_ms", s.metadata_timeout_ms)?,
-        ..CredentialsConfig::default()
+        refresh: RefreshPolicy::default(),
     })
 }
 

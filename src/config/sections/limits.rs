@@ -1,67 +1,124 @@
-//! The account's CAMS quota and each tenant's share of it.
+//! `[limits]`: the account's CAMS quota and each tenant's share of it.
 
-use std::{collections::HashMap, num::NonZeroU32, time::Duration};
+use std::{collections::BTreeMap, collections::HashMap, num::NonZeroU32, time::Duration};
 
-use super::{bad, bounded};
+use super::{bad, bounded, valid_defaults};
 use crate::{
-    config::{
-        ConfigError,
-        settings::{LimitsSettings, TenantSettings},
-    },
+    config::{ConfigError, keys::settings, sections::CacheSettings},
     domain::TenantId,
     limits::{LimitsConfig, Quota},
 };
 
-/// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
-pub(super) fn limits(s: &LimitsSettings, cached: bool) -> Result<LimitsConfig, ConfigError> {
-    let account_rps = bounded("limits.account_rps", s.account_rps, 1..=1_000_000)?;
-    let uncached_account_rps = (!cached).then_some(account_rps);
-    let tenant = quota(
-        "limits.tenant_rps",
-        "limits.tenant_burst",
-        s.tenant_rps,
-        s.tenant_burst,
-        uncached_account_rps,
-    )?;
-    let mut tenants = HashMap::new();
-    let mut weights = HashMap::new();
-    for (id, t) in &s.tenants {
-        let key = format!("limits.tenants.{id:?}");
-        let tenant_id = TenantId::parse(id.as_str()).map_err(|e| bad(&key, e))?;
-        if let Some(weight) = t.weight {
-            if !weight.is_finite() || !(0.01..=1000.0).contains(&weight) {
-                return Err(bad(
-                    format!("{key}.weight"),
-                    format!("{weight} must be between 0.01 and 1000"),
-                ));
+settings! {
+    /// `[limits]`: the account's CAMS quota and each tenant's share of it.
+    section struct LimitsSettings in "limits." {
+        /// The account's CAMS GetFlow quota: upstream calls in any sliding second, shared by all
+        /// tenants
+        key(value_name = "N", alias = "account-rps")
+        account_rps: u32 = 5,
+        /// Default per-tenant (CustSpaceId) rate, calls per second; fractions allowed
+        key(value_name = "RATE", alias = "tenant-rps")
+        tenant_rps: f64 = 5.0,
+        /// Default per-tenant burst
+        key(value_name = "N", alias = "tenant-burst")
+        tenant_burst: u32 = 5,
+        /// Longest a call waits for account capacity; 0 never waits
+        key(value_name = "MS", alias = "max-wait-ms")
+        max_wait_ms: u64 = 2_000,
+        /// Calls that may wait for account capacity at once
+        key(value_name = "N", alias = "max-queue")
+        max_queue: usize = 256,
+        /// Per-tenant overrides, one table per CustSpaceId (`""` is the account's own space)
+        file_only(value_name = "TABLE", entries = TenantSettings::FIELDS)
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        tenants: BTreeMap<String, TenantSettings>,
+    }
+}
+
+settings! {
+    /// One tenant's override; a part left out is the default tenant's.
+    entry struct TenantSettings in "limits.tenants.\"<id>\"." {
+        /// The tenant's rate, calls per second (may raise or lower the default)
+        key(value_name = "RATE", default = "limits.tenant_rps")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rps: Option<f64>,
+        /// The tenant's burst
+        key(value_name = "N", default = "limits.tenant_burst")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burst: Option<u32>,
+        /// The tenant's share of the account queue against the other tenants of the same
+        /// caller, 0.01 to 1000
+        key(value_name = "WEIGHT", default = "1")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<f64>,
+    }
+}
+
+impl LimitsSettings {
+    /// `cached`: with a cache, a tenant may be faster than the account (hits cost no quota).
+    /// The callers' weights are the `[auth]` entries' ([`super::AuthSettings::validate`]).
+    pub(super) fn validate(&self, cached: bool) -> Result<LimitsConfig, ConfigError> {
+        let account_rps = bounded("limits.account_rps", self.account_rps, 1..=1_000_000)?;
+        let uncached_account_rps = (!cached).then_some(account_rps);
+        let tenant = quota(
+            "limits.tenant_rps",
+            "limits.tenant_burst",
+            self.tenant_rps,
+            self.tenant_burst,
+            uncached_account_rps,
+        )?;
+        let mut tenants = HashMap::new();
+        let mut weights = HashMap::new();
+        for (id, t) in &self.tenants {
+            let key = format!("limits.tenants.{id:?}");
+            let tenant_id = TenantId::parse(id.as_str()).map_err(|e| bad(&key, e))?;
+            if let Some(w) = t.weight {
+                weights.insert(tenant_id.clone(), weight(&format!("{key}.weight"), w)?);
             }
-            weights.insert(tenant_id.clone(), weight);
+            if t.rps.is_some() || t.burst.is_some() {
+                let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
+                tenants.insert(tenant_id, q);
+            }
         }
-        if t.rps.is_some() || t.burst.is_some() {
-            let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
-            tenants.insert(tenant_id, q);
+        if self.max_wait_ms > 60_000 {
+            return Err(bad(
+                "limits.max_wait_ms",
+                format!("{} is over one minute", self.max_wait_ms),
+            ));
         }
+        if self.max_queue > 1_000_000 {
+            return Err(bad(
+                "limits.max_queue",
+                format!("{} is over 1000000", self.max_queue),
+            ));
+        }
+        Ok(LimitsConfig {
+            account_rps,
+            tenant,
+            tenants,
+            weights,
+            callers: HashMap::new(),
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            max_queue: self.max_queue,
+        })
     }
-    if s.max_wait_ms > 60_000 {
-        return Err(bad(
-            "limits.max_wait_ms",
-            format!("{} is over one minute", s.max_wait_ms),
-        ));
+}
+
+/// The product's limits: the `[limits]` defaults (with the default cache).
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let cached = CacheSettings::default().ttl_ms > 0;
+        valid_defaults("limits", LimitsSettings::default().validate(cached))
     }
-    if s.max_queue > 1_000_000 {
-        return Err(bad(
-            "limits.max_queue",
-            format!("{} is over 1000000", s.max_queue),
-        ));
+}
+
+/// A share of the account queue (a tenant's or a caller's).
+pub(super) fn weight(key: &str, weight: f64) -> Result<f64, ConfigError> {
+    if weight.is_finite() && (0.01..=1000.0).contains(&weight) {
+        Ok(weight)
+    } else {
+        Err(bad(key, format!("{weight} must be between 0.01 and 1000")))
     }
-    Ok(LimitsConfig {
-        account_rps,
-        tenant,
-        tenants,
-        weights,
-        max_wait: Duration::from_millis(s.max_wait_ms),
-        max_queue: s.max_queue,
-    })
 }
 
 /// An override's unset parts fall back to the default tenant quota.

@@ -1,35 +1,64 @@
-//! The CAMS endpoint and the HTTP exchange with it.
+//! `[upstream]`, and the top-level `endpoint`: CAMS and the HTTP exchange with it.
 
 use reqwest::Url;
 
 use super::{bad, millis};
 use crate::{
     cams::UpstreamConfig,
-    config::{ConfigError, settings::UpstreamSettings},
+    config::{ConfigError, keys::settings},
 };
 
-/// `endpoint` is a top-level key but configures the upstream.
-pub(super) fn upstream(
-    endpoint: &str,
-    s: &UpstreamSettings,
-) -> Result<UpstreamConfig, ConfigError> {
-    let endpoint = Url::parse(endpoint)
-        .map_err(|e| bad("endpoint", format!("{endpoint:?} is not a URL: {e}")))?;
-    check_endpoint(&endpoint)?;
-    let mut upstream = UpstreamConfig::new(endpoint);
-    upstream.connect_timeout = millis("upstream.connect_timeout_ms", s.connect_timeout_ms)?;
-    upstream.request_timeout = millis("upstream.request_timeout_ms", s.request_timeout_ms)?;
-    if s.max_body_bytes < 1024 {
-        return Err(bad(
-            "upstream.max_body_bytes",
-            format!(
-                "{} is below the 1024 bytes a CAMS error envelope can take",
-                s.max_body_bytes
-            ),
-        ));
+settings! {
+    /// `[upstream]`: the HTTP exchange with CAMS.
+    section struct UpstreamSettings in "upstream." {
+        /// Connect timeout towards CAMS
+        key(value_name = "MS")
+        connect_timeout_ms: u64 = 2_000,
+        /// Bound on one HTTP exchange with CAMS
+        key(value_name = "MS")
+        request_timeout_ms: u64 = 10_000,
+        /// Largest CAMS response body read; larger ones are refused unread
+        key(value_name = "BYTES")
+        max_body_bytes: usize = 256 * 1024,
     }
-    upstream.max_body_bytes = s.max_body_bytes;
-    Ok(upstream)
+}
+
+impl UpstreamSettings {
+    /// `endpoint` is a top-level key but configures the upstream.
+    pub(super) fn validate(&self, endpoint: &str) -> Result<UpstreamConfig, ConfigError> {
+        let endpoint = Url::parse(endpoint)
+            .map_err(|e| bad("endpoint", format!("{endpoint:?} is not a URL: {e}")))?;
+        check_endpoint(&endpoint)?;
+        millis("upstream.connect_timeout_ms", self.connect_timeout_ms)?;
+        millis("upstream.request_timeout_ms", self.request_timeout_ms)?;
+        if self.max_body_bytes < 1024 {
+            return Err(bad(
+                "upstream.max_body_bytes",
+                format!(
+                    "{} is below the 1024 bytes a CAMS error envelope can take",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        Ok(self.build(endpoint))
+    }
+
+    fn build(&self, endpoint: Url) -> UpstreamConfig {
+        UpstreamConfig {
+            endpoint,
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The `[upstream]` defaults, in front of `endpoint` (taken as it is: the configuration's
+    /// `endpoint` is checked by [`UpstreamSettings::validate`]).
+    pub fn new(endpoint: Url) -> Self {
+        UpstreamSettings::default().build(endpoint)
+    }
 }
 
 /// CAMS serves at `/` of its host; anything else is a mistake that would sign the wrong URL.

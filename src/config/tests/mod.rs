@@ -1,10 +1,13 @@
 //! Loads go through the real clap command and the real loader; the environment is a list, so
 //! no test touches the process's own.
 
+mod callers;
 mod credentials;
+mod defaults;
 mod file;
 mod keys;
 mod layers;
+mod reference;
 
 use std::ffi::OsString;
 

@@ -70,6 +70,23 @@ async fn equal_tenants_alternate_and_weights_change_the_shares() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_callers_weight_changes_its_share_against_other_callers() {
+    let mut queue = FairQueue::new(Weights {
+        tenants: HashMap::new(),
+        callers: HashMap::from([(Arc::from("heavy"), 3.0)]),
+    });
+    let now = Instant::now();
+    for _ in 0..8 {
+        queue.push(&party("heavy", "t"), &Class::Caller, "heavy");
+        queue.push(&party("light", "t"), &Class::Caller, "light");
+    }
+    let order = drain(&mut queue, now);
+    // While both wait, weight 3 against 1 gives three calls to one, whatever their tenants.
+    let heavy = order[..8].iter().filter(|n| **n == "heavy").count();
+    assert_eq!(heavy, 6, "{order:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn callers_share_first_so_rotating_tenants_gains_nothing() {
     let mut queue = FairQueue::new(Weights::default());
     let now = Instant::now();

@@ -1,0 +1,73 @@
+//! A caller's weight in the account queue: `weight` on its `[[auth.keys]]` or
+//! `[[auth.identities]]` entry, by the caller's name.
+
+use std::sync::Arc;
+
+use super::{load, resolve_file, toml_file};
+use crate::config::Origin;
+
+fn key_entry(name: &str, extra: &str) -> String {
+    format!(
+        "[[auth.keys]]\nname = \"{name}\"\nsha256 = \"{}\"\ntenants = [\"*\"]\n{extra}",
+        crate::auth::hash_key(name)
+    )
+}
+
+#[test]
+fn weights_of_keys_and_identities_reach_the_account_queue_by_caller_name() {
+    let c = resolve_file(&format!(
+        "{}{}[[auth.identities]]\nid = \"spiffe://x/batch\"\ntenants = [\"*\"]\nweight = 0.5\n",
+        key_entry("billing", "weight = 3\n"),
+        key_entry("reports", ""),
+    ))
+    .expect("valid");
+    let callers = c.limits.weights().callers;
+    assert_eq!(callers.get(&Arc::<str>::from("billing")), Some(&3.0));
+    assert_eq!(
+        callers.get(&Arc::<str>::from("spiffe://x/batch")),
+        Some(&0.5)
+    );
+    // A caller that sets none keeps the queue's default share.
+    assert_eq!(callers.get(&Arc::<str>::from("reports")), None);
+    assert_eq!(callers.len(), 2);
+
+    let c = resolve_file("").expect("defaults");
+    assert!(c.limits.weights().callers.is_empty());
+}
+
+#[test]
+fn a_weight_out_of_range_is_refused_naming_the_entry_and_the_file() {
+    for (weight, key) in [
+        ("0", "auth.keys[1].weight"),
+        ("0.001", "auth.keys[1].weight"),
+        ("1001", "auth.keys[1].weight"),
+        ("nan", "auth.keys[1].weight"),
+        ("inf", "auth.keys[1].weight"),
+    ] {
+        let toml = format!(
+            "{}{}",
+            key_entry("a", ""),
+            key_entry("b", &format!("weight = {weight}\n"))
+        );
+        let path = toml_file(&toml);
+        let p = path.to_str().expect("utf-8");
+        let err = load(&["--sandbox", "--config", p], &[]).expect_err(weight);
+        assert_eq!(err.key, key, "{weight}: {err}");
+        assert_eq!(err.origin, Some(Origin::File(p.into())), "{weight}");
+        assert!(err.problem.contains("between 0.01 and 1000"), "{err}");
+    }
+    let err =
+        resolve_file("[[auth.identities]]\nid = \"spiffe://x\"\ntenants = [\"*\"]\nweight = -2\n")
+            .expect_err("negative");
+    assert_eq!(err.key, "auth.identities[0].weight");
+    // The bounds are inclusive.
+    for weight in ["0.01", "1000"] {
+        resolve_file(&key_entry("a", &format!("weight = {weight}\n"))).expect(weight);
+    }
+}
+
+#[test]
+fn a_misspelt_weight_is_an_unknown_key() {
+    let err = resolve_file(&key_entry("a", "wieght = 2\n")).expect_err("unknown");
+    assert!(err.problem.contains("wieght"), "{err}");
+}
