@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The gateway's image: a release build of cams-flows (the simulated CAMS included, so that
 # `serve --sandbox` works in it too) on Debian bookworm-slim, as the numeric uid 10001, on a
-# read-only root filesystem. README, "Deploying", says how to build and run it.
+# read-only root filesystem. docs/deploying.md says how to build and run it.
 #
 #   docker build -t cams-flows .
 #   docker run --rm --read-only -p 50051:50051 cams-flows serve --sandbox     (no credentials needed)
@@ -55,7 +55,7 @@ USER 10001:10001
 # gRPC, and the admin listener (plain HTTP, Prometheus /metrics) on 9464, the port OpenTelemetry's
 # Prometheus exporters use: the binary leaves it off by default, the image turns it on.
 EXPOSE 50051 9464
-# Every flag can also be set as CAMS_FLOWS_<KEY> (README, "Configuration reference");
+# Every flag can also be set as CAMS_FLOWS_<KEY> (docs/configuration.md);
 # CAMS_FLOWS_ADMIN_LISTEN=off turns the admin listener off.
 ENV CAMS_FLOWS_LISTEN=0.0.0.0:50051 \
     CAMS_FLOWS_ADMIN_LISTEN=0.0.0.0:9464 \

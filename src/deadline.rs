@@ -16,55 +16,51 @@ const WAIT_MARGIN: Duration = Duration::from_millis(20);
 /// A call's deadline from the stream's arrival: the caller's `grpc-timeout` cut down to the
 /// server's bound on every call, or that bound when the caller sets none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     arrival: Instant,
     allowed: Duration,
 }
 
 impl Budget {
-    pub fn new(arrival: Instant, grpc_timeout: Option<Duration>, max_call: Duration) -> Self {
+    pub(crate) fn new(
+        arrival: Instant,
+        grpc_timeout: Option<Duration>,
+        max_call: Duration,
+    ) -> Self {
         Self {
             arrival,
             allowed: grpc_timeout.map_or(max_call, |t| t.min(max_call)),
         }
     }
 
-    /// A budget for work that nobody's `grpc-timeout` bounds (tests, background work).
-    pub fn from_now(allowed: Duration) -> Self {
-        Self {
-            arrival: Instant::now(),
-            allowed,
-        }
-    }
-
     /// When the stream arrived.
-    pub fn arrival(&self) -> Instant {
+    pub(crate) fn arrival(&self) -> Instant {
         self.arrival
     }
 
     /// The caller's own deadline: past it the caller has stopped listening, and the transport
     /// answers DEADLINE_EXCEEDED for whatever is still running.
-    pub fn expires(&self) -> Instant {
+    pub(crate) fn expires(&self) -> Instant {
         self.arrival + self.allowed
     }
 
     /// When the gateway answers with a status of its own (its DEADLINE_EXCEEDED carries details,
     /// a stale answer may stand in): a fifth of the budget before [`Self::expires`], between
     /// 5 ms and 200 ms, so that the answer beats the caller's timer on a loaded host.
-    pub fn answer_by(&self) -> Instant {
+    pub(crate) fn answer_by(&self) -> Instant {
         let margin = (self.allowed / 5).clamp(Duration::from_millis(5), Duration::from_millis(200));
         self.arrival + self.allowed.saturating_sub(margin)
     }
 }
 
 /// When a wait for capacity that must answer by `answer_by` gives up.
-pub fn wait_end(answer_by: Instant) -> Instant {
+pub(crate) fn wait_end(answer_by: Instant) -> Instant {
     answer_by.checked_sub(WAIT_MARGIN).unwrap_or(answer_by)
 }
 
 /// Parses the caller's `grpc-timeout` header (`<1-8 digits><H|M|S|m|u|n>`, gRPC over HTTP/2).
 /// A malformed value is treated as absent, as the gRPC spec allows servers to do.
-pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;

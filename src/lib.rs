@@ -23,7 +23,7 @@ pub mod cams;
 pub mod clock;
 pub mod config;
 pub mod credentials;
-pub mod deadline;
+pub(crate) mod deadline;
 pub mod domain;
 pub mod error;
 pub(crate) mod gateway;

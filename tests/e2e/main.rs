@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod credentials;
+mod docs;
 mod fair;
 mod fetch_lock;
 mod getflow;
