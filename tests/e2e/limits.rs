@@ -240,9 +240,10 @@ async fn a_call_waits_for_account_capacity_within_its_deadline() {
     app.get_flow_within(FLOW, "b", Some(Duration::from_secs(5)))
         .await
         .expect("served after waiting");
-    // With a deadline shorter than the wait, it is refused at once instead.
+    // With a deadline shorter than the wait (the slot rests a second), it is refused at once
+    // instead.
     let status = app
-        .get_flow_within(FLOW, "c", Some(Duration::from_millis(200)))
+        .get_flow_within(FLOW, "c", Some(Duration::from_millis(500)))
         .await
         .expect_err("cannot be served in time");
     assert_rate_limited(&status, "ACCOUNT_RATE_LIMITED", "account");

@@ -69,7 +69,9 @@ async fn concurrent_identical_calls_share_one_upstream_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_gives_up_does_not_strand_the_others() {
     let app = app(production_defaults).await;
-    let flow = "sim:slow:600:leader";
+    // The leader's deadline (1 s, so that the gateway has its whole margin to answer it before
+    // the leader's own timer fires) ends while CAMS still holds the call.
+    let flow = "sim:slow:2000:leader";
     let leader = {
         let client = app.client.clone();
         tokio::spawn(async move {
@@ -77,7 +79,7 @@ async fn a_leader_that_gives_up_does_not_strand_the_others() {
                 flow_id: flow.into(),
                 cust_space_id: String::new(),
             });
-            request.set_timeout(Duration::from_millis(150));
+            request.set_timeout(Duration::from_secs(1));
             client.clone().get_flow(request).await
         })
     };
