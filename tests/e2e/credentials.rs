@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cams_flows::{credentials::RefreshPolicy, sandbox::Fault};
 use tonic::Code;
 
-use crate::support::{DOC_FLOW, TestApp, assert_failure, process::binary};
+use crate::support::{DOC_FLOW, TestApp, assert_failure, process::binary, wait};
 
 /// Retries quickly, so that the tests wait for the credentials' lifetimes and little else.
 fn quick() -> RefreshPolicy {
@@ -46,6 +46,7 @@ async fn keys_that_expire_every_two_seconds_serve_a_steady_stream_for_three_life
             );
         }
         calls += 1;
+        // pacing: a steady stream of calls.
         tokio::time::sleep(STREAM_GAP).await;
     }
     let keys = keys_seen(&app).await;
@@ -102,6 +103,7 @@ async fn sts_down_during_refreshes_fails_no_call_until_expiry_then_unavailable_t
             Ok(_) => {}
             Err(status) => break status,
         }
+        // pacing: a steady stream of calls.
         tokio::time::sleep(STREAM_GAP).await;
     };
     let expired_after = started.elapsed();
@@ -131,16 +133,14 @@ async fn sts_down_during_refreshes_fails_no_call_until_expiry_then_unavailable_t
     // STS is back: the calls that fail wake the refresher, and calls are served again.
     identity.set_sts_fault(None);
     let back = Instant::now();
-    loop {
-        assert!(
-            back.elapsed() < Duration::from_secs(3),
-            "no recovery after STS returned"
-        );
-        if app.get_flow(DOC_FLOW, "").await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(STREAM_GAP).await;
-    }
+    wait::until(
+        Duration::from_secs(3),
+        "a call served after STS returned",
+        || app.get_flow(DOC_FLOW, ""),
+        Result::is_ok,
+    )
+    .await
+    .expect("served");
     let recovered_in = back.elapsed();
     for _ in 0..5 {
         app.get_flow(DOC_FLOW, "").await.expect("served again");
@@ -159,10 +159,11 @@ async fn sts_down_during_refreshes_fails_no_call_until_expiry_then_unavailable_t
 #[tokio::test]
 async fn serve_without_credentials_exits_2_naming_every_provider_tried() {
     let home = tempfile::tempdir().expect("home");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // A port held for the test and never listened on: connections to it are refused.
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let closed = held.local_addr().expect("addr");
     let output = binary()
         .args(["serve", "--listen", "127.0.0.1:0", "--auth-mode", "none"])
         .env("HOME", home.path())

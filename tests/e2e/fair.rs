@@ -10,7 +10,7 @@ use cams_flows::{
 };
 use tokio::time::Instant;
 
-use crate::support::{TestApp, all_quiet_calls_served};
+use crate::support::{TestApp, all_quiet_calls_served, wait};
 
 fn quota(rps: f64, burst: u32) -> Quota {
     Quota {
@@ -53,9 +53,9 @@ async fn several_noisy_tenants_cannot_starve_quiet_ones() {
                         .await;
                     match result {
                         Ok(_) => ok += 1,
-                        // Over its own limit: the flood goes on as fast as it is let.
                         Err(_) => {
                             refused += 1;
+                            // pacing: over its own limit, the flood goes on as fast as it is let.
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
@@ -69,7 +69,7 @@ async fn several_noisy_tenants_cannot_starve_quiet_ones() {
     for q in 0..4 {
         let client = app.client.clone();
         quiet.push(tokio::spawn(async move {
-            // Staggered, as independent backends would be.
+            // pacing: staggered, as independent backends would be.
             tokio::time::sleep(Duration::from_millis(250 * q)).await;
             let mut ticks = tokio::time::interval(Duration::from_secs(2));
             let mut results = Vec::new();
@@ -125,18 +125,16 @@ fn refreshing(c: &mut Config) {
     };
 }
 
-/// Waits (boundedly) until the simulated CAMS has accepted `n` calls for `flow`.
+/// Waits until the simulated CAMS has accepted `n` calls for `flow`: a refresh runs in the
+/// background, after the hit that asked for it was answered.
 async fn wait_upstream(app: &TestApp, flow: &str, n: u64) {
-    for _ in 0..200 {
-        if app.upstream_calls(flow).await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "{flow}: {} upstream calls, expected {n}",
-        app.upstream_calls(flow).await
-    );
+    wait::until(
+        Duration::from_secs(5),
+        &format!("{n} calls for {flow} at CAMS"),
+        || app.upstream_calls(flow),
+        |&calls| calls >= n,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -145,12 +143,15 @@ async fn a_read_in_the_refresh_window_refreshes_once_while_callers_get_hits() {
     let flow = "sim:slow:300:refreshed";
     let unread = "sim:ok:unread";
     assert_eq!(app.call(flow, "t").await.expect("first").1, "miss");
-    // The entry's TTL runs from when CAMS's answer arrived.
+    // An entry's TTL runs from when CAMS's answer arrived, which was before this.
     let started = Instant::now();
     assert_eq!(app.call(unread, "t").await.expect("first").1, "miss");
+    let unread_fetched = Instant::now();
     // Before the window: hits, and no refresh.
     assert_eq!(app.call(flow, "t").await.expect("early").1, "hit");
-    tokio::time::sleep_until(started + Duration::from_millis(650)).await;
+    // pacing: into the refresh window (the TTL's last 500 ms), early enough that the refresh
+    // (300 ms at CAMS) ends well before the TTL.
+    tokio::time::sleep_until(started + Duration::from_millis(550)).await;
     // In the window: still hits; the first of them starts exactly one refresh, and the reads
     // while it is under way (it takes 300 ms at CAMS) are hits too.
     let mut reads = Vec::new();
@@ -160,12 +161,17 @@ async fn a_read_in_the_refresh_window_refreshes_once_while_callers_get_hits() {
     }
     assert!(reads.iter().all(|r| r == "hit"), "{reads:?}");
     wait_upstream(&app, flow, 2).await;
-    // Past the old TTL the refreshed answer serves: a hit, and no further CAMS call.
-    tokio::time::sleep_until(started + Duration::from_millis(1_150)).await;
+    // Past the old TTL the refreshed answer serves: a hit, and no further CAMS call (the
+    // refreshed answer comes due 500 ms after it arrived, so 800 ms after the window's first
+    // read at the earliest).
+    // pacing: past the old TTL, a wall-clock instant.
+    tokio::time::sleep_until(started + Duration::from_millis(1_250)).await;
     assert_eq!(app.call(flow, "t").await.expect("after").1, "hit");
     assert_eq!(app.upstream_calls(flow).await, 2, "refreshed exactly once");
     // An entry nobody read in its window was not refreshed: it expired.
     assert_eq!(app.upstream_calls(unread).await, 1);
+    // pacing: past that entry's TTL, a wall-clock instant (already, unless the host is slow).
+    tokio::time::sleep_until(unread_fetched + Duration::from_millis(1_050)).await;
     assert_eq!(app.call(unread, "t").await.expect("expired").1, "miss");
 }
 
@@ -174,14 +180,17 @@ async fn a_failed_refresh_keeps_the_entry_until_its_ttl() {
     let app = TestApp::builder().config(refreshing).spawn().await;
     // CAMS answers the first call and fails every later one.
     let flow = "sim:fail-after:1:refresh";
-    let started = Instant::now();
     assert_eq!(app.call(flow, "t").await.expect("first").1, "miss");
-    tokio::time::sleep_until(started + Duration::from_millis(600)).await;
+    // The entry's TTL runs from when CAMS's answer arrived, which was before this.
+    let fetched = Instant::now();
+    // pacing: into the refresh window (the TTL's last 500 ms), a wall-clock instant.
+    tokio::time::sleep_until(fetched + Duration::from_millis(550)).await;
     assert_eq!(app.call(flow, "t").await.expect("in the window").1, "hit");
     wait_upstream(&app, flow, 2).await;
     // The refresh failed; the entry serves on until its TTL ...
     assert_eq!(app.call(flow, "t").await.expect("still cached").1, "hit");
-    tokio::time::sleep_until(started + Duration::from_millis(1_100)).await;
+    // pacing: past the TTL, a wall-clock instant.
+    tokio::time::sleep_until(fetched + Duration::from_millis(1_050)).await;
     // ... and then CAMS's failure reaches the caller (stale_if_error is off).
     let status = app.call(flow, "t").await.expect_err("past the TTL");
     assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -208,6 +217,7 @@ async fn refreshed_answers_never_pass_their_preview_url() {
             "served a dead preview URL"
         );
         served += 1;
+        // pacing: a read every 20 ms or so, across several preview URLs' lives.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(served > 50);
@@ -264,6 +274,7 @@ async fn a_warm_cache_crosses_several_ttls_without_a_failed_call() {
                     .unwrap_or_default()
                     .to_owned();
                 sources.push(source);
+                // pacing: steady reads, without spinning the machine's cores.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             sources

@@ -45,6 +45,7 @@ use tonic_reflection::pb::v1;
 use crate::support::{
     TestApp, details, error_info,
     process::{ServedSandbox, serve_sandbox},
+    wait,
 };
 
 const FLOW: &str = "100000000000002";
@@ -398,24 +399,20 @@ async fn the_connection_cap_holds_and_frees_as_connections_close() {
     // Once one closes, a new one is served; the server learns of the close a moment later, and
     // a connection refused meanwhile is refused at once, so trying again is cheap.
     drop(second);
-    let end = Instant::now() + ms(3_000);
-    loop {
-        let attempt = match H2::connect_with(app.addr, &h2::client::Builder::new()).await {
-            Ok(conn) => conn.get_flow(FLOW, "new").await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match attempt {
-            Ok(answer) => {
-                answer.flow();
-                break;
+    let answer = wait::until(
+        ms(3_000),
+        "a new connection served after one closed",
+        || async {
+            match H2::connect_with(app.addr, &h2::client::Builder::new()).await {
+                Ok(conn) => conn.get_flow(FLOW, "new").await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
             }
-            Err(e) => assert!(
-                Instant::now() < end,
-                "no new connection served after one closed: {e}"
-            ),
-        }
-        tokio::task::yield_now().await;
-    }
+        },
+        Result::is_ok,
+    )
+    .await
+    .expect("served");
+    answer.flow();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,10 +585,11 @@ async fn calls_still_running_when_the_drain_runs_out_are_told_to_go_elsewhere() 
     // And one whose body the server is still reading (it would have 10 s).
     let raw = H2::connect(app.addr).await;
     let (unread, _body) = raw.open(GET_FLOW, GRPC).await.expect("open");
-    let at_cams = async {
-        loop {
-            let held = app
-                .sandbox_requests()
+    wait::until(
+        ms(5_000),
+        "the slow calls at CAMS",
+        || async {
+            app.sandbox_requests()
                 .await
                 .iter()
                 .filter(|r| {
@@ -599,14 +597,11 @@ async fn calls_still_running_when_the_drain_runs_out_are_told_to_go_elsewhere() 
                         .iter()
                         .any(|(_, v)| v.starts_with("sim:slow:5000:drain-"))
                 })
-                .count();
-            if held == calls.len() {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    within(ms(5_000), "the slow calls reaching CAMS", at_cams).await;
+                .count()
+        },
+        |&held| held == calls.len(),
+    )
+    .await;
 
     let started = Instant::now();
     app.trigger_shutdown();
@@ -714,8 +709,10 @@ async fn a_connection_held_open_by_a_watch_goes_away_at_its_maximum_age() {
         .await
         .expect_err("the watch ends");
     assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    // The connection was made before `started`, so 1.1 s is the latest it may be told to go
+    // away; 400 ms more for that to reach the client on a loaded host.
     assert!(
-        started.elapsed() <= ms(1_200),
+        started.elapsed() <= ms(1_500),
         "ended after {:?}",
         started.elapsed()
     );

@@ -214,9 +214,12 @@ async fn account_rejection_when_waiting_cannot_help() {
         .get_flow(FLOW, "b")
         .await
         .expect_err("account quota spent");
+    // At once: before the slot the first call used has rested (a second from its end), which
+    // is what a wait would have lasted.
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "refused at once"
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once, not after {:?}",
+        started.elapsed()
     );
     assert_rate_limited(&status, "ACCOUNT_RATE_LIMITED", "account");
     assert_eq!(
@@ -237,9 +240,10 @@ async fn a_call_waits_for_account_capacity_within_its_deadline() {
     app.get_flow_within(FLOW, "b", Some(Duration::from_secs(5)))
         .await
         .expect("served after waiting");
-    // With a deadline shorter than the wait, it is refused at once instead.
+    // With a deadline shorter than the wait (the slot rests a second), it is refused at once
+    // instead.
     let status = app
-        .get_flow_within(FLOW, "c", Some(Duration::from_millis(200)))
+        .get_flow_within(FLOW, "c", Some(Duration::from_millis(500)))
         .await
         .expect_err("cannot be served in time");
     assert_rate_limited(&status, "ACCOUNT_RATE_LIMITED", "account");

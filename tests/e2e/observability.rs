@@ -23,6 +23,7 @@ use crate::support::{
     DOC_FLOW, TestApp,
     otlp::Receiver,
     process::{Running, binary},
+    wait,
 };
 
 const SAMPLE_FLOW: &str = "100000000000002";
@@ -534,18 +535,13 @@ async fn redis_is_measured_and_its_loss_shows() {
         .await;
     let up = |text: &str| Scrape::parse(text).value("cams_flows_redis_up", &[("store", "state")]);
     // The connection's watch pings Redis every second, calls or not.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = app.scrape().await;
-        if text.contains("cams_flows_redis_up{store=\"state\"} 1") {
-            break text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis never showed up: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = wait::until(
+        Duration::from_secs(10),
+        "cams_flows_redis_up 1 for the state's Redis",
+        || app.scrape(),
+        |text| text.contains("cams_flows_redis_up{store=\"state\"} 1"),
+    )
+    .await;
     assert_eq!(up(&text), 1.0);
     let m = Scrape::parse(&text);
     assert!(
@@ -556,25 +552,20 @@ async fn redis_is_measured_and_its_loss_shows() {
     );
 
     redis.kill();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = app.scrape().await;
-        if up(&text) == 0.0 {
-            let m = Scrape::parse(&text);
-            let errors = m.value(
-                "cams_flows_redis_errors_total",
-                &[("store", "state"), ("kind", "error")],
-            ) + m.value(
-                "cams_flows_redis_errors_total",
-                &[("store", "state"), ("kind", "timeout")],
-            );
-            assert!(errors > 0.0, "{text}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis's loss never showed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = wait::until(
+        Duration::from_secs(10),
+        "cams_flows_redis_up 0 once Redis is gone",
+        || app.scrape(),
+        |text| up(text) == 0.0,
+    )
+    .await;
+    let m = Scrape::parse(&text);
+    let errors = m.value(
+        "cams_flows_redis_errors_total",
+        &[("store", "state"), ("kind", "error")],
+    ) + m.value(
+        "cams_flows_redis_errors_total",
+        &[("store", "state"), ("kind", "timeout")],
+    );
+    assert!(errors > 0.0, "{text}");
 }

@@ -9,9 +9,23 @@ use tonic::{Code, Status};
 
 use crate::support::{
     details, error_info,
+    process::Running,
     redis::RedisServer,
     replica::{Replica, sandbox, stats},
+    wait,
 };
+
+/// Waits until `process` has logged a line holding `needle` (its output is read as it comes, a
+/// little after it is written).
+async fn logged(process: &Running, needle: &str) {
+    wait::until(
+        Duration::from_secs(10),
+        &format!("a log line with {needle:?}"),
+        || async { process.output() },
+        |output| output.contains(needle),
+    )
+    .await;
+}
 
 /// Calls that each need CAMS (a new flow every time) through every replica until `end`: the
 /// successes, and the failures by reason.
@@ -32,10 +46,10 @@ async fn flood(replicas: &[Replica], tag: &str, end: Instant) -> (u32, Vec<Statu
                     request.set_timeout(Duration::from_secs(3));
                     match client.clone().get_flow(request).await {
                         Ok(_) => ok += 1,
-                        // As a client that honours RetryInfo would, if less patiently: the
-                        // flood stays a flood without spinning the machine's cores.
                         Err(status) => {
                             failed.push(status);
+                            // pacing: as a client that honours RetryInfo would, if less
+                            // patiently: the flood stays a flood without spinning the cores.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -149,23 +163,20 @@ async fn three_replicas_share_the_account_quota_even_when_redis_is_lost() {
     replicas[2]
         .get_eventually("sim:ok:after-the-restart", "t")
         .await;
-    assert!(
-        replicas[2]
-            .process
-            .output()
-            .contains("the account quota's state in Redis is new"),
-        "the quiet period is explained in the log"
-    );
+    // The quiet period is explained in the log.
+    logged(
+        &replicas[2].process,
+        "the account quota's state in Redis is new",
+    )
+    .await;
     let (ok, _) = flood(&replicas, "b", Instant::now() + Duration::from_secs(2)).await;
     assert!(ok > 0, "served again");
     let after = stats(&endpoint).await;
     assert_eq!(after.throttled, 0, "{after:?}");
     assert!(after.max_accepted_per_sliding_second <= 5, "{after:?}");
+    // The recovery is logged.
     for replica in &replicas {
-        assert!(
-            replica.process.output().contains("Redis reachable again"),
-            "the recovery is logged"
-        );
+        logged(&replica.process, "Redis reachable again").await;
     }
 }
 
@@ -195,7 +206,8 @@ async fn a_stopped_replica_loses_its_slots_when_its_leases_end() {
     )
     .await;
     frozen.get_eventually("sim:ok:first", "t").await;
-    // Let that first call's slot rest, so that the frozen replica takes all five.
+    // pacing: past that first call's slot's rest (a second from its end, a wall-clock instant),
+    // so that the frozen replica takes all five at once.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     let held_at = Instant::now();
@@ -212,9 +224,13 @@ async fn a_stopped_replica_loses_its_slots_when_its_leases_end() {
                 .await
         }));
     }
-    while stats(&endpoint).await.accepted < 6 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        "the five held calls at CAMS",
+        || async { stats(&endpoint).await.accepted },
+        |&accepted| accepted >= 6,
+    )
+    .await;
     frozen.process.signal("STOP");
 
     other
@@ -256,11 +272,12 @@ async fn one_tenant_through_three_replicas_stays_within_its_quota() {
     for _ in 0..3 {
         replicas.push(Replica::start(&endpoint, &settings).await);
     }
-    // Each replica caches the flow first, so that the measured calls are hits; then the
-    // tenant's bucket refills.
+    // Each replica caches the flow first, so that the measured calls are hits.
     for replica in &replicas {
         replica.get_eventually("100000000000002", "measured").await;
     }
+    // pacing: the tenant's bucket refills (in a second) and the batches taken so far end (a
+    // second after they were granted) before the measured span starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let span = Duration::from_secs(5);
     let end = Instant::now() + span;
@@ -282,6 +299,7 @@ async fn one_tenant_through_three_replicas_stays_within_its_quota() {
                     Err(status) => {
                         assert_eq!(error_info(&status).reason, "TENANT_RATE_LIMITED");
                         limited += 1;
+                        // pacing: a refused caller tries again a little later.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }

@@ -110,20 +110,23 @@ async fn exercise(addr: &str, flows: &[&str]) -> Vec<String> {
     messages
 }
 
-/// Stops a gateway with SIGTERM and returns everything it wrote.
-async fn stop(gateway: Running) -> String {
-    gateway.signal("TERM");
-    let (exit, gateway) = tokio::task::spawn_blocking(move || {
-        let mut gateway = gateway;
-        let status = gateway.child.wait();
-        (status, gateway)
+/// Stops a process with SIGTERM and returns everything it wrote, to the end.
+async fn stop(process: Running) -> String {
+    process.signal("TERM");
+    let (exit, output) = tokio::task::spawn_blocking(move || {
+        let mut process = process;
+        let status = process.exit_within(Duration::from_secs(30));
+        (status, process.all_output())
     })
     .await
     .expect("join");
-    assert_eq!(exit.expect("exit").code(), Some(0));
-    // Give the reader threads the last lines.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = gateway.output();
+    assert_eq!(exit.code(), Some(0), "{output}");
+    output
+}
+
+/// Stops a gateway with SIGTERM and returns everything it wrote.
+async fn stop_gateway(gateway: Running) -> String {
+    let logs = stop(gateway).await;
     assert!(logs.contains("\"stopped\""), "the whole run was captured");
     assert!(
         logs.lines().count() > 20,
@@ -191,7 +194,7 @@ async fn no_secret_appears_in_any_output_or_error() {
         .expect("field")
         .to_owned();
     messages.extend(exercise(&addr, EVERY_ANSWER).await);
-    logs.push(stop(env).await);
+    logs.push(stop_gateway(env).await);
 
     // RRSA: the OIDC token traded at the simulated STS, refreshed while the calls run.
     let oidc = Running::start(
@@ -226,7 +229,7 @@ async fn no_secret_appears_in_any_output_or_error() {
     .await
     .expect("join");
     messages.extend(exercise(&addr, CREDENTIAL_ANSWERS).await);
-    logs.push(stop(refreshed).await);
+    logs.push(stop_gateway(refreshed).await);
 
     // The ECS role from the simulated metadata service (IMDSv2), with AssumeRole on top: the
     // role's STS token signs AssumeRole.
@@ -244,7 +247,7 @@ async fn no_secret_appears_in_any_output_or_error() {
         .expect("field")
         .to_owned();
     messages.extend(exercise(&addr, CREDENTIAL_ANSWERS).await);
-    logs.push(stop(ecs).await);
+    logs.push(stop_gateway(ecs).await);
 
     let body = reqwest::get(format!("{identity}/_sandbox/issued"))
         .await
@@ -267,7 +270,7 @@ async fn no_secret_appears_in_any_output_or_error() {
     }
     secrets.extend(issued.metadata_tokens.iter().map(String::as_str));
 
-    let sandbox_logs = sandbox.output();
+    let sandbox_logs = stop(sandbox).await;
     for secret in secrets {
         for log in &logs {
             assert!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::support::{
     DOC_FLOW,
     process::{ServedSandbox, binary, serve_sandbox},
-    spawn_app,
+    spawn_app, wait,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -150,9 +150,13 @@ async fn in_flight_calls_finish_during_shutdown() {
             .await
     });
     // Wait until the simulated CAMS holds the call, so that shutdown starts mid-call.
-    while app.sandbox_requests().await.is_empty() {
-        tokio::task::yield_now().await;
-    }
+    wait::until(
+        Duration::from_secs(5),
+        "the call at CAMS",
+        || app.sandbox_requests(),
+        |requests| !requests.is_empty(),
+    )
+    .await;
     app.trigger_shutdown();
     let response = call.await.expect("task").expect("in-flight call completes");
     assert_eq!(
@@ -221,7 +225,7 @@ async fn serve_sandbox_answers_then_exits_cleanly_on_sigterm() {
     let served: Vec<&String> = rest.iter().filter(|l| l.contains("\"served\"")).collect();
     assert_eq!(served.len(), 1, "only the miss is logged at info: {rest:?}");
     assert!(served[0].contains("\"cache\":\"miss\""), "{served:?}");
-    let status = running.child.wait().expect("exit");
+    let status = running.exit_within(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     // Nothing was in flight, so the exit does not wait for the drain bound (10 s by default),
     // even though the client still holds its connection.
@@ -398,25 +402,21 @@ async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
     }
     // They go first, so that the load's first misses do not take the account quota from them.
     let http = reqwest::Client::new();
-    let waiting_since = std::time::Instant::now();
-    loop {
-        assert!(
-            waiting_since.elapsed() < Duration::from_secs(10),
-            "the slow calls never reached the simulated CAMS"
-        );
-        let body = http
-            .get(format!("{sandbox}/_sandbox/requests"))
-            .send()
-            .await
-            .expect("sandbox")
-            .text()
-            .await
-            .expect("body");
-        if body.matches("sim:slow:1500:drain-").count() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        "the three slow calls at the simulated CAMS",
+        || async {
+            http.get(format!("{sandbox}/_sandbox/requests"))
+                .send()
+                .await
+                .expect("sandbox")
+                .text()
+                .await
+                .expect("body")
+        },
+        |body| body.matches("sim:slow:1500:drain-").count() >= 3,
+    )
+    .await;
 
     // Steady load on a cached flow from several tenants, until the server goes away.
     let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -497,10 +497,9 @@ async fn sigterm_under_load_drains_in_flight_calls_and_refuses_new_ones() {
     assert!(refused.is_err(), "the listener is closed");
 
     drop(channel);
-    let status = tokio::task::spawn_blocking(move || running.child.wait())
+    let status = tokio::task::spawn_blocking(move || running.exit_within(Duration::from_secs(30)))
         .await
-        .expect("join")
-        .expect("exit");
+        .expect("join");
     assert_eq!(status.code(), Some(0));
     assert!(
         t0.elapsed() < Duration::from_secs(5 + 3),

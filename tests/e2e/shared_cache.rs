@@ -10,7 +10,12 @@ use tokio::time::Instant;
 use crate::support::{
     redis::RedisServer,
     replica::{Replica, sandbox, stats},
+    wait,
 };
+
+/// The bound on background work the tests wait for (a fill into Redis, a replica's connection to
+/// it), far above the milliseconds it takes.
+const BACKGROUND: Duration = Duration::from_secs(10);
 
 /// Replicas sharing the cache in `redis`, with `extra` settings.
 async fn replicas(
@@ -29,7 +34,17 @@ async fn replicas(
     settings.extend_from_slice(extra);
     let mut started = Vec::new();
     for _ in 0..n {
-        started.push(Replica::start(endpoint, &settings).await);
+        let replica = Replica::start(endpoint, &settings).await;
+        // Connected to the cache's Redis, so that its first call shares: until the connection is
+        // made, calls go on without the shared tier, as they do while Redis is down.
+        wait::until(
+            BACKGROUND,
+            "the replica's connection to the cache's Redis",
+            || async { replica.process.output() },
+            |log| log.contains("Redis connected"),
+        )
+        .await;
+        started.push(replica);
     }
     started
 }
@@ -58,6 +73,18 @@ async fn entry_keys(redis: &RedisServer, flow: &str) -> Vec<String> {
         .keys(format!("*:flow:*:{flow}}}"))
         .await
         .expect("KEYS")
+}
+
+/// The keys of `flow`'s shared entries once there are at least `n`: a replica fills Redis after
+/// it has answered, off the answer's path.
+async fn filled_keys(redis: &RedisServer, flow: &str, n: usize) -> Vec<String> {
+    wait::until(
+        BACKGROUND,
+        &format!("{n} shared entries of {flow} in Redis"),
+        || entry_keys(redis, flow),
+        |keys| keys.len() >= n,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +191,8 @@ async fn tenants_never_share_entries_across_replicas() {
     assert_eq!(source, "shared");
     assert_eq!(preview(&b_elsewhere), preview(&b));
     assert_eq!(calls_to(&endpoint, flow).await, 2);
-    assert_eq!(entry_keys(&redis, flow).await.len(), 2);
+    let keys = filled_keys(&redis, flow, 2).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +209,11 @@ async fn no_replica_serves_a_shared_answer_past_its_preview_url() {
     .await;
     // The preview URL dies in 1.5 s; the TTL (30 s) would keep the answer far longer.
     let flow = "sim:expiring:1500:shared";
-    let fetched = Instant::now();
     assert_eq!(r[0].source(flow, "t").await, "miss");
 
     // Redis drops the entry when the preview URL dies, not at the end of the TTL.
     let mut connection = connection(&redis).await;
-    let keys = entry_keys(&redis, flow).await;
+    let keys = filled_keys(&redis, flow, 1).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     let ttl_ms: i64 = connection.pttl(&keys[0]).await.expect("PTTL");
     assert!(ttl_ms > 0 && ttl_ms <= 1_500, "the entry lives {ttl_ms} ms");
@@ -202,7 +229,14 @@ async fn no_replica_serves_a_shared_answer_past_its_preview_url() {
         + Duration::from_nanos(u64::try_from(expires.nanos).expect("nanos"));
     assert!(expires > SystemTime::now());
 
-    tokio::time::sleep_until(fetched + Duration::from_millis(1_600)).await;
+    // pacing: until the preview URL's expiry, a wall-clock instant, has passed.
+    tokio::time::sleep(
+        expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            + Duration::from_millis(50),
+    )
+    .await;
     assert_eq!(r[1].source(flow, "t").await, "miss");
     assert_eq!(calls_to(&endpoint, flow).await, 2);
 }
@@ -217,7 +251,7 @@ async fn a_corrupt_shared_entry_is_a_miss_and_is_replaced() {
     for (i, garbage) in garbage.into_iter().enumerate() {
         let flow = format!("sim:ok:corrupt-{i}");
         assert_eq!(r[0].source(&flow, "t").await, "miss");
-        let keys = entry_keys(&redis, &flow).await;
+        let keys = filled_keys(&redis, &flow, 1).await;
         assert_eq!(keys.len(), 1, "{keys:?}");
         let () = connection.set_ex(&keys[0], garbage, 60).await.expect("SET");
         // Another replica cannot read it: it fetches, serves, and stores a good entry ...
@@ -253,19 +287,24 @@ async fn calls_go_on_while_the_cache_redis_is_down_and_sharing_resumes() {
     }
 
     redis.restart();
-    // Once Redis is back (empty), a fetch on one replica is shared with the others again.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Once Redis is back (empty) and the replicas have noticed (they probe it every second), a
+    // fetch on one replica is shared with the others again.
+    let replicas = &r;
     let mut round = 0;
-    loop {
-        round += 1;
-        let flow = format!("sim:ok:back-{round}");
-        assert_eq!(r[0].source(&flow, "t").await, "miss");
-        if r[1].source(&flow, "t").await == "shared" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sharing never resumed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(15),
+        "a flow fetched by one replica, served to another from the restarted Redis",
+        || {
+            round += 1;
+            let flow = format!("sim:ok:back-{round}");
+            async move {
+                assert_eq!(replicas[0].source(&flow, "t").await, "miss");
+                replicas[1].source(&flow, "t").await
+            }
+        },
+        |source| source == "shared",
+    )
+    .await;
 }
 
 /// An entry read on every replica near the end of its TTL is refreshed once for all of them,
@@ -286,28 +325,33 @@ async fn a_refresh_is_one_cams_call_for_all_replicas() {
     )
     .await;
     let flow = "sim:ok:refreshed";
-    let fetched = Instant::now();
     assert_eq!(r[0].source(flow, "t").await, "miss");
+    // The entry's TTL runs from CAMS's answer, which came before this.
+    let fetched = Instant::now();
     assert_eq!(r[1].source(flow, "t").await, "shared");
     assert_eq!(r[2].source(flow, "t").await, "shared");
 
-    // In the refresh window (the last second of the TTL) every replica asks for a refresh, all
-    // at once.
+    // pacing: into the refresh window (the last second of the TTL), where every replica asks
+    // for a refresh, all at once.
     tokio::time::sleep_until(fetched + Duration::from_millis(2_100)).await;
     let reads = r.iter().map(|replica| replica.call(flow, "t"));
     for read in futures_util::future::join_all(reads).await {
         assert_eq!(read.expect("a hit").1, "hit");
     }
-    let refreshed_by = Instant::now() + Duration::from_millis(700);
-    while calls_to(&endpoint, flow).await < 2 {
-        assert!(Instant::now() < refreshed_by, "never refreshed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ttl_over = fetched + Duration::from_millis(3_000);
+    wait::until(
+        ttl_over.saturating_duration_since(Instant::now()),
+        "the refresh at CAMS before the first answer's TTL is over",
+        || calls_to(&endpoint, flow),
+        |&calls| calls >= 2,
+    )
+    .await;
 
     // Past the first answer's TTL, every replica has the refreshed one: kept locally already
     // (the replica that refreshed, and any that read it at once), or read from Redis now. The
     // refreshed answer is not due for a refresh of its own before 2 s after it was fetched.
-    tokio::time::sleep_until(fetched + Duration::from_millis(3_100)).await;
+    // pacing: past the first answer's TTL, a wall-clock instant.
+    tokio::time::sleep_until(ttl_over + Duration::from_millis(100)).await;
     for replica in &r {
         let source = replica.source(flow, "t").await;
         assert!(source == "hit" || source == "shared", "{source}");
@@ -317,7 +361,9 @@ async fn a_refresh_is_one_cams_call_for_all_replicas() {
 
 /// A cache Redis that holds its connections and answers nothing costs at most one wait of
 /// `redis.timeout_ms`: the replicas skip it while it is known to be down, and do not hold an
-/// answer for its fill. Calls with a deadline of twice that bound are all served.
+/// answer for its fill. Calls with a deadline of twice that bound are all served (the gateway
+/// answers a little before the deadline, so a second wait would not fit; the bound is a second,
+/// so that the rest of a call has ample room on a loaded host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_cache_redis_costs_a_miss_one_timeout_at_most() {
     let redis = RedisServer::start();
@@ -326,7 +372,7 @@ async fn a_hung_cache_redis_costs_a_miss_one_timeout_at_most() {
         2,
         &endpoint,
         &redis,
-        &[("CAMS_FLOWS_REDIS_TIMEOUT_MS", "400")],
+        &[("CAMS_FLOWS_REDIS_TIMEOUT_MS", "1000")],
     )
     .await;
     assert_eq!(r[0].source("sim:ok:before", "t").await, "miss");
@@ -335,7 +381,7 @@ async fn a_hung_cache_redis_costs_a_miss_one_timeout_at_most() {
     for i in 0..6 {
         let flow = format!("sim:ok:hung-{i}");
         r[i % 2]
-            .get(&flow, "t", Duration::from_millis(800))
+            .get(&flow, "t", Duration::from_millis(2_000))
             .await
             .unwrap_or_else(|status| panic!("{flow}: {status:?}"));
     }

@@ -13,7 +13,7 @@ use cams_flows::{
 use secrecy::SecretString;
 use tokio::time::Instant;
 
-use crate::support::redis::RedisServer;
+use crate::support::{redis::RedisServer, wait};
 
 const WINDOW: Duration = Duration::from_millis(300);
 const RPS: u32 = 3;
@@ -79,6 +79,7 @@ async fn replicas<const N: usize>(redis: &RedisServer) -> [RedisSlots; N] {
     let probe = gate(Arc::new(first.clone()));
     // The first ask starts the quiet period; after it, the store admits.
     let _ = ask(&probe, Instant::now() + Duration::from_millis(50)).await;
+    // pacing: the quiet period is a span of wall-clock time from that first ask.
     tokio::time::sleep(quiet).await;
     stores
 }
@@ -113,7 +114,7 @@ async fn every_slot_store_keeps_the_strict_sliding_bound() {
             calls.push(tokio::spawn(async move {
                 let lease = ask(&gate, far).await.expect("served");
                 let started = Instant::now();
-                // Calls of varied length hold their slot while they run.
+                // pacing: calls of varied length hold their slot while they run.
                 tokio::time::sleep(Duration::from_millis(i * 17 % 50)).await;
                 lease.complete().await;
                 started
@@ -140,7 +141,11 @@ async fn every_slot_store_lets_a_burst_through_then_rests_the_slots() {
         for _ in 0..RPS {
             ask(&gate, far).await.expect("burst").complete().await;
         }
-        assert!(t0.elapsed() < WINDOW / 2, "{name}: the burst did not wait");
+        // Had a call of the burst waited for a slot to rest (a window), or had the store spread
+        // the calls out (a window / RPS apart, as a token bucket without a burst would), the
+        // burst would have taken two windows / RPS at least.
+        let burst = t0.elapsed();
+        assert!(burst < WINDOW * 2 / RPS, "{name}: the burst took {burst:?}");
         ask(&gate, far).await.expect("waits").complete().await;
         assert!(t0.elapsed() >= WINDOW, "{name}: the next waited a window");
     }
@@ -201,20 +206,27 @@ async fn a_flood_through_one_replica_does_not_starve_another() {
             while Instant::now() < end {
                 match ask(&busy, end).await {
                     Ok(lease) => {
+                        // pacing: the call holds its slot while it runs.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         lease.complete().await;
                         served += 1;
                     }
-                    // Refused: it would wait past the end. As a client honouring the retry
-                    // hint would, if less patiently.
+                    // pacing: refused, as it would wait past the end; as a client honouring the
+                    // retry hint would, if less patiently.
                     Err(rejection) => tokio::time::sleep(rejection.retry_after.min(WINDOW)).await,
                 }
             }
             served
         }));
     }
-    // Let the flood fill the slots and its queue.
-    tokio::time::sleep(WINDOW * 2).await;
+    // The flood holds every slot, and its callers queue.
+    wait::until(
+        Duration::from_secs(5),
+        "callers of the flood queued on the busy replica",
+        || async { busy.queued() },
+        |&queued| queued > 0,
+    )
+    .await;
     let mut waits = Vec::new();
     for _ in 0..5 {
         let asked = Instant::now();

@@ -11,6 +11,7 @@ use std::{
 use crate::support::{
     certs::{CLIENT_DNS, Ca, SPIFFE_ID},
     tls::{TlsFiles, client_tls, replace},
+    wait,
 };
 use cams_flows::server::{ConnInfo, PeerIdentity, TlsError, TlsServer, incoming};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
@@ -160,19 +161,22 @@ async fn check_on(endpoint: Endpoint) -> Result<(), String> {
 
 /// Polls until the server presents `expected` to new connections; bounded by PATIENCE.
 async fn wait_for_certificate(server: &TestServer, ca: &Ca, expected: &CertificateDer<'_>) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let presented = server.presented_certificate(ca).await;
-        if presented.as_ref().is_ok_and(|der| der == expected) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new certificate was not served in time; last: {:?}",
-            presented.map(|_| "the old certificate")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        PATIENCE,
+        "the new certificate served to new connections",
+        || async {
+            server.presented_certificate(ca).await.map(|der| {
+                if der == *expected {
+                    "the new certificate"
+                } else {
+                    "another certificate"
+                }
+            })
+        },
+        |presented| *presented == Ok("the new certificate"),
+    )
+    .await
+    .expect("presented");
 }
 
 // ---- TLS and mTLS ----
@@ -315,6 +319,7 @@ async fn the_reloader_picks_up_changed_files() {
     // yet; the next one must still pick up the pair.
     let second = ca.server_leaf("server two");
     replace(&files.cert, &second.cert_pem);
+    // pacing: two polls (every 100 ms) or more see the new certificate with the old key.
     tokio::time::sleep(Duration::from_millis(250)).await;
     replace(&files.key, &second.key_pem);
     wait_for_certificate(&server, &ca, &second.der).await;
@@ -322,6 +327,8 @@ async fn the_reloader_picks_up_changed_files() {
 
     // A broken rewrite is not taken: the working certificate stays.
     replace(&files.key, "-----BEGIN PRIVATE KEY-----\nnot a key\n");
+    // pacing: what is asserted is that nothing changes, so time must pass: several polls (every
+    // 100 ms) see the broken key.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(server.presented_certificate(&ca).await, Ok(second.der));
     reloader.abort();
@@ -358,18 +365,14 @@ async fn the_reloader_rotates_the_client_ca() {
     let new_client_ca = Ca::new("mesh CA 2");
     let new_client = new_client_ca.client_leaf();
     replace(&files.client_ca, &new_client_ca.pem);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server
-        .check(&server_ca, Some(new_client.identity()))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new client CA not taken"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        PATIENCE,
+        "a client of the new CA served",
+        || server.check(&server_ca, Some(new_client.identity())),
+        Result::is_ok,
+    )
+    .await
+    .expect("served");
     assert!(
         server
             .check(&server_ca, Some(old_client.identity()))
@@ -385,8 +388,9 @@ async fn the_reloader_rotates_the_client_ca() {
 async fn the_reloader_reloads_on_sighup() {
     // Installing a handler first means a SIGHUP can never take the default action (ending this
     // test process), whenever the reloader's own listener gets registered.
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .expect("SIGHUP handler");
+    let hangups = tokio::sync::Mutex::new(hangups);
     let ca = Ca::new("server CA");
     let first = ca.server_leaf("server one");
     let files = TlsFiles::new(&first, None);
@@ -398,23 +402,28 @@ async fn the_reloader_reloads_on_sighup() {
     let second = ca.server_leaf("server two");
     replace(&files.cert, &second.cert_pem);
     replace(&files.key, &second.key_pem);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &std::process::id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        let _ = tokio::time::timeout(Duration::from_secs(1), hangups.recv()).await;
-        if server.presented_certificate(&ca).await == Ok(second.der.clone()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no reload on SIGHUP"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The reloader may not have installed its handler when the first signal comes: signalled
+    // again until it reloads.
+    wait::until(
+        PATIENCE,
+        "a reload on SIGHUP",
+        || {
+            let sent = std::process::Command::new("kill")
+                .args(["-HUP", &std::process::id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+            let (hangups, server, ca) = (&hangups, &server, &ca);
+            async move {
+                let mut hangups = hangups.lock().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), hangups.recv()).await;
+                server.presented_certificate(ca).await
+            }
+        },
+        |presented| *presented == Ok(second.der.clone()),
+    )
+    .await
+    .expect("presented");
     reloader.abort();
 }
 

@@ -1,6 +1,7 @@
 //! What the end-to-end tests share: the test app (the real gateway against a simulated CAMS, see
-//! [`app`]), certificates and TLS files, the real binary as a child process, and the assertions
-//! every module makes about failures.
+//! [`app`]), certificates and TLS files, the real binary as a child process, the bounded wait for
+//! work done in the background ([`wait::until`]), and the assertions every module makes about
+//! failures.
 
 mod app;
 pub mod certs;
@@ -9,6 +10,7 @@ pub mod process;
 pub mod redis;
 pub mod replica;
 pub mod tls;
+pub mod wait;
 
 pub use app::{TestApp, spawn_app};
 use cams_flows::pb::GetFlowResponse;

@@ -3,7 +3,7 @@
 //! to install it (they never skip).
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -18,21 +18,29 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts an empty Redis with no persistence (as the quota's store should run).
     pub fn start() -> Self {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
-            probe.local_addr().expect("addr").port()
-        };
-        let mut server = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        server.launch();
-        server
+        // A port the OS found free; another process may take it before redis-server binds it,
+        // and then another port is tried.
+        for _ in 0..5 {
+            let port = {
+                let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
+                probe.local_addr().expect("addr").port()
+            };
+            let mut server = Self {
+                child: None,
+                port,
+                dir: tempfile::tempdir().expect("tempdir"),
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("redis-server found no free port in five tries");
     }
 
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on this port: true once it answers there, false if another process
+    /// holds the port.
+    fn launch(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -57,31 +65,49 @@ impl RedisServer {
                      and make sure `redis-server` is on PATH"
                 )
             });
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ping() {
-                return;
+        loop {
+            // The server that answers must be this one, not one another test started on a port
+            // it was also told was free.
+            if let Some(pid) = self.answering_pid() {
+                if pid == child.id() {
+                    self.child = Some(child);
+                    return true;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            if child.try_wait().expect("try_wait").is_some() {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("redis-server on port {} did not answer", self.port);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not answer PING", self.port);
     }
 
-    fn ping(&self) -> bool {
+    /// The process id of the Redis answering on this port, if one does.
+    fn answering_pid(&self) -> Option<u32> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        (&stream).write_all(b"INFO server\r\n").ok()?;
+        // A bulk string: `$<length>\r\n<text>\r\n`.
+        let mut reply = BufReader::new(&stream);
+        let mut header = String::new();
+        reply.read_line(&mut header).ok()?;
+        let length: usize = header.strip_prefix('$')?.trim().parse().ok()?;
+        let mut text = vec![0; length];
+        reply.read_exact(&mut text).ok()?;
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn url(&self) -> String {
@@ -112,7 +138,11 @@ impl RedisServer {
     /// Starts again, empty, on the same port (a restart without persistence).
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        assert!(
+            self.launch(),
+            "another process took port {} while redis-server was down",
+            self.port
+        );
     }
 }
 

@@ -7,13 +7,13 @@ use cams_flows::{
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
     sandbox::{Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
 };
-use tokio::time::Instant;
 use tonic::{Code, Status, transport::Channel};
 
 use super::{
     KEY_ID, KEY_SECRET,
     app::call_with_source,
     process::{Running, binary},
+    wait,
 };
 
 /// A gateway process and a client connected to it.
@@ -82,17 +82,21 @@ impl Replica {
     /// Calls until a call succeeds: the shared quota admits nothing during the quiet period that
     /// follows a fresh (or restarted) Redis.
     pub async fn get_eventually(&self, flow: &str, tenant: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.get(flow, tenant, Duration::from_secs(3)).await {
-                Ok(()) => return,
-                Err(status) if Instant::now() < deadline => {
+        wait::until_every(
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+            &format!("{flow} for {tenant} served"),
+            || async {
+                let result = self.get(flow, tenant, Duration::from_secs(3)).await;
+                if let Err(status) = &result {
                     assert_ne!(status.code(), Code::Internal, "{status:?}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(status) => panic!("never served: {status:?}"),
-            }
-        }
+                result
+            },
+            Result::is_ok,
+        )
+        .await
+        .expect("served");
     }
 }
 
