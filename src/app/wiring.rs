@@ -21,7 +21,7 @@ use crate::{
         AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, RedisSlots,
         RedisTenantLimits, SlotStore, TenantLimits,
     },
-    store::{CACHE_WHEN_DOWN, QUOTA_WHEN_DOWN, Redis, RedisConfig, account_tag},
+    store::{Purpose, Redis, RedisConfig, account_tag},
     telemetry::{metrics::Metrics, trace::Tracing},
 };
 
@@ -63,12 +63,9 @@ pub async fn flow_api(
         None => None,
     };
     let shared = match (&config.redis, &account) {
-        (Some(redis_config), Some(account)) => Some(Shared::connect(
-            redis_config,
-            account,
-            tasks,
-            (&metrics, "state"),
-        )?),
+        (Some(redis_config), Some(account)) => {
+            Some(Shared::connect(redis_config, account, tasks, (&metrics, "state")).await?)
+        }
         _ => None,
     };
     // The cache's tier in Redis: the same connection when it is the same Redis.
@@ -78,12 +75,7 @@ pub async fn flow_api(
                 redis: shared.redis.clone(),
                 account_tag: shared.account_tag.clone(),
             }),
-            _ => Some(Shared::connect(
-                cache_config,
-                account,
-                tasks,
-                (&metrics, "cache"),
-            )?),
+            _ => Some(Shared::connect(cache_config, account, tasks, (&metrics, "cache")).await?),
         },
         _ => None,
     };
@@ -110,13 +102,21 @@ pub async fn flow_api(
 
     let account_limits = config.limits.account();
     let slots: Arc<dyn SlotStore> = match &shared {
-        Some(shared) => Arc::new(RedisSlots::new(
-            shared.redis.clone(),
-            &shared.account_tag,
-            account_limits.rps,
-            account_limits.window,
-            config.call_timeout,
-        )),
+        Some(shared) => Arc::new(
+            RedisSlots::new(
+                shared.redis.clone(),
+                &shared.account_tag,
+                account_limits.rps,
+                account_limits.window,
+                config.call_timeout,
+            )
+            .confirmed_by_replicas(
+                config
+                    .redis
+                    .as_ref()
+                    .is_none_or(|redis| redis.wait_for_replicas),
+            ),
+        ),
         None => Arc::new(LocalSlots::new(account_limits.rps, account_limits.window)),
     };
     let gate = AccountGate::new(account_limits, config.limits.weights(), slots);
@@ -186,18 +186,22 @@ struct Shared {
 }
 
 impl Shared {
-    fn connect(
+    /// The handle on the Redis of `config`, connected (or connecting, if it does not answer
+    /// yet). A Redis that holds the account's quota and may evict keys is refused: the gateway
+    /// does not start.
+    async fn connect(
         config: &RedisConfig,
         account: &str,
         tasks: &mut Tasks,
         (metrics, store): (&Metrics, &'static str),
     ) -> Result<Self, StartError> {
-        let (when_down, shared) = if store == "cache" {
-            (CACHE_WHEN_DOWN, "the cache")
+        let (purpose, shared) = if store == "cache" {
+            (Purpose::CACHE, "the cache")
         } else {
-            (QUOTA_WHEN_DOWN, "the account quota and the tenant limits")
+            (Purpose::STATE, "the account quota and the tenant limits")
         };
-        let redis = Redis::observed(config, metrics.redis(store), when_down)?;
+        let redis = Redis::observed(config, metrics.redis(store), purpose)?;
+        redis.check_at_start().await?;
         observe::redis(metrics, &redis, store);
         tasks.spawn("redis watch", redis.watch());
         tracing::info!(

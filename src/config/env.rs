@@ -10,6 +10,8 @@ use super::keys::{self, CONFIG_ENV, ENV_PREFIX};
 /// that finding them set is no typo.
 /// The Redis password, for a `[redis] url` that carries none.
 pub(super) const REDIS_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_PASSWORD";
+/// The sentinels' password, in sentinel mode, when they need one.
+pub(super) const REDIS_SENTINEL_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_SENTINEL_PASSWORD";
 
 const READ_ELSEWHERE: &[&str] = &[
     // examples/python/client.py and examples/node/client.js: the gateway address the example
@@ -57,6 +59,7 @@ pub struct Environment {
     not_utf8: Option<(&'static str, String)>,
     warnings: Vec<Warning>,
     redis_password: Option<SecretString>,
+    redis_sentinel_password: Option<SecretString>,
     /// The standard OpenTelemetry variables the gateway reads itself ([`OTEL_READ`]).
     otel: BTreeMap<String, String>,
 }
@@ -96,12 +99,17 @@ impl Environment {
             }
             // A secret: only ever read from the environment, never a key of the tree (and so
             // never in an error that quotes a value).
-            if name == REDIS_PASSWORD_ENV {
-                env.redis_password = value
+            if name == REDIS_PASSWORD_ENV || name == REDIS_SENTINEL_PASSWORD_ENV {
+                let secret = value
                     .into_string()
                     .ok()
                     .filter(|v| !v.is_empty())
                     .map(SecretString::from);
+                if name == REDIS_PASSWORD_ENV {
+                    env.redis_password = secret;
+                } else {
+                    env.redis_sentinel_password = secret;
+                }
                 continue;
             }
             let Some((key, alias)) = keys::by_env(name) else {
@@ -163,6 +171,10 @@ impl Environment {
 
     pub(super) fn redis_password(&self) -> Option<&SecretString> {
         self.redis_password.as_ref()
+    }
+
+    pub(super) fn redis_sentinel_password(&self) -> Option<&SecretString> {
+        self.redis_sentinel_password.as_ref()
     }
 
     pub(super) fn config_file(&self) -> Option<&PathBuf> {

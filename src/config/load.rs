@@ -73,12 +73,21 @@ impl ServeArgs {
                 origin: Some(Origin::Env(e.variable.to_owned())),
                 problem: e.problem,
             })?;
-        if let Some(password) = env.redis_password() {
-            for redis in [&mut config.redis, &mut config.cache_redis]
-                .into_iter()
-                .flatten()
-            {
+        for redis in [&mut config.redis, &mut config.cache_redis]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(password) = env.redis_password() {
                 redis.password = Some(password.clone());
+            }
+            if let (
+                Some(password),
+                crate::store::Topology::Sentinel {
+                    sentinel_password, ..
+                },
+            ) = (env.redis_sentinel_password(), &mut redis.topology)
+            {
+                *sentinel_password = Some(password.clone());
             }
         }
         Ok(config)

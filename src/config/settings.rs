@@ -84,3 +84,38 @@ pub(super) fn boolish<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resu
     }
     deserializer.deserialize_bool(Visitor)
 }
+
+/// A list of addresses, written in the file as an array or, like every environment variable and
+/// flag, as one comma-separated string (`a:1,b:2`).
+pub(super) fn list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of addresses, as an array or separated by commas")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<String>, E> {
+            Ok(s.split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item.trim().to_owned());
+            }
+            Ok(items)
+        }
+    }
+    // A hint, not a limit: the configuration's layers are self-describing, and hand an array
+    // to `visit_seq` whatever the hint; the hint says that a list is one setting, with a flag
+    // and a variable, like any scalar.
+    deserializer.deserialize_str(Visitor)
+}

@@ -298,11 +298,9 @@ async fn the_metric_table_lists_exactly_the_exported_families() {
             // The cache's own Redis: the quota stays in this process, so no call waits out the
             // shared quota's quiet period after a fresh Redis.
             c.cache_redis = Some(RedisConfig {
-                url: secrecy::SecretString::from(url),
-                password: None,
-                key_prefix: "docs".into(),
                 timeout: Duration::from_millis(500),
                 account: Some("docs".into()),
+                ..cams_flows::store::RedisConfig::standalone(url, "docs")
             });
         })
         .spawn()

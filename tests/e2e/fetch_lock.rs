@@ -8,7 +8,6 @@ use cams_flows::{
     domain::{FlowId, FlowQuery, TenantId},
     store::{Redis, RedisConfig, account_tag},
 };
-use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::support::redis::RedisServer;
@@ -30,14 +29,8 @@ fn pairs(redis: &RedisServer) -> Vec<Pair> {
     let local = LocalLock::default();
     let prefix = format!("lock-{}", uuid::Uuid::new_v4().simple());
     let replica = || {
-        let client = Redis::new(&RedisConfig {
-            url: SecretString::from(redis.url()),
-            password: None,
-            key_prefix: prefix.clone(),
-            timeout: Duration::from_millis(500),
-            account: None,
-        })
-        .expect("client");
+        let client =
+            Redis::new(&RedisConfig::standalone(redis.url(), prefix.clone())).expect("client");
         let lock = RedisLock::new(client, &account_tag("suite"));
         tokio::spawn(lock.listen());
         lock

@@ -524,11 +524,9 @@ async fn redis_is_measured_and_its_loss_shows() {
         .admin()
         .config(move |c| {
             c.redis = Some(cams_flows::store::RedisConfig {
-                url: secrecy::SecretString::from(url),
-                password: None,
-                key_prefix: "obs".into(),
                 timeout: Duration::from_millis(300),
                 account: Some("obs".into()),
+                ..cams_flows::store::RedisConfig::standalone(url, "obs")
             });
         })
         .spawn()

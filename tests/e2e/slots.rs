@@ -10,7 +10,6 @@ use cams_flows::{
     },
     store::{Redis, RedisConfig, account_tag},
 };
-use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::support::{redis::RedisServer, wait};
@@ -63,14 +62,8 @@ async fn replicas<const N: usize>(redis: &RedisServer) -> [RedisSlots; N] {
     let prefix = format!("suite-{}", uuid::Uuid::new_v4().simple());
     let call_bound = Duration::from_millis(100);
     let stores = std::array::from_fn(|_| {
-        let client = Redis::new(&RedisConfig {
-            url: SecretString::from(redis.url()),
-            password: None,
-            key_prefix: prefix.clone(),
-            timeout: Duration::from_millis(500),
-            account: None,
-        })
-        .expect("client");
+        let client =
+            Redis::new(&RedisConfig::standalone(redis.url(), prefix.clone())).expect("client");
         RedisSlots::new(client, &account_tag("suite"), RPS, WINDOW, call_bound)
             .with_delivery_margin(call_bound, Duration::from_millis(200))
     });

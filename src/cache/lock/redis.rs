@@ -28,6 +28,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often a lost subscription is tried again.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
+/// How often the subscription is asked whether it is alive: a subscribed connection only
+/// receives, so a dead one would otherwise go unnoticed for good.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
 /// Lifts the lock if it is still the holder's, and tells the waiting replicas.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -77,22 +81,52 @@ impl RedisLock {
     }
 
     /// Keeps the subscription to releases and wakes the waits on them. Runs until dropped;
-    /// polling covers the times it is not subscribed.
+    /// polling covers the times it is not subscribed. A subscription that does not answer a
+    /// PING within `redis.timeout_ms` is given up and made again (to the primary as it is now).
     pub fn listen(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let inner = Arc::clone(&self.inner);
         async move {
             loop {
-                if let Ok(mut pubsub) = inner.redis.pubsub().await
-                    && pubsub.subscribe(&inner.channel).await.is_ok()
-                {
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
+                inner.subscribed().await;
+                tokio::time::sleep(RESUBSCRIBE).await;
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// One subscription, for as long as it is alive.
+    async fn subscribed(&self) {
+        let timeout = self.redis.timeout();
+        let Ok(pubsub) = self.redis.pubsub().await else {
+            return;
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        if !matches!(
+            tokio::time::timeout(timeout, sink.subscribe(&self.channel)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => {
                         if let Ok(lock_key) = message.get_payload::<String>() {
-                            inner.waiting.wake(&lock_key);
+                            self.waiting.wake(&lock_key);
                         }
                     }
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    let alive = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::debug!("the subscription to fetch-lock releases does not answer; subscribing again");
+                        return;
+                    }
                 }
-                tokio::time::sleep(RESUBSCRIBE).await;
             }
         }
     }
@@ -107,18 +141,17 @@ impl FetchLock for RedisLock {
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let lock_key = inner.keys.lock(key);
-        let mut connection = inner.redis.connection();
         let (lock, value) = (lock_key.clone(), token.clone());
         let won = inner
             .redis
-            .run(async move {
+            .run(|mut c| async move {
                 redis::cmd("SET")
                     .arg(lock)
                     .arg(value)
                     .arg("NX")
                     .arg("PX")
                     .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX))
-                    .query_async::<Option<String>>(&mut connection)
+                    .query_async::<Option<String>>(&mut c)
                     .await
             })
             .await;
@@ -147,13 +180,12 @@ impl Held for RedisHeld {
     fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let inner = &self.inner;
-            let mut connection = inner.redis.connection();
             let mut invocation = inner.release.key(&self.lock_key);
             invocation.arg(&self.token).arg(&inner.channel);
             // Not released, the lock expires by itself.
             let _ = inner
                 .redis
-                .run(invocation.invoke_async::<i64>(&mut connection))
+                .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
                 .await;
         })
     }
@@ -175,11 +207,10 @@ impl Wait for RedisWait {
                 if inner.redis.down() {
                     return Waited::Released;
                 }
-                let mut connection = inner.redis.connection();
                 let lock = self.lock_key.clone();
                 let held = inner
                     .redis
-                    .run(async move { connection.exists::<_, bool>(lock).await })
+                    .run(|mut c| async move { c.exists::<_, bool>(lock).await })
                     .await;
                 if !matches!(held, Ok(true)) {
                     return Waited::Released;

@@ -56,11 +56,10 @@ impl CacheTier for RedisTier {
             return None;
         }
         let value_key = self.keys.value(key);
-        let mut connection = self.redis.connection();
         let read = value_key.clone();
         let bytes: Option<Vec<u8>> = self
             .redis
-            .run(async move { connection.get(read).await })
+            .run(|mut c| async move { c.get(read).await })
             .await
             .ok()?;
         match serde_json::from_slice::<Stored>(&bytes?) {
@@ -86,18 +85,17 @@ impl CacheTier for RedisTier {
         let Ok(value) = serde_json::to_vec(&Stored::of(&entry)) else {
             return;
         };
-        let mut connection = self.redis.connection();
         let value_key = self.keys.value(&key);
         let until = unix_ms(entry.usable_until);
         let _ = self
             .redis
-            .run(async move {
+            .run(|mut c| async move {
                 redis::cmd("SET")
                     .arg(value_key)
                     .arg(value)
                     .arg("PXAT")
                     .arg(until)
-                    .query_async::<()>(&mut connection)
+                    .query_async::<()>(&mut c)
                     .await
             })
             .await;

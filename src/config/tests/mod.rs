@@ -7,6 +7,7 @@ mod defaults;
 mod file;
 mod keys;
 mod layers;
+mod redis;
 mod reference;
 
 use std::ffi::OsString;

@@ -164,7 +164,6 @@ impl RedisTenantLimits {
         let tau_us = period_us * f64::from(quota.burst.get());
         let want = ((quota.rps * BATCH_OF_A_SECOND).ceil() as u32).clamp(1, quota.burst.get());
         let key = format!("{}{}", self.key_prefix, tenant.as_str());
-        let mut connection = self.redis.connection();
         let mut invocation = self.take.key(key);
         invocation.arg(period_us).arg(tau_us).arg(want);
         // A batch lives from before Redis granted it, so that its reply's latency never stretches
@@ -172,7 +171,7 @@ impl RedisTenantLimits {
         let sent = Instant::now();
         let taken = self
             .redis
-            .run(invocation.invoke_async::<(u32, u64)>(&mut connection))
+            .run(|mut c| async move { invocation.invoke_async::<(u32, u64)>(&mut c).await })
             .await;
         let now = Instant::now();
         match taken {
