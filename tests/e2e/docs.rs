@@ -302,7 +302,7 @@ async fn the_metric_table_lists_exactly_the_exported_families() {
                 password: None,
                 key_prefix: "docs".into(),
                 timeout: Duration::from_millis(500),
-                account: Some("docs".into()),
+                account: None,
             });
         })
         .spawn()

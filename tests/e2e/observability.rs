@@ -527,7 +527,7 @@ async fn redis_is_measured_and_its_loss_shows() {
                 password: None,
                 key_prefix: "obs".into(),
                 timeout: Duration::from_millis(300),
-                account: Some("obs".into()),
+                account: None,
             });
         })
         .spawn()
