@@ -240,7 +240,10 @@ async fn account_name(
     };
     #[cfg(feature = "sandbox")]
     if config.sandbox {
-        let account = agreed(crate::sandbox::ACCOUNT_ID, "the simulated CAMS (--sandbox)")?;
+        let account = agreed(
+            crate::sandbox::ACCOUNT_ID,
+            "the simulated CAMS of --sandbox",
+        )?;
         tracing::info!(
             %account,
             "the account's state in Redis is named after the simulated account"

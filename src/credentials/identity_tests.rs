@@ -89,8 +89,10 @@ async fn ask(addr: SocketAddr, signer: &Credentials) -> Result<CallerIdentity, C
     .await
 }
 
-/// The request line's query and the form body, decoded.
-fn parts(request: &str) -> (String, Vec<(String, String)>, Vec<(String, String)>) {
+type Pairs = Vec<(String, String)>;
+
+/// The method, and the request line's query and the form body, decoded.
+fn parts(request: &str) -> (String, Pairs, Pairs) {
     let (head, body) = request.split_once("\r\n\r\n").expect("head and body");
     let line = head.lines().next().expect("request line");
     let mut words = line.split(' ');

@@ -99,6 +99,9 @@ impl StsSettings {
     }
 }
 
+/// Request parameters, in the order they are sent.
+type Params = Vec<(&'static str, String)>;
+
 /// One STS endpoint, one connection pool.
 #[derive(Debug)]
 pub(crate) struct StsClient {
@@ -205,7 +208,7 @@ impl StsClient {
         answer.into_identity()
     }
 
-    fn common(&self, action: &str) -> Vec<(&'static str, String)> {
+    fn common(&self, action: &str) -> Params {
         vec![
             ("Action", action.to_owned()),
             ("Format", "JSON".to_owned()),
@@ -217,12 +220,7 @@ impl StsClient {
     /// The query and the form of `action` signed by `signer`. Its STS token, if any, travels in
     /// the form with the other parameters, so that no secret is in the URL; the signature covers
     /// query and form together, as STS reads them.
-    fn signed(
-        &self,
-        action: &str,
-        signer: &Credentials,
-        mut form: Vec<(&'static str, String)>,
-    ) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+    fn signed(&self, action: &str, signer: &Credentials, mut form: Params) -> (Params, Params) {
         let mut query = self.common(action);
         query.extend([
             ("SignatureMethod", rpc::SIGNATURE_METHOD.to_owned()),
