@@ -23,6 +23,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,18 @@ def check_gateway_config(gateway: str, source: str, toml: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "cams-flows.toml"
         config.write_text(toml)
+        # A loopback port nothing listens on: STS, which a gateway with a Redis asks which
+        # account it serves, is out of reach here, so the account's UID is stated instead.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CAMS_FLOWS_")},
             # Placeholders: the gateway only signs with them, and nothing is called here.
             "ALIBABA_CLOUD_ACCESS_KEY_ID": "check-manifests",
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "check-manifests",
+            "ALIBABA_CLOUD_STS_ENDPOINT": f"http://127.0.0.1:{closed}",
+            "CAMS_FLOWS_REDIS_ACCOUNT": "1234567890123456",
         }
         command = [gateway, "serve", "--config", str(config), "--listen", "127.0.0.1:0",
                    "--log-format", "json"]

@@ -91,7 +91,7 @@ round_trips() {
 start_replica() {
   local name=$1
   shift
-  GATEWAY_ENV=("${CREDENTIALS[@]}")
+  GATEWAY_ENV=("${CREDENTIALS[@]}" ALIBABA_CLOUD_STS_ENDPOINT="$STS_ENDPOINT")
   start_gateway "$name" --endpoint "$SANDBOX_ENDPOINT" "$@"
   GATEWAY_ENV=()
 }

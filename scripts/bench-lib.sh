@@ -84,11 +84,13 @@ start_gateway() {
 }
 
 # A simulated CAMS on its own, quota lifted, on a free port.
+# Its simulated STS tells a gateway with a Redis which account it serves (STS_ENDPOINT).
 start_sandbox() {
-  start "$1" "$GATEWAY" sandbox --listen 127.0.0.1:0 --rps 1000000 \
+  start "$1" "$GATEWAY" sandbox --listen 127.0.0.1:0 --sts-listen 127.0.0.1:0 --rps 1000000 \
     --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" --log-format json
   SANDBOX_PID=$STARTED
   SANDBOX_ENDPOINT=$(wait_for "$STARTED" "$WORK/$1.log" 'simulated CAMS listening' | json_field endpoint)
+  STS_ENDPOINT=$(wait_for "$STARTED" "$WORK/$1.log" 'simulated STS and ECS metadata service listening' | json_field endpoint)
   # How the direct client and baseline 3 reach it.
   UPSTREAM=(--endpoint "$SANDBOX_ENDPOINT" --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET")
 }

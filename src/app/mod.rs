@@ -57,11 +57,32 @@ pub enum StartError {
     NoSandbox,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The account's UID names its state in Redis; `redis.account` states another one.
     #[error(
-        "redis.account must be set: the credentials are temporary, and their AccessKeyId changes \
-         at every refresh, while all replicas must share one name for the account in Redis"
+        "redis.account is {stated}, but the credentials belong to the account {actual} (as {by} \
+         says): the account's state in Redis is named after its UID, so that no two accounts \
+         share it. Set redis.account to {actual} (or remove it), or give the gateway credentials \
+         of the account {stated}"
     )]
-    RedisAccountNeeded,
+    RedisAccountMismatch {
+        stated: String,
+        actual: String,
+        by: &'static str,
+    },
+    #[error(
+        "redis.account is {0:?}, which is not an Alibaba Cloud account's UID (its digits, as the \
+         console or `aliyun sts GetCallerIdentity` shows them): the account's state in Redis is \
+         named after its UID. Set redis.account to the UID, or remove it and let STS tell it"
+    )]
+    RedisAccountNotUid(String),
+    /// Neither STS nor `redis.account` said which account the credentials belong to.
+    #[error(
+        "cannot name the account's state in Redis: redis.account is not set, and STS \
+         GetCallerIdentity could not tell which account the credentials belong to ({0}). Let the \
+         gateway reach STS (credentials.sts_endpoint, credentials.sts_region), or set \
+         redis.account to the account's UID"
+    )]
+    RedisAccountUnknown(#[source] CredentialsError),
     #[error(transparent)]
     Tracing(#[from] crate::telemetry::trace::ExporterError),
 }

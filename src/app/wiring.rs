@@ -22,7 +22,7 @@ use crate::{
         RedisTenantLimits, SlotStore, TenantLimits,
     },
     store::{Purpose, Redis, RedisConfig, account_tag},
-    telemetry::{metrics::Metrics, trace::Tracing},
+    telemetry::{ErrorChain, metrics::Metrics, trace::Tracing},
 };
 
 use super::{StartError, observe, tasks::Tasks};
@@ -59,7 +59,7 @@ pub async fn flow_api(
     let metrics = observe::metrics(config);
     let tracing = Tracing::start(&config.tracing)?;
     let account = match config.redis.as_ref().or(config.cache_redis.as_ref()) {
-        Some(redis_config) => Some(account_name(redis_config, &credentials).await?),
+        Some(redis_config) => Some(account_name(config, redis_config, &credentials, &clock).await?),
         None => None,
     };
     let shared = match (&config.redis, &account) {
@@ -216,21 +216,77 @@ impl Shared {
     }
 }
 
-/// The account's name in Redis: `redis.account`, or the AccessKeyId.
+/// The account's name in Redis: its Alibaba Cloud UID. The account, not a key pair, owns the CAMS
+/// quota: every key of one account (AccessKeys rotated in a rolling update, temporary keys
+/// refreshed) must share one lease log and one cache, and two accounts must never share either.
+/// STS `GetCallerIdentity`, asked once with the credentials in use, says whose they are;
+/// `redis.account` states the UID, must agree with STS, and stands in for it when STS cannot be
+/// asked. Under `--sandbox` the simulated account is known without asking.
 async fn account_name(
-    config: &RedisConfig,
+    config: &Config,
+    redis: &RedisConfig,
     credentials: &Arc<dyn CredentialsProvider>,
+    clock: &SharedClock,
 ) -> Result<String, StartError> {
-    if let Some(account) = &config.account {
-        return Ok(account.clone());
+    let stated = redis.account.as_deref();
+    if let Some(stated) = stated
+        && !credentials::is_account_id(stated)
+    {
+        return Err(StartError::RedisAccountNotUid(stated.to_owned()));
     }
-    let credentials = credentials.credentials().await?;
-    // Temporary credentials change their AccessKeyId at every refresh; the account must keep one
-    // name across them and across replicas.
-    if credentials.expires_at().is_some() {
-        return Err(StartError::RedisAccountNeeded);
+    let agreed = |actual: &str, by: &'static str| match stated {
+        Some(stated) if stated != actual => Err(StartError::RedisAccountMismatch {
+            stated: stated.to_owned(),
+            actual: actual.to_owned(),
+            by,
+        }),
+        _ => Ok(actual.to_owned()),
+    };
+    #[cfg(feature = "sandbox")]
+    if config.sandbox {
+        let account = agreed(
+            crate::sandbox::ACCOUNT_ID,
+            "the simulated CAMS of --sandbox",
+        )?;
+        tracing::info!(
+            %account,
+            "the account's state in Redis is named after the simulated account"
+        );
+        return Ok(account);
     }
-    Ok(credentials.access_key_id().to_owned())
+    let signer = credentials.credentials().await?;
+    match credentials::caller_identity(
+        &config.credentials,
+        &Vars::process(),
+        Arc::clone(clock),
+        &signer,
+    )
+    .await
+    {
+        Ok(identity) => {
+            let account = agreed(&identity.account_id, "STS GetCallerIdentity")?;
+            tracing::info!(
+                %account,
+                identity_type = %identity.identity_type,
+                arn = %identity.arn,
+                confirms = stated.is_some(),
+                "the account's state in Redis is named after its UID, as STS GetCallerIdentity gave it"
+            );
+            Ok(account)
+        }
+        Err(error) => match stated {
+            Some(stated) => {
+                tracing::warn!(
+                    account = stated,
+                    error = %ErrorChain(&error),
+                    "could not confirm redis.account with STS GetCallerIdentity; the account's \
+                     state in Redis is named after it as stated"
+                );
+                Ok(stated.to_owned())
+            }
+            None => Err(StartError::RedisAccountUnknown(error)),
+        },
+    }
 }
 
 /// How often the demand of refresh-ahead on the account quota is checked (and, when too high,

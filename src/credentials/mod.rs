@@ -15,6 +15,7 @@ mod error;
 mod file;
 mod fixed;
 mod http;
+mod identity;
 mod oidc;
 mod plan;
 mod profile;
@@ -38,6 +39,7 @@ pub use env::{
 };
 pub use error::{CredentialsError, Tried};
 pub use fixed::StaticCredentials;
+pub use identity::{CallerIdentity, caller_identity, is_account_id};
 pub use refresh::RefreshPolicy;
 pub use settings::{AssumeRoleConfig, CredentialsConfig, ProviderChoice};
 pub use vars::Vars;

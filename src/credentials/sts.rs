@@ -1,7 +1,7 @@
 //! The typed STS client: `AssumeRoleWithOIDC` (unsigned, the OIDC token in a POST body so that it
-//! stays out of URLs and access logs) and `AssumeRole` (signed with the RPC HMAC-SHA1 signature
-//! by the source credentials), over one HTTP client with connect and request timeouts, against
-//! an endpoint chosen as the official SDKs choose it.
+//! stays out of URLs and access logs), and `AssumeRole` and `GetCallerIdentity` (signed with the
+//! RPC HMAC-SHA1 signature by the caller's credentials), over one HTTP client with connect and
+//! request timeouts, against an endpoint chosen as the official SDKs choose it.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{
     CredentialSource, Credentials, CredentialsError, format_timestamp,
     http::{self, StsAnswer, Timeouts},
+    identity::{CallerIdentity, IdentityAnswer},
     vars::Vars,
 };
 use crate::{
@@ -98,6 +99,9 @@ impl StsSettings {
     }
 }
 
+/// Request parameters, in the order they are sent.
+type Params = Vec<(&'static str, String)>;
+
 /// One STS endpoint, one connection pool.
 #[derive(Debug)]
 pub(crate) struct StsClient {
@@ -176,26 +180,54 @@ impl StsClient {
             .await
     }
 
-    /// `AssumeRole`, signed by `signer`. Its STS token, if any, travels in the body with the
-    /// other parameters, so that no secret is in the URL; the signature covers query and body
-    /// together, as STS reads them.
+    /// `AssumeRole`, signed by `signer`.
     pub(crate) async fn assume_role(
         &self,
         signer: &Credentials,
         session: &Session,
         external_id: Option<&str>,
     ) -> Result<Credentials, CredentialsError> {
-        let mut query = self.common("AssumeRole");
+        let mut form = session.form();
+        if let Some(id) = external_id {
+            form.push(("ExternalId", id.to_owned()));
+        }
+        let (query, form) = self.signed("AssumeRole", signer, form);
+        self.call(&query, &form, CredentialSource::RamRoleArn).await
+    }
+
+    /// `GetCallerIdentity`, signed by `signer`: whose credentials they are. Any valid key may ask
+    /// it, long-lived or temporary, without a RAM permission of its own.
+    pub(crate) async fn get_caller_identity(
+        &self,
+        signer: &Credentials,
+    ) -> Result<CallerIdentity, CredentialsError> {
+        let (query, form) = self.signed("GetCallerIdentity", signer, Vec::new());
+        let body = self.post(&query, &form).await?;
+        let answer: IdentityAnswer =
+            serde_json::from_slice(&body).map_err(|e| http::malformed_json(SERVICE, &e))?;
+        answer.into_identity()
+    }
+
+    fn common(&self, action: &str) -> Params {
+        vec![
+            ("Action", action.to_owned()),
+            ("Format", "JSON".to_owned()),
+            ("Version", VERSION.to_owned()),
+            ("Timestamp", format_timestamp(self.clock.now())),
+        ]
+    }
+
+    /// The query and the form of `action` signed by `signer`. Its STS token, if any, travels in
+    /// the form with the other parameters, so that no secret is in the URL; the signature covers
+    /// query and form together, as STS reads them.
+    fn signed(&self, action: &str, signer: &Credentials, mut form: Params) -> (Params, Params) {
+        let mut query = self.common(action);
         query.extend([
             ("SignatureMethod", rpc::SIGNATURE_METHOD.to_owned()),
             ("SignatureVersion", rpc::SIGNATURE_VERSION.to_owned()),
             ("SignatureNonce", uuid::Uuid::new_v4().simple().to_string()),
             ("AccessKeyId", signer.access_key_id().to_owned()),
         ]);
-        let mut form = session.form();
-        if let Some(id) = external_id {
-            form.push(("ExternalId", id.to_owned()));
-        }
         if let Some(token) = signer.security_token() {
             form.push(("SecurityToken", token.to_owned()));
         }
@@ -205,24 +237,34 @@ impl StsClient {
             signer.access_key_secret(),
         );
         query.push(("Signature", signature));
-        self.call(&query, &form, CredentialSource::RamRoleArn).await
+        (query, form)
     }
 
-    fn common(&self, action: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("Action", action.to_owned()),
-            ("Format", "JSON".to_owned()),
-            ("Version", VERSION.to_owned()),
-            ("Timestamp", format_timestamp(self.clock.now())),
-        ]
-    }
-
+    /// Temporary keys from `AssumeRole` or `AssumeRoleWithOIDC`.
     async fn call(
         &self,
         query: &[(&'static str, String)],
         form: &[(&'static str, String)],
         source: CredentialSource,
     ) -> Result<Credentials, CredentialsError> {
+        let body = self.post(query, form).await?;
+        let answer: StsAnswer =
+            serde_json::from_slice(&body).map_err(|e| http::malformed_json(SERVICE, &e))?;
+        let keys = answer
+            .credentials
+            .ok_or_else(|| CredentialsError::Malformed {
+                service: SERVICE,
+                detail: "Credentials is missing".to_owned(),
+            })?;
+        keys.into_credentials(SERVICE, source, self.clock.now())
+    }
+
+    /// One exchange: the body of a 200 answer, or the refusal.
+    async fn post(
+        &self,
+        query: &[(&'static str, String)],
+        form: &[(&'static str, String)],
+    ) -> Result<Vec<u8>, CredentialsError> {
         let mut url = self.endpoint.clone();
         url.set_query(Some(&encoded(query)));
         let request = self
@@ -235,15 +277,7 @@ impl StsClient {
         if status != 200 {
             return Err(http::refused(SERVICE, status, &body));
         }
-        let answer: StsAnswer =
-            serde_json::from_slice(&body).map_err(|e| http::malformed_json(SERVICE, &e))?;
-        let keys = answer
-            .credentials
-            .ok_or_else(|| CredentialsError::Malformed {
-                service: SERVICE,
-                detail: "Credentials is missing".to_owned(),
-            })?;
-        keys.into_credentials(SERVICE, source, self.clock.now())
+        Ok(body)
     }
 }
 

@@ -11,7 +11,10 @@ use std::{
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{Keyring, keyring::Issued};
+use super::{
+    ACCOUNT_ID, Keyring,
+    keyring::{Issued, RoleSession},
+};
 use crate::clock::{self, SharedClock};
 
 /// Enough history for any test without growing without bound.
@@ -32,6 +35,9 @@ pub struct IdentityConfig {
     pub signers: Vec<(String, SecretString)>,
     /// The metadata service answers only with a session token (IMDSv2 only, "hardened mode").
     pub hardened: bool,
+    /// The simulated account every key here belongs to, the signers' and the issued ones: what
+    /// `GetCallerIdentity` answers, and what the ARNs of the issued sessions name.
+    pub account_id: String,
 }
 
 impl IdentityConfig {
@@ -43,6 +49,7 @@ impl IdentityConfig {
             role_name: "cams-flows-sandbox".to_owned(),
             signers: Vec::new(),
             hardened: false,
+            account_id: ACCOUNT_ID.to_owned(),
         }
     }
 }
@@ -57,6 +64,7 @@ impl fmt::Debug for IdentityConfig {
                 &self.signers.iter().map(|(id, _)| id).collect::<Vec<_>>(),
             )
             .field("hardened", &self.hardened)
+            .field("account_id", &self.account_id)
             .finish_non_exhaustive()
     }
 }
@@ -165,14 +173,17 @@ impl State {
         true
     }
 
-    /// Keys for a caller; already expired under [`Fault::Expired`].
-    pub(super) fn issue(&self, fault: Option<&Fault>) -> (String, Issued) {
+    /// Keys of `role` for a caller; already expired under [`Fault::Expired`].
+    pub(super) fn issue(&self, fault: Option<&Fault>, role: RoleSession) -> (String, Issued) {
         let now = self.config.clock.now();
         if fault == Some(&Fault::Expired) {
             let past = now.checked_sub(Duration::from_secs(120)).unwrap_or(now);
-            return self.config.keyring.issue(past, Duration::from_secs(60));
+            return self
+                .config
+                .keyring
+                .issue(past, Duration::from_secs(60), role);
         }
-        self.config.keyring.issue(now, self.config.lifetime)
+        self.config.keyring.issue(now, self.config.lifetime, role)
     }
 
     /// The secret of an AssumeRole signer with its STS token if it has one; `None` if unknown.

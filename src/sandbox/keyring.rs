@@ -26,6 +26,15 @@ pub(crate) struct Issued {
     pub secret: SecretString,
     pub token: SecretString,
     pub expires_at: SystemTime,
+    /// Whose key it is: what the simulated STS answers `GetCallerIdentity` with.
+    pub role: RoleSession,
+}
+
+/// The role session an issued key belongs to (in the simulated account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RoleSession {
+    pub role_name: String,
+    pub session_name: String,
 }
 
 /// `GET /_sandbox/issued`: what was issued, secrets included, so that tests can search logs for
@@ -54,7 +63,12 @@ impl Keyring {
     /// A new key valid for at least `lifetime` from `now`, until the next whole second as STS
     /// writes expiries (so that what the client reads is exactly when it stops working, and a
     /// lifetime of a few seconds is not shortened by most of one).
-    pub(crate) fn issue(&self, now: SystemTime, lifetime: Duration) -> (String, Issued) {
+    pub(crate) fn issue(
+        &self,
+        now: SystemTime,
+        lifetime: Duration,
+        role: RoleSession,
+    ) -> (String, Issued) {
         let expires = now.checked_add(lifetime).unwrap_or(now);
         let since_epoch = expires.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
@@ -68,6 +82,7 @@ impl Keyring {
                 uuid::Uuid::new_v4().simple()
             )),
             expires_at,
+            role,
         };
         let mut keys = self.lock();
         keys.retain(|_, k| {

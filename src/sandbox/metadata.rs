@@ -12,10 +12,15 @@ use axum::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::issuer::{Fault, MetadataCall, State};
+use super::{
+    issuer::{Fault, MetadataCall, State},
+    keyring::RoleSession,
+};
 
 const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
+/// The simulated instance, which names the sessions of its role's keys.
+const INSTANCE_ID: &str = "i-sandbox";
 
 fn record(
     state: &State,
@@ -121,7 +126,11 @@ fn answer(state: &State, role: &str) -> Response {
         )
             .into_response();
     }
-    let (id, issued) = state.issue(fault.as_ref());
+    let session = RoleSession {
+        role_name: state.config.role_name.clone(),
+        session_name: INSTANCE_ID.to_owned(),
+    };
+    let (id, issued) = state.issue(fault.as_ref(), session);
     let now = crate::acs::format_timestamp(state.config.clock.now());
     let body = json!({
         "Code": "Success",

@@ -39,6 +39,11 @@ pub use stats::{RecordedRequest, SandboxStats};
 
 use crate::clock::{self, SharedClock};
 
+/// The simulated Alibaba Cloud account (its UID) that every key of the simulated services
+/// belongs to: what the simulated STS answers `GetCallerIdentity` with, and the account
+/// `serve --sandbox` names its state in Redis after.
+pub const ACCOUNT_ID: &str = "1234567890123456";
+
 /// The credentials the simulated CAMS accepts and its quota.
 #[derive(Clone)]
 pub struct SandboxConfig {

@@ -1,7 +1,9 @@
 //! The simulated STS: `AssumeRoleWithOIDC` (unsigned; the OIDC token must come in the body and
-//! look like a JWT) and `AssumeRole` (the RPC HMAC-SHA1 signature verified over query and body
-//! together, by a configured signer or a key issued here). Both issue keys into the shared
-//! keyring, valid for the configured lifetime.
+//! look like a JWT), `AssumeRole` and `GetCallerIdentity` (the RPC HMAC-SHA1 signature verified
+//! over query and body together, by a configured signer or a key issued here). The first two
+//! issue keys into the shared keyring, valid for the configured lifetime; the third says whose a
+//! key is. Every key belongs to the one simulated account (`IdentityConfig::account_id`): the
+//! signers are its RAM user, the issued keys sessions of its roles.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,7 +19,7 @@ use serde_json::json;
 use super::{
     envelope::{json_response, new_request_id},
     issuer::{Fault, State, StsCall},
-    keyring::Issued,
+    keyring::{Issued, RoleSession},
 };
 use crate::acs::{
     rpc,
@@ -27,6 +29,8 @@ use crate::acs::{
 const HOST_ID: &str = "sts.aliyuncs.com";
 const VERSION: &str = "2015-04-01";
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+/// The RAM user whose AccessKeys the configured signers are.
+const USER_NAME: &str = "cams-flows";
 
 /// An STS refusal: the HTTP status and the envelope's code and message.
 struct Refusal(StatusCode, String, String);
@@ -96,9 +100,13 @@ pub(super) async fn handle(
         code: String::new(),
     };
     let response = match answer(&state, &method, &uri, &headers, &body, &mut call) {
-        Ok((id, issued)) => {
+        Ok(reply) => {
             call.code = "OK".to_owned();
-            credentials(&call, &id, &issued)
+            let account = &state.config.account_id;
+            match reply {
+                Reply::Keys(id, issued) => credentials(account, &call, &id, &issued),
+                Reply::Caller(caller) => caller_identity(account, &caller),
+            }
         }
         Err(refusal) => {
             call.code.clone_from(&refusal.1);
@@ -114,6 +122,20 @@ pub(super) async fn handle(
     response
 }
 
+/// What an accepted call is answered with.
+enum Reply {
+    /// Keys just issued (`AssumeRole`, `AssumeRoleWithOIDC`).
+    Keys(String, Issued),
+    /// Whose the signing key is (`GetCallerIdentity`).
+    Caller(Caller),
+}
+
+/// Who signed a call: the RAM user of a configured signer, or the role session of an issued key.
+enum Caller {
+    User,
+    Role(RoleSession),
+}
+
 fn answer(
     state: &State,
     method: &Method,
@@ -121,7 +143,7 @@ fn answer(
     headers: &HeaderMap,
     body: &[u8],
     call: &mut StsCall,
-) -> Result<(String, Issued), Refusal> {
+) -> Result<Reply, Refusal> {
     let bad_encoding = || {
         bad(
             "InvalidParameter",
@@ -169,7 +191,10 @@ fn answer(
     }
     match call.action.as_str() {
         "AssumeRoleWithOIDC" => oidc(&params, call)?,
-        "AssumeRole" => assume_role(state, method, &params, call)?,
+        "AssumeRole" => {
+            signed(state, method, &params, call)?;
+        }
+        "GetCallerIdentity" => return signed(state, method, &params, call).map(Reply::Caller),
         _ => {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
@@ -192,7 +217,19 @@ fn answer(
             ));
         }
     }
-    Ok(state.issue(fault.as_ref()))
+    let role = RoleSession {
+        role_name: role_name(&call.role_arn).to_owned(),
+        session_name: call.session_name.clone(),
+    };
+    let (id, issued) = state.issue(fault.as_ref(), role);
+    Ok(Reply::Keys(id, issued))
+}
+
+/// The role's name in its ARN (`acs:ram::<uid>:role/<name>`), or the whole text.
+fn role_name(role_arn: &str) -> &str {
+    role_arn
+        .split_once(":role/")
+        .map_or(role_arn, |(_, name)| name)
 }
 
 fn oidc(params: &Params, call: &mut StsCall) -> Result<(), Refusal> {
@@ -222,12 +259,13 @@ fn oidc(params: &Params, call: &mut StsCall) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn assume_role(
+/// Verifies a signed call (`AssumeRole`, `GetCallerIdentity`) and says who signed it.
+fn signed(
     state: &State,
     method: &Method,
     params: &Params,
     call: &mut StsCall,
-) -> Result<(), Refusal> {
+) -> Result<Caller, Refusal> {
     let incomplete = |what: &str| {
         bad(
             "IncompleteSignature",
@@ -269,7 +307,7 @@ fn assume_role(
             "Specified access key is not found.",
         )
     })?;
-    if let Some(issued) = issued {
+    if let Some(issued) = &issued {
         let presented = params.get("SecurityToken").unwrap_or_default();
         if !signatures_match(issued.token.expose_secret(), presented) {
             return Err(bad(
@@ -303,16 +341,73 @@ fn assume_role(
             "Specified signature nonce was used already.",
         ));
     }
-    Ok(())
+    Ok(match issued {
+        None => Caller::User,
+        Some(issued) => Caller::Role(issued.role),
+    })
 }
 
-fn credentials(call: &StsCall, id: &str, issued: &Issued) -> Response {
+/// `acs:ram::<uid>:assumed-role/<role>/<session>`: the session's ARN in the simulated account.
+fn assumed_role_arn(account: &str, role: &RoleSession) -> String {
+    format!(
+        "acs:ram::{account}:assumed-role/{}/{}",
+        role.role_name, role.session_name
+    )
+}
+
+/// A stable numeric id for a name (a user's, a role's), `len` digits long, as RAM's ids are.
+fn numeric_id(first: char, name: &str, len: usize) -> String {
+    let digest = hex_sha256(name.as_bytes());
+    let digits = digest
+        .bytes()
+        .map(|b| char::from(b'0' + b % 10))
+        .take(len.saturating_sub(1));
+    std::iter::once(first).chain(digits).collect()
+}
+
+fn role_id(account: &str, role: &RoleSession) -> String {
+    numeric_id('3', &format!("{account}:role/{}", role.role_name), 17)
+}
+
+/// `GetCallerIdentity`'s answer, in the official SDKs' `GetCallerIdentityResponseBody` shape.
+fn caller_identity(account: &str, caller: &Caller) -> Response {
+    let request_id = new_request_id();
+    let body = match caller {
+        Caller::User => {
+            let user_id = numeric_id('2', &format!("{account}:user/{USER_NAME}"), 16);
+            json!({
+                "RequestId": request_id,
+                "IdentityType": "RAMUser",
+                "AccountId": account,
+                "Arn": format!("acs:ram::{account}:user/{USER_NAME}"),
+                "UserId": user_id,
+                "PrincipalId": user_id,
+            })
+        }
+        Caller::Role(role) => {
+            let role_id = role_id(account, role);
+            let principal = format!("{role_id}:{}", role.session_name);
+            json!({
+                "RequestId": request_id,
+                "IdentityType": "AssumedRoleUser",
+                "AccountId": account,
+                "Arn": assumed_role_arn(account, role),
+                "UserId": principal,
+                "PrincipalId": principal,
+                "RoleId": role_id,
+            })
+        }
+    };
+    json_response(StatusCode::OK, &body, &request_id)
+}
+
+fn credentials(account: &str, call: &StsCall, id: &str, issued: &Issued) -> Response {
     let request_id = new_request_id();
     let mut body = json!({
         "RequestId": request_id,
         "AssumedRoleUser": {
-            "AssumedRoleId": format!("3{}:{}", &id[4..], call.session_name),
-            "Arn": format!("{}/{}", call.role_arn.replace(":role/", ":assumed-role/"), call.session_name),
+            "AssumedRoleId": format!("{}:{}", role_id(account, &issued.role), issued.role.session_name),
+            "Arn": assumed_role_arn(account, &issued.role),
         },
         "Credentials": {
             "AccessKeyId": id,
@@ -338,3 +433,7 @@ fn garbage() -> Response {
         axum::body::Body::from(r#"{"RequestId":"X","Credentials":{"AccessKeyId":"#);
     response
 }
+
+#[cfg(test)]
+#[path = "sts_tests.rs"]
+mod tests;

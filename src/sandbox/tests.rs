@@ -467,8 +467,16 @@ async fn issued_keys_are_accepted_until_they_expire_and_refused_after() {
     let keyring = Arc::clone(&config.keyring);
     let sandbox = start(config).await;
     let now = SystemTime::now();
-    let (live_id, live) = keyring.issue(now, Duration::from_secs(900));
-    let (old_id, old) = keyring.issue(now - Duration::from_secs(120), Duration::from_secs(60));
+    let role = keyring::RoleSession {
+        role_name: "reader".to_owned(),
+        session_name: "test".to_owned(),
+    };
+    let (live_id, live) = keyring.issue(now, Duration::from_secs(900), role.clone());
+    let (old_id, old) = keyring.issue(
+        now - Duration::from_secs(120),
+        Duration::from_secs(60),
+        role,
+    );
     let send = |id: String, issued: keyring::Issued, token: Option<String>| {
         let sandbox = &sandbox;
         async move {

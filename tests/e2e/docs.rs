@@ -299,7 +299,7 @@ async fn the_metric_table_lists_exactly_the_exported_families() {
             // shared quota's quiet period after a fresh Redis.
             c.cache_redis = Some(RedisConfig {
                 timeout: Duration::from_millis(500),
-                account: Some("docs".into()),
+                account: None,
                 ..cams_flows::store::RedisConfig::standalone(url, "docs")
             });
         })

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod account;
 mod auth;
 mod credentials;
 mod docs;

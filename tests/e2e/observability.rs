@@ -525,7 +525,7 @@ async fn redis_is_measured_and_its_loss_shows() {
         .config(move |c| {
             c.redis = Some(cams_flows::store::RedisConfig {
                 timeout: Duration::from_millis(300),
-                account: Some("obs".into()),
+                account: None,
                 ..cams_flows::store::RedisConfig::standalone(url, "obs")
             });
         })

@@ -68,8 +68,10 @@ settings! {
         key(value_name = "BOOL")
         #[serde(deserialize_with = "boolish")]
         wait_for_replicas: bool = true,
-        /// The account's name in Redis, so that two accounts can share one Redis
-        key(value_name = "NAME", default = "the AccessKeyId")
+        /// The Alibaba Cloud account's UID, which names its state in Redis. The gateway learns
+        /// it at start from STS GetCallerIdentity; when set, it must match, and stands in for STS
+        /// when STS cannot be reached
+        key(value_name = "UID", default = "from STS GetCallerIdentity")
         #[serde(skip_serializing_if = "Option::is_none")]
         account: Option<String>,
     }

@@ -179,19 +179,35 @@ impl TestAppBuilder {
         for change in self.config {
             change(&mut config);
         }
-        let (identity, token_dir) = match self.sts {
-            None => (None, None),
-            Some((lifetime, refresh)) => {
-                let mut identity = IdentityConfig::new(keyring);
+        // A simulated STS for temporary credentials, and for a gateway with a Redis, which asks
+        // STS which account it serves; `[credentials] sts_endpoint` points at it.
+        let needs_sts =
+            self.sts.is_some() || config.redis.is_some() || config.cache_redis.is_some();
+        let identity = if needs_sts {
+            let mut identity = IdentityConfig::new(keyring);
+            if let Some((lifetime, _)) = self.sts {
                 identity.lifetime = lifetime;
-                let identity = Identity::bind(localhost(), identity)
-                    .await
-                    .expect("bind simulated STS")
-                    .spawn();
-                let (credentials, dir) = oidc_credentials(&identity, refresh).await;
-                self.credentials = credentials;
-                (Some(identity), Some(dir))
             }
+            identity.signers = vec![(KEY_ID.to_owned(), SecretString::from(KEY_SECRET.to_owned()))];
+            let identity = Identity::bind(localhost(), identity)
+                .await
+                .expect("bind simulated STS")
+                .spawn();
+            config
+                .credentials
+                .variables
+                .push(("ALIBABA_CLOUD_STS_ENDPOINT".to_owned(), identity.endpoint()));
+            Some(identity)
+        } else {
+            None
+        };
+        let token_dir = match (self.sts, &identity) {
+            (Some((_, refresh)), Some(identity)) => {
+                let (credentials, dir) = oidc_credentials(identity, refresh).await;
+                self.credentials = credentials;
+                Some(dir)
+            }
+            _ => None,
         };
         let gateway = start_gateway(config, self.credentials, client_tls).await;
         TestApp {

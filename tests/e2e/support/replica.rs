@@ -1,12 +1,20 @@
 //! Gateway processes (replicas) in front of one simulated CAMS, for the tests of what replicas
-//! share through Redis.
+//! share through Redis. Each replica learns its account from a simulated STS ([`sts`]), as it
+//! learns it from STS in production.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use cams_flows::{
     pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
-    sandbox::{Sandbox, SandboxConfig, SandboxHandle, SandboxStats},
+    sandbox::{
+        Identity, IdentityConfig, Keyring, Sandbox, SandboxConfig, SandboxHandle, SandboxStats,
+    },
 };
+use secrecy::SecretString;
 use tonic::{Code, Status, transport::Channel};
 
 use super::{
@@ -23,13 +31,15 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// A `cams-flows serve` process in front of the simulated CAMS at `sandbox`, configured by
-    /// the environment variables `settings`.
+    /// A `cams-flows serve` process in front of the simulated CAMS at `sandbox`, asking the
+    /// simulated STS of [`sts`] who it is, configured by the environment variables `settings`
+    /// (which may name another STS).
     pub async fn start(sandbox: &str, settings: &[(&str, &str)]) -> Self {
         let mut cmd = binary();
         cmd.arg("serve")
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+            .env("ALIBABA_CLOUD_STS_ENDPOINT", &sts().endpoint)
             .env("CAMS_FLOWS_ENDPOINT", sandbox)
             .env("CAMS_FLOWS_LISTEN", "127.0.0.1:0")
             .env("CAMS_FLOWS_AUTH_MODE", "none");
@@ -100,14 +110,14 @@ impl Replica {
     }
 }
 
-/// The simulated CAMS with the real quota, its address and a way to read its statistics.
+/// The simulated CAMS with the real quota, its address and a way to read its statistics. It
+/// accepts the keys the simulated STS of [`sts`] issues.
 pub async fn sandbox() -> (SandboxHandle, String) {
-    let sandbox = Sandbox::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        SandboxConfig::new(KEY_ID, KEY_SECRET),
-    )
-    .await
-    .expect("bind");
+    let mut config = SandboxConfig::new(KEY_ID, KEY_SECRET);
+    config.keyring = Arc::clone(&sts().keyring);
+    let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+        .await
+        .expect("bind");
     let endpoint = sandbox.endpoint();
     (sandbox.spawn(), endpoint)
 }
@@ -120,4 +130,41 @@ pub async fn stats(endpoint: &str) -> SandboxStats {
         .await
         .expect("body");
     serde_json::from_slice(&body).expect("JSON")
+}
+
+/// The simulated STS the replicas ask who they are: one for the whole test binary, on a thread
+/// of its own (each test has its own runtime), so that every replica learns the simulated
+/// account without a change to the tests that start them. It knows the tests' AccessKey, and
+/// the keys it issues (`AssumeRole` signed by that key) are accepted by every simulated CAMS of
+/// [`sandbox`], which share its keyring.
+pub struct SharedSts {
+    pub endpoint: String,
+    keyring: Arc<Keyring>,
+}
+
+pub fn sts() -> &'static SharedSts {
+    static STS: OnceLock<SharedSts> = OnceLock::new();
+    STS.get_or_init(|| {
+        let keyring = Arc::new(Keyring::default());
+        let mut config = IdentityConfig::new(Arc::clone(&keyring));
+        config.signers = vec![(KEY_ID.to_owned(), SecretString::from(KEY_SECRET.to_owned()))];
+        let (started, endpoint) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime of the simulated STS");
+            runtime.block_on(async move {
+                let identity = Identity::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+                    .await
+                    .expect("bind the simulated STS");
+                started.send(identity.endpoint()).expect("endpoint");
+                identity.run_until(std::future::pending()).await
+            })
+        });
+        SharedSts {
+            endpoint: endpoint.recv().expect("the simulated STS started"),
+            keyring,
+        }
+    })
 }
