@@ -15,19 +15,22 @@
 FROM rust:1.94.1-slim-bookworm AS build
 WORKDIR /src
 
-# 1. The dependencies, in a layer of their own, rebuilt only when the manifest, the lock file,
-#    build.rs or the proto change. Every target Cargo.toml declares gets a placeholder (Cargo
-#    refuses a manifest whose bench files are missing), then the same command as in step 2 builds
-#    every dependency with the same profile and features, and runs build.rs on the real proto.
+# 1. The dependencies, in a layer of their own, rebuilt only when the manifests, the lock file,
+#    build.rs or the proto change. Every target the manifests declare gets a placeholder (Cargo
+#    refuses a manifest whose bench files are missing, and loads the whole workspace, the load
+#    generator's bench/Cargo.toml included), then the same command as in step 2 builds every
+#    dependency of the gateway with the same profile and features, and runs build.rs on the real
+#    proto. The load generator is never built here: its placeholder stays, its sources never come.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY bench/Cargo.toml ./bench/
 COPY proto ./proto
-RUN mkdir -p src/bin/cams-flows-bench benches \
+RUN mkdir -p src benches bench/src \
     && touch src/lib.rs \
     && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > src/bin/cams-flows-bench/main.rs \
+    && echo 'fn main() {}' > bench/src/main.rs \
     && echo 'fn main() {}' > benches/limits.rs \
     && echo 'fn main() {}' > benches/call_path.rs \
-    && cargo build --release --locked --bin cams-flows \
+    && cargo build --release --locked -p cams-flows --bin cams-flows \
     && rm -rf src benches
 
 # 2. The gateway itself. COPY keeps the files' own modification times, which are older than the
@@ -36,7 +39,7 @@ RUN mkdir -p src/bin/cams-flows-bench benches \
 COPY src ./src
 COPY benches ./benches
 RUN touch src/lib.rs src/main.rs \
-    && cargo build --release --locked --bin cams-flows \
+    && cargo build --release --locked -p cams-flows --bin cams-flows \
     && install -D -m 0755 target/release/cams-flows /out/cams-flows
 
 # Runtime stage: glibc and a shell (for the preStop pause of deploy/kubernetes) and no package

@@ -262,7 +262,7 @@ rounds_shared_tier() {
 # --- the suite -----------------------------------------------------------------------------------
 
 step "release build"
-cargo build --release --bins
+cargo build --release --workspace --bins
 
 [ -n "${BENCH_FLEET_ONLY:-}" ] || rm -rf "$RESULTS"
 mkdir -p "$RESULTS"

@@ -62,7 +62,7 @@ obs_gateway() {
 }
 
 step "release build"
-cargo build --release --bins
+cargo build --release --workspace --bins
 
 VARIANTS=(off metrics unsampled)
 BASE_GATEWAY=""

@@ -197,7 +197,7 @@ steady_memory() {
 # --- the suite -----------------------------------------------------------------------------------
 
 step "release build"
-cargo build --release --bins
+cargo build --release --workspace --bins
 
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"

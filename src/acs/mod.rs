@@ -1,8 +1,10 @@
 //! Alibaba Cloud request signatures, shared by every client that talks to an Alibaba Cloud API
 //! (the CAMS client with ACS3, the STS client with the RPC signature for AssumeRole) and by the
 //! simulated services, which verify what the clients sign. One implementation serves both sides
-//! so that the official test vectors pin them at once.
+//! so that the official test vectors pin them at once. Beside them, the other facts of the calls
+//! to CAMS that both sides speak ([`openapi`]).
 
+pub mod openapi;
 pub mod rpc;
 pub mod v3;
 

@@ -13,7 +13,12 @@ use super::{StartError, tasks::Tasks};
 /// the calls have drained.
 pub(super) async fn start(tasks: &mut Tasks) -> Result<(reqwest::Url, Credentials), StartError> {
     let config = SandboxConfig::generated();
-    let credentials = config.credentials().with_source(CredentialSource::Sandbox);
+    let credentials = Credentials::new(
+        config.access_key_id.clone(),
+        config.access_key_secret.clone(),
+        config.security_token.clone(),
+    )
+    .with_source(CredentialSource::Sandbox);
     let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
         .map_err(StartError::Sandbox)?;

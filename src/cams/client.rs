@@ -9,13 +9,17 @@ use reqwest::{
 };
 
 use super::{
-    ACTION_GET_FLOW, API_VERSION, RETRY_AFTER_HEADER,
     error::CamsError,
     skew::ClockSkew,
     wire::{self, FlowAnswer},
 };
 use crate::{
-    acs::v3::{self, EMPTY_BODY_SHA256, RequestToSign},
+    acs::{
+        openapi::{
+            ACTION_GET_FLOW, API_VERSION, CUST_SPACE_ID_PARAM, FLOW_ID_PARAM, RETRY_AFTER_HEADER,
+        },
+        v3::{self, EMPTY_BODY_SHA256, RequestToSign},
+    },
     clock::SharedClock,
     credentials::{Credentials, CredentialsError, CredentialsProvider},
     domain::{FlowId, TenantId},
@@ -242,9 +246,9 @@ impl<'a> SignedGetFlow<'a> {
         date: &'a str,
         nonce: &'a str,
     ) -> Self {
-        let mut params = vec![("FlowId", flow_id.as_str())];
+        let mut params = vec![(FLOW_ID_PARAM, flow_id.as_str())];
         if let Some(space) = tenant.cust_space_id() {
-            params.push(("CustSpaceId", space));
+            params.push((CUST_SPACE_ID_PARAM, space));
         }
         let query = v3::canonical_query(params);
         let mut headers = vec![

@@ -118,7 +118,7 @@ fn probe(choice: ProviderChoice, cx: &Context) -> Result<Probe, CredentialsError
             },
         ),
         ProviderChoice::Oidc => match OidcFetch::from_env(&cx.vars) {
-            Err(why) => Ok(Probe::Skip(why)),
+            Err(unset) => Ok(Probe::Skip(unset.to_string())),
             Ok(settings) => {
                 let sts = cx.sts(None, None)?;
                 let fetch = OidcFetch::new(&settings, &cx.vars, sts, &cx.clock)?;

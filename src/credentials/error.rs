@@ -120,6 +120,13 @@ impl CredentialsError {
     }
 }
 
+/// Why RRSA does not apply: some of its three variables are not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} not set", .missing.join(", "))]
+pub(crate) struct OidcUnset {
+    pub missing: Vec<&'static str>,
+}
+
 /// One provider of the chain and why it did not yield credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tried {

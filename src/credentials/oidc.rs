@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use super::{
     CredentialSource, Credentials, CredentialsError, Fetch,
+    error::OidcUnset,
     sts::{Session, StsClient},
     vars::{Vars, expand_home},
 };
@@ -58,7 +59,7 @@ impl OidcFetch {
     }
 
     /// The three variables when all are set; otherwise why RRSA does not apply.
-    pub(crate) fn from_env<'a>(vars: &'a Vars) -> Result<OidcSettings<'a>, String> {
+    pub(crate) fn from_env<'a>(vars: &'a Vars) -> Result<OidcSettings<'a>, OidcUnset> {
         let names = [ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE];
         match names.map(|n| vars.get(n)) {
             [Some(role_arn), Some(provider_arn), Some(token_file)] => Ok(OidcSettings {
@@ -71,12 +72,12 @@ impl OidcFetch {
                 policy: None,
             }),
             values => {
-                let missing: Vec<&str> = names
+                let missing = names
                     .iter()
                     .zip(values)
                     .filter_map(|(name, v)| v.is_none().then_some(*name))
                     .collect();
-                Err(format!("{} not set", missing.join(", ")))
+                Err(OidcUnset { missing })
             }
         }
     }

@@ -5,8 +5,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::acs::openapi::RETRY_AFTER_HEADER;
 use crate::acs::v3::encode;
-use crate::cams::RETRY_AFTER_HEADER;
 
 pub(super) const HOST_ID: &str = "cams.ap-southeast-1.aliyuncs.com";
 pub(super) const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";

@@ -81,15 +81,6 @@ impl SandboxConfig {
         let secret = uuid::Uuid::new_v4().simple().to_string();
         Self::new(format!("sandbox-{}", &id[..8]), secret)
     }
-
-    /// The credentials a client needs to be accepted by this simulated CAMS.
-    pub fn credentials(&self) -> crate::credentials::Credentials {
-        crate::credentials::Credentials::new(
-            self.access_key_id.clone(),
-            self.access_key_secret.clone(),
-            self.security_token.clone(),
-        )
-    }
 }
 
 impl fmt::Debug for SandboxConfig {

@@ -20,6 +20,7 @@ use super::nonces::NonceCache;
 use super::stats::{RecordedRequest, Recorder};
 use super::throttle::Throttle;
 use super::verify::{self, Incoming, invalid_action};
+use crate::acs::openapi::{CUST_SPACE_ID_PARAM, FLOW_ID_PARAM};
 use crate::acs::v3::parse_query;
 use crate::clock::SharedClock;
 
@@ -131,7 +132,7 @@ async fn get_flow(
             .and_then(|ps| ps.iter().find(|(k, _)| k == name))
             .map(|(_, v)| v.as_str())
     };
-    let flow_id = param("FlowId");
+    let flow_id = param(FLOW_ID_PARAM);
 
     let refuse = |reply: ErrorReply| {
         tracing::debug!(code = %reply.code, flow_id, "sandbox GetFlow refused");
@@ -176,7 +177,7 @@ async fn get_flow(
         }
         // The faults that depend on history (`sim:flaky:`) see which call of this id this is.
         let nth = books.recorder.calls_for(flow_id) + 1;
-        let plan = flows::plan(flow_id, param("CustSpaceId"), nth);
+        let plan = flows::plan(flow_id, param(CUST_SPACE_ID_PARAM), nth);
         let code = plan.outcome.code();
         books.recorder.accepted(flow_id, now, entry(&code, signer));
         (plan, code)

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 use super::SandboxConfig;
 use super::envelope::ErrorReply;
 use super::nonces::NonceCache;
+use crate::acs::openapi::{ACTION_GET_FLOW, API_VERSION};
 use crate::acs::v3::{
     ParsedAuthorization, RequestToSign, canonical_query, hex_sha256, parse_authorization,
     signatures_match,
 };
-use crate::cams::{ACTION_GET_FLOW, API_VERSION};
 
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 

@@ -105,7 +105,7 @@ fn declared_modules(lib: &str) -> BTreeMap<String, String> {
 
 /// Where each kind of user of the library lives, by the name the module table gives it.
 const USERS: [(&str, &[&str]); 4] = [
-    ("binaries", &["src/main.rs", "src/bin"]),
+    ("binaries", &["src/main.rs", "bench/src"]),
     ("benches", &["benches"]),
     ("fuzz targets", &["fuzz/fuzz_targets"]),
     ("tests", &["tests"]),

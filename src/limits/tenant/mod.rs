@@ -45,15 +45,6 @@ pub enum TenantCheck<'a> {
     Pending(BoxFuture<'a, Result<(), TenantRejection>>),
 }
 
-impl TenantCheck<'_> {
-    pub async fn outcome(self) -> Result<(), TenantRejection> {
-        match self {
-            Self::Decided(outcome) => outcome,
-            Self::Pending(outcome) => outcome.await,
-        }
-    }
-}
-
 /// Where the tenants' quotas are kept.
 pub trait TenantLimits: Send + Sync + fmt::Debug {
     /// Spends one call of the tenant's quota, or says how long until one is free.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use cams_flows::{
     cams::{CamsClient, UpstreamConfig},
     clock,
-    credentials::StaticCredentials,
+    credentials::{Credentials, StaticCredentials},
     domain::{FlowId, TenantId},
     grpc::CACHE_HEADER,
     pb::{
@@ -88,7 +88,11 @@ pub async fn serve<S: FlowService>(
 /// library's own code.
 async fn sample_response() -> anyhow::Result<GetFlowResponse> {
     let config = SandboxConfig::generated();
-    let credentials = config.credentials();
+    let credentials = Credentials::new(
+        config.access_key_id.clone(),
+        config.access_key_secret.clone(),
+        config.security_token.clone(),
+    );
     let sandbox = Sandbox::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
         .context("cannot start the simulated CAMS")?;
