@@ -21,3 +21,4 @@ mod server;
 mod shared_cache;
 mod slots;
 mod tls;
+mod topologies;

@@ -1,13 +1,19 @@
 //! What the end-to-end tests share: the test app (the real gateway against a simulated CAMS, see
-//! [`app`]), certificates and TLS files, the real binary as a child process, and the assertions
-//! every module makes about failures.
+//! [`app`]), certificates and TLS files, the real binary as a child process, Redis as platform
+//! teams run it (standalone, [`sentinel`], [`cluster`], behind a [`proxy`] that misbehaves), and
+//! the assertions every module makes about failures.
 
 mod app;
 pub mod certs;
+pub mod cluster;
 pub mod otlp;
+pub mod poll;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod replica;
+pub mod resp;
+pub mod sentinel;
 pub mod tls;
 
 pub use app::{TestApp, spawn_app};
