@@ -22,3 +22,4 @@ mod server;
 mod shared_cache;
 mod slots;
 mod tls;
+mod topologies;

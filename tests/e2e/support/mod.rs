@@ -1,14 +1,20 @@
 //! What the end-to-end tests share: the test app (the real gateway against a simulated CAMS, see
 //! [`app`]), certificates and TLS files, the real binary as a child process, the bounded wait for
-//! work done in the background ([`wait::until`]), and the assertions every module makes about
-//! failures.
+//! work done in the background ([`wait::until`]), Redis as platform teams run it (standalone,
+//! [`sentinel`], [`cluster`], behind a [`proxy`] that misbehaves), and the assertions every
+//! module makes about failures.
 
 mod app;
 pub mod certs;
+pub mod cluster;
 pub mod otlp;
+pub mod poll;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod replica;
+pub mod resp;
+pub mod sentinel;
 pub mod tls;
 pub mod wait;
 
