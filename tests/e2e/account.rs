@@ -78,6 +78,7 @@ async fn flood(replicas: &[&Replica], end: Instant) -> u32 {
                     request.set_timeout(Duration::from_secs(3));
                     match client.clone().get_flow(request).await {
                         Ok(_) => ok += 1,
+                        // pacing: a refused lane backs off instead of spinning on refusals.
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }

@@ -10,9 +10,8 @@ use std::{
 };
 
 use cams_flows::{credentials::RefreshPolicy, store::RedisConfig};
-use tokio::time::Instant;
 
-use crate::support::{TestApp, redis::RedisServer};
+use crate::support::{TestApp, redis::RedisServer, wait};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -311,23 +310,18 @@ async fn the_metric_table_lists_exactly_the_exported_families() {
 
     // Some families are gauges read at scrape time, absent until their value exists (Redis's
     // first answer, the credentials' first expiry reading); wait for them, with a bound.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let exported = exported_metrics(&app.scrape().await);
-        let undocumented: Vec<_> = exported.difference(&documented).collect();
-        assert!(
-            undocumented.is_empty(),
-            "exported on /metrics but not in docs/observability.md's metric table: {undocumented:?}"
-        );
-        if exported == documented {
-            break;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<_> = documented.difference(&exported).collect();
-            panic!("in docs/observability.md's metric table but not exported: {missing:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let exported = wait::until(
+        Duration::from_secs(15),
+        "every documented metric family on /metrics",
+        || async { exported_metrics(&app.scrape().await) },
+        |exported| documented.is_subset(exported),
+    )
+    .await;
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported on /metrics but not in docs/observability.md's metric table: {undocumented:?}"
+    );
     drop(redis);
 }
 
