@@ -19,16 +19,17 @@ use crate::support::{
     proxy::Proxy,
     redis::{RedisOptions, RedisServer},
     replica::{Replica, sandbox, stats, sts},
-    sentinel::SentinelSet,
+    sentinel::{SentinelOptions, SentinelSet},
     wait,
 };
 
 /// The account's quota at the simulated CAMS.
 const QUOTA: u64 = 5;
 
-/// One call of a flood: when it ended, and whether it was served.
+/// One call of a flood: when it was sent and when it ended, and whether it was served.
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
+    sent: Instant,
     at: Instant,
     served: bool,
 }
@@ -50,8 +51,10 @@ async fn flood(replicas: &[Replica], tag: &str, end: Instant) -> Vec<Outcome> {
                         cust_space_id: format!("tenant-{r}-{lane}"),
                     });
                     request.set_timeout(Duration::from_secs(2));
+                    let sent = Instant::now();
                     let served = client.clone().get_flow(request).await.is_ok();
                     outcomes.push(Outcome {
+                        sent,
                         at: Instant::now(),
                         served,
                     });
@@ -73,12 +76,14 @@ async fn flood(replicas: &[Replica], tag: &str, end: Instant) -> Vec<Outcome> {
     all
 }
 
-/// The first call served after `since`.
+/// When the first call sent after `since` was served: calls already on their way when
+/// something happened say nothing of what it cost.
 fn first_served_after(outcomes: &[Outcome], since: Instant) -> Option<Instant> {
     outcomes
         .iter()
-        .find(|o| o.served && o.at > since)
+        .filter(|o| o.served && o.sent > since)
         .map(|o| o.at)
+        .min()
 }
 
 /// CAMS never saw more than the quota in a sliding second, and never throttled.
@@ -486,4 +491,149 @@ async fn a_promotion_costs_nothing_unless_it_lost_an_admission() {
         matches!(next_answer(&store).await, Err(Busy::Until(Some(_)))),
         "fenced: the promoted replica lost an admission that may still count"
     );
+}
+
+/// Outcomes shared between a prober and the test that reads them as they come.
+type Outcomes = std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>;
+
+/// Misses through `replica` at a steady 3 a second (under the account's quota of 5), each with a
+/// deadline of a second, until the task is aborted: every outcome, timed, into `outcomes`.
+fn prober(replica: &Replica, outcomes: Outcomes) -> tokio::task::JoinHandle<()> {
+    let client = replica.client.clone();
+    tokio::spawn(async move {
+        // pacing: the probes' rate, under the account's quota so that none is refused for it.
+        let mut tick = tokio::time::interval(Duration::from_millis(333));
+        for i in 0.. {
+            tick.tick().await;
+            let mut request = tonic::Request::new(GetFlowRequest {
+                flow_id: format!("sim:ok:probe-{i}-{}", uuid::Uuid::new_v4().simple()),
+                cust_space_id: "probe".into(),
+            });
+            request.set_timeout(Duration::from_secs(1));
+            let sent = Instant::now();
+            let served = client.clone().get_flow(request).await.is_ok();
+            outcomes.lock().expect("outcomes").push(Outcome {
+                sent,
+                at: Instant::now(),
+                served,
+            });
+        }
+    })
+}
+
+/// The longest stretch without a miss served from `event` on (the resolution is the probes'
+/// interval, a third of a second): it waits for a miss sent after `event` to be served (within
+/// `bound`), and two more seconds of probing, so that an event still under way (a planned
+/// failover switches a moment after it is asked for) is seen whole. Printed as a `cost:` line.
+async fn cost_of(outcomes: &Outcomes, event: Instant, bound: Duration, what: &str) -> Duration {
+    let served = wait::until(
+        bound,
+        &format!("a miss served after {what}"),
+        || async { first_served_after(&outcomes.lock().expect("outcomes"), event) },
+        Option::is_some,
+    )
+    .await
+    .expect("served");
+    // pacing: two seconds of probing past the recovery, for the rest of the event.
+    tokio::time::sleep_until(served + Duration::from_secs(2)).await;
+    let mut served: Vec<Instant> = outcomes
+        .lock()
+        .expect("outcomes")
+        .iter()
+        .filter(|o| o.served && o.sent > event)
+        .map(|o| o.at)
+        .collect();
+    served.sort();
+    let cost = std::iter::once(event)
+        .chain(served.iter().copied())
+        .zip(served.iter().copied())
+        .map(|(before, after)| after - before)
+        .max()
+        .unwrap_or(bound);
+    println!("cost: {what}: {:.1} s", cost.as_secs_f64());
+    cost
+}
+
+/// What each event costs callers that need CAMS, in seconds with no miss served, each within its
+/// bound: the first start, a planned and a crash failover and `FLUSHALL` (Sentinel), and an
+/// empty restart of a standalone Redis. The figures are printed (`cost:` lines, run with
+/// `--nocapture`) for docs/shared-state.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_costs_misses_at_most_its_bound() {
+    // Without min-replicas-to-write: with one replica, a primary that keeps it refuses every
+    // write once its replica is the node that died (an operator's choice, not the gateway's).
+    let mut set = SentinelSet::start_with(SentinelOptions {
+        min_replicas: None,
+        ..SentinelOptions::default()
+    });
+    let (_sandbox, endpoint) = sandbox().await;
+    let sentinels = set.sentinel_addrs().join(",");
+    let outcomes = Outcomes::default();
+    let started = Instant::now();
+    let replica = Replica::start(
+        &endpoint,
+        &[
+            ("CAMS_FLOWS_REDIS_MODE", "sentinel"),
+            ("CAMS_FLOWS_REDIS_SENTINELS", &sentinels),
+            ("CAMS_FLOWS_REDIS_MASTER_NAME", set.master_name()),
+        ],
+    )
+    .await;
+    let probe = prober(&replica, std::sync::Arc::clone(&outcomes));
+    // The first start: the probation of a state nobody used before (about 2 s), from the start
+    // of the process.
+    let first = cost_of(&outcomes, started, Duration::from_secs(8), "first start").await;
+    assert!(first <= Duration::from_secs(5), "first start: {first:?}");
+
+    let planned = Instant::now();
+    set.failover(set.detection_time()).await;
+    let cost = cost_of(
+        &outcomes,
+        planned,
+        Duration::from_secs(10),
+        "planned failover",
+    )
+    .await;
+    assert!(cost <= Duration::from_secs(4), "planned failover: {cost:?}");
+    // The old primary follows the new one before the next failover can go through.
+    set.wait_for_replicas(Duration::from_secs(30)).await;
+
+    let crash = Instant::now();
+    set.kill_primary();
+    let bound = set.detection_time() + Duration::from_secs(3);
+    let cost = cost_of(&outcomes, crash, bound, "crash failover (SIGKILL)").await;
+    assert!(cost <= bound, "crash failover: {cost:?}");
+    set.wait_for_failover(bound).await;
+
+    let flushed = Instant::now();
+    let primary = set.primary().addr();
+    crate::support::resp::call(&primary, &["FLUSHALL"]).expect("FLUSHALL");
+    let cost = cost_of(&outcomes, flushed, Duration::from_secs(8), "FLUSHALL").await;
+    assert!(cost <= Duration::from_secs(4), "FLUSHALL: {cost:?}");
+    probe.abort();
+    drop(replica);
+    drop(set);
+
+    // An empty restart of a standalone Redis (no persistence).
+    let mut redis = RedisServer::start();
+    let outcomes = Outcomes::default();
+    let replica = Replica::start(&endpoint, &[("CAMS_FLOWS_REDIS_URL", &redis.url())]).await;
+    replica.get_eventually("100000000000002", "warm").await;
+    let probe = prober(&replica, std::sync::Arc::clone(&outcomes));
+    let steady = cost_of(&outcomes, Instant::now(), Duration::from_secs(8), "steady").await;
+    assert!(
+        steady < Duration::from_millis(1_500),
+        "steady probing shows no gap: {steady:?}"
+    );
+    let restarted = Instant::now();
+    redis.restart();
+    let cost = cost_of(
+        &outcomes,
+        restarted,
+        Duration::from_secs(10),
+        "empty restart",
+    )
+    .await;
+    assert!(cost <= Duration::from_secs(5), "empty restart: {cost:?}");
+    probe.abort();
 }
