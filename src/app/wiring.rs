@@ -102,8 +102,8 @@ pub async fn flow_api(
 
     let account_limits = config.limits.account();
     let slots: Arc<dyn SlotStore> = match &shared {
-        Some(shared) => Arc::new(
-            RedisSlots::new(
+        Some(shared) => {
+            let slots = RedisSlots::new(
                 shared.redis.clone(),
                 &shared.account_tag,
                 account_limits.rps,
@@ -115,8 +115,10 @@ pub async fn flow_api(
                     .redis
                     .as_ref()
                     .is_none_or(|redis| redis.wait_for_replicas),
-            ),
-        ),
+            );
+            tasks.spawn("account quota heartbeat", slots.heartbeat());
+            Arc::new(slots)
+        }
         None => Arc::new(LocalSlots::new(account_limits.rps, account_limits.window)),
     };
     let gate = AccountGate::new(account_limits, config.limits.weights(), slots);

@@ -9,8 +9,8 @@ pub mod tenant;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use account::{
-    AccountGate, AccountLimits, AccountQuota, AccountRejection, Claim, Class, Lease, LocalSlots,
-    Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
+    AccountGate, AccountLimits, AccountQuota, AccountRejection, Busy, Claim, Class, Lease,
+    LocalSlots, Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
 };
 pub use caller::{CallerLimit, CallerRejection};
 pub use tenant::{

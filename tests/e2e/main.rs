@@ -9,6 +9,7 @@ mod account;
 mod auth;
 mod credentials;
 mod docs;
+mod failover;
 mod fair;
 mod fetch_lock;
 mod getflow;

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::{Busy, SlotLease, SlotStore};
 use crate::store::Redis;
-use scripts::{ACQUIRE, RELEASE};
+use scripts::{ACQUIRE, HEARTBEAT as HEARTBEAT_SCRIPT, RELEASE};
 
 /// Time between a call's local bound and the end of its lease: covers a request still on its
 /// way when the caller gave up, and the difference between the replica's and Redis's clocks'
@@ -54,14 +54,64 @@ const TURN_LAPSE: Duration = Duration::from_millis(500);
 /// A replica's published settings count while it has asked within this long.
 const SETTINGS_LAPSE: Duration = Duration::from_secs(60);
 
-/// The last admission this replica was granted: under which replication history, its sequence
-/// number there, and until when it may count. Reported with every request, so that a promotion
-/// that did not bring it along is seen as the loss it is.
+/// While this replica holds admissions that may still count, it checks this often that the state
+/// still holds them.
+const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// Added to a probation for what its parts do not cover: the heartbeat's own delay on a loaded
+/// host.
+const PROBATION_MARGIN: Duration = Duration::from_millis(300);
+
+/// One admission this replica was granted and that may still count: under which bookkeeping
+/// generation and replication history, its sequence number there, and until when it counts.
 #[derive(Debug, Clone)]
 struct Granted {
+    generation: String,
     history: String,
     seq: u64,
     counts_until: Instant,
+}
+
+/// What this replica holds, as reported with every request and heartbeat: the latest admission's
+/// generation, history and sequence number, and how long any of them may still count.
+#[derive(Debug, Default)]
+struct Holding {
+    by_id: std::collections::HashMap<String, Granted>,
+    /// When the store was last asked (an acquire checks what is held, as a heartbeat does).
+    last_checked: Option<Instant>,
+}
+
+impl Holding {
+    /// What is held at `now`: the latest admission and how long any may still count.
+    fn report(&mut self, now: Instant) -> Report {
+        self.by_id.retain(|_, g| g.counts_until > now);
+        let pending = self
+            .by_id
+            .values()
+            .map(|g| g.counts_until.saturating_duration_since(now))
+            .max()
+            .unwrap_or_default();
+        match self.by_id.iter().max_by_key(|(_, g)| g.seq) {
+            Some((id, latest)) => Report {
+                generation: latest.generation.clone(),
+                history: latest.history.clone(),
+                seq: latest.seq,
+                pending_ms: millis(pending),
+                id: id.clone(),
+            },
+            None => Report::default(),
+        }
+    }
+}
+
+/// What a replica says it holds, with every request and heartbeat.
+#[derive(Debug, Default)]
+struct Report {
+    generation: String,
+    history: String,
+    seq: u64,
+    pending_ms: u64,
+    id: String,
 }
 
 /// What a replica last learned of when slots free, to estimate waits without a round trip.
@@ -83,7 +133,10 @@ struct Inner {
     /// Whether an admission waits for every connected replica's confirmation before it is
     /// used; without it a failover is always taken for a loss.
     confirm: bool,
-    granted: Mutex<Option<Granted>>,
+    holding: Mutex<Holding>,
+    /// How long a loss nobody reports is fenced: see `scripts.rs`.
+    probation: Duration,
+    heartbeat: Script,
     /// The last disagreement of settings reported, so that it is logged once.
     differed: AtomicBool,
     /// Whether replicas failing to confirm has been logged since the last confirmation.
@@ -157,7 +210,9 @@ impl RedisSlots {
                 settings_key: redis.key(&format!("{tag}:settings{}", suffix(log))),
                 live_field,
                 confirm: true,
-                granted: Mutex::new(None),
+                holding: Mutex::new(Holding::default()),
+                probation: HEARTBEAT + redis.timeout() + window + PROBATION_MARGIN,
+                heartbeat: Script::new(HEARTBEAT_SCRIPT),
                 differed: AtomicBool::new(false),
                 unconfirmed: AtomicBool::new(false),
                 replica: uuid::Uuid::new_v4().simple().to_string(),
@@ -177,6 +232,26 @@ impl RedisSlots {
     /// How long an admitted call counts at most (its lease).
     pub fn lease(&self) -> Duration {
         self.inner.lease
+    }
+
+    /// Checks now and then, while this replica holds admissions that may still count, that
+    /// Redis's state still holds them, so that a loss is fenced for as long as they may count.
+    /// Runs until dropped: the application's task owner runs it.
+    pub fn heartbeat(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                inner.beat().await;
+            }
+        }
+    }
+
+    /// How long a loss nobody reports is fenced (first use among them).
+    pub fn probation(&self) -> Duration {
+        self.inner.probation
     }
 
     /// Whether admissions wait for the replicas' confirmation (`redis.wait_for_replicas`). Only
@@ -213,6 +288,7 @@ struct Acquired {
     status: i64,
     ms: u64,
     history: String,
+    generation: String,
     seq: u64,
     replicas: u32,
     differ: bool,
@@ -221,6 +297,52 @@ struct Acquired {
 }
 
 impl Inner {
+    fn holding(&self) -> std::sync::MutexGuard<'_, Holding> {
+        self.holding.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks, while this replica holds admissions that may still count and no acquire has
+    /// checked them lately, that the state still holds them.
+    async fn beat(&self) {
+        let now = Instant::now();
+        let held = {
+            let mut holding = self.holding();
+            if holding
+                .last_checked
+                .is_some_and(|at| now.saturating_duration_since(at) < HEARTBEAT)
+            {
+                return;
+            }
+            let report = holding.report(now);
+            if report.pending_ms == 0 {
+                return;
+            }
+            holding.last_checked = Some(now);
+            report
+        };
+        let mut invocation = self.heartbeat.key(&self.slots_key);
+        invocation
+            .key(&self.meta_key)
+            .arg(millis(self.window))
+            .arg(&held.generation)
+            .arg(&held.history)
+            .arg(held.seq)
+            .arg(held.pending_ms)
+            .arg(&self.live_field)
+            .arg(millis(self.probation))
+            .arg(if self.confirm { "1" } else { "0" })
+            .arg(&held.id);
+        let quiet = self
+            .redis
+            .run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
+            .await;
+        if let Ok(ms) = quiet
+            && ms > 0
+        {
+            self.paused(Instant::now() + Duration::from_millis(ms), ms);
+        }
+    }
+
     fn lease(self: &Arc<Self>, id: String) -> Box<RedisLease> {
         Box::new(RedisLease {
             store: Arc::clone(self),
@@ -309,6 +431,10 @@ struct RedisLease {
 
 impl SlotLease for RedisLease {
     fn complete(self: Box<Self>) -> BoxFuture<'static, ()> {
+        // The answer is read: the call counts one window from now, here as in Redis.
+        if let Some(granted) = self.store.holding().by_id.get_mut(&self.id) {
+            granted.counts_until = granted.counts_until.min(Instant::now() + self.store.window);
+        }
         Box::pin(async move {
             let store = &self.store;
             let mut invocation = store.release.key(&store.slots_key);
@@ -337,6 +463,7 @@ impl SlotLease for RedisLease {
 
     /// Never used: the entry can go at once.
     fn give_back(self: Box<Self>) {
+        self.store.holding().by_id.remove(&self.id);
         tokio::spawn(async move {
             let store = &self.store;
             let (key, id) = (store.slots_key.clone(), self.id.clone());
@@ -364,18 +491,10 @@ impl SlotStore for RedisSlots {
             inner.claimed.store(true, Ordering::Relaxed);
         }
         let sent = Instant::now();
-        let granted = inner
-            .granted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let (history, seq, pending) = match &granted {
-            Some(g) => (
-                g.history.as_str(),
-                g.seq,
-                millis(g.counts_until.saturating_duration_since(sent)),
-            ),
-            None => ("", 0, 0),
+        let held = {
+            let mut holding = inner.holding();
+            holding.last_checked = Some(sent);
+            holding.report(sent)
         };
         let mut invocation = inner.acquire.key(&inner.slots_key);
         invocation
@@ -392,11 +511,14 @@ impl SlotStore for RedisSlots {
             .arg(hungry)
             .arg(millis(TURN_LAPSE))
             .arg(millis(SETTINGS_LAPSE))
-            .arg(history)
-            .arg(seq)
-            .arg(pending)
+            .arg(&held.generation)
+            .arg(&held.history)
+            .arg(held.seq)
+            .arg(held.pending_ms)
             .arg(if inner.confirm { "1" } else { "0" })
-            .arg(&inner.live_field);
+            .arg(&inner.live_field)
+            .arg(millis(inner.probation))
+            .arg(&held.id);
         let (slots_key, confirm) = (inner.slots_key.as_str(), inner.confirm);
         // Half the bound for the replicas' confirmation, so that a slow one fails the admission
         // rather than the whole exchange.
@@ -404,9 +526,10 @@ impl SlotStore for RedisSlots {
         let reply = inner
             .redis
             .run(|mut c| async move {
-                let (status, ms, history, seq, replicas, differ): (
+                let (status, ms, history, generation, seq, replicas, differ): (
                     i64,
                     u64,
+                    String,
                     String,
                     u64,
                     u32,
@@ -422,6 +545,7 @@ impl SlotStore for RedisSlots {
                     status,
                     ms,
                     history,
+                    generation,
                     seq,
                     replicas,
                     differ: differ == 1,
@@ -450,11 +574,15 @@ impl SlotStore for RedisSlots {
                     return Err(Busy::StoreUnavailable);
                 }
                 inner.confirmed();
-                *inner.granted.lock().unwrap_or_else(PoisonError::into_inner) = Some(Granted {
-                    history: acquired.history,
-                    seq: acquired.seq,
-                    counts_until: sent + inner.lease,
-                });
+                inner.holding().by_id.insert(
+                    id.clone(),
+                    Granted {
+                        generation: acquired.generation,
+                        history: acquired.history,
+                        seq: acquired.seq,
+                        counts_until: sent + inner.lease,
+                    },
+                );
                 Ok(inner.lease(id))
             }
             status => {
