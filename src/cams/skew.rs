@@ -35,14 +35,14 @@ pub(crate) const WARN_ABOVE: Duration = Duration::from_secs(5);
 /// offset in use is kept while it is within this margin of everything in the range, and moved to
 /// the range's middle when it is not: within the margin whenever the range is at most two
 /// seconds wide, that is for any round trip up to a second (CAMS answers in tens to hundreds of
-/// milliseconds). A host whose clock is right keeps a zero offset, and no offset jitters with
-/// the whole seconds of each `Date`. A preview URL lives far longer than a second: giving its
+/// milliseconds). A host whose clock is right nearly always keeps a zero offset, and no offset
+/// jitters with the whole seconds of each `Date`. A preview URL lives far longer than a second: giving its
 /// last second up costs nothing, serving it dead breaks the caller's flow.
 pub(crate) const MARGIN: Duration = Duration::from_secs(1);
 
-/// How fast the range of possible offsets widens between answers: two clocks kept by quartz
-/// drift apart by less than 100 ppm, 1 ms every 10 s.
-const DRIFT_MS_PER_MS: i64 = 10_000;
+/// How many milliseconds of the host's time widen the range of possible offsets by one between
+/// answers: two clocks kept by quartz drift apart by less than 100 ppm, 1 ms every 10 s.
+const MS_PER_MS_OF_DRIFT: i64 = 10_000;
 
 /// A `Date` outside these years (seconds since the epoch: 2000-01-01 and 2200-01-01) is not a
 /// clock reading but a broken or hostile header; adopting it would date every later signature
@@ -168,7 +168,7 @@ impl ClockSkew {
         let mut possible = self.possible.lock().unwrap_or_else(PoisonError::into_inner);
         let narrowed = match *possible {
             Some(before) => {
-                let drift = millis_between(answer.at, before.at).max(0) / DRIFT_MS_PER_MS;
+                let drift = millis_between(answer.at, before.at).max(0) / MS_PER_MS_OF_DRIFT;
                 let lo = before.lo.saturating_sub(drift).max(answer.lo);
                 let hi = before.hi.saturating_add(drift).min(answer.hi);
                 // Disjoint: one of the clocks stepped; what came before says nothing any more.
@@ -378,6 +378,25 @@ mod tests {
         // over from the middle of what it allows.
         skew.observe(at(1039, 0), at(1005, 400), at(1005, 410));
         assert_eq!(skew.cams_offset_ms(), 34_095);
+    }
+
+    /// Clocks drift apart: what older answers allowed widens with time, so that a drift is
+    /// followed rather than taken for a step.
+    #[test]
+    fn the_range_widens_with_time_for_drift() {
+        let skew = ClockSkew::default();
+        let range = |skew: &ClockSkew| {
+            let possible = skew.possible.lock().expect("lock").expect("an answer");
+            (possible.lo, possible.hi)
+        };
+        skew.observe(at(1010, 0), at(1000, 300), at(1000, 310));
+        skew.observe(at(1011, 0), at(1000, 900), at(1000, 910));
+        assert_eq!(range(&skew), (10_090, 10_700));
+        // An hour on, CAMS a little further ahead: the range has widened by 359 ms (an hour at
+        // 100 ppm), and still meets the answer's.
+        skew.observe(at(4611, 0), at(4600, 600), at(4600, 610));
+        assert_eq!(range(&skew), (10_390, 11_059));
+        assert_eq!(skew.cams_offset_ms(), 10_195, "still within the margin");
     }
 
     #[test]
