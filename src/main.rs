@@ -91,6 +91,11 @@ struct SandboxArgs {
     /// The simulated metadata service answers only reads that carry a session token (IMDSv2).
     #[arg(long)]
     metadata_hardened: bool,
+    /// Run the simulated services' clock this many milliseconds ahead of the host's (negative:
+    /// behind, at most a day either way): their `Date` header, their check of the signature's
+    /// date, the keys' expiry and the `PreviewUrlExpires` they send follow it.
+    #[arg(long, env = "CAMS_SANDBOX_CLOCK_OFFSET_MS", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-86_400_000..=86_400_000))]
+    clock_offset_ms: i64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: cams_flows::config::LogFormat,
@@ -176,6 +181,7 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
     let mut config = SandboxConfig::new(args.access_key_id, args.access_key_secret);
     config.rps_per_key = args.rps;
     config.security_token = args.security_token.map(secrecy::SecretString::from);
+    config.clock_offset_ms(args.clock_offset_ms);
     let identity = match args.sts_listen {
         None => None,
         Some(addr) => {
@@ -183,6 +189,7 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
             identity.lifetime = std::time::Duration::from_secs(args.sts_lifetime_secs);
             identity.role_name = args.ecs_role_name;
             identity.hardened = args.metadata_hardened;
+            identity.clock = std::sync::Arc::clone(&config.clock);
             identity.signers = vec![(
                 config.access_key_id.clone(),
                 config.access_key_secret.clone(),
@@ -203,7 +210,11 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(endpoint = %sandbox.endpoint(), "simulated CAMS listening");
+    tracing::info!(
+        endpoint = %sandbox.endpoint(),
+        clock_offset_ms = args.clock_offset_ms,
+        "simulated CAMS listening"
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     let identity = identity.map(|identity| {
         tracing::info!(

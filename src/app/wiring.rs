@@ -126,6 +126,8 @@ pub async fn flow_api(
     let account: Arc<dyn AccountQuota> = Arc::new(gate);
     observe::account(&metrics, &account);
 
+    // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
+    let cache_clock = client.cams_clock();
     let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
         Some(shared) => {
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
@@ -135,13 +137,13 @@ pub async fn flow_api(
                 shared.redis,
                 keys,
                 config.cache.refresh_window,
-                Arc::clone(&clock),
+                Arc::clone(&cache_clock),
             );
             (Some(Arc::new(tier)), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),
     };
-    let cache = FlowCache::new(config.cache, tier, clock);
+    let cache = FlowCache::new(config.cache, tier, cache_clock);
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
     {

@@ -1,5 +1,6 @@
-//! A cached answer and the wall-clock times that bound its use. Wall-clock times, not
-//! `Instant`s, so that a tier shared by several processes can hold them too.
+//! A cached answer and the times that bound its use: times on CAMS's clock as this replica
+//! reads it (`cams::CamsClock`), not `Instant`s, so that they compare with CAMS's
+//! `PreviewUrlExpires` as they are and mean the same in every process that shares a tier.
 
 use std::{
     sync::{
@@ -11,16 +12,17 @@ use std::{
 
 use rand::Rng;
 
-use crate::cams::FlowAnswer;
+use crate::cams::{CLOCK_MARGIN, FlowAnswer};
 
-/// A cached answer and the wall-clock times that bound its use.
+/// A cached answer and the times (on CAMS's clock) that bound its use.
 #[derive(Debug, Clone)]
 pub struct CachedFlow {
     pub answer: Arc<FlowAnswer>,
     pub fetched_at: SystemTime,
     /// Served as a hit until then.
     pub fresh_until: SystemTime,
-    /// Served as a stale fallback until then; never past the preview URL's expiry.
+    /// Served as a stale fallback until then; never past [`servable_until`] the preview URL's
+    /// expiry.
     pub usable_until: SystemTime,
     /// From then on, a hit asks for a background refresh (`fresh_until` when refresh-ahead is
     /// off).
@@ -43,6 +45,13 @@ pub struct Demand {
 pub struct RefreshDue {
     pub hit_for: Duration,
     pub reads: Arc<AtomicU64>,
+}
+
+/// The last moment an answer whose preview URL dies at `expires` (on CAMS's clock) is served:
+/// a margin before, since this replica's reading of CAMS's clock may lag CAMS's by that much
+/// (`cams::skew::MARGIN` says what it covers).
+pub(super) fn servable_until(expires: SystemTime) -> SystemTime {
+    expires.checked_sub(CLOCK_MARGIN).unwrap_or(expires)
 }
 
 /// `ttl`, moved uniformly by up to `percent` either way.

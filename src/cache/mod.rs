@@ -4,8 +4,14 @@
 //! Entries are keyed by [`FlowQuery`] (tenant and flow id), so tenants never share one. An entry
 //! is fresh for the configured TTL and may then stand in as a stale fallback for
 //! `stale_if_error` more; neither ever outlives the flow's `PreviewUrlExpires`, so no cached
-//! answer hands out a dead preview URL. Entries carry wall-clock times (not `Instant`s) so that a
-//! tier shared by several processes can hold them too: [`CacheTier`] is that seam (`tier.rs`),
+//! answer hands out a dead preview URL.
+//!
+//! `PreviewUrlExpires` is a time on CAMS's clock, which the host's may be seconds or minutes off.
+//! So the cache's clock is CAMS's as this replica knows it (`cams::CamsClock`: its own clock plus
+//! the offset measured from CAMS's `Date` headers), entries end a margin before the preview URL
+//! does (the reading's own error, `entry::servable_until`), and their times (not `Instant`s) are
+//! CAMS's: they mean the same to every process that shares a tier, each reading them against its
+//! own measurement. [`CacheTier`] is that seam (`tier.rs`),
 //! [`LocalTier`] (moka) is the in-process tier every gateway has, and [`RedisTier`] the one the
 //! replicas share. Who fetches a missing entry is a seam of its own, the fetch lock ([`lock`]).
 //!
@@ -41,7 +47,7 @@ pub(crate) use redis::RedisTier;
 pub use tier::{CacheTier, Tier};
 
 use crate::{cams::FlowAnswer, clock::SharedClock, domain::FlowQuery};
-use entry::jittered;
+use entry::{jittered, servable_until};
 use lock::WritePermit;
 
 /// The validated `[cache]` section. Its `Default` is the section's defaults
@@ -94,7 +100,9 @@ impl std::fmt::Debug for FlowCache {
 }
 
 impl FlowCache {
-    /// `None` when the configuration keeps nothing (no TTL and no stale window).
+    /// `None` when the configuration keeps nothing (no TTL and no stale window). `clock` is
+    /// CAMS's as the gateway knows it ([`crate::cams::CamsClient::cams_clock`]); the tiers'
+    /// clock must be the same.
     pub fn new(
         config: CacheConfig,
         shared: Option<Arc<dyn CacheTier>>,
@@ -169,8 +177,8 @@ impl FlowCache {
         }
     }
 
-    /// Keeps a fresh answer in every tier, unless its preview URL is already dead: such an
-    /// answer is passed on, never kept. `permit` is the fetch lock the answer was fetched
+    /// Keeps a fresh answer in every tier, unless its preview URL is already dead (or within the
+    /// margin of dying, by CAMS's clock): such an answer is passed on, never kept. `permit` is the fetch lock the answer was fetched
     /// under: it is released once the answer is where the waiters will look.
     pub async fn store(&self, key: FlowQuery, answer: Arc<FlowAnswer>, permit: WritePermit) {
         let Some(entry) = self.entry(answer) else {
@@ -226,11 +234,11 @@ impl FlowCache {
         self.local.insert(key, entry).await;
     }
 
-    /// The times of an answer fetched now.
+    /// The times of an answer fetched now, on CAMS's clock.
     fn entry(&self, answer: Arc<FlowAnswer>) -> Option<CachedFlow> {
         let now = self.clock.now();
         let cap = |t: SystemTime| match answer.flow.preview_url_expires {
-            Some(preview_ends) => t.min(preview_ends),
+            Some(preview_ends) => t.min(servable_until(preview_ends)),
             None => t,
         };
         let ttl = jittered(self.config.ttl, self.config.ttl_jitter_percent);

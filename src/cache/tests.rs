@@ -185,6 +185,38 @@ async fn never_past_the_preview_url() {
     assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
 }
 
+/// The cache's clock is CAMS's as the gateway reads it, which may lag CAMS's by up to the
+/// margin: an entry ends that much before its preview URL, and an answer whose preview URL dies
+/// within the margin is not kept.
+#[tokio::test]
+async fn the_margin_before_the_preview_url() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let clock = Arc::new(Manual(Mutex::new(start)));
+    let cache = FlowCache::new(config(30, 60), None, clock.clone()).expect("on");
+    let margin = crate::cams::CLOCK_MARGIN;
+    let preview_ends = start + Duration::from_secs(5);
+    cache
+        .store(key("a"), answer(Some(preview_ends)), WritePermit::alone())
+        .await;
+    clock.advance(Duration::from_secs(5) - margin - Duration::from_millis(1));
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh { .. }
+    ));
+    clock.advance(Duration::from_millis(1));
+    assert!(matches!(cache.lookup(&key("a")).await, Lookup::Absent));
+
+    let now = clock.now();
+    cache
+        .store(
+            key("b"),
+            answer(Some(now + margin - Duration::from_millis(1))),
+            WritePermit::alone(),
+        )
+        .await;
+    assert!(matches!(cache.lookup(&key("b")).await, Lookup::Absent));
+}
+
 /// The shared tier behind the local one (here an in-process tier as its test double): an
 /// answer stored by one gateway is found by another, and then kept locally.
 #[tokio::test]

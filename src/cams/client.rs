@@ -10,7 +10,7 @@ use reqwest::{
 
 use super::{
     error::CamsError,
-    skew::ClockSkew,
+    skew::{CamsClock, ClockSkew},
     wire::{self, FlowAnswer},
 };
 use crate::{
@@ -155,6 +155,16 @@ impl CamsClient {
     /// to date signatures (0 while within a minute).
     pub fn clock_offset_ms(&self) -> i64 {
         self.skew.offset_ms()
+    }
+
+    /// CAMS's clock as this client knows it: the gateway's clock plus the offset measured from
+    /// CAMS's answers, whatever its size (zero before the first). The cache's clock: the
+    /// `PreviewUrlExpires` it compares are CAMS's.
+    pub fn cams_clock(&self) -> SharedClock {
+        Arc::new(CamsClock::new(
+            Arc::clone(&self.clock),
+            Arc::clone(&self.skew),
+        ))
     }
 
     /// One signed exchange, and the skew measured from its `Date` header (when it had one).

@@ -1,17 +1,48 @@
-//! How far the gateway's clock is from CAMS's, read from the `Date` header of CAMS's answers.
-//! CAMS refuses a signature dated more than 15 minutes off (`InvalidTimeStamp.Expired`); the
-//! official SDKs leave that to the host's time sync, which a gateway cannot count on. So the
-//! skew is measured on every answer, a warning is logged when it passes a minute (once when that
-//! starts, once when it ends), and past the minute signatures are dated by CAMS's clock: the
-//! gateway's clock plus the measured offset.
+//! How far the gateway's clock is from CAMS's, read from the `Date` header of CAMS's answers, and
+//! CAMS's clock as the gateway knows it from that ([`CamsClock`]).
+//!
+//! Two things run on CAMS's clock. CAMS refuses a signature dated more than 15 minutes off
+//! (`InvalidTimeStamp.Expired`); the official SDKs leave that to the host's time sync, which a
+//! gateway cannot count on, so past a minute of skew signatures are dated by CAMS's clock. And
+//! `PreviewUrlExpires` is a time on CAMS's clock: the cache compares it, and the times of its
+//! entries (which replicas with clocks of their own share), with [`CamsClock`]: the gateway's
+//! clock plus the offset CAMS's answers show, whatever its size, with a [`MARGIN`] kept in hand
+//! for what they cannot show. The skew is measured on every answer; a warning is logged when it
+//! passes 5 s and when it passes a minute (once when that starts, once when it ends).
 
 use std::{
-    sync::atomic::{AtomicBool, AtomicI64, Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
-/// Skew past this is warned about and corrected.
+use crate::clock::{Clock, SharedClock, millis_between, shift};
+
+/// Skew past this dates signatures by CAMS's clock (CAMS accepts 15 minutes either way).
 pub(crate) const TOLERATED: Duration = Duration::from_secs(60);
+
+/// Skew past this is logged: a host whose time sync works is within milliseconds, so seconds
+/// mean it does not, and the cache's times are then CAMS's, not the host's.
+pub(crate) const WARN_ABOVE: Duration = Duration::from_secs(5);
+
+/// How far [`CamsClock`] may be from CAMS's own clock, and so what the cache keeps in hand
+/// before every `PreviewUrlExpires`. One answer tells CAMS's clock to within a second and a round
+/// trip: its `Date` has whole seconds (CAMS read its clock anywhere within that second), read at
+/// some moment between the request leaving and the answer arriving. So the offset lies between
+/// `Date − received` and `Date + 1 s − sent`, and each answer narrows that range further. The
+/// offset in use is kept while it is within this margin of everything in the range, and moved to
+/// the range's middle when it is not: within the margin whenever the range is at most two
+/// seconds wide, that is for any round trip up to a second (CAMS answers in tens to hundreds of
+/// milliseconds). A host whose clock is right nearly always keeps a zero offset, and no offset
+/// jitters with the whole seconds of each `Date`. A preview URL lives far longer than a second: giving its
+/// last second up costs nothing, serving it dead breaks the caller's flow.
+pub(crate) const MARGIN: Duration = Duration::from_secs(1);
+
+/// How many milliseconds of the host's time widen the range of possible offsets by one between
+/// answers: two clocks kept by quartz drift apart by less than 100 ppm, 1 ms every 10 s.
+const MS_PER_MS_OF_DRIFT: i64 = 10_000;
 
 /// A `Date` outside these years (seconds since the epoch: 2000-01-01 and 2200-01-01) is not a
 /// clock reading but a broken or hostile header; adopting it would date every later signature
@@ -24,6 +55,12 @@ pub(crate) struct ClockSkew {
     offset_ms: AtomicI64,
     /// Whether the last measurement was past [`TOLERATED`].
     off: AtomicBool,
+    /// Whether the last measurement was past [`WARN_ABOVE`].
+    warned: AtomicBool,
+    /// Added to the gateway's clock by [`CamsClock`], in milliseconds, whatever its size.
+    cams_offset_ms: AtomicI64,
+    /// What CAMS's answers since the clocks last stepped allow the offset to be.
+    possible: Mutex<Option<Possible>>,
     /// The last measurement, whatever its size, for the metric.
     measured_ms: AtomicI64,
     measured: AtomicBool,
@@ -39,6 +76,11 @@ impl ClockSkew {
         self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// What [`CamsClock`] adds to the gateway's clock; zero before the first measurement.
+    pub(crate) fn cams_offset_ms(&self) -> i64 {
+        self.cams_offset_ms.load(Ordering::Relaxed)
+    }
+
     /// The last skew measured, corrected or not; `None` before the first.
     pub(crate) fn measured_ms(&self) -> Option<i64> {
         self.measured
@@ -48,7 +90,8 @@ impl ClockSkew {
 
     /// Records CAMS's `Date` (whole seconds) against the gateway's clock halfway between sending
     /// and receiving. Returns the measured skew in milliseconds; `None` for a date no clock
-    /// could read (see [`PLAUSIBLE_DATES`]), which changes nothing.
+    /// could read (see [`PLAUSIBLE_DATES`]), which changes nothing. [`CamsClock`]'s offset
+    /// follows as [`MARGIN`] says.
     pub(crate) fn observe(
         &self,
         date: SystemTime,
@@ -69,11 +112,29 @@ impl ClockSkew {
         let measured = millis_between(shift(date, 500), midpoint);
         self.measured_ms.store(measured, Ordering::Relaxed);
         self.measured.store(true, Ordering::Relaxed);
+        self.follow(Possible {
+            lo: millis_between(date, received),
+            hi: millis_between(date, sent).saturating_add(1_000),
+            at: received,
+        });
+
+        let skew_ms = measured;
+        let warned = measured.unsigned_abs() > WARN_ABOVE.as_millis() as u64;
+        if self.warned.swap(warned, Ordering::Relaxed) != warned {
+            if warned {
+                tracing::warn!(
+                    skew_ms,
+                    "the gateway's clock is more than 5 s off CAMS's (Date header): the host's \
+                     time sync is failing; the cache reckons preview URLs' expiry by CAMS's clock"
+                );
+            } else {
+                tracing::info!(skew_ms, "the gateway's clock agrees with CAMS's again");
+            }
+        }
         let off = measured.unsigned_abs() > TOLERATED.as_millis() as u64;
         self.offset_ms
             .store(if off { measured } else { 0 }, Ordering::Relaxed);
         if self.off.swap(off, Ordering::Relaxed) != off {
-            let skew_ms = measured;
             if off {
                 tracing::warn!(
                     skew_ms,
@@ -81,7 +142,11 @@ impl ClockSkew {
                      signatures are dated by CAMS's clock until the host's time is fixed"
                 );
             } else {
-                tracing::info!(skew_ms, "the gateway's clock agrees with CAMS's again");
+                tracing::info!(
+                    skew_ms,
+                    "the gateway's clock is within a minute of CAMS's again; signatures are \
+                     dated by it"
+                );
             }
         }
         Some(measured)
@@ -92,23 +157,72 @@ impl ClockSkew {
     pub(crate) fn adopt(&self, measured_ms: i64) {
         self.offset_ms.store(measured_ms, Ordering::Relaxed);
     }
+
+    /// Narrows the possible offsets by one answer's, and moves [`CamsClock`]'s offset to their
+    /// middle if it is no longer within [`MARGIN`] of all of them.
+    fn follow(&self, answer: Possible) {
+        // The host's clock went back during the exchange by more than a second: nothing to learn.
+        if answer.lo > answer.hi {
+            return;
+        }
+        let mut possible = self.possible.lock().unwrap_or_else(PoisonError::into_inner);
+        let narrowed = match *possible {
+            Some(before) => {
+                let drift = millis_between(answer.at, before.at).max(0) / MS_PER_MS_OF_DRIFT;
+                let lo = before.lo.saturating_sub(drift).max(answer.lo);
+                let hi = before.hi.saturating_add(drift).min(answer.hi);
+                // Disjoint: one of the clocks stepped; what came before says nothing any more.
+                if lo <= hi {
+                    Possible { lo, hi, ..answer }
+                } else {
+                    answer
+                }
+            }
+            None => answer,
+        };
+        *possible = Some(narrowed);
+        let margin = MARGIN.as_millis() as i64;
+        let in_use = self.cams_offset_ms.load(Ordering::Relaxed);
+        if in_use < narrowed.hi.saturating_sub(margin)
+            || in_use > narrowed.lo.saturating_add(margin)
+        {
+            let middle = narrowed
+                .lo
+                .saturating_add(narrowed.hi.saturating_sub(narrowed.lo) / 2);
+            self.cams_offset_ms.store(middle, Ordering::Relaxed);
+        }
+    }
 }
 
-fn shift(t: SystemTime, ms: i64) -> SystemTime {
-    let d = Duration::from_millis(ms.unsigned_abs());
-    let shifted = if ms >= 0 {
-        t.checked_add(d)
-    } else {
-        t.checked_sub(d)
-    };
-    shifted.unwrap_or(t)
+/// The offsets (CAMS's clock minus the gateway's, in milliseconds) that CAMS's answers allow, as
+/// of the gateway's time `at`.
+#[derive(Debug, Clone, Copy)]
+struct Possible {
+    lo: i64,
+    hi: i64,
+    at: SystemTime,
 }
 
-/// `a − b` in milliseconds, signed.
-fn millis_between(a: SystemTime, b: SystemTime) -> i64 {
-    match a.duration_since(b) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+/// CAMS's clock as this gateway knows it: its own clock plus the offset CAMS's `Date` headers
+/// show ([`ClockSkew::cams_offset_ms`]). Before CAMS has answered once the offset is zero: the
+/// host's clock stands for CAMS's. The cache reads it, so that its entries' times are
+/// CAMS's, compare with `PreviewUrlExpires` as they are, and mean the same to every replica
+/// (each reads them with its own measurement). Within [`MARGIN`] of CAMS's real clock.
+#[derive(Debug, Clone)]
+pub(crate) struct CamsClock {
+    host: SharedClock,
+    skew: Arc<ClockSkew>,
+}
+
+impl CamsClock {
+    pub(crate) fn new(host: SharedClock, skew: Arc<ClockSkew>) -> Self {
+        Self { host, skew }
+    }
+}
+
+impl Clock for CamsClock {
+    fn now(&self) -> SystemTime {
+        shift(self.host.now(), self.skew.cams_offset_ms())
     }
 }
 
@@ -121,6 +235,16 @@ mod tests {
         SystemTime::UNIX_EPOCH
             + Duration::from_secs(1_700_000_000 + secs)
             + Duration::from_millis(ms)
+    }
+
+    /// A host clock that reads one moment.
+    #[derive(Debug)]
+    struct Fixed(SystemTime);
+
+    impl Clock for Fixed {
+        fn now(&self) -> SystemTime {
+            self.0
+        }
     }
 
     #[test]
@@ -158,6 +282,138 @@ mod tests {
     }
 
     #[test]
+    fn the_cams_clock_adds_the_offset_the_answers_show_whatever_its_size() {
+        let skew = Arc::new(ClockSkew::default());
+        let host = Arc::new(Fixed(at(1000, 0)));
+        let cams = CamsClock::new(host, Arc::clone(&skew));
+        // Before CAMS has answered, the host's clock stands for CAMS's.
+        assert_eq!(cams.now(), at(1000, 0));
+
+        // An answer that the host's clock agrees with (CAMS read 1000.x between 1000.2 and
+        // 1000.4: anything from -400 ms to +800 ms) leaves it alone.
+        skew.observe(at(1000, 0), at(1000, 200), at(1000, 400));
+        assert_eq!(cams.now(), at(1000, 0));
+
+        // CAMS 40 s ahead: the middle of what the answer allows (39.98 s to 41 s).
+        skew.observe(at(1040, 0), at(1000, 0), at(1000, 20));
+        assert_eq!(cams.now(), at(1040, 490));
+        assert_eq!(skew.offset_ms(), 0, "signatures wait for a minute");
+        // And 40 s behind: the clocks stepped, what came before no longer counts.
+        skew.observe(at(960, 0), at(1000, 0), at(1000, 20));
+        assert_eq!(cams.now(), at(960, 490));
+    }
+
+    /// A small deterministic generator, so that the sequences below are the same on every run.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    /// For CAMS's clock ahead, behind or right, answers at every fraction of CAMS's second, CAMS
+    /// reading its clock at any moment of the exchange and round trips up to a second: after
+    /// every answer the clock is within the margin of CAMS's, and its offset moves once at most
+    /// (it does not jitter with the whole seconds of each `Date`).
+    #[test]
+    fn the_margin_covers_what_the_answers_leave_unknown() {
+        let margin = MARGIN.as_millis() as i64;
+        let mut seed = 7;
+        for true_offset in [-40_000, -1_234, -999, -1, 0, 1, 400, 999, 1_001, 40_000] {
+            for _ in 0..50 {
+                let skew = ClockSkew::default();
+                let mut moves = 0;
+                let mut before = skew.cams_offset_ms();
+                for n in 0..40 {
+                    let sent = at(5000 + n * 3, lcg(&mut seed) % 1000);
+                    let rtt = [0, 1, 30, 250, 999, 1000][lcg(&mut seed) as usize % 6];
+                    let received = shift(sent, rtt);
+                    // CAMS reads its clock somewhere in the exchange; `Date` drops the fraction.
+                    let stamp = (lcg(&mut seed) as i64) % (rtt + 1);
+                    let cams_read = shift(shift(sent, stamp), true_offset);
+                    let whole = cams_read
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .expect("after 1970")
+                        .as_secs();
+                    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(whole);
+                    skew.observe(date, sent, received);
+                    let error = skew.cams_offset_ms() - true_offset;
+                    assert!(
+                        error.abs() <= margin,
+                        "CAMS {true_offset} ms off, answer {n} (rtt {rtt}, read at +{stamp}): \
+                         off by {error} ms"
+                    );
+                    moves += usize::from(skew.cams_offset_ms() != before);
+                    before = skew.cams_offset_ms();
+                }
+                assert!(moves <= 1, "CAMS {true_offset} ms off: moved {moves} times");
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_answer_moves_the_clock_only_when_it_rules_the_offset_out() {
+        let skew = ClockSkew::default();
+        // CAMS 10 s ahead, from a quick exchange: 9.69 s to 10.7 s.
+        skew.observe(at(1010, 0), at(1000, 300), at(1000, 310));
+        assert_eq!(skew.cams_offset_ms(), 10_195);
+        // Four seconds of round trip: CAMS's offset lies anywhere from 8 s to 13 s, as the offset
+        // in use does; it stays.
+        let m = skew.observe(at(1012, 0), at(1000, 0), at(1004, 0));
+        assert_eq!(m, Some(10_500));
+        assert_eq!(skew.cams_offset_ms(), 10_195);
+        assert_eq!(
+            skew.measured_ms(),
+            Some(10_500),
+            "the metric shows every reading"
+        );
+        // A slow answer that rules it out (CAMS's clock stepped: 30 s to 35 s ahead) is taken.
+        skew.observe(at(1034, 0), at(1000, 0), at(1004, 0));
+        assert_eq!(skew.cams_offset_ms(), 32_500);
+        // A quick one that narrows that down to 32.09 s to 33.1 s finds the offset within the
+        // margin of all of it: it stays.
+        skew.observe(at(1038, 0), at(1005, 900), at(1005, 910));
+        assert_eq!(skew.cams_offset_ms(), 32_500);
+        // One that allows none of it (33.59 s to 34.6 s: CAMS's clock stepped again) starts
+        // over from the middle of what it allows.
+        skew.observe(at(1039, 0), at(1005, 400), at(1005, 410));
+        assert_eq!(skew.cams_offset_ms(), 34_095);
+    }
+
+    /// Clocks drift apart: what older answers allowed widens with time, so that a drift is
+    /// followed rather than taken for a step.
+    #[test]
+    fn the_range_widens_with_time_for_drift() {
+        let skew = ClockSkew::default();
+        let range = |skew: &ClockSkew| {
+            let possible = skew.possible.lock().expect("lock").expect("an answer");
+            (possible.lo, possible.hi)
+        };
+        skew.observe(at(1010, 0), at(1000, 300), at(1000, 310));
+        skew.observe(at(1011, 0), at(1000, 900), at(1000, 910));
+        assert_eq!(range(&skew), (10_090, 10_700));
+        // An hour on, CAMS a little further ahead: the range has widened by 359 ms (an hour at
+        // 100 ppm), and still meets the answer's.
+        skew.observe(at(4611, 0), at(4600, 600), at(4600, 610));
+        assert_eq!(range(&skew), (10_390, 11_059));
+        assert_eq!(skew.cams_offset_ms(), 10_195, "still within the margin");
+    }
+
+    #[test]
+    fn the_warning_state_changes_only_when_crossing_five_seconds() {
+        let skew = ClockSkew::default();
+        skew.observe(at(1004, 0), at(1000, 0), at(1000, 0));
+        assert!(!skew.warned.load(Ordering::Relaxed), "4.5 s");
+        for _ in 0..3 {
+            skew.observe(at(1005, 0), at(1000, 0), at(1000, 0));
+            assert!(skew.warned.load(Ordering::Relaxed), "5.5 s");
+            assert!(!skew.off.load(Ordering::Relaxed));
+        }
+        skew.observe(at(996, 0), at(1000, 0), at(1000, 0));
+        assert!(!skew.warned.load(Ordering::Relaxed), "-3.5 s");
+    }
+
+    #[test]
     fn a_date_no_clock_could_read_changes_nothing() {
         let skew = ClockSkew::default();
         skew.observe(at(1000, 0), at(2200, 0), at(2200, 0));
@@ -170,6 +426,7 @@ mod tests {
             let date = httpdate::parse_http_date(date).expect("a valid HTTP date");
             assert_eq!(skew.observe(date, now, now), None, "{date:?}");
             assert_eq!(skew.offset_ms(), offset);
+            assert_eq!(skew.cams_offset_ms(), offset);
             // Signatures can still be dated.
             assert!(!crate::acs::format_timestamp(skew.corrected(now)).is_empty());
         }

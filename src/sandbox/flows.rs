@@ -20,7 +20,7 @@
 //! | `sim:flaky:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId get 503 `ServiceUnavailable`, later ones succeed |
 //! | `sim:fail-after:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId succeed, later ones get 503 `ServiceUnavailable` (an outage after good answers) |
 //! | `sim:throttle:<ms>[:<tag>]` | 400 `Throttling.User` with `x-acs-retry-after: <ms>` |
-//! | `sim:expiring:<ms>[:<tag>]` | a success whose PreviewUrlExpires is `<ms>` from now |
+//! | `sim:expiring:<ms>[:<tag>]` | a success whose PreviewUrlExpires is `<ms>` from now, by the simulated CAMS's clock |
 //! | `sim:slow:<ms>[:<tag>]` | as `sim:slow:<ms>`; the tag makes distinct flows with the same delay |
 //! | missing or empty | 400 `MissingParameter` |
 //! | anything else | 404 `Flow.NotExist` |
@@ -63,11 +63,17 @@ pub(super) struct Plan {
 }
 
 /// Chooses the answer from the call's parameters.
-/// `nth` counts the accepted calls for this FlowId since the last reset, this one included.
-pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64) -> Plan {
-    let now = Plan::now;
+/// `nth` counts the accepted calls for this FlowId since the last reset, this one included; `now`
+/// is the simulated CAMS's clock, which dates preview URLs' expiry.
+pub(super) fn plan(
+    flow_id: Option<&str>,
+    cust_space_id: Option<&str>,
+    nth: u64,
+    now: SystemTime,
+) -> Plan {
+    let at_once = Plan::now;
     let Some(flow_id) = flow_id.filter(|id| !id.is_empty()) else {
-        return now(Outcome::Error(ErrorReply::bad_request(
+        return at_once(Outcome::Error(ErrorReply::bad_request(
             "MissingParameter",
             "The input parameter \"FlowId\" that is mandatory for processing this request is \
              not supplied.",
@@ -75,13 +81,13 @@ pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64)
     };
     let space = cust_space_id.unwrap_or_default();
     if flow_id == DOCUMENTED_FLOW_ID {
-        return now(documented_flow());
+        return at_once(documented_flow());
     }
     if let Some(sample) = SAMPLES.iter().find(|s| s.id == flow_id) {
-        return now(sample_flow(sample, flow_id, space));
+        return at_once(sample_flow(sample, flow_id, space, now));
     }
     if let Some(code) = flow_id.strip_prefix("sim:error:").filter(|c| !c.is_empty()) {
-        return now(Outcome::Error(simulated_error(code)));
+        return at_once(Outcome::Error(simulated_error(code)));
     }
     if let Some(code) = flow_id
         .strip_prefix("sim:ok-error:")
@@ -89,30 +95,30 @@ pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64)
     {
         let mut reply = simulated_error(code);
         reply.status = StatusCode::OK;
-        return now(Outcome::Error(reply));
+        return at_once(Outcome::Error(reply));
     }
     if let Some(ms) = number_arg(flow_id, "sim:slow:") {
         return Plan {
             delay: Duration::from_millis(ms).min(MAX_SLOW),
-            outcome: sample_flow(&ORDER_STATUS, flow_id, space),
+            outcome: sample_flow(&ORDER_STATUS, flow_id, space, now),
         };
     }
     if let Some(failures) = number_arg(flow_id, "sim:flaky:") {
-        return now(if nth <= failures {
+        return at_once(if nth <= failures {
             Outcome::Error(simulated_error("ServiceUnavailable"))
         } else {
-            sample_flow(&ORDER_STATUS, flow_id, space)
+            sample_flow(&ORDER_STATUS, flow_id, space, now)
         });
     }
     if let Some(successes) = number_arg(flow_id, "sim:fail-after:") {
-        return now(if nth <= successes {
-            sample_flow(&ORDER_STATUS, flow_id, space)
+        return at_once(if nth <= successes {
+            sample_flow(&ORDER_STATUS, flow_id, space, now)
         } else {
             Outcome::Error(simulated_error("ServiceUnavailable"))
         });
     }
     if let Some(ms) = number_arg(flow_id, "sim:throttle:") {
-        return now(Outcome::Error(
+        return at_once(Outcome::Error(
             ErrorReply::bad_request(
                 "Throttling.User",
                 "Request was denied due to user flow control.",
@@ -121,16 +127,16 @@ pub(super) fn plan(flow_id: Option<&str>, cust_space_id: Option<&str>, nth: u64)
         ));
     }
     if let Some(ms) = number_arg(flow_id, "sim:expiring:") {
-        let mut outcome = sample_flow(&ORDER_STATUS, flow_id, space);
+        let mut outcome = sample_flow(&ORDER_STATUS, flow_id, space, now);
         if let Outcome::Flow { body, .. } = &mut outcome {
-            body["Data"]["PreviewUrlExpires"] = json!(unix_millis(SystemTime::now()) + ms);
+            body["Data"]["PreviewUrlExpires"] = json!(unix_millis(now) + ms);
         }
-        return now(outcome);
+        return at_once(outcome);
     }
     if flow_id.starts_with("sim:ok:") {
-        return now(sample_flow(&ORDER_STATUS, flow_id, space));
+        return at_once(sample_flow(&ORDER_STATUS, flow_id, space, now));
     }
-    now(match flow_id {
+    at_once(match flow_id {
         "sim:html" => Outcome::Html,
         "sim:garbage" => Outcome::Garbage,
         "sim:huge" => Outcome::Huge,
@@ -333,21 +339,25 @@ impl Stream for UntilClosed {
 mod tests {
     use super::*;
 
+    fn plan_now(flow_id: Option<&str>, space: Option<&str>) -> Plan {
+        plan(flow_id, space, 1, SystemTime::now())
+    }
+
     #[test]
     fn table_dispatch() {
-        assert_eq!(plan(None, None, 1).outcome.code(), "MissingParameter");
-        assert_eq!(plan(Some(""), None, 1).outcome.code(), "MissingParameter");
-        assert_eq!(plan(Some("42"), None, 1).outcome.code(), "Flow.NotExist");
+        assert_eq!(plan_now(None, None).outcome.code(), "MissingParameter");
+        assert_eq!(plan_now(Some(""), None).outcome.code(), "MissingParameter");
+        assert_eq!(plan_now(Some("42"), None).outcome.code(), "Flow.NotExist");
         assert_eq!(
-            plan(Some("sim:error:"), None, 1).outcome.code(),
+            plan_now(Some("sim:error:"), None).outcome.code(),
             "Flow.NotExist"
         );
-        assert_eq!(plan(Some("sim:html"), None, 1).outcome.code(), "html");
-        let slow = plan(Some("sim:slow:999999"), None, 1);
+        assert_eq!(plan_now(Some("sim:html"), None).outcome.code(), "html");
+        let slow = plan_now(Some("sim:slow:999999"), None);
         assert_eq!(slow.delay, MAX_SLOW);
         assert_eq!(slow.outcome.code(), "OK");
         for sample in SAMPLES {
-            assert_eq!(plan(Some(sample.id), Some("s"), 1).outcome.code(), "OK");
+            assert_eq!(plan_now(Some(sample.id), Some("s")).outcome.code(), "OK");
         }
     }
 
@@ -381,12 +391,31 @@ mod tests {
 
     #[test]
     fn sample_answers_differ_per_tenant() {
-        let url = |space| match sample_flow(&ORDER_STATUS, ORDER_STATUS.id, space) {
-            Outcome::Flow { body, .. } => body["Data"]["PreviewUrl"].as_str().map(str::to_owned),
-            _ => None,
-        };
+        let url =
+            |space| match sample_flow(&ORDER_STATUS, ORDER_STATUS.id, space, SystemTime::now()) {
+                Outcome::Flow { body, .. } => {
+                    body["Data"]["PreviewUrl"].as_str().map(str::to_owned)
+                }
+                _ => None,
+            };
         let a = url("tenant-a").unwrap_or_default();
         assert!(a.ends_with("&space=tenant-a"), "{a}");
         assert_ne!(url("tenant-a"), url("tenant-b"));
+    }
+
+    /// A simulated CAMS whose clock runs ahead or behind dates expiries by that clock.
+    #[test]
+    fn preview_url_expiries_follow_the_simulated_clock() {
+        let cams_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let expires = |flow_id| match plan(Some(flow_id), None, 1, cams_now).outcome {
+            Outcome::Flow { body, .. } => body["Data"]["PreviewUrlExpires"].as_u64(),
+            _ => None,
+        };
+        assert_eq!(expires("sim:expiring:4000:t"), Some(1_700_000_004_000));
+        assert_eq!(
+            expires(ORDER_STATUS.id),
+            Some(1_700_000_000_000 + 30 * 24 * 3_600_000),
+            "the samples' 30 days"
+        );
     }
 }

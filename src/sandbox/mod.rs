@@ -56,7 +56,8 @@ pub struct SandboxConfig {
     /// Temporary keys the simulated STS and metadata service issued, accepted until they expire.
     pub keyring: Arc<Keyring>,
     /// The simulated CAMS's own clock: it checks `x-acs-date` against it (within 15 minutes),
-    /// expires issued keys by it and sends it as `Date`.
+    /// expires issued keys by it, sends it as `Date` and dates `PreviewUrlExpires` by it.
+    /// [`SandboxConfig::clock_offset_ms`] runs it ahead of the host's or behind.
     pub clock: SharedClock,
 }
 
@@ -73,6 +74,12 @@ impl SandboxConfig {
             keyring: Arc::default(),
             clock: clock::system(),
         }
+    }
+
+    /// Runs the simulated CAMS's clock `ms` milliseconds ahead of the host's (negative: behind),
+    /// as a CAMS would look to a gateway whose host clock is that far off.
+    pub fn clock_offset_ms(&mut self, ms: i64) {
+        self.clock = clock::offset(clock::system(), ms);
     }
 
     /// Fresh random credentials, so a sandbox started from the CLI is not guessable by default.

@@ -82,7 +82,8 @@ pub(super) fn documented_flow() -> Outcome {
     }
 }
 
-pub(super) fn sample_flow(sample: &Sample, flow_id: &str, space: &str) -> Outcome {
+/// `now` is the simulated CAMS's clock, which dates the preview URL's expiry.
+pub(super) fn sample_flow(sample: &Sample, flow_id: &str, space: &str, now: SystemTime) -> Outcome {
     let request_id = new_request_id();
     let preview_url = format!(
         "https://business.facebook.com/wa/manage/flows/{}/preview/?token={}&space={}",
@@ -98,7 +99,7 @@ pub(super) fn sample_flow(sample: &Sample, flow_id: &str, space: &str) -> Outcom
         "JSONVersion": "6.0",
         "DataApiVersion": "3.0",
         "PreviewUrl": preview_url,
-        "PreviewUrlExpires": unix_millis(SystemTime::now() + PREVIEW_LIFETIME),
+        "PreviewUrlExpires": unix_millis(now + PREVIEW_LIFETIME),
     });
     if let (Some(uri), Some(fields)) = (sample.endpoint_uri, data.as_object_mut()) {
         fields.insert("EndpointUri".to_owned(), uri.into());

@@ -177,7 +177,7 @@ async fn get_flow(
         }
         // The faults that depend on history (`sim:flaky:`) see which call of this id this is.
         let nth = books.recorder.calls_for(flow_id) + 1;
-        let plan = flows::plan(flow_id, param(CUST_SPACE_ID_PARAM), nth);
+        let plan = flows::plan(flow_id, param(CUST_SPACE_ID_PARAM), nth, wall_clock);
         let code = plan.outcome.code();
         books.recorder.accepted(flow_id, now, entry(&code, signer));
         (plan, code)

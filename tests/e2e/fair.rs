@@ -198,9 +198,14 @@ async fn a_failed_refresh_keeps_the_entry_until_its_ttl() {
 
 #[tokio::test]
 async fn refreshed_answers_never_pass_their_preview_url() {
-    let app = TestApp::builder().config(refreshing).spawn().await;
-    // Each answer's preview URL dies 700 ms after CAMS sends it: before the TTL would end.
-    let flow = "sim:expiring:700:refresh";
+    let app = TestApp::builder()
+        .config(refreshing)
+        .config(|c| c.cache.ttl = Duration::from_secs(3))
+        .spawn()
+        .await;
+    // Each answer's preview URL dies 2 s after CAMS sends it, and the gateway gives it up a
+    // second before (its margin for its reading of CAMS's clock): before the TTL would end.
+    let flow = "sim:expiring:2000:refresh";
     let end = Instant::now() + Duration::from_millis(2_500);
     let mut served = 0;
     while Instant::now() < end {

@@ -127,12 +127,13 @@ async fn a_cached_flow_never_outlives_its_preview_url() {
         c.cache.refresh_window = Duration::ZERO;
     })
     .await;
-    // The preview URL dies in 400 ms; the TTL (30 s) would keep the answer far longer.
-    let flow = "sim:expiring:400:x";
+    // The preview URL dies in 2.5 s, and the gateway gives it up a second before (its margin for
+    // its reading of CAMS's clock); the TTL (30 s) would keep the answer far longer.
+    let flow = "sim:expiring:2500:x";
     assert_eq!(app.call(flow, "").await.expect("first").1, "miss");
     assert_eq!(app.call(flow, "").await.expect("second").1, "hit");
-    // pacing: past the preview URL's expiry (400 ms from CAMS's answer), a wall-clock instant.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // pacing: past the preview URL's expiry (2.5 s from CAMS's answer), a wall-clock instant.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
     assert_eq!(app.call(flow, "").await.expect("after expiry").1, "miss");
     assert_eq!(app.upstream_calls(flow).await, 2);
 

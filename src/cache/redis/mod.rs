@@ -1,7 +1,9 @@
 //! The cache tier shared by the replicas, in Redis: an entry is the answer plus its fetch time
-//! and expiries, as JSON (`stored.rs`), under the name `cache::keys` gives it. The key expires
-//! at the entry's `usable_until` (never past the flow's `PreviewUrlExpires`), and the expiry is
-//! checked again on read. A value that does not decode is a miss, logged, never served.
+//! and expiries, as JSON (`stored.rs`), under the name `cache::keys` gives it. The times are on
+//! CAMS's clock as the writer knew it; each reader compares them with its own reading of CAMS's
+//! clock. The key lives until the entry's `usable_until` (never past the flow's
+//! `PreviewUrlExpires`), and the expiry is checked again on read. A value that does not decode is
+//! a miss, logged, never served; so is an entry fetched in the reader's future.
 //!
 //! Redis failing never fails a call: while the last exchange failed the tier is skipped (no call
 //! waits out `redis.timeout_ms` for it), and the gateway goes on as a single replica would. Who
@@ -14,8 +16,20 @@ use std::{fmt, time::Duration};
 use redis::AsyncCommands;
 
 use super::{CacheTier, CachedFlow, keys::SharedKeys};
-use crate::{clock::SharedClock, domain::FlowQuery, store::Redis};
-use stored::{Stored, unix_ms};
+use crate::{
+    cams::CLOCK_MARGIN,
+    clock::{SharedClock, millis_between},
+    domain::FlowQuery,
+    store::Redis,
+};
+use stored::Stored;
+
+/// How far in a reader's future an entry's `fetched_at` may be and still be trusted. The writer's
+/// reading of CAMS's clock and the reader's may each be off by the margin, so an honest entry
+/// read at once can look up to two margins late; later than that, one of the two clocks is not
+/// CAMS's (a writer that had not heard from CAMS yet, whose host clock runs ahead), and the
+/// entry's TTL would run from a moment still to come.
+const FUTURE_TOLERANCE: std::time::Duration = CLOCK_MARGIN.saturating_mul(2);
 
 pub(crate) struct RedisTier {
     redis: Redis,
@@ -65,7 +79,17 @@ impl CacheTier for RedisTier {
         match serde_json::from_slice::<Stored>(&bytes?) {
             Ok(stored) => {
                 let entry = stored.into_entry(self.refresh_window);
-                (entry.usable_until > self.clock.now()).then_some(entry)
+                let now = self.clock.now();
+                if entry.fetched_at > now + FUTURE_TOLERANCE {
+                    tracing::debug!(
+                        key = value_key,
+                        ahead_ms = millis_between(entry.fetched_at, now),
+                        "a shared cache entry fetched later than now by this replica's reading \
+                         of CAMS's clock is not trusted; treated as a miss"
+                    );
+                    return None;
+                }
+                (entry.usable_until > now).then_some(entry)
             }
             Err(error) => {
                 tracing::warn!(
@@ -85,16 +109,25 @@ impl CacheTier for RedisTier {
         let Ok(value) = serde_json::to_vec(&Stored::of(&entry)) else {
             return;
         };
+        // The time left, not the time to end at: Redis would read an end on its own clock, and
+        // the entry's times are CAMS's.
+        let left = entry
+            .usable_until
+            .duration_since(self.clock.now())
+            .unwrap_or_default();
+        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        if left_ms == 0 {
+            return;
+        }
         let value_key = self.keys.value(&key);
-        let until = unix_ms(entry.usable_until);
         let _ = self
             .redis
             .run(|mut c| async move {
                 redis::cmd("SET")
                     .arg(value_key)
                     .arg(value)
-                    .arg("PXAT")
-                    .arg(until)
+                    .arg("PX")
+                    .arg(left_ms)
                     .query_async::<()>(&mut c)
                     .await
             })

@@ -1,5 +1,5 @@
 //! The stored form of a shared entry: the answer as CAMS gave it and its times, as JSON. Times
-//! are Unix milliseconds of the writer's clock.
+//! are Unix milliseconds of CAMS's clock as the writer knew it.
 
 use std::{
     sync::Arc,
@@ -9,7 +9,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cache::{CachedFlow, Demand},
+    cache::{CachedFlow, Demand, entry::servable_until},
     cams::FlowAnswer,
     domain::Flow,
 };
@@ -36,7 +36,7 @@ struct StoredFlow {
     endpoint_uri: String,
 }
 
-pub(super) fn unix_ms(t: SystemTime) -> u64 {
+fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or_default()
@@ -76,9 +76,18 @@ impl Stored {
     }
 
     /// Back into an entry. Refresh-ahead starts its window where this process would have:
-    /// `refresh_window` before the end of the entry's freshness.
+    /// `refresh_window` before the end of the entry's freshness. The preview URL's margin is
+    /// applied again, whatever the writer did.
     pub(super) fn into_entry(self, refresh_window: Duration) -> CachedFlow {
-        let fresh_until = from_unix_ms(self.fresh_until_ms);
+        let preview_url_expires = self
+            .flow
+            .preview_url_expires_ms
+            .and_then(Flow::expiry_from_unix_millis);
+        let cap = |t: SystemTime| match preview_url_expires {
+            Some(expires) => t.min(servable_until(expires)),
+            None => t,
+        };
+        let fresh_until = cap(from_unix_ms(self.fresh_until_ms));
         let fetched_at = from_unix_ms(self.fetched_at_ms);
         let f = self.flow;
         CachedFlow {
@@ -91,16 +100,14 @@ impl Stored {
                     json_version: f.json_version,
                     data_api_version: f.data_api_version,
                     preview_url: f.preview_url,
-                    preview_url_expires: f
-                        .preview_url_expires_ms
-                        .and_then(Flow::expiry_from_unix_millis),
+                    preview_url_expires,
                     endpoint_uri: f.endpoint_uri,
                 },
                 request_id: self.request_id,
             }),
             fetched_at,
             fresh_until,
-            usable_until: from_unix_ms(self.usable_until_ms),
+            usable_until: cap(from_unix_ms(self.usable_until_ms)),
             refresh_at: if refresh_window.is_zero() {
                 fresh_until
             } else {
@@ -116,11 +123,17 @@ impl Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cams::CLOCK_MARGIN;
 
-    #[test]
-    fn an_entry_survives_its_encoding() {
-        let now = SystemTime::now();
-        let entry = CachedFlow {
+    /// Now, to the millisecond the stored form keeps.
+    fn now() -> SystemTime {
+        from_unix_ms(unix_ms(SystemTime::now()))
+    }
+
+    /// An entry fetched at `now`, fresh for 30 s and usable for 60 s, whose preview URL dies at
+    /// `preview_ends`.
+    fn entry(now: SystemTime, preview_ends: SystemTime) -> CachedFlow {
+        CachedFlow {
             answer: Arc::new(FlowAnswer {
                 flow: Flow {
                     flow_id: "f".into(),
@@ -130,7 +143,7 @@ mod tests {
                     json_version: "2.1".into(),
                     data_api_version: "3.0".into(),
                     preview_url: "https://p".into(),
-                    preview_url_expires: Flow::expiry_from_unix_millis(1_700_617_436_633),
+                    preview_url_expires: Some(preview_ends),
                     endpoint_uri: "https://e".into(),
                 },
                 request_id: "R".into(),
@@ -140,12 +153,42 @@ mod tests {
             usable_until: now + Duration::from_secs(60),
             refresh_at: now + Duration::from_secs(24),
             demand: Arc::default(),
-        };
-        let bytes = serde_json::to_vec(&Stored::of(&entry)).expect("encode");
+        }
+    }
+
+    fn round_trip(entry: &CachedFlow) -> CachedFlow {
+        let bytes = serde_json::to_vec(&Stored::of(entry)).expect("encode");
         let back: Stored = serde_json::from_slice(&bytes).expect("decode");
-        let back = back.into_entry(Duration::from_secs(6));
+        back.into_entry(Duration::from_secs(6))
+    }
+
+    #[test]
+    fn an_entry_survives_its_encoding() {
+        let now = now();
+        let entry = entry(now, now + Duration::from_secs(3_600));
+        let back = round_trip(&entry);
         assert_eq!(back.answer, entry.answer);
+        assert_eq!(unix_ms(back.fetched_at), unix_ms(entry.fetched_at));
         assert_eq!(unix_ms(back.fresh_until), unix_ms(entry.fresh_until));
+        assert_eq!(unix_ms(back.usable_until), unix_ms(entry.usable_until));
         assert_eq!(unix_ms(back.refresh_at), unix_ms(entry.refresh_at));
+    }
+
+    /// A writer that kept no margin before the preview URL's end (an older version) does not
+    /// make a reader serve into it.
+    #[test]
+    fn a_reader_keeps_the_margin_before_the_preview_url_whatever_the_writer_did() {
+        let now = now();
+        let preview_ends = now + Duration::from_secs(10);
+        let back = round_trip(&entry(now, preview_ends));
+        let servable = preview_ends - CLOCK_MARGIN;
+        assert_eq!(unix_ms(back.fresh_until), unix_ms(servable));
+        assert_eq!(unix_ms(back.usable_until), unix_ms(servable));
+        assert_eq!(
+            unix_ms(back.refresh_at),
+            unix_ms(servable - Duration::from_secs(6))
+        );
+        // What callers are told is CAMS's expiry, as it was.
+        assert_eq!(back.answer.flow.preview_url_expires, Some(preview_ends));
     }
 }

@@ -112,6 +112,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// The simulated CAMS's clock runs `ms` milliseconds ahead of the host's (negative: behind),
+    /// as CAMS looks to a gateway whose host clock is that far off: its `Date`, its check of the
+    /// signature's date and the `PreviewUrlExpires` it sends follow it (and the simulated STS's,
+    /// when there is one).
+    pub fn sandbox_clock_offset_ms(mut self, ms: i64) -> Self {
+        self.sandbox.clock_offset_ms(ms);
+        self
+    }
+
     /// The gateway signs with these credentials instead of the ones the simulated CAMS accepts.
     pub fn credentials(mut self, key_id: &str, secret: &str, token: Option<&str>) -> Self {
         self.credentials = fixed_credentials(key_id, secret, token);
@@ -164,6 +173,7 @@ impl TestAppBuilder {
     /// Starts the simulated CAMS, then the gateway, and connects a client to the gateway.
     pub async fn spawn(mut self) -> TestApp {
         let keyring = Arc::clone(&self.sandbox.keyring);
+        let sandbox_clock = Arc::clone(&self.sandbox.clock);
         let sandbox = Sandbox::bind(localhost(), self.sandbox)
             .await
             .expect("bind simulated CAMS");
@@ -185,6 +195,7 @@ impl TestAppBuilder {
             self.sts.is_some() || config.redis.is_some() || config.cache_redis.is_some();
         let identity = if needs_sts {
             let mut identity = IdentityConfig::new(keyring);
+            identity.clock = sandbox_clock;
             if let Some((lifetime, _)) = self.sts {
                 identity.lifetime = lifetime;
             }
