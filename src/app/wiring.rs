@@ -18,8 +18,9 @@ use crate::{
     gateway::{Gateway, Parts},
     grpc::{FlowApi, Observe},
     limits::{
-        AccountGate, AccountQuota, EVICT_INTERVAL, GovernorTenantLimits, LocalSlots, RedisSlots,
-        RedisTenantLimits, SlotStore, TenantLimits,
+        AccountGate, AccountQuota, CallerLimits, EVICT_INTERVAL, GovernorCallerLimits,
+        GovernorTenantLimits, LocalSlots, RedisCallerLimits, RedisSlots, RedisTenantLimits,
+        SlotStore, TenantLimits,
     },
     store::{Purpose, Redis, RedisConfig, account_tag},
     telemetry::{ErrorChain, metrics::Metrics, trace::Tracing},
@@ -99,6 +100,14 @@ pub async fn flow_api(
         )),
     };
     tasks.spawn("tenant evictor", evict_idle_tenants(Arc::clone(&tenants)));
+    let callers: Arc<dyn CallerLimits> = match &shared {
+        Some(shared) => Arc::new(RedisCallerLimits::new(
+            shared.redis.clone(),
+            &shared.account_tag,
+            config.auth.caller_quotas(),
+        )),
+        None => Arc::new(GovernorCallerLimits::new(config.auth.caller_quotas())),
+    };
 
     let account_limits = config.limits.account();
     let slots: Arc<dyn SlotStore> = match &shared {
@@ -165,7 +174,7 @@ pub async fn flow_api(
     });
     let api = FlowApi::new(
         gateway,
-        Arc::new(Authenticator::new(config.auth.clone())),
+        Arc::new(Authenticator::new(config.auth.clone(), callers)),
         config.call_timeout,
         config.max_in_flight,
         drain_expired,
@@ -202,7 +211,10 @@ impl Shared {
         let (purpose, shared) = if store == "cache" {
             (Purpose::CACHE, "the cache")
         } else {
-            (Purpose::STATE, "the account quota and the tenant limits")
+            (
+                Purpose::STATE,
+                "the account quota and the tenant and caller limits",
+            )
         };
         let redis = Redis::observed(config, metrics.redis(store), purpose)?;
         redis.check_at_start().await?;

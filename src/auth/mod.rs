@@ -15,7 +15,7 @@ pub use tenants::{PatternError, TenantSet};
 use xfcc::forwarded_uri;
 
 use crate::{
-    limits::{CallerLimit, Quota},
+    limits::{CallerLimit, CallerLimits, CallerQuotaMap, Quota},
     server::ConnInfo,
 };
 
@@ -40,7 +40,8 @@ pub struct Caller {
     /// quota's fair queue keys its share by it.
     pub name: Arc<str>,
     pub tenants: TenantSet,
-    /// The caller's own rate limit, when one is configured.
+    /// The caller's own rate limit, when one is configured: its state in the callers' limits,
+    /// in process or shared by the replicas.
     pub limit: Option<CallerLimit>,
 }
 
@@ -80,13 +81,14 @@ pub struct CallerQuotas {
 }
 
 impl CallerQuotas {
-    fn limit(&self, name: &str) -> Option<CallerLimit> {
-        self.by_name
-            .get(name)
-            .or(self.default.as_ref())
-            .map(|quota| CallerLimit::new(*quota))
+    /// The quota of the caller named `name`, if it has one.
+    fn quota(&self, name: &str) -> Option<Quota> {
+        self.by_name.get(name).or(self.default.as_ref()).copied()
     }
 }
+
+/// The name every caller has in `none` mode.
+const ANONYMOUS: &str = "anonymous";
 
 impl AuthConfig {
     pub fn none() -> Self {
@@ -96,6 +98,19 @@ impl AuthConfig {
             identities: HashMap::new(),
             callers: CallerQuotas::default(),
         }
+    }
+
+    /// The quota of every caller the configuration knows and limits (its keys, its identities,
+    /// `anonymous`), from which the callers' limits are built. A verified identity it does not
+    /// name may read no tenant and is not limited.
+    pub fn caller_quotas(&self) -> CallerQuotaMap {
+        self.keys
+            .iter()
+            .map(|key| key.name.as_str())
+            .chain(self.identities.keys().map(String::as_str))
+            .chain([ANONYMOUS])
+            .filter_map(|name| Some((Arc::from(name), self.callers.quota(name)?)))
+            .collect()
     }
 }
 
@@ -138,13 +153,18 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: AuthConfig) -> Self {
+    /// `limits` keeps the quotas of [`AuthConfig::caller_quotas`]: each caller with a quota checks
+    /// its calls there.
+    pub fn new(config: AuthConfig, limits: Arc<dyn CallerLimits>) -> Self {
         let quotas = config.callers;
         let caller = |name: &str, tenants: TenantSet| {
+            let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
-                name: Arc::from(name),
+                limit: quotas
+                    .quota(&name)
+                    .map(|_| CallerLimit::new(Arc::clone(&name), Arc::clone(&limits))),
+                name,
                 tenants,
-                limit: quotas.limit(name),
             })
         };
         Self {
@@ -162,7 +182,7 @@ impl Authenticator {
                     (id, known)
                 })
                 .collect(),
-            anonymous: caller("anonymous", TenantSet::all()),
+            anonymous: caller(ANONYMOUS, TenantSet::all()),
         }
     }
 
@@ -235,7 +255,10 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
+    use crate::limits::{GovernorCallerLimits, keyed::Check};
 
     fn tenants(p: &[&str]) -> TenantSet {
         TenantSet::parse(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid")
@@ -248,11 +271,15 @@ mod tests {
             sha256: Sha256::digest(b"s3cret-key").into(),
             tenants: tenants(&["cams-a"]),
         };
-        let auth = Authenticator::new(AuthConfig {
+        let config = AuthConfig {
             mode: AuthMode::ApiKey,
             keys: vec![key],
             ..AuthConfig::none()
-        });
+        };
+        let auth = Authenticator::new(
+            config.clone(),
+            Arc::new(GovernorCallerLimits::new(config.caller_quotas())),
+        );
         let mut md = MetadataMap::new();
         assert_eq!(
             auth.authenticate(&md, None).err(),
@@ -271,5 +298,58 @@ mod tests {
             hash_key("s3cret-key"),
             hex::encode(Sha256::digest(b"s3cret-key"))
         );
+    }
+
+    fn quota(rps: f64, burst: u32) -> Quota {
+        Quota {
+            rps,
+            burst: NonZeroU32::new(burst).expect("non-zero"),
+        }
+    }
+
+    /// Each known caller checks its calls against its own quota (its entry's, or the default) in
+    /// the limits it is given; an identity the configuration does not name has none.
+    #[test]
+    fn callers_check_their_own_quota_in_the_limits_given() {
+        let config = AuthConfig {
+            mode: AuthMode::MeshHeader,
+            identities: HashMap::from([
+                ("spiffe://a/billing".to_owned(), tenants(&["*"])),
+                ("spiffe://a/ops".to_owned(), tenants(&["*"])),
+            ]),
+            callers: CallerQuotas {
+                default: Some(quota(2.0, 2)),
+                by_name: HashMap::from([("spiffe://a/billing".to_owned(), quota(1.0, 1))]),
+            },
+            ..AuthConfig::none()
+        };
+        let quotas = config.caller_quotas();
+        assert_eq!(
+            quotas,
+            HashMap::from([
+                (Arc::from("spiffe://a/billing"), quota(1.0, 1)),
+                (Arc::from("spiffe://a/ops"), quota(2.0, 2)),
+                (Arc::from("anonymous"), quota(2.0, 2)),
+            ])
+        );
+        let auth = Authenticator::new(config, Arc::new(GovernorCallerLimits::new(quotas)));
+        let as_peer = |uri: &str| {
+            let mut md = MetadataMap::new();
+            let header = format!("By=spiffe://gw;URI={uri}");
+            md.insert("x-forwarded-client-cert", header.parse().expect("ascii"));
+            auth.authenticate(&md, None).expect("authenticated")
+        };
+        let spend = |caller: &Caller| match caller.limit.as_ref().expect("limited").check() {
+            Check::Decided(verdict) => verdict,
+            Check::Pending(_) => panic!("the in-process limits decide at once"),
+        };
+        let billing = as_peer("spiffe://a/billing");
+        spend(&billing).expect("its burst of one");
+        assert_eq!(spend(&billing).expect_err("spent").quota, quota(1.0, 1));
+        let ops = as_peer("spiffe://a/ops");
+        spend(&ops).expect("its own quota, untouched by billing's");
+        spend(&ops).expect("a burst of two");
+        assert_eq!(spend(&ops).expect_err("spent").quota, quota(2.0, 2));
+        assert!(as_peer("spiffe://a/stranger").limit.is_none());
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     deadline::Budget,
     domain::{CacheResult, TenantId},
     error::{Error, Failure},
+    limits::CallerCheck,
 };
 
 /// One RPC of the gateway: its messages, and its name in metrics, spans and logs.
@@ -70,13 +71,19 @@ impl<Req> Call<Req> {
     }
 
     /// The caller, authenticated and within its own rate: the first thing every handler asks.
-    pub(crate) fn admitted_caller(&self) -> Result<&Arc<Caller>, Error> {
+    /// Decided at once, without waiting, unless the callers' limits are shared and this replica
+    /// must take a new batch of the caller's calls from the shared state.
+    pub(crate) async fn admitted_caller(&self) -> Result<&Arc<Caller>, Error> {
         let caller = self
             .caller
             .as_ref()
             .map_err(|e| Error::Unauthenticated(*e))?;
         if let Some(limit) = &caller.limit {
-            limit.check().map_err(|r| Error::CallerRateLimited {
+            let verdict = match limit.check() {
+                CallerCheck::Decided(verdict) => verdict,
+                CallerCheck::Pending(verdict) => verdict.await,
+            };
+            verdict.map_err(|r| Error::CallerRateLimited {
                 caller: caller.name.to_string(),
                 quota: r.quota,
                 retry_after: r.retry_after,

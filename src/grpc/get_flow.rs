@@ -35,7 +35,7 @@ pub(crate) struct GetFlow {
 
 impl Handle<GetFlowRpc> for GetFlow {
     async fn handle(&self, call: &Call<pb::GetFlowRequest>) -> Outcome<pb::GetFlowResponse> {
-        let caller = call.admitted_caller()?;
+        let caller = call.admitted_caller().await?;
         let query = FlowQuery::try_from(&call.message)?;
         may_read(caller, &query.tenant)?;
         let served = self

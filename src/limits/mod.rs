@@ -1,9 +1,11 @@
-//! Rate limits: each tenant within its own quota ([`tenant`]), and all tenants together within
-//! the account's CAMS quota ([`account`]: 5 GetFlow calls per second for the whole account).
-//! Each is a seam with an in-process implementation, the default and the test double.
+//! Rate limits: each caller ([`caller`]) and each tenant ([`tenant`]) within its own quota, kept
+//! by one keyed limiter ([`keyed`]), and all of them together within the account's CAMS quota
+//! ([`account`]: 5 GetFlow calls per second for the whole account). Each is a seam with an
+//! in-process implementation, the default and the test double, and one shared through Redis.
 
 pub mod account;
 pub mod caller;
+pub mod keyed;
 pub mod tenant;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -12,9 +14,13 @@ pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountRejection, Busy, Claim, Class, Lease,
     LocalSlots, Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
 };
-pub use caller::{CallerLimit, CallerRejection};
+pub use caller::{
+    CallerCheck, CallerLimit, CallerLimits, CallerQuotaMap, CallerRejection, GovernorCallerLimits,
+    RedisCallerLimits,
+};
+pub use keyed::Quota;
 pub use tenant::{
-    GovernorTenantLimits, Quota, RedisTenantLimits, TenantCheck, TenantLimits, TenantRejection,
+    GovernorTenantLimits, RedisTenantLimits, TenantCheck, TenantLimits, TenantRejection,
 };
 
 use crate::domain::TenantId;

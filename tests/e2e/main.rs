@@ -7,6 +7,7 @@ mod support;
 
 mod account;
 mod auth;
+mod callers;
 mod clock_skew;
 mod credentials;
 mod docs;

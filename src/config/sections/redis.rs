@@ -35,7 +35,7 @@ settings! {
         key(value_name = "standalone|sentinel|cluster")
         mode: RedisMode = RedisMode::Standalone,
         /// Redis shared by the replicas (redis:// or rediss://), in standalone mode: the account
-        /// quota and the tenant limits hold for all of them together. A password goes in the URL
+        /// quota, the tenant and caller limits and the cache hold for all of them together. A password goes in the URL
         /// or in CAMS_FLOWS_REDIS_PASSWORD
         key(value_name = "URL", default = "none, each replica on its own")
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,45 +1,23 @@
-//! The in-process tenant limits: one GCRA cell per call (governor), keyed by the validated
-//! tenant, with per-tenant overrides that carry their own quota.
+//! The in-process tenant limits: the keyed limiter in process
+//! ([`GovernorKeyed`](crate::limits::keyed::GovernorKeyed)), one GCRA cell per call keyed by the
+//! validated tenant, with per-tenant overrides that carry their own quota.
 
-use std::{collections::HashMap, num::NonZeroU32, time::Duration};
+use std::{collections::HashMap, fmt};
 
-use governor::{
-    RateLimiter,
-    clock::{Clock, DefaultClock},
-    middleware::NoOpMiddleware,
-    state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
+use governor::clock::{Clock, DefaultClock};
+
+use super::{TenantCheck, TenantLimits, TenantRejection};
+use crate::{
+    domain::TenantId,
+    limits::keyed::{GovernorKeyed, Quota, Quotas},
 };
 
-use super::{Quota, TenantCheck, TenantLimits, TenantRejection};
-use crate::domain::TenantId;
+pub struct GovernorTenantLimits<C: Clock = DefaultClock>(GovernorKeyed<TenantId, C>);
 
-impl Quota {
-    pub(crate) fn governor(self) -> governor::Quota {
-        // Validated at startup: rps is finite and positive, so the period is too.
-        let period = Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1));
-        governor::Quota::with_period(period)
-            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(self.burst)
-    }
-}
-
-type Keyed<C> =
-    RateLimiter<TenantId, DashMapStateStore<TenantId>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
-
-pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
-    default: Quota,
-    shared: Keyed<C>,
-    overrides: HashMap<TenantId, (Quota, Direct<C>)>,
-    clock: C,
-}
-
-impl<C: Clock> std::fmt::Debug for GovernorTenantLimits<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GovernorTenantLimits")
-            .field("default", &self.default)
-            .field("overrides", &self.overrides.len())
-            .field("tracked", &self.shared.len())
+impl<C: Clock> fmt::Debug for GovernorTenantLimits<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("GovernorTenantLimits")
+            .field(&self.0)
             .finish()
     }
 }
@@ -52,33 +30,16 @@ impl GovernorTenantLimits<DefaultClock> {
 
 impl<C: Clock + Clone> GovernorTenantLimits<C> {
     pub fn with_clock(default: Quota, overrides: HashMap<TenantId, Quota>, clock: C) -> Self {
-        let overrides = overrides
-            .into_iter()
-            .map(|(tenant, quota)| {
-                let limiter = RateLimiter::direct_with_clock(quota.governor(), clock.clone());
-                (tenant, (quota, limiter))
-            })
-            .collect();
-        Self {
-            default,
-            shared: RateLimiter::dashmap_with_clock(default.governor(), clock.clone()),
-            overrides,
-            clock,
-        }
+        let quotas = Quotas {
+            default: Some(default),
+            each: overrides,
+        };
+        Self(GovernorKeyed::with_clock(quotas, clock))
     }
-}
 
-impl<C: Clock + Clone> GovernorTenantLimits<C> {
     /// The decision, at once (in-process state only).
     pub fn decide(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
-        let (quota, outcome) = match self.overrides.get(tenant) {
-            Some((quota, limiter)) => (*quota, limiter.check()),
-            None => (self.default, self.shared.check_key(tenant)),
-        };
-        outcome.map_err(|not_until| TenantRejection {
-            quota,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        self.0.decide(tenant)
     }
 }
 
@@ -94,17 +55,18 @@ where
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
     /// memory without bound. Overrides are configured, not learned, and stay.
     fn evict_idle(&self) {
-        self.shared.retain_recent();
-        self.shared.shrink_to_fit();
+        self.0.evict_idle();
     }
 
     fn tracked(&self) -> usize {
-        self.shared.len()
+        self.0.tracked()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{num::NonZeroU32, time::Duration};
+
     use governor::clock::FakeRelativeClock;
 
     use super::*;

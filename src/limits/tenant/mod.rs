@@ -1,49 +1,28 @@
 //! Per-tenant rate limits: each CustSpaceId within its own quota, checked on every call (cache
-//! hits included) before anything else is spent on it.
+//! hits included) before anything else is spent on it. The keyed limiter ([`super::keyed`]) keeps
+//! them, under the default quota or a tenant's override.
 //!
-//! The check is synchronous on purpose: it runs on the cache-hit path, which must not wait on
-//! anything. A backend shared by several replicas keeps its shared state up to date in the
-//! background and decides locally.
+//! The check is synchronous when it can be: it runs on the cache-hit path, which must not wait on
+//! anything. A backend shared by several replicas decides locally from a batch it took from the
+//! shared state, and asks the store only when the batch is spent.
 
 mod governor;
 mod redis;
 
-use std::{fmt, num::NonZeroU32, time::Duration};
-
-use futures_util::future::BoxFuture;
+use std::fmt;
 
 pub use governor::GovernorTenantLimits;
 pub use redis::RedisTenantLimits;
 
+use super::keyed::{Check, Rejection};
 use crate::domain::TenantId;
 
-/// A tenant's allowance: a sustained rate and the burst it may spend at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quota {
-    pub rps: f64,
-    pub burst: NonZeroU32,
-}
-
-impl Quota {
-    /// How the quota reads in errors and logs, e.g. `5 calls/s, burst 10`.
-    pub fn describe(self) -> String {
-        format!("{} calls/s, burst {}", self.rps, self.burst)
-    }
-}
-
 /// A tenant over its quota: when it may call again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantRejection {
-    pub quota: Quota,
-    pub retry_after: Duration,
-}
+pub type TenantRejection = Rejection;
 
 /// A decision on one call: taken at once, or (for a shared store that has to be asked) to be
 /// awaited. The cache-hit path of an in-process limiter never awaits.
-pub enum TenantCheck<'a> {
-    Decided(Result<(), TenantRejection>),
-    Pending(BoxFuture<'a, Result<(), TenantRejection>>),
-}
+pub type TenantCheck<'a> = Check<'a>;
 
 /// Where the tenants' quotas are kept.
 pub trait TenantLimits: Send + Sync + fmt::Debug {
