@@ -449,7 +449,7 @@ mod against_the_sandbox {
         cams::{CamsClient, UpstreamConfig},
         clock::{Clock, SharedClock},
         credentials::{Credentials, StaticCredentials},
-        domain::{FlowId, TenantId},
+        domain::{FlowId, Read, TenantId},
         sandbox::{Sandbox, SandboxConfig},
     };
 
@@ -496,8 +496,8 @@ mod against_the_sandbox {
         requests.into_iter().map(|r| r.code).collect()
     }
 
-    fn flow() -> (TenantId, FlowId) {
-        (
+    fn flow() -> Read {
+        Read::flow(
             TenantId::parse("").expect("own space"),
             FlowId::parse("100000000000002").expect("flow"),
         )
@@ -506,35 +506,32 @@ mod against_the_sandbox {
     #[tokio::test]
     async fn twenty_minutes_fast_is_refused_once_then_signed_by_cams_clock() {
         let (client, sandbox) = client(20 * 60).await;
-        let (tenant, flow_id) = flow();
-        client.fetch(&tenant, &flow_id).await.expect("corrected");
+        let read = flow();
+        client.fetch(&read).await.expect("corrected");
         assert_eq!(codes(&sandbox).await, ["InvalidTimeStamp.Expired", "OK"]);
         let offset = client.clock_offset_ms();
         assert!((-1_202_000..=-1_198_000).contains(&offset), "{offset}");
         // The offset is kept: the next call is dated right the first time.
-        client.fetch(&tenant, &flow_id).await.expect("dated right");
+        client.fetch(&read).await.expect("dated right");
         assert_eq!(codes(&sandbox).await.len(), 3);
     }
 
     #[tokio::test]
     async fn two_minutes_slow_is_accepted_and_corrected_from_the_first_date() {
         let (client, sandbox) = client(-120).await;
-        let (tenant, flow_id) = flow();
-        client
-            .fetch(&tenant, &flow_id)
-            .await
-            .expect("within the window");
+        let read = flow();
+        client.fetch(&read).await.expect("within the window");
         let offset = client.clock_offset_ms();
         assert!((118_000..=122_000).contains(&offset), "{offset}");
-        client.fetch(&tenant, &flow_id).await.expect("ok");
+        client.fetch(&read).await.expect("ok");
         assert_eq!(codes(&sandbox).await, ["OK", "OK"]);
     }
 
     #[tokio::test]
     async fn a_clock_within_a_minute_is_left_alone() {
         let (client, _sandbox) = client(20).await;
-        let (tenant, flow_id) = flow();
-        client.fetch(&tenant, &flow_id).await.expect("ok");
+        let read = flow();
+        client.fetch(&read).await.expect("ok");
         assert_eq!(client.clock_offset_ms(), 0);
     }
 }

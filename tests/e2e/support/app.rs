@@ -477,11 +477,6 @@ pub async fn call_with_source(
             cust_space_id: space.into(),
         })
         .await?;
-    let source = response
-        .metadata()
-        .get("x-cams-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("absent")
-        .to_owned();
+    let source = super::cache_header(response.metadata());
     Ok((response.into_inner(), source))
 }

@@ -28,6 +28,16 @@ pub const KEY_ID: &str = "test-key-id";
 pub const KEY_SECRET: &str = "test-key-secret-do-not-leak";
 
 /// The ErrorInfo of a status, which every failure must carry.
+/// How an answer was served: its `x-cams-cache` header (hit, shared, miss, coalesced, stale), or
+/// `absent`.
+pub fn cache_header(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-cams-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
 pub fn error_info(status: &Status) -> tonic_types::ErrorInfo {
     details(status)
         .error_info()
