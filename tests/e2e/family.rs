@@ -12,6 +12,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use cams_flows::{
     auth::{ApiKey, AuthConfig, AuthMode, TenantSet},
+    limits::ActionBudgets,
     pb::{
         FlowSummary, GetFlowJsonAssetRequest, GetFlowPreviewUrlRequest, GetFlowRequest,
         ListFlowsRequest, flow_service_client::FlowServiceClient,
@@ -26,11 +27,27 @@ use tonic::{Code, Request, Status, transport::Channel};
 use tonic_reflection::pb::v1;
 
 use crate::support::{
-    TestApp, details, error_info, json_asset_with_source, preview_url_with_source,
+    TestApp, TestAppBuilder, details, error_info, json_asset_with_source, preview_url_with_source,
     redis::RedisServer,
     replica::{Replica, sandbox, stats},
-    spawn_app, wait,
+    wait,
 };
+
+/// A test app whose every budget is lifted, as GetFlow's is: only the tests about a budget meet
+/// one (the test app leaves the other actions' at CAMS's 5).
+fn builder() -> TestAppBuilder {
+    TestApp::builder().config(|c| {
+        c.limits.actions = ActionBudgets {
+            list_flow: 10_000,
+            get_flow_preview_url: 10_000,
+            get_flow_json_asset: 10_000,
+        }
+    })
+}
+
+async fn spawn_app() -> TestApp {
+    builder().spawn().await
+}
 
 /// The gateway's own failures.
 const LOCAL: &str = "cams-flows";
@@ -545,7 +562,7 @@ async fn a_mixed_flood_through_three_replicas_gives_each_action_its_own_budget()
 
 /// A gateway that caches answers for a minute.
 async fn caching_app() -> TestApp {
-    TestApp::builder()
+    builder()
         .config(|c| c.cache.ttl = Duration::from_secs(60))
         .spawn()
         .await
@@ -756,7 +773,7 @@ fn as_billing<T>(message: T) -> Request<T> {
 
 #[tokio::test]
 async fn the_new_rpcs_read_only_the_callers_tenants() {
-    let app = TestApp::builder()
+    let app = builder()
         .auth(AuthConfig {
             mode: AuthMode::ApiKey,
             keys: vec![ApiKey {

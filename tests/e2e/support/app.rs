@@ -12,7 +12,7 @@ use cams_flows::{
         Credentials, CredentialsConfig, CredentialsProvider, ProviderChoice, RefreshPolicy,
         StaticCredentials, Vars,
     },
-    limits::{ActionBudgets, LimitsConfig, Quota, TenantLimits},
+    limits::{LimitsConfig, Quota, TenantLimits},
     pb::{
         GetFlowJsonAssetRequest, GetFlowJsonAssetResponse, GetFlowPreviewUrlRequest,
         GetFlowPreviewUrlResponse, GetFlowRequest, GetFlowResponse, ListFlowsRequest,
@@ -292,11 +292,6 @@ fn test_config(endpoint: &str) -> Config {
     let mut config = Config::new(localhost(), endpoint.parse().expect("endpoint URL"));
     // Limits are lifted unless a test is about them, so that other tests meet only what they test.
     config.limits.account_rps = 10_000;
-    config.limits.actions = ActionBudgets {
-        list_flow: 10_000,
-        get_flow_preview_url: 10_000,
-        get_flow_json_asset: 10_000,
-    };
     config.limits.tenant = Quota {
         rps: 10_000.0,
         burst: NonZeroU32::new(10_000).expect("non-zero"),
