@@ -13,11 +13,11 @@ use std::{
 
 use cams_flows::{
     app,
-    cams::{ApiError, CamsError, client::SignedGetFlow, wire},
+    cams::{ApiError, CamsError, client::SignedRead, wire},
     clock,
     config::Config,
     credentials::{Credentials, StaticCredentials},
-    domain::{FlowId, TenantId},
+    domain::{Action, Data, FlowId, Read, TenantId},
     error::Error,
     grpc::{FlowApi, status::to_status},
     limits::Quota,
@@ -66,13 +66,12 @@ fn measure(rounds: u32, mut op: impl FnMut()) -> Cost {
 }
 
 /// What the client does before sending an attempt: a fresh date and nonce, then the signature.
-fn sign_one(tenant: &TenantId, flow: &FlowId, credentials: &Credentials) {
+fn sign_one(read: &Read, credentials: &Credentials) {
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let signed = SignedGetFlow::new(
+    let signed = SignedRead::of(
         "cams.ap-southeast-1.aliyuncs.com",
-        tenant,
-        flow,
+        read,
         credentials,
         &date,
         &nonce,
@@ -170,17 +169,22 @@ fn main() {
         );
     });
 
-    let tenant = TenantId::parse("cams-kei1").expect("tenant");
-    let flow = FlowId::parse("926753328126430").expect("flow");
+    let read = Read::flow(
+        TenantId::parse("cams-kei1").expect("tenant"),
+        FlowId::parse("926753328126430").expect("flow"),
+    );
     let keys = credentials();
-    let sign = measure(200_000, || sign_one(&tenant, &flow, &keys));
+    let sign = measure(200_000, || sign_one(&read, &keys));
     let decode = measure(200_000, || {
-        black_box(wire::decode(200, black_box(DOC_BODY), None).expect("decodes"));
+        black_box(wire::decode(Action::GetFlow, 200, black_box(DOC_BODY), None).expect("decodes"));
     });
-    let answer = wire::decode(200, DOC_BODY, None).expect("decodes");
+    let answer = wire::decode(Action::GetFlow, 200, DOC_BODY, None).expect("decodes");
+    let Data::Flow(flow) = &answer.data else {
+        panic!("GetFlow decodes to a flow");
+    };
     let respond = measure(200_000, || {
         let response = pb::GetFlowResponse {
-            flow: Some(pb::Flow::from(&answer.flow)),
+            flow: Some(pb::Flow::from(flow)),
             request_id: answer.request_id.clone(),
         };
         black_box(response.encode_to_vec());

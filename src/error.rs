@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::{
     auth::AuthError,
     cams::{ApiErrorKind, CamsError},
-    domain::TenantId,
+    domain::{Action, TenantId},
     limits::Quota,
 };
 
@@ -40,11 +40,13 @@ pub enum Error {
         retry_after: Duration,
     },
     #[error(
-        "the account's CAMS quota of {account_rps} calls per second is spent{}",
+        "the account's CAMS {action} quota of {account_rps} calls per second is spent{}",
         if *queue_full { " and the wait queue is full" } else { "" }
     )]
     AccountRateLimited {
         tenant: TenantId,
+        /// The CAMS action whose budget is spent.
+        action: Action,
         account_rps: u32,
         retry_after: Duration,
         queue_full: bool,

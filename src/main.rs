@@ -67,7 +67,8 @@ struct SandboxArgs {
         hide_env_values = true
     )]
     access_key_secret: String,
-    /// Accepted calls per sliding second per AccessKeyId before Throttling.User (CAMS: 5).
+    /// Accepted calls per sliding second per AccessKeyId and per action (each Flow read has its
+    /// own budget) before Throttling.User (CAMS: 5).
     #[arg(long, env = "CAMS_SANDBOX_RPS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     rps: u32,
     /// STS token the simulated CAMS requires (x-acs-security-token); none by default.

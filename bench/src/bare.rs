@@ -10,7 +10,7 @@ use cams_flows::{
     cams::{CamsClient, UpstreamConfig},
     clock,
     credentials::{Credentials, StaticCredentials},
-    domain::{FlowId, TenantId},
+    domain::{Data, FlowId, Read, TenantId},
     grpc::CACHE_HEADER,
     pb::{
         self, GetFlowRequest, GetFlowResponse,
@@ -51,6 +51,32 @@ impl FlowService for ConstantFlows {
             .insert(CACHE_HEADER, MetadataValue::from_static("hit"));
         Ok(response)
     }
+
+    async fn list_flows(
+        &self,
+        _request: Request<pb::ListFlowsRequest>,
+    ) -> Result<Response<pb::ListFlowsResponse>, Status> {
+        Err(only_get_flow())
+    }
+
+    async fn get_flow_preview_url(
+        &self,
+        _request: Request<pb::GetFlowPreviewUrlRequest>,
+    ) -> Result<Response<pb::GetFlowPreviewUrlResponse>, Status> {
+        Err(only_get_flow())
+    }
+
+    async fn get_flow_json_asset(
+        &self,
+        _request: Request<pb::GetFlowJsonAssetRequest>,
+    ) -> Result<Response<pb::GetFlowJsonAssetResponse>, Status> {
+        Err(only_get_flow())
+    }
+}
+
+/// The baselines measure GetFlow only; the other reads are not part of the comparison.
+pub fn only_get_flow() -> Status {
+    Status::unimplemented("the baseline serves GetFlow only")
 }
 
 pub async fn run(args: BareArgs) -> anyhow::Result<()> {
@@ -105,12 +131,18 @@ async fn sample_response() -> anyhow::Result<GetFlowResponse> {
     )?;
     let tenant = TenantId::parse(SAMPLE_TENANT).context("sample tenant")?;
     let flow = FlowId::parse(SAMPLE_FLOW).context("sample flow")?;
-    let answer = tokio::time::timeout(Duration::from_secs(10), client.fetch(&tenant, &flow))
-        .await
-        .context("the simulated CAMS did not answer")?
-        .context("cannot fetch the sample flow from the simulated CAMS")?;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.fetch(&Read::flow(tenant, flow)),
+    )
+    .await
+    .context("the simulated CAMS did not answer")?
+    .context("cannot fetch the sample flow from the simulated CAMS")?;
+    let Data::Flow(flow) = &answer.data else {
+        anyhow::bail!("the simulated CAMS answered GetFlow with something else");
+    };
     Ok(GetFlowResponse {
-        flow: Some(pb::Flow::from(&answer.flow)),
+        flow: Some(pb::Flow::from(flow)),
         request_id: answer.request_id,
     })
 }

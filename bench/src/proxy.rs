@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cams_flows::{
     cams::CamsClient,
-    domain::FlowQuery,
+    domain::{Data, Read},
     error::Error,
     grpc::{CACHE_HEADER, status::to_status},
     pb::{self, GetFlowRequest, GetFlowResponse, flow_service_server::FlowService},
@@ -32,21 +32,46 @@ impl FlowService for Forward {
         &self,
         request: Request<GetFlowRequest>,
     ) -> Result<Response<GetFlowResponse>, Status> {
-        let query = FlowQuery::try_from(request.get_ref()).map_err(|e| to_status(&e))?;
-        let answer =
-            tokio::time::timeout(CALL_BOUND, self.client.fetch(&query.tenant, &query.flow_id))
-                .await
-                .map_err(|_| to_status(&Error::DeadlineExceeded))?
-                .map_err(|e| to_status(&e.into()))?;
+        let read = Read::try_from(request.get_ref()).map_err(|e| to_status(&e))?;
+        let answer = tokio::time::timeout(CALL_BOUND, self.client.fetch(&read))
+            .await
+            .map_err(|_| to_status(&Error::DeadlineExceeded))?
+            .map_err(|e| to_status(&e.into()))?;
+        let Data::Flow(flow) = &answer.data else {
+            return Err(Status::internal(
+                "CAMS answered GetFlow with something else",
+            ));
+        };
         // The header the gateway sends on a miss, so that both send the same bytes.
         let mut response = Response::new(GetFlowResponse {
-            flow: Some(pb::Flow::from(&answer.flow)),
+            flow: Some(pb::Flow::from(flow)),
             request_id: answer.request_id,
         });
         response
             .metadata_mut()
             .insert(CACHE_HEADER, MetadataValue::from_static("miss"));
         Ok(response)
+    }
+
+    async fn list_flows(
+        &self,
+        _request: Request<pb::ListFlowsRequest>,
+    ) -> Result<Response<pb::ListFlowsResponse>, Status> {
+        Err(bare::only_get_flow())
+    }
+
+    async fn get_flow_preview_url(
+        &self,
+        _request: Request<pb::GetFlowPreviewUrlRequest>,
+    ) -> Result<Response<pb::GetFlowPreviewUrlResponse>, Status> {
+        Err(bare::only_get_flow())
+    }
+
+    async fn get_flow_json_asset(
+        &self,
+        _request: Request<pb::GetFlowJsonAssetRequest>,
+    ) -> Result<Response<pb::GetFlowJsonAssetResponse>, Status> {
+        Err(bare::only_get_flow())
     }
 }
 

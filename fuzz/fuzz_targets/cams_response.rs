@@ -1,6 +1,8 @@
 //! Whatever CAMS, or anything between it and the gateway, sends back must become an answer or a
 //! clean error, and then a gRPC status, without a panic.
 //!
+//! Every input is decoded as the answer of each CAMS read, since each has its own `Data`.
+//!
 //! Input: three ASCII digits for the HTTP status (so that seeds stay readable text), then the
 //! body. Anything else in the first three bytes is read as a raw status so that values outside
 //! 100..=999 are reached too.
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use cams_flows::{
     cams::{CamsError, wire},
+    domain::{Action, Data},
     error::Error,
     grpc::status::to_status,
     pb,
@@ -38,46 +41,74 @@ fuzz_target!(|data: &[u8]| {
     // Odd statuses carry a retry-after, so both shapes of the header reach the decoder.
     let retry_after = (http_status % 2 == 1).then(|| Duration::from_millis(http_status.into()));
 
-    let error = match wire::decode(http_status, body, retry_after) {
-        Ok(answer) => {
-            assert!(
-                (200..300).contains(&http_status),
-                "success on HTTP {http_status}"
-            );
-            assert_eq!(
-                answer.request_id,
-                answer.request_id.trim(),
-                "untrimmed RequestId"
-            );
-            // The rest of the success path: enum mapping and the protobuf answer, whose
-            // timestamp conversion sees whatever PreviewUrlExpires said.
-            let _ = answer.flow.status();
-            let _ = answer.flow.categories().count();
-            let _ = pb::Flow::from(&answer.flow);
-            return;
+    for action in Action::ALL {
+        let error = match wire::decode(action, http_status, body, retry_after) {
+            Ok(answer) => {
+                assert!(
+                    (200..300).contains(&http_status),
+                    "success on HTTP {http_status}"
+                );
+                assert_eq!(
+                    answer.request_id,
+                    answer.request_id.trim(),
+                    "untrimmed RequestId"
+                );
+                // The rest of the success path: enum mapping and the protobuf answer, whose
+                // timestamp conversion sees whatever PreviewUrlExpires said.
+                match &answer.data {
+                    Data::Flow(flow) => {
+                        assert_eq!(action, Action::GetFlow, "a flow answers {action:?}");
+                        let _ = flow.status();
+                        let _ = flow.categories().count();
+                        let _ = pb::Flow::from(flow);
+                    }
+                    Data::List(flows) => {
+                        assert_eq!(action, Action::ListFlow, "a list answers {action:?}");
+                        for flow in flows {
+                            let _ = pb::FlowSummary::from(flow);
+                        }
+                    }
+                    Data::PreviewUrl(_) => {
+                        assert_eq!(
+                            action,
+                            Action::GetFlowPreviewUrl,
+                            "a URL answers {action:?}"
+                        );
+                    }
+                    Data::JsonAsset(_) => {
+                        assert_eq!(
+                            action,
+                            Action::GetFlowJsonAsset,
+                            "an asset answers {action:?}"
+                        );
+                    }
+                }
+                let _ = answer.preview_url();
+                continue;
+            }
+            Err(error) => error,
+        };
+        match &error {
+            CamsError::Api(api) => {
+                assert_eq!(api.http_status, http_status);
+                assert_eq!(api.retry_after, retry_after);
+                assert_eq!(api.request_id, api.request_id.trim(), "untrimmed RequestId");
+                let _ = api.kind();
+            }
+            CamsError::BadResponse {
+                http_status: reported,
+                detail,
+            } => {
+                assert_eq!(*reported, http_status);
+                assert!(
+                    detail.len() <= MAX_BAD_RESPONSE_DETAIL,
+                    "detail grows with the body: {detail:?}"
+                );
+            }
+            other => panic!("decode produced {other:?}, which only the transport may produce"),
         }
-        Err(error) => error,
-    };
-    match &error {
-        CamsError::Api(api) => {
-            assert_eq!(api.http_status, http_status);
-            assert_eq!(api.retry_after, retry_after);
-            assert_eq!(api.request_id, api.request_id.trim(), "untrimmed RequestId");
-            let _ = api.kind();
-        }
-        CamsError::BadResponse {
-            http_status: reported,
-            detail,
-        } => {
-            assert_eq!(*reported, http_status);
-            assert!(
-                detail.len() <= MAX_BAD_RESPONSE_DETAIL,
-                "detail grows with the body: {detail:?}"
-            );
-        }
-        other => panic!("decode produced {other:?}, which only the transport may produce"),
+        // What the caller receives. tonic unwraps this very conversion when it answers with an error
+        // status, so CAMS text that could not become a header would panic the server there.
+        let _ = to_status(&Error::Cams(error)).into_http::<()>();
     }
-    // What the caller receives. tonic unwraps this very conversion when it answers with an error
-    // status, so CAMS text that could not become a header would panic the server there.
-    let _ = to_status(&Error::Cams(error)).into_http::<()>();
 });

@@ -8,7 +8,7 @@
 
 use cams_flows::{
     acs::v3::{canonical_query, parse_query},
-    domain::{FlowId, FlowQuery, TenantId},
+    domain::{FlowId, Read, TenantId},
     error::Error,
     grpc::status::to_status,
     pb,
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         flow_id: flow_id.clone(),
         cust_space_id: cust_space_id.clone(),
     };
-    let query = match FlowQuery::try_from(&request) {
+    let query = match Read::try_from(&request) {
         Ok(query) => query,
         Err(Error::InvalidArgument(violations)) => {
             let fields: Vec<&str> = violations.iter().map(|v| v.field).collect();
@@ -61,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
         Err(other) => panic!("validation produced {other:?}"),
     };
 
-    let (flow, tenant) = (query.flow_id.as_str(), query.tenant.as_str());
+    let Some(flow) = query.flow_id().map(FlowId::as_str) else {
+        panic!("GetFlow read as {query:?}");
+    };
+    let tenant = query.tenant.as_str();
     assert_eq!(flow, flow_id, "flow id altered");
     assert_eq!(tenant, cust_space_id, "tenant altered");
     assert!(!flow.is_empty(), "empty flow id accepted");
@@ -78,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(!has_control(flow), "control character in flow id accepted");
     assert!(!has_control(tenant), "control character in tenant accepted");
 
-    // The same parameters, built the same way, as `CamsClient::get_flow` sends them.
+    // The same parameters, built the same way, as `SignedRead::of` sends them.
     let mut params = vec![("FlowId", flow)];
     let mut expected = vec![("FlowId".to_owned(), flow.to_owned())];
     if let Some(space) = query.tenant.cust_space_id() {

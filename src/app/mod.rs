@@ -24,8 +24,9 @@ use crate::{
     clock,
     config::Config,
     credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
+    domain::Action,
     grpc::FlowApi,
-    limits::{AccountQuota, TenantLimits},
+    limits::{AccountQuota, AccountQuotas, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
     store::StoreError,
     telemetry::trace::Tracing,
@@ -100,7 +101,7 @@ pub struct Application {
     listener: TcpListener,
     api: FlowApi,
     tenants: Arc<dyn TenantLimits>,
-    account: Arc<dyn AccountQuota>,
+    accounts: AccountQuotas,
     drain_timeout: Duration,
     limits: HttpLimits,
     drain: Drain,
@@ -205,7 +206,7 @@ impl Application {
             listener,
             api: wired.api,
             tenants: wired.tenants,
-            account: wired.account,
+            accounts: wired.accounts,
             drain_timeout: config.drain_timeout,
             limits: HttpLimits {
                 max_connections: config.max_connections,
@@ -238,9 +239,14 @@ impl Application {
         Arc::clone(&self.tenants)
     }
 
-    /// The account quota, for inspection (tests, diagnostics).
+    /// The account's GetFlow budget, for inspection (tests, diagnostics).
     pub fn account_quota(&self) -> Arc<dyn AccountQuota> {
-        Arc::clone(&self.account)
+        Arc::clone(self.accounts.of(Action::GetFlow))
+    }
+
+    /// The account's budget of each CAMS action, for inspection (tests, diagnostics).
+    pub fn account_quotas(&self) -> AccountQuotas {
+        self.accounts.clone()
     }
 
     /// The simulated CAMS's endpoint, under `--sandbox`.

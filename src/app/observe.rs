@@ -11,8 +11,8 @@ use std::{
 };
 
 use crate::{
-    cams::CamsClient, credentials::CredentialsProvider, limits::AccountQuota, store::Redis,
-    telemetry::metrics::Metrics,
+    cams::CamsClient, credentials::CredentialsProvider, domain::Action, limits::AccountQuota,
+    store::Redis, telemetry::metrics::Metrics,
 };
 
 use super::tasks::Tasks;
@@ -38,19 +38,21 @@ pub(super) fn metrics(config: &crate::config::Config) -> Metrics {
     }
 }
 
-pub(super) fn account(metrics: &Metrics, account: &Arc<dyn AccountQuota>) {
+pub(super) fn account(metrics: &Metrics, action: Action, account: &Arc<dyn AccountQuota>) {
     let rps = f64::from(account.rps());
+    let label = Some(("action", action.cams_name()));
     metrics.probe(
         "cams_flows_account_quota_rps",
-        "The account's CAMS GetFlow quota, calls per sliding second (limits.account_rps)",
-        None,
+        "The account's CAMS quota of each action, calls per sliding second (limits.account_rps \
+         for GetFlow, limits.actions.<Action>.account_rps for the others)",
+        label,
         Box::new(move || Some(rps)),
     );
     let queue = Arc::downgrade(account);
     metrics.probe(
         "cams_flows_account_calls_waiting",
-        "Calls (and refreshes) waiting for a slot of the account's CAMS quota",
-        None,
+        "Calls (and refreshes) waiting for a slot of the account's CAMS quota of each action",
+        label,
         Box::new(move || Some(queue.upgrade()?.queued() as f64)),
     );
 }

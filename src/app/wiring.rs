@@ -15,10 +15,11 @@ use crate::{
     clock::{self, SharedClock},
     config::Config,
     credentials::{self, CredentialsProvider, Vars},
+    domain::Action,
     gateway::{Gateway, Parts},
     grpc::{FlowApi, Observe},
     limits::{
-        AccountGate, AccountQuota, CallerLimits, EVICT_INTERVAL, GovernorCallerLimits,
+        AccountGate, AccountQuotas, CallerLimits, EVICT_INTERVAL, GovernorCallerLimits,
         GovernorTenantLimits, LocalSlots, RedisCallerLimits, RedisSlots, RedisTenantLimits,
         SlotStore, TenantLimits,
     },
@@ -32,7 +33,8 @@ use super::{StartError, observe, tasks::Tasks};
 pub struct Wired {
     pub api: FlowApi,
     pub tenants: Arc<dyn TenantLimits>,
-    pub account: Arc<dyn AccountQuota>,
+    /// The account's budget of each CAMS action.
+    pub accounts: AccountQuotas,
     /// What the admin listener serves (disabled without one).
     pub metrics: Metrics,
     /// The trace exporter, to be shut down (and flushed) after the drain.
@@ -109,31 +111,43 @@ pub async fn flow_api(
         None => Arc::new(GovernorCallerLimits::new(config.auth.caller_quotas())),
     };
 
-    let account_limits = config.limits.account();
-    let slots: Arc<dyn SlotStore> = match &shared {
-        Some(shared) => {
-            let slots = RedisSlots::new(
-                shared.redis.clone(),
-                &shared.account_tag,
-                account_limits.rps,
-                account_limits.window,
-                config.call_timeout,
-            )
-            .confirmed_by_replicas(
-                config
-                    .redis
-                    .as_ref()
-                    .is_none_or(|redis| redis.wait_for_replicas),
-            );
-            tasks.spawn("account quota heartbeat", slots.heartbeat());
-            Arc::new(slots)
-        }
-        None => Arc::new(LocalSlots::new(account_limits.rps, account_limits.window)),
-    };
-    let gate = AccountGate::new(account_limits, config.limits.weights(), slots);
-    tasks.spawn("account dispatcher", gate.dispatcher());
-    let account: Arc<dyn AccountQuota> = Arc::new(gate);
-    observe::account(&metrics, &account);
+    // One budget per CAMS action: CAMS counts each operation on its own, and so does the
+    // gateway, each with its own fair queue and, with Redis, its own lease log.
+    let accounts = AccountQuotas::new(|action| {
+        let limits = config.limits.account(action);
+        let slots: Arc<dyn SlotStore> = match &shared {
+            Some(shared) => {
+                let log = match action {
+                    // GetFlow's log keeps the names of earlier releases.
+                    Action::GetFlow => "",
+                    other => other.cams_name(),
+                };
+                let slots = RedisSlots::for_log(
+                    shared.redis.clone(),
+                    &shared.account_tag,
+                    log,
+                    limits.rps,
+                    limits.window,
+                    config.call_timeout,
+                )
+                .confirmed_by_replicas(
+                    config
+                        .redis
+                        .as_ref()
+                        .is_none_or(|redis| redis.wait_for_replicas),
+                );
+                tasks.spawn("account quota heartbeat", slots.heartbeat());
+                Arc::new(slots)
+            }
+            None => Arc::new(LocalSlots::new(limits.rps, limits.window)),
+        };
+        let gate = AccountGate::new(limits, config.limits.weights(), slots);
+        tasks.spawn("account dispatcher", gate.dispatcher());
+        Arc::new(gate)
+    });
+    for action in Action::ALL {
+        observe::account(&metrics, action, accounts.of(action));
+    }
 
     // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
     let cache_clock = client.cams_clock();
@@ -164,7 +178,7 @@ pub async fn flow_api(
     let gateway = Gateway::new(Parts {
         client,
         tenants: Arc::clone(&tenants),
-        account: Arc::clone(&account),
+        accounts: accounts.clone(),
         cache,
         lock,
         retry: config.retry,
@@ -186,7 +200,7 @@ pub async fn flow_api(
     Ok(Wired {
         api,
         tenants,
-        account,
+        accounts,
         metrics,
         tracing,
     })

@@ -11,7 +11,7 @@ use std::{
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use crate::{cams::FlowAnswer, domain::FlowQuery, error::Error};
+use crate::{domain::Answer, domain::Read, error::Error};
 
 /// A load's outcome, shared by every caller that joined it.
 pub(crate) type LoadResult = Result<Loaded, Arc<Error>>;
@@ -19,7 +19,7 @@ pub(crate) type LoadResult = Result<Loaded, Arc<Error>>;
 /// A load's answer, and whether another replica fetched it (it came from the shared tier).
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
-    pub answer: Arc<FlowAnswer>,
+    pub answer: Arc<Answer>,
     pub shared: bool,
 }
 
@@ -99,7 +99,7 @@ pub(crate) struct Joined {
 /// Shared through the gateway's `Arc`, so the map itself needs no second one.
 #[derive(Default)]
 pub(crate) struct Coalescer {
-    in_flight: Mutex<HashMap<FlowQuery, Joinable>>,
+    in_flight: Mutex<HashMap<Read, Joinable>>,
 }
 
 impl std::fmt::Debug for Coalescer {
@@ -113,12 +113,7 @@ impl std::fmt::Debug for Coalescer {
 impl Coalescer {
     /// The load for `key`: a running one or a new one started from `start`. Either way the
     /// caller's `deadline` joins the load's waiters.
-    pub(crate) fn join<F>(
-        &self,
-        key: &FlowQuery,
-        deadline: tokio::time::Instant,
-        start: F,
-    ) -> Joined
+    pub(crate) fn join<F>(&self, key: &Read, deadline: tokio::time::Instant, start: F) -> Joined
     where
         F: FnOnce(Arc<Waiters>) -> BoxFuture<'static, LoadResult>,
     {
@@ -152,7 +147,7 @@ impl Coalescer {
     }
 
     /// Called by a load when it has finished (and stored its answer), so later callers start anew.
-    pub(crate) fn finish(&self, key: &FlowQuery) {
+    pub(crate) fn finish(&self, key: &Read) {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

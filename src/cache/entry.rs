@@ -12,12 +12,12 @@ use std::{
 
 use rand::Rng;
 
-use crate::cams::{CLOCK_MARGIN, FlowAnswer};
+use crate::{cams::CLOCK_MARGIN, domain::Answer};
 
 /// A cached answer and the times (on CAMS's clock) that bound its use.
 #[derive(Debug, Clone)]
 pub struct CachedFlow {
-    pub answer: Arc<FlowAnswer>,
+    pub answer: Arc<Answer>,
     pub fetched_at: SystemTime,
     /// Served as a hit until then.
     pub fresh_until: SystemTime,

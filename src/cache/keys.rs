@@ -1,11 +1,18 @@
 //! Where the shared tier keeps an entry and its fetch lock in Redis. One name per (account,
-//! tenant, flow), used by the tier and the lock alike:
-//! `<prefix>:v1:flow:{<account>:<tenant length>:<tenant>:<flow id>}` for the value,
-//! `<prefix>:v1:lock:{…}` for the lock. The braces make the name a hash tag (in a Redis Cluster
-//! an entry and its lock share a slot); the tenant's length keeps the name unambiguous whatever
-//! the ids contain, so tenants never share an entry, nor accounts.
+//! tenant, read), used by the tier and the lock alike. A GetFlow answer is
+//! `<prefix>:v1:flow:{<account>:<tenant length>:<tenant>:<flow id>}` and its lock
+//! `<prefix>:v1:lock:{…}` (the names of earlier releases, so that replicas of both share them);
+//! the other reads say what they are in front: `<prefix>:v1:preview:{…}` and
+//! `<prefix>:v1:lock:preview:{…}`, `asset`, and `list` whose name also holds the filter's length,
+//! the filter and the page. The braces make the name a hash tag (in a Redis Cluster an entry and
+//! its lock share a slot, and the entries spread over the slots); the lengths keep the name
+//! unambiguous whatever the ids contain, so tenants never share an entry, nor accounts, nor two
+//! reads.
 
-use crate::{domain::FlowQuery, store::Redis};
+use crate::{
+    domain::{Read, What},
+    store::Redis,
+};
 
 /// Bump when the encoding of entries changes: replicas of two versions then use different keys.
 const VERSION: &str = "v1";
@@ -27,22 +34,39 @@ impl SharedKeys {
         }
     }
 
-    fn name(&self, key: &FlowQuery) -> String {
+    /// The kind's word (GetFlow's is `flow` for values and nothing for locks) and the entry's
+    /// hash tag.
+    fn name(&self, key: &Read) -> (&'static str, String) {
         let tenant = key.tenant.as_str();
-        format!(
-            "{{{}:{}:{tenant}:{}}}",
-            self.account_tag,
-            tenant.len(),
-            key.flow_id.as_str()
-        )
+        let (kind, rest) = match &key.what {
+            What::Flow(id) => ("flow", id.as_str().to_owned()),
+            What::PreviewUrl(id) => ("preview", id.as_str().to_owned()),
+            What::JsonAsset(id) => ("asset", id.as_str().to_owned()),
+            What::List(page) => (
+                "list",
+                format!(
+                    "{}:{}:{}:{}",
+                    page.flow_name.len(),
+                    page.flow_name,
+                    page.index,
+                    page.size
+                ),
+            ),
+        };
+        let tag = format!("{{{}:{}:{tenant}:{rest}}}", self.account_tag, tenant.len());
+        (kind, tag)
     }
 
-    pub(crate) fn value(&self, key: &FlowQuery) -> String {
-        format!("{}flow:{}", self.base, self.name(key))
+    pub(crate) fn value(&self, key: &Read) -> String {
+        let (kind, tag) = self.name(key);
+        format!("{}{kind}:{tag}", self.base)
     }
 
-    pub(crate) fn lock(&self, key: &FlowQuery) -> String {
-        format!("{}lock:{}", self.base, self.name(key))
+    pub(crate) fn lock(&self, key: &Read) -> String {
+        match self.name(key) {
+            ("flow", tag) => format!("{}lock:{tag}", self.base),
+            (kind, tag) => format!("{}lock:{kind}:{tag}", self.base),
+        }
     }
 
     /// The channel on which a released lock is announced (its key is the message).
@@ -63,11 +87,11 @@ mod tests {
         }
     }
 
-    fn query(tenant: &str, flow: &str) -> FlowQuery {
-        FlowQuery {
-            tenant: TenantId::parse(tenant).expect("tenant"),
-            flow_id: FlowId::parse(flow).expect("flow"),
-        }
+    fn query(tenant: &str, flow: &str) -> Read {
+        Read::flow(
+            TenantId::parse(tenant).expect("tenant"),
+            FlowId::parse(flow).expect("flow"),
+        )
     }
 
     #[test]
@@ -76,5 +100,48 @@ mod tests {
         assert_ne!(k.value(&query("a:b", "c")), k.value(&query("a", "b:c")));
         assert_eq!(k.value(&query("t", "f")), "p:v1:flow:{acct:0123:1:t:f}");
         assert_eq!(k.lock(&query("t", "f")), "p:v1:lock:{acct:0123:1:t:f}");
+    }
+
+    #[test]
+    fn reads_of_different_kinds_never_share_a_name() {
+        let k = keys();
+        let tenant = || TenantId::parse("t").expect("tenant");
+        let id = || FlowId::parse("f").expect("flow");
+        let reads = [
+            query("t", "f"),
+            Read {
+                tenant: tenant(),
+                what: What::PreviewUrl(id()),
+            },
+            Read {
+                tenant: tenant(),
+                what: What::JsonAsset(id()),
+            },
+            Read {
+                tenant: tenant(),
+                what: What::List(crate::domain::ListPage {
+                    flow_name: "a:1".into(),
+                    index: 2,
+                    size: 20,
+                }),
+            },
+            Read {
+                tenant: tenant(),
+                what: What::List(crate::domain::ListPage {
+                    flow_name: "a".into(),
+                    index: 1,
+                    size: 220,
+                }),
+            },
+        ];
+        let values: std::collections::HashSet<_> = reads.iter().map(|r| k.value(r)).collect();
+        let locks: std::collections::HashSet<_> = reads.iter().map(|r| k.lock(r)).collect();
+        assert_eq!(values.len(), reads.len(), "{values:?}");
+        assert_eq!(locks.len(), reads.len(), "{locks:?}");
+        assert_eq!(
+            k.value(&reads[1]),
+            "p:v1:preview:{acct:0123:1:t:f}",
+            "the kind stands outside the hash tag"
+        );
     }
 }

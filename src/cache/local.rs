@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use moka::{Expiry, future::Cache};
 
 use super::{CacheTier, CachedFlow};
-use crate::{clock::SharedClock, domain::FlowQuery};
+use crate::{clock::SharedClock, domain::Read};
 
 /// Expires each entry at its `usable_until`, read against the wall clock once, at insertion.
 struct UntilUsable {
@@ -24,10 +24,10 @@ impl UntilUsable {
     }
 }
 
-impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
+impl Expiry<Read, CachedFlow> for UntilUsable {
     fn expire_after_create(
         &self,
-        _: &FlowQuery,
+        _: &Read,
         entry: &CachedFlow,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -37,7 +37,7 @@ impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
     /// A refreshed entry replaces a live one; moka's default would keep the old one's expiry.
     fn expire_after_update(
         &self,
-        _: &FlowQuery,
+        _: &Read,
         entry: &CachedFlow,
         _updated_at: Instant,
         _left: Option<Duration>,
@@ -48,7 +48,7 @@ impl Expiry<FlowQuery, CachedFlow> for UntilUsable {
 
 #[derive(Clone)]
 pub(crate) struct LocalTier {
-    entries: Cache<FlowQuery, CachedFlow>,
+    entries: Cache<Read, CachedFlow>,
 }
 
 impl std::fmt::Debug for LocalTier {
@@ -71,22 +71,22 @@ impl LocalTier {
 
     /// The hit path calls this directly rather than through the trait, which would box a future
     /// on every call.
-    pub(crate) async fn lookup(&self, key: &FlowQuery) -> Option<CachedFlow> {
+    pub(crate) async fn lookup(&self, key: &Read) -> Option<CachedFlow> {
         self.entries.get(key).await
     }
 
-    pub(crate) async fn insert(&self, key: FlowQuery, entry: CachedFlow) {
+    pub(crate) async fn insert(&self, key: Read, entry: CachedFlow) {
         self.entries.insert(key, entry).await;
     }
 }
 
 #[async_trait::async_trait]
 impl CacheTier for LocalTier {
-    async fn get(&self, key: &FlowQuery) -> Option<CachedFlow> {
+    async fn get(&self, key: &Read) -> Option<CachedFlow> {
         self.lookup(key).await
     }
 
-    async fn put(&self, key: FlowQuery, entry: CachedFlow) {
+    async fn put(&self, key: Read, entry: CachedFlow) {
         self.insert(key, entry).await;
     }
 }
@@ -100,16 +100,16 @@ mod tests {
 
     use super::*;
     use crate::{
-        cams::FlowAnswer,
         clock,
+        domain::{Answer, Data},
         domain::{Flow, FlowId, TenantId},
     };
 
     fn entry(usable_for: Duration) -> CachedFlow {
         let now = SystemTime::now();
         CachedFlow {
-            answer: Arc::new(FlowAnswer {
-                flow: Flow {
+            answer: Arc::new(Answer {
+                data: Data::Flow(Flow {
                     flow_id: "f".into(),
                     flow_name: String::new(),
                     raw_status: String::new(),
@@ -119,7 +119,7 @@ mod tests {
                     preview_url: String::new(),
                     preview_url_expires: None,
                     endpoint_uri: String::new(),
-                },
+                }),
                 request_id: String::new(),
             }),
             fetched_at: now,
@@ -135,10 +135,7 @@ mod tests {
     #[tokio::test]
     async fn a_replaced_entry_takes_the_new_lifetime() {
         let tier = LocalTier::new(10, clock::system());
-        let key = FlowQuery {
-            tenant: TenantId::own_space(),
-            flow_id: FlowId::parse("f").expect("id"),
-        };
+        let key = Read::flow(TenantId::own_space(), FlowId::parse("f").expect("id"));
         tier.insert(key.clone(), entry(Duration::from_millis(100)))
             .await;
         tier.insert(key.clone(), entry(Duration::from_secs(60)))

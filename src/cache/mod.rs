@@ -1,7 +1,7 @@
 //! The read-through cache in front of CAMS, and the coalescer that makes concurrent misses for
 //! one key share a single fetch.
 //!
-//! Entries are keyed by [`FlowQuery`] (tenant and flow id), so tenants never share one. An entry
+//! Entries are keyed by [`Read`] (tenant and flow id), so tenants never share one. An entry
 //! is fresh for the configured TTL and may then stand in as a stale fallback for
 //! `stale_if_error` more; neither ever outlives the flow's `PreviewUrlExpires`, so no cached
 //! answer hands out a dead preview URL.
@@ -46,7 +46,7 @@ pub(crate) use local::LocalTier;
 pub(crate) use redis::RedisTier;
 pub use tier::{CacheTier, Tier};
 
-use crate::{cams::FlowAnswer, clock::SharedClock, domain::FlowQuery};
+use crate::{clock::SharedClock, domain::Answer, domain::Read};
 use entry::{jittered, servable_until};
 use lock::WritePermit;
 
@@ -69,7 +69,7 @@ pub struct CacheConfig {
 /// A cached answer: fresh (perhaps due for a refresh), or only good as a fallback.
 pub enum Lookup {
     Fresh {
-        answer: Arc<FlowAnswer>,
+        answer: Arc<Answer>,
         tier: Tier,
         refresh: Option<RefreshDue>,
     },
@@ -146,16 +146,55 @@ impl FlowCache {
 
     /// The local tier first (a hit there touches nothing else), then the shared tier, whose
     /// fresh answer is kept locally for the lifetime it has left.
-    pub async fn lookup(&self, key: &FlowQuery) -> Lookup {
+    pub async fn lookup(&self, key: &Read) -> Lookup {
+        self.look(key, true).await
+    }
+
+    /// [`Self::lookup`] of a read, or, for a read another read's answer carries (a preview URL
+    /// is part of a flow), of that one when it is fresh and the read's own entry is not, or
+    /// carries a preview URL that dies sooner. An answer served so counts no demand of the
+    /// other entry (its own reads decide its refresh).
+    pub async fn lookup_for(&self, key: &Read) -> Lookup {
+        let Some(other) = key.answered_by_flow() else {
+            return self.lookup(key).await;
+        };
+        let own = self.lookup(key).await;
+        let own_expires = match &own {
+            Lookup::Fresh { answer, .. } => answer.preview_url_expires(),
+            Lookup::Stale(_) | Lookup::Absent => None,
+        };
+        match self.look(&other, false).await {
+            Lookup::Fresh { answer, tier, .. }
+                if !matches!(own, Lookup::Fresh { .. })
+                    || answer.preview_url_expires() > own_expires =>
+            {
+                Lookup::Fresh {
+                    answer,
+                    tier,
+                    refresh: None,
+                }
+            }
+            _ => own,
+        }
+    }
+
+    async fn look(&self, key: &Read, demand: bool) -> Lookup {
         let local = self.local.lookup(key).await;
         let now = self.clock.now();
+        let due = |entry: &CachedFlow| {
+            if demand {
+                self.refresh_due(entry, now)
+            } else {
+                None
+            }
+        };
         if let Some(entry) = &local
             && now < entry.fresh_until
         {
             return Lookup::Fresh {
                 answer: Arc::clone(&entry.answer),
                 tier: Tier::Local,
-                refresh: self.refresh_due(entry, now),
+                refresh: due(entry),
             };
         }
         if let Some(shared) = &self.shared
@@ -163,7 +202,7 @@ impl FlowCache {
             && now < entry.fresh_until
         {
             let answer = Arc::clone(&entry.answer);
-            let refresh = self.refresh_due(&entry, now);
+            let refresh = due(&entry);
             self.local.insert(key.clone(), entry).await;
             return Lookup::Fresh {
                 answer,
@@ -180,11 +219,12 @@ impl FlowCache {
     /// Keeps a fresh answer in every tier, unless its preview URL is already dead (or within the
     /// margin of dying, by CAMS's clock): such an answer is passed on, never kept. `permit` is the fetch lock the answer was fetched
     /// under: it is released once the answer is where the waiters will look.
-    pub async fn store(&self, key: FlowQuery, answer: Arc<FlowAnswer>, permit: WritePermit) {
-        let Some(entry) = self.entry(answer) else {
+    pub async fn store(&self, key: Read, answer: Arc<Answer>, permit: WritePermit) {
+        let Some(entry) = self.entry(Arc::clone(&answer)) else {
             permit.release().await;
             return;
         };
+        self.freshen_flow(&key, &answer).await;
         self.local.insert(key.clone(), entry.clone()).await;
         match &self.shared {
             // The answer need not wait for Redis: the fill, then the release that tells the
@@ -200,17 +240,40 @@ impl FlowCache {
         }
     }
 
+    /// A preview URL learnt on its own serves GetFlow too: the cached answer of the same flow
+    /// and space, if its URL dies sooner, gets this one (its other fields and times stay).
+    async fn freshen_flow(&self, key: &Read, answer: &Answer) {
+        let (Some(flow_key), Some(preview)) = (key.answered_by_flow(), answer.preview_url()) else {
+            return;
+        };
+        let Some(entry) = self.local.lookup(&flow_key).await else {
+            return;
+        };
+        let Some(fresher) = entry.answer.with_fresher_preview(&preview) else {
+            return;
+        };
+        let entry = CachedFlow {
+            answer: Arc::new(fresher),
+            ..entry
+        };
+        self.local.insert(flow_key.clone(), entry.clone()).await;
+        if let Some(shared) = &self.shared {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { shared.put(flow_key, entry).await });
+        }
+    }
+
     /// An entry another replica stored in the shared tier since this one looked, and that is
     /// not yet due for a refresh: with it, the fetch (or refresh) this replica just got the lock
     /// for would be a second CAMS call for the same answer.
-    pub async fn settled_elsewhere(&self, key: &FlowQuery) -> Option<CachedFlow> {
+    pub async fn settled_elsewhere(&self, key: &Read) -> Option<CachedFlow> {
         let entry = self.shared.as_ref()?.get(key).await?;
         (self.clock.now() < entry.refresh_at).then_some(entry)
     }
 
     /// A fresh entry in either tier, and which: after a wait on another's fetch, its answer.
     /// (An entry that was already there was not fresh, or the lookup would have served it.)
-    pub async fn fresh_now(&self, key: &FlowQuery) -> Option<(CachedFlow, Tier)> {
+    pub async fn fresh_now(&self, key: &Read) -> Option<(CachedFlow, Tier)> {
         let now = self.clock.now();
         if let Some(entry) = self.local.lookup(key).await
             && now < entry.fresh_until
@@ -230,14 +293,14 @@ impl FlowCache {
     }
 
     /// Keeps locally an entry another replica fetched.
-    pub async fn adopt(&self, key: FlowQuery, entry: CachedFlow) {
+    pub async fn adopt(&self, key: Read, entry: CachedFlow) {
         self.local.insert(key, entry).await;
     }
 
     /// The times of an answer fetched now, on CAMS's clock.
-    fn entry(&self, answer: Arc<FlowAnswer>) -> Option<CachedFlow> {
+    fn entry(&self, answer: Arc<Answer>) -> Option<CachedFlow> {
         let now = self.clock.now();
-        let cap = |t: SystemTime| match answer.flow.preview_url_expires {
+        let cap = |t: SystemTime| match answer.preview_url_expires() {
             Some(preview_ends) => t.min(servable_until(preview_ends)),
             None => t,
         };

@@ -8,7 +8,7 @@ use std::{
 use super::*;
 use crate::{
     clock::Clock,
-    domain::{Flow, FlowId, TenantId},
+    domain::{Data, Flow, FlowId, TenantId},
 };
 
 /// A wall clock the test moves by hand.
@@ -27,9 +27,9 @@ impl Manual {
     }
 }
 
-fn answer(preview_expires: Option<SystemTime>) -> Arc<FlowAnswer> {
-    Arc::new(FlowAnswer {
-        flow: Flow {
+fn answer(preview_expires: Option<SystemTime>) -> Arc<Answer> {
+    Arc::new(Answer {
+        data: Data::Flow(Flow {
             flow_id: "f".into(),
             flow_name: "n".into(),
             raw_status: "DRAFT".into(),
@@ -39,16 +39,16 @@ fn answer(preview_expires: Option<SystemTime>) -> Arc<FlowAnswer> {
             preview_url: String::new(),
             preview_url_expires: preview_expires,
             endpoint_uri: String::new(),
-        },
+        }),
         request_id: "r".into(),
     })
 }
 
-fn key(tenant: &str) -> FlowQuery {
-    FlowQuery {
-        tenant: TenantId::parse(tenant).expect("tenant"),
-        flow_id: FlowId::parse("f").expect("flow"),
-    }
+fn key(tenant: &str) -> Read {
+    Read::flow(
+        TenantId::parse(tenant).expect("tenant"),
+        FlowId::parse("f").expect("flow"),
+    )
 }
 
 fn config(ttl_s: u64, stale_s: u64) -> CacheConfig {

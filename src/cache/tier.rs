@@ -2,15 +2,15 @@
 //! and the tier shared by the replicas ([`super::RedisTier`]). A tier only keeps entries; who
 //! fetches a missing one is the fetch lock's to say ([`super::lock`]).
 
-use crate::domain::FlowQuery;
+use crate::domain::Read;
 
 use super::CachedFlow;
 
 /// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`.
 #[async_trait::async_trait]
 pub trait CacheTier: Send + Sync + std::fmt::Debug {
-    async fn get(&self, key: &FlowQuery) -> Option<CachedFlow>;
-    async fn put(&self, key: FlowQuery, entry: CachedFlow);
+    async fn get(&self, key: &Read) -> Option<CachedFlow>;
+    async fn put(&self, key: Read, entry: CachedFlow);
 }
 
 /// Which tier answered.

@@ -1,5 +1,6 @@
-//! One signed GetFlow attempt over a pooled HTTPS client. Retrying, limiting and caching live
-//! above this layer; this one turns a (tenant, flow) into one HTTP exchange and its outcome.
+//! One signed attempt at one of CAMS's Flow reads over a pooled HTTPS client. Retrying,
+//! limiting and caching live above this layer; this one turns a [`Read`] into one HTTP exchange
+//! and its outcome.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,18 +12,19 @@ use reqwest::{
 use super::{
     error::CamsError,
     skew::{CamsClock, ClockSkew},
-    wire::{self, FlowAnswer},
+    wire,
 };
 use crate::{
     acs::{
         openapi::{
-            ACTION_GET_FLOW, API_VERSION, CUST_SPACE_ID_PARAM, FLOW_ID_PARAM, RETRY_AFTER_HEADER,
+            API_VERSION, CUST_SPACE_ID_PARAM, FLOW_ID_PARAM, FLOW_NAME_PARAM, PAGE_PARAM,
+            RETRY_AFTER_HEADER,
         },
         v3::{self, EMPTY_BODY_SHA256, RequestToSign},
     },
     clock::SharedClock,
     credentials::{Credentials, CredentialsError, CredentialsProvider},
-    domain::{FlowId, TenantId},
+    domain::{Answer, Read, What},
 };
 
 /// Tunables of the upstream HTTP client: the validated `[upstream]` section. Its defaults are the
@@ -37,7 +39,7 @@ pub struct UpstreamConfig {
     pub max_body_bytes: usize,
 }
 
-/// Signs and sends GetFlow calls. Cheap to share: holds one connection pool.
+/// Signs and sends CAMS's Flow reads. Cheap to share: holds one connection pool.
 #[derive(Debug, Clone)]
 pub struct CamsClient {
     http: reqwest::Client,
@@ -101,13 +103,9 @@ impl CamsClient {
 
     /// One attempt with the current credentials: what a caller that needs neither a quota nor
     /// retries (the benchmark baselines, a smoke test) does.
-    pub async fn fetch(
-        &self,
-        tenant: &TenantId,
-        flow_id: &FlowId,
-    ) -> Result<FlowAnswer, CamsError> {
+    pub async fn fetch(&self, read: &Read) -> Result<Answer, CamsError> {
         let credentials = self.credentials().await?;
-        self.get_flow(tenant, flow_id, &credentials, None).await
+        self.read(read, &credentials, None).await
     }
 
     /// The host calls go to, as spans name it.
@@ -128,24 +126,23 @@ impl CamsClient {
     /// CAMS's clock as its `Date` header gave it; CAMS refuses such a call before counting it
     /// against the quota, so the retry stays within the one slot. With `trace`, the request
     /// carries that context (`traceparent`, `tracestate`) to CAMS.
-    pub async fn get_flow(
+    pub async fn read(
         &self,
-        tenant: &TenantId,
-        flow_id: &FlowId,
+        read: &Read,
         credentials: &Credentials,
         trace: Option<&opentelemetry::Context>,
-    ) -> Result<FlowAnswer, CamsError> {
-        let (result, measured) = self.attempt(tenant, flow_id, credentials, trace).await;
+    ) -> Result<Answer, CamsError> {
+        let (result, measured) = self.attempt(read, credentials, trace).await;
         match (result, measured) {
             (Err(CamsError::Api(api)), Some(skew_ms)) if api.code == TIMESTAMP_EXPIRED => {
                 self.skew.adopt(skew_ms);
                 tracing::warn!(
-                    tenant = tenant.as_str(),
-                    flow_id = flow_id.as_str(),
+                    tenant = read.tenant.as_str(),
+                    action = read.action().cams_name(),
                     skew_ms,
                     "CAMS refused the signature's date; signing once more by CAMS's clock"
                 );
-                self.attempt(tenant, flow_id, credentials, trace).await.0
+                self.attempt(read, credentials, trace).await.0
             }
             (result, _) => result,
         }
@@ -170,15 +167,14 @@ impl CamsClient {
     /// One signed exchange, and the skew measured from its `Date` header (when it had one).
     async fn attempt(
         &self,
-        tenant: &TenantId,
-        flow_id: &FlowId,
+        read: &Read,
         credentials: &Credentials,
         trace: Option<&opentelemetry::Context>,
-    ) -> (Result<FlowAnswer, CamsError>, Option<i64>) {
+    ) -> (Result<Answer, CamsError>, Option<i64>) {
         let sent = self.clock.now();
         let date = crate::acs::format_timestamp(self.skew.corrected(sent));
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let signed = SignedGetFlow::new(&self.host, tenant, flow_id, credentials, &date, &nonce);
+        let signed = SignedRead::of(&self.host, read, credentials, &date, &nonce);
 
         // The canonical query is already percent-encoded with the unreserved set, which the URL
         // parser leaves as it is: the query on the wire is the one signed.
@@ -226,7 +222,7 @@ impl CamsClient {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let result = match read_capped(response, self.config.max_body_bytes).await {
-            Ok(body) => wire::decode(status, &body, retry_after),
+            Ok(body) => wire::decode(read.action(), status, &body, retry_after),
             Err(error) => Err(error),
         };
         (result, measured)
@@ -236,8 +232,8 @@ impl CamsClient {
 /// CAMS's answer to a signature dated more than 15 minutes off its clock.
 const TIMESTAMP_EXPIRED: &str = "InvalidTimeStamp.Expired";
 
-/// One GetFlow attempt, signed: what goes on the wire besides the method, path and body.
-pub struct SignedGetFlow<'a> {
+/// One attempt at a read, signed: what goes on the wire besides the method, path and body.
+pub struct SignedRead<'a> {
     /// The canonical query, which is also the query sent.
     pub query: String,
     /// The signed headers as (lower-case name, value), `host` included.
@@ -245,25 +241,60 @@ pub struct SignedGetFlow<'a> {
     pub authorization: String,
 }
 
-impl<'a> SignedGetFlow<'a> {
-    /// Signs a call for `host` at `date` (RFC 3339, seconds) with a never-reused `nonce`. STS
-    /// credentials add their AccessKeyId and token to the signed headers.
-    pub fn new(
+impl<'a> SignedRead<'a> {
+    /// Signs a call of `action` with `params` (and the tenant's `CustSpaceId`, when it has one)
+    /// for `host` at `date` (RFC 3339, seconds) with a never-reused `nonce`. STS credentials add
+    /// their AccessKeyId and token to the signed headers.
+    /// `read`, signed: its action and its parameters as CAMS names them.
+    pub fn of(
         host: &'a str,
-        tenant: &'a TenantId,
-        flow_id: &'a FlowId,
+        read: &Read,
         credentials: &'a Credentials,
         date: &'a str,
         nonce: &'a str,
     ) -> Self {
-        let mut params = vec![(FLOW_ID_PARAM, flow_id.as_str())];
-        if let Some(space) = tenant.cust_space_id() {
+        let page;
+        let params = match &read.what {
+            What::Flow(id) | What::PreviewUrl(id) | What::JsonAsset(id) => {
+                vec![(FLOW_ID_PARAM, id.as_str())]
+            }
+            What::List(list) => {
+                // One compact JSON string, as the official SDKs send it.
+                page = format!(r#"{{"Index":{},"Size":{}}}"#, list.index, list.size);
+                let mut params = vec![(PAGE_PARAM, page.as_str())];
+                if !list.flow_name.is_empty() {
+                    params.push((FLOW_NAME_PARAM, list.flow_name.as_str()));
+                }
+                params
+            }
+        };
+        Self::new(
+            host,
+            read.action().cams_name(),
+            params,
+            read.tenant.cust_space_id(),
+            credentials,
+            date,
+            nonce,
+        )
+    }
+
+    pub fn new<'p>(
+        host: &'a str,
+        action: &'static str,
+        mut params: Vec<(&'p str, &'p str)>,
+        cust_space_id: Option<&'p str>,
+        credentials: &'a Credentials,
+        date: &'a str,
+        nonce: &'a str,
+    ) -> Self {
+        if let Some(space) = cust_space_id {
             params.push((CUST_SPACE_ID_PARAM, space));
         }
         let query = v3::canonical_query(params);
         let mut headers = vec![
             ("host", host),
-            ("x-acs-action", ACTION_GET_FLOW),
+            ("x-acs-action", action),
             ("x-acs-version", API_VERSION),
             ("x-acs-date", date),
             ("x-acs-signature-nonce", nonce),

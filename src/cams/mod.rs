@@ -9,7 +9,6 @@ pub mod wire;
 pub use client::{CamsClient, ClientError, UpstreamConfig};
 pub use error::{ApiError, ApiErrorKind, CamsError};
 pub(crate) use skew::MARGIN as CLOCK_MARGIN;
-pub use wire::FlowAnswer;
 
 /// The only endpoint Alibaba documents for CAMS.
 pub const DEFAULT_ENDPOINT: &str = "https://cams.ap-southeast-1.aliyuncs.com";

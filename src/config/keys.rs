@@ -122,9 +122,10 @@ impl Key {
         }
     }
 
-    /// `limits.account_rps` ⇒ `limits-account-rps` (without the leading dashes).
+    /// `limits.account_rps` ⇒ `limits-account-rps` (without the leading dashes); lower case,
+    /// as flags are (`limits.actions.ListFlow.account_rps` ⇒ `limits-actions-listflow-account-rps`).
     pub(super) fn flag(&self) -> String {
-        self.name.replace(['.', '_'], "-")
+        self.name.replace(['.', '_'], "-").to_ascii_lowercase()
     }
 
     /// `limits.account_rps` ⇒ `CAMS_FLOWS_LIMITS_ACCOUNT_RPS`.

@@ -29,6 +29,12 @@ pub enum IdError {
     ControlCharacter(u32),
 }
 
+/// A filter on flows' names, as ListFlow takes it: at most 128 bytes, no control characters,
+/// empty for none.
+pub fn check_flow_name(value: &str) -> Result<(), IdError> {
+    check(value, true)
+}
+
 fn check(value: &str, allow_empty: bool) -> Result<(), IdError> {
     if value.is_empty() && !allow_empty {
         return Err(IdError::Empty);

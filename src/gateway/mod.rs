@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::{
     cache::{FlowCache, Joined, Lookup, Tier, lock::FetchLock},
-    cams::{CamsClient, FlowAnswer},
-    domain::{CacheResult, FlowQuery},
+    cams::CamsClient,
+    domain::Answer,
+    domain::{CacheResult, Read},
     error::{Error, Failure},
-    limits::{AccountQuota, Party, TenantCheck, TenantLimits},
+    limits::{AccountQuotas, Party, TenantCheck, TenantLimits},
     telemetry::{metrics::Metrics, trace::CallTracer},
 };
 use load::{Loader, Upstream};
@@ -24,7 +25,7 @@ pub use retry::RetryConfig;
 
 #[derive(Debug, Clone)]
 pub struct Served {
-    pub answer: Arc<FlowAnswer>,
+    pub answer: Arc<Answer>,
     pub source: CacheResult,
 }
 
@@ -32,7 +33,8 @@ pub struct Served {
 pub struct Parts {
     pub client: CamsClient,
     pub tenants: Arc<dyn TenantLimits>,
-    pub account: Arc<dyn AccountQuota>,
+    /// The account's budget of each CAMS action.
+    pub accounts: AccountQuotas,
     pub cache: Option<FlowCache>,
     /// Who fetches a missing flow, among this process's loads and the replicas sharing its cache.
     pub lock: Arc<dyn FetchLock>,
@@ -59,7 +61,7 @@ impl Gateway {
             loader: Arc::new(Loader {
                 upstream: Upstream {
                     client: parts.client,
-                    account: parts.account,
+                    accounts: parts.accounts,
                     budget: RetryBudget::new(&parts.retry),
                     retry: parts.retry,
                 },
@@ -73,11 +75,13 @@ impl Gateway {
         }
     }
 
-    /// Serves one call of `caller`, whose share of the account quota a fetch spends, answering
-    /// by `answer_by` (the call's budget).
-    pub async fn get_flow(
+    /// Serves one read of `caller`, whose share of the account's budget a fetch spends,
+    /// answering by `answer_by` (the call's budget). The answer is of the read's own kind, but
+    /// for a preview URL, which a GetFlow answer of the same flow and space may carry (see
+    /// [`Answer::preview_url`]).
+    pub async fn read(
         &self,
-        query: &FlowQuery,
+        query: &Read,
         caller: &Arc<str>,
         answer_by: Instant,
     ) -> Result<Served, Failure> {
@@ -92,7 +96,7 @@ impl Gateway {
         })?;
 
         let cached = match &self.cache {
-            Some(cache) => cache.lookup(query).await,
+            Some(cache) => cache.lookup_for(query).await,
             None => Lookup::Absent,
         };
         let stale = match cached {
@@ -159,7 +163,7 @@ impl Gateway {
             (Err(error), Some((entry, age))) if error.disposition().stale_may_serve => {
                 tracing::warn!(
                     tenant = query.tenant.as_str(),
-                    flow_id = query.flow_id.as_str(),
+                    action = query.action().cams_name(),
                     error = %*error,
                     age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
                     "serving a stale answer"

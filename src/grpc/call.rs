@@ -16,13 +16,16 @@ use tonic::metadata::MetadataMap;
 use crate::{
     auth::{AuthError, Caller},
     deadline::Budget,
-    domain::{CacheResult, TenantId},
+    domain::{Action, CacheResult, TenantId},
     error::{Error, Failure},
     limits::CallerCheck,
 };
 
 /// One RPC of the gateway: its messages, and its name in metrics, spans and logs.
 pub(crate) trait Rpc: 'static {
+    /// The CAMS action that answers it, which names it in metrics, spans and logs
+    /// ([`Action::grpc_method`]).
+    const ACTION: Action;
     type Request: Logged + Send + Sync + 'static;
     type Response: Answered + Send + 'static;
 }

@@ -3,38 +3,50 @@
 use std::time::SystemTime;
 
 use crate::{
-    domain::{Flow, FlowCategory, FlowId, FlowQuery, FlowStatus, TenantId},
+    domain::{Flow, FlowCategory, FlowId, FlowStatus, FlowSummary, Read, TenantId, What},
     error::{Error, FieldViolation},
     pb,
 };
 
+/// A read of one flow from a request's raw fields, each checked: every bad field is named.
 /// By reference: the request's raw ids stay with the caller, for the call's log line whether or
 /// not they are valid.
-impl TryFrom<&pb::GetFlowRequest> for FlowQuery {
+pub(super) fn flow_read(
+    flow_id: &str,
+    cust_space_id: &str,
+    what: fn(FlowId) -> What,
+) -> Result<Read, Error> {
+    let flow_id = FlowId::parse(flow_id);
+    let tenant = TenantId::parse(cust_space_id);
+    match (flow_id, tenant) {
+        (Ok(flow_id), Ok(tenant)) => Ok(Read {
+            tenant,
+            what: what(flow_id),
+        }),
+        (flow_id, tenant) => {
+            let mut violations = Vec::new();
+            if let Err(e) = flow_id {
+                violations.push(FieldViolation {
+                    field: "flow_id",
+                    description: e.to_string(),
+                });
+            }
+            if let Err(e) = tenant {
+                violations.push(FieldViolation {
+                    field: "cust_space_id",
+                    description: e.to_string(),
+                });
+            }
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+}
+
+impl TryFrom<&pb::GetFlowRequest> for Read {
     type Error = Error;
 
     fn try_from(request: &pb::GetFlowRequest) -> Result<Self, Error> {
-        let flow_id = FlowId::parse(request.flow_id.as_str());
-        let tenant = TenantId::parse(request.cust_space_id.as_str());
-        match (flow_id, tenant) {
-            (Ok(flow_id), Ok(tenant)) => Ok(Self { tenant, flow_id }),
-            (flow_id, tenant) => {
-                let mut violations = Vec::new();
-                if let Err(e) = flow_id {
-                    violations.push(FieldViolation {
-                        field: "flow_id",
-                        description: e.to_string(),
-                    });
-                }
-                if let Err(e) = tenant {
-                    violations.push(FieldViolation {
-                        field: "cust_space_id",
-                        description: e.to_string(),
-                    });
-                }
-                Err(Error::InvalidArgument(violations))
-            }
-        }
+        flow_read(&request.flow_id, &request.cust_space_id, What::Flow)
     }
 }
 
@@ -68,7 +80,7 @@ impl From<FlowCategory> for pb::FlowCategory {
     }
 }
 
-fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+pub(super) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     // prost's conversion handles times before the epoch too.
     prost_types::Timestamp::from(t)
 }
@@ -94,13 +106,28 @@ impl From<&Flow> for pb::Flow {
     }
 }
 
+impl From<&FlowSummary> for pb::FlowSummary {
+    fn from(flow: &FlowSummary) -> Self {
+        Self {
+            flow_id: flow.flow_id.clone(),
+            flow_name: flow.flow_name.clone(),
+            categories: flow
+                .raw_categories
+                .iter()
+                .map(|c| pb::FlowCategory::from(FlowCategory::from_cams(c)).into())
+                .collect(),
+            raw_categories: flow.raw_categories.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn both_fields_are_reported() {
-        let err = FlowQuery::try_from(&pb::GetFlowRequest {
+        let err = Read::try_from(&pb::GetFlowRequest {
             flow_id: String::new(),
             cust_space_id: "a\nb".into(),
         })

@@ -1,14 +1,22 @@
 //! `GetFlow`'s business: who may read what, the request checked once into the domain's
-//! `FlowQuery`, then the gateway.
+//! `Read`, then the gateway.
 
-use crate::{domain::FlowQuery, gateway::Gateway, pb};
+use crate::{
+    domain::{Action, Data, Read},
+    gateway::Gateway,
+    pb,
+};
 
-use super::call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read};
+use super::{
+    call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read},
+    unexpected,
+};
 
 /// `cams.flows.v1.FlowService/GetFlow`.
 pub(crate) struct GetFlowRpc;
 
 impl Rpc for GetFlowRpc {
+    const ACTION: Action = Action::GetFlow;
     type Request = pb::GetFlowRequest;
     type Response = pb::GetFlowResponse;
 }
@@ -36,15 +44,18 @@ pub(crate) struct GetFlow {
 impl Handle<GetFlowRpc> for GetFlow {
     async fn handle(&self, call: &Call<pb::GetFlowRequest>) -> Outcome<pb::GetFlowResponse> {
         let caller = call.admitted_caller().await?;
-        let query = FlowQuery::try_from(&call.message)?;
+        let query = Read::try_from(&call.message)?;
         may_read(caller, &query.tenant)?;
         let served = self
             .gateway
-            .get_flow(&query, &caller.name, call.budget.answer_by())
+            .read(&query, &caller.name, call.budget.answer_by())
             .await?;
+        let Data::Flow(flow) = &served.answer.data else {
+            return Err(unexpected().into());
+        };
         Ok(Reply {
             message: pb::GetFlowResponse {
-                flow: Some(pb::Flow::from(&served.answer.flow)),
+                flow: Some(pb::Flow::from(flow)),
                 request_id: served.answer.request_id.clone(),
             },
             source: served.source,

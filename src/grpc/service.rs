@@ -12,7 +12,10 @@ use super::{
     CACHE_HEADER,
     call::{Call, Handle, Rpc},
     get_flow::{GetFlow, GetFlowRpc},
+    json_asset::{GetFlowJsonAsset, GetFlowJsonAssetRpc},
     layers::{Stack, Surroundings, stack},
+    list_flows::{ListFlows, ListFlowsRpc},
+    preview_url::{GetFlowPreviewUrl, GetFlowPreviewUrlRpc},
     status::to_status,
 };
 use crate::{
@@ -35,6 +38,9 @@ struct Inner {
     /// Bound on every call, for a request that did not come through the server's layers.
     max_call: Duration,
     get_flow: Stack<GetFlow>,
+    list_flows: Stack<ListFlows>,
+    preview_url: Stack<GetFlowPreviewUrl>,
+    json_asset: Stack<GetFlowJsonAsset>,
 }
 
 impl std::fmt::Debug for FlowApi {
@@ -63,7 +69,7 @@ impl FlowApi {
         let permits = Arc::downgrade(&in_flight);
         observe.metrics.probe(
             "cams_flows_calls_in_flight",
-            "GetFlow calls being served now",
+            "Calls being served now",
             None,
             Box::new(move || {
                 let free = permits.upgrade()?.available_permits();
@@ -72,7 +78,7 @@ impl FlowApi {
         );
         observe.metrics.probe(
             "cams_flows_calls_max_in_flight",
-            "GetFlow calls served at once at most (server.max_in_flight); more are refused",
+            "Calls served at once at most (server.max_in_flight); more are refused",
             None,
             Box::new(move || Some(max_in_flight as f64)),
         );
@@ -87,7 +93,25 @@ impl FlowApi {
             inner: Arc::new(Inner {
                 auth,
                 max_call,
-                get_flow: stack(GetFlow { gateway }, &around),
+                get_flow: stack(
+                    GetFlow {
+                        gateway: gateway.clone(),
+                    },
+                    &around,
+                ),
+                list_flows: stack(
+                    ListFlows {
+                        gateway: gateway.clone(),
+                    },
+                    &around,
+                ),
+                preview_url: stack(
+                    GetFlowPreviewUrl {
+                        gateway: gateway.clone(),
+                    },
+                    &around,
+                ),
+                json_asset: stack(GetFlowJsonAsset { gateway }, &around),
             }),
         }
     }
@@ -142,5 +166,29 @@ impl FlowService for FlowApi {
     ) -> Result<Response<pb::GetFlowResponse>, Status> {
         let call = self.call(request);
         answer::<GetFlowRpc, _>(&self.inner.get_flow, call).await
+    }
+
+    async fn list_flows(
+        &self,
+        request: Request<pb::ListFlowsRequest>,
+    ) -> Result<Response<pb::ListFlowsResponse>, Status> {
+        let call = self.call(request);
+        answer::<ListFlowsRpc, _>(&self.inner.list_flows, call).await
+    }
+
+    async fn get_flow_preview_url(
+        &self,
+        request: Request<pb::GetFlowPreviewUrlRequest>,
+    ) -> Result<Response<pb::GetFlowPreviewUrlResponse>, Status> {
+        let call = self.call(request);
+        answer::<GetFlowPreviewUrlRpc, _>(&self.inner.preview_url, call).await
+    }
+
+    async fn get_flow_json_asset(
+        &self,
+        request: Request<pb::GetFlowJsonAssetRequest>,
+    ) -> Result<Response<pb::GetFlowJsonAssetResponse>, Status> {
+        let call = self.call(request);
+        answer::<GetFlowJsonAssetRpc, _>(&self.inner.json_asset, call).await
     }
 }

@@ -57,11 +57,12 @@ pub fn to_status(error: &Error) -> Status {
             "TENANT_RATE_LIMITED",
             ("tenant", tenant.as_str()),
             format!("tenant:{}", tenant.as_str()),
-            format!("GetFlow calls of this tenant: {}", quota.describe()),
+            format!("calls of this tenant, all RPCs: {}", quota.describe()),
             *retry_after,
         ),
         Error::AccountRateLimited {
             tenant,
+            action,
             account_rps,
             retry_after,
             ..
@@ -72,7 +73,7 @@ pub fn to_status(error: &Error) -> Status {
             ("tenant", tenant.as_str()),
             "account".to_owned(),
             format!(
-                "CAMS GetFlow calls of the whole account: {account_rps} per sliding second, \
+                "CAMS {action} calls of the whole account: {account_rps} per sliding second, \
                  shared by all tenants"
             ),
             *retry_after,
@@ -87,7 +88,7 @@ pub fn to_status(error: &Error) -> Status {
             "CALLER_RATE_LIMITED",
             ("caller", caller),
             format!("caller:{caller}"),
-            format!("GetFlow calls of this caller: {}", quota.describe()),
+            format!("calls of this caller, all RPCs: {}", quota.describe()),
             *retry_after,
         ),
         Error::QuotaStoreUnavailable { retry_after } => come_back(

@@ -1,6 +1,6 @@
 //! Rate limits: each caller ([`caller`]) and each tenant ([`tenant`]) within its own quota, kept
 //! by one keyed limiter ([`keyed`]), and all of them together within the account's CAMS quota
-//! ([`account`]: 5 GetFlow calls per second for the whole account). Each is a seam with an
+//! ([`account`]: 5 calls per second of each CAMS action for the whole account). Each is a seam with an
 //! in-process implementation, the default and the test double, and one shared through Redis.
 
 pub mod account;
@@ -11,8 +11,8 @@ pub mod tenant;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use account::{
-    AccountGate, AccountLimits, AccountQuota, AccountRejection, Busy, Claim, Class, Lease,
-    LocalSlots, Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
+    AccountGate, AccountLimits, AccountQuota, AccountQuotas, AccountRejection, Busy, Claim, Class,
+    Lease, LocalSlots, Party, RedisSlots, RejectionCause, SlotLease, SlotStore, Weights,
 };
 pub use caller::{
     CallerCheck, CallerLimit, CallerLimits, CallerQuotaMap, CallerRejection, GovernorCallerLimits,
@@ -23,7 +23,7 @@ pub use tenant::{
     GovernorTenantLimits, RedisTenantLimits, TenantCheck, TenantLimits, TenantRejection,
 };
 
-use crate::domain::TenantId;
+use crate::domain::{Action, TenantId};
 
 /// How often idle tenants are forgotten.
 pub const EVICT_INTERVAL: Duration = Duration::from_secs(30);
@@ -35,7 +35,10 @@ pub const QUOTA_WINDOW: Duration = Duration::from_secs(1);
 /// (`config::sections::limits`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
+    /// GetFlow's budget (`limits.account_rps`), calls per sliding second.
     pub account_rps: u32,
+    /// The account's budget of each other CAMS action.
+    pub actions: ActionBudgets,
     pub tenant: Quota,
     pub tenants: HashMap<TenantId, Quota>,
     /// Tenants' weights in the account queue; 1 for any not named.
@@ -58,12 +61,27 @@ impl LimitsConfig {
         }
     }
 
-    pub fn account(&self) -> AccountLimits {
+    /// The account's limits for `action`.
+    pub fn account(&self, action: Action) -> AccountLimits {
         AccountLimits {
-            rps: self.account_rps,
+            rps: match action {
+                Action::GetFlow => self.account_rps,
+                Action::ListFlow => self.actions.list_flow,
+                Action::GetFlowPreviewUrl => self.actions.get_flow_preview_url,
+                Action::GetFlowJsonAsset => self.actions.get_flow_json_asset,
+            },
             window: QUOTA_WINDOW,
             max_wait: self.max_wait,
             max_queue: self.max_queue,
         }
     }
+}
+
+/// The account's budget of each CAMS action but GetFlow, calls per sliding second
+/// (`limits.actions.<Action>.account_rps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionBudgets {
+    pub list_flow: u32,
+    pub get_flow_preview_url: u32,
+    pub get_flow_json_asset: u32,
 }

@@ -92,7 +92,7 @@ pub(super) fn json_response(status: StatusCode, body: &Value, request_id: &str) 
 
 /// What the simulated CAMS answers an accepted call with.
 pub(super) enum Outcome {
-    Flow { request_id: String, body: Value },
+    Success { request_id: String, body: Value },
     Error(ErrorReply),
     Html,
     Garbage,

@@ -1,14 +1,17 @@
-//! What the simulated GetFlow answers, chosen by `FlowId` once a call has passed every check.
+//! What the simulated Flow reads answer, chosen once a call has passed every check. GetFlow,
+//! GetFlowPreviewUrl and GetFlowJSONAssest dispatch on `FlowId` by one table, so that every
+//! fault can be injected on every action; ListFlow lists a space's catalogue (see
+//! [`super::catalogue`]) and dispatches the same `sim:` faults on its `CustSpaceId`.
 //!
 //! | `FlowId` | answer |
 //! |---|---|
-//! | `926753328126430` | 200, the documented example verbatim: `DRAFT` `flow_001` [`SIGN_UP`], JSONVersion `2.1`, PreviewUrl `https://pre-url`, PreviewUrlExpires `1700617436633`, RequestId `DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n` (trailing newline included) |
+//! | `926753328126430` | 200, the documented example: GetFlow verbatim (`DRAFT` `flow_001` [`SIGN_UP`], JSONVersion `2.1`, PreviewUrl `https://pre-url`, PreviewUrlExpires `1700617436633`, RequestId `DAC72B08-3327-33EF-BEDC-8EC3E83A6575\n`, trailing newline included) |
 //! | `100000000000002` | 200, `PUBLISHED` `order_status` [`CUSTOMER_SUPPORT`, `OTHER`], EndpointUri `https://flows.example.com/endpoint` |
 //! | `100000000000003` | 200, `DEPRECATED` `old_survey` [`SURVEY`] |
 //! | `100000000000004` | 200, `BLOCKED` `booking` [`APPOINTMENT_BOOKING`] |
 //! | `100000000000005` | 200, `THROTTLED` `shop` [`SHOPPING`, `LEAD_GENERATION`] |
 //! | `100000000000009` | 200, `ARCHIVED` (a status the gateway does not know) `future_flow` [`SIGN_IN`, `TELEPATHY`] (an unknown category) |
-//! | `sim:error:<Code>` | the error envelope with that Code: `Product.Unsubscript`, `Ram.PermissionDeny`, `System.LimitControl`, `Unknown.ResourceOwnerId` → 400 with the documented message; `Forbidden.RAM` → 403 with an `AccessDeniedDetail` object; `InvalidAccessKeyId.NotFound` → 404; `InternalError` → 500; `ServiceUnavailable` → 503; `Throttling*` and `System.LimitControl*` → 400 with `x-acs-retry-after: 1500`; any other Code → 400 `Simulated error <Code>.` |
+//! | `sim:error:<Code>` | the error envelope with that Code: `Product.Unsubscript`, `Ram.PermissionDeny`, `System.LimitControl`, `Unknown.ResourceOwnerId` → 400 with the documented message; `Forbidden.RAM` → 403 with an `AccessDeniedDetail` object naming the action; `InvalidAccessKeyId.NotFound` → 404; `InternalError` → 500; `ServiceUnavailable` → 503; `Throttling*` and `System.LimitControl*` → 400 with `x-acs-retry-after: 1500`; any other Code → 400 `Simulated error <Code>.` |
 //! | `sim:ok-error:<Code>` | the same envelope (and headers) under HTTP 200 |
 //! | `sim:html` | 502, `text/html`, an nginx "502 Bad Gateway" page |
 //! | `sim:garbage` | 200, `application/json`, a truncated body `{"RequestId":"X","Code":"OK","Data":{"Status":"DRA` |
@@ -16,19 +19,22 @@
 //! | `sim:huge` | 200, a streamed 16 MiB JSON body with `Content-Length` |
 //! | `sim:hang` | 200, headers and `{"Code":"OK",` sent, then the body never ends |
 //! | `sim:reset` | the connection is cut right after the response headers |
-//! | `sim:ok:<tag>` | answers like `100000000000002` with the requested FlowId (any number of distinct flows) |
-//! | `sim:flaky:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId get 503 `ServiceUnavailable`, later ones succeed |
-//! | `sim:fail-after:<n>[:<tag>]` | the first `<n>` accepted calls for this exact FlowId succeed, later ones get 503 `ServiceUnavailable` (an outage after good answers) |
+//! | `sim:ok:<tag>` | answers like `100000000000002` with the requested FlowId (any number of distinct flows); `sim:ok:catalogue-<i>`, the catalogue spaces' flows, are named `catalogue_flow_<i>` |
+//! | `sim:flaky:<n>[:<tag>]` | the first `<n>` accepted calls of this action for this exact FlowId get 503 `ServiceUnavailable`, later ones succeed |
+//! | `sim:fail-after:<n>[:<tag>]` | the first `<n>` accepted calls of this action for this exact FlowId succeed, later ones get 503 `ServiceUnavailable` (an outage after good answers) |
 //! | `sim:throttle:<ms>[:<tag>]` | 400 `Throttling.User` with `x-acs-retry-after: <ms>` |
 //! | `sim:expiring:<ms>[:<tag>]` | a success whose PreviewUrlExpires is `<ms>` from now, by the simulated CAMS's clock |
 //! | `sim:slow:<ms>[:<tag>]` | as `sim:slow:<ms>`; the tag makes distinct flows with the same delay |
 //! | missing or empty | 400 `MissingParameter` |
 //! | anything else | 404 `Flow.NotExist` |
 //!
-//! The sample flows answer for every `CustSpaceId`. Except for the documented example they carry
-//! JSONVersion `6.0`, DataApiVersion `3.0`, a fresh upper-case RequestId, PreviewUrlExpires 30 days
-//! ahead and a PreviewUrl that names the flow, a random token and the `CustSpaceId`, so answers
-//! differ per tenant. Parameters other than `FlowId` and `CustSpaceId` are ignored.
+//! What a success carries depends on the action ([`super::samples`]): GetFlow the whole flow,
+//! GetFlowPreviewUrl its `{FlowId, PreviewUrl, PreviewUrlExpires}` (the same URL scheme and
+//! expiry as GetFlow's), GetFlowJSONAssest `{FlowId, FilePath}`. The sample flows answer for every
+//! `CustSpaceId`. Except for the documented example they carry JSONVersion `6.0`, DataApiVersion
+//! `3.0`, a fresh upper-case RequestId, PreviewUrlExpires 30 days ahead and a PreviewUrl that
+//! names the flow, a random token and the `CustSpaceId`, so answers differ per tenant.
+//! Parameters the action does not take are ignored.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,13 +50,13 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
+use super::action::Action;
+use super::catalogue;
 use super::envelope::{ErrorReply, Outcome, json_response, new_request_id};
-use super::samples::{
-    DOCUMENTED_FLOW_ID, ORDER_STATUS, SAMPLES, documented_flow, sample_flow, unix_millis,
-};
+use super::samples::{self, DOCUMENTED_FLOW_ID, Known, ORDER_STATUS, SAMPLES};
 
 const MAX_SLOW: Duration = Duration::from_secs(60);
-/// Far beyond any sane GetFlow answer, so a client's response size cap must trip.
+/// Far beyond any sane CAMS answer, so a client's response size cap must trip.
 const HUGE_BODY_LEN: usize = 16 * 1024 * 1024;
 const HUGE_CHUNK_LEN: usize = 64 * 1024;
 /// Retry hint on simulated throttling, in milliseconds.
@@ -62,63 +68,102 @@ pub(super) struct Plan {
     pub outcome: Outcome,
 }
 
-/// Chooses the answer from the call's parameters.
-/// `nth` counts the accepted calls for this FlowId since the last reset, this one included; `now`
-/// is the simulated CAMS's clock, which dates preview URLs' expiry.
-pub(super) fn plan(
-    flow_id: Option<&str>,
-    cust_space_id: Option<&str>,
-    nth: u64,
-    now: SystemTime,
-) -> Plan {
-    let at_once = Plan::now;
-    let Some(flow_id) = flow_id.filter(|id| !id.is_empty()) else {
-        return at_once(Outcome::Error(ErrorReply::bad_request(
+/// What a call asks for: the query parameters the Flow reads take.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Asked<'a> {
+    pub flow_id: Option<&'a str>,
+    pub space: Option<&'a str>,
+    pub flow_name: Option<&'a str>,
+    pub page: Option<&'a str>,
+}
+
+/// Chooses the answer from the action and the call's parameters.
+/// `nth` counts the accepted calls of this action for this FlowId (ListFlow: this CustSpaceId)
+/// since the last reset, this one included; `now` is the simulated CAMS's clock, which dates
+/// preview URLs' expiry.
+pub(super) fn plan(action: Action, asked: &Asked<'_>, nth: u64, now: SystemTime) -> Plan {
+    let render = match action {
+        Action::ListFlow => return catalogue::plan(asked, nth),
+        Action::GetFlow => samples::get_flow,
+        Action::GetFlowPreviewUrl => samples::get_preview_url,
+        Action::GetFlowJsonAsset => samples::get_json_asset,
+    };
+    let Some(flow_id) = asked.flow_id.filter(|id| !id.is_empty()) else {
+        return Plan::now(Outcome::Error(ErrorReply::bad_request(
             "MissingParameter",
             "The input parameter \"FlowId\" that is mandatory for processing this request is \
              not supplied.",
         )));
     };
-    let space = cust_space_id.unwrap_or_default();
-    if flow_id == DOCUMENTED_FLOW_ID {
-        return at_once(documented_flow());
+    let space = asked.space.unwrap_or_default();
+    let (delay, target) = resolve(flow_id, nth, action);
+    let outcome = match target {
+        Target::Known(flow) => render(&flow, space, now),
+        Target::Fixed(outcome) => outcome,
+        Target::Unknown => Outcome::Error(ErrorReply::new(
+            StatusCode::NOT_FOUND,
+            "Flow.NotExist",
+            "The specified flow does not exist.",
+        )),
+    };
+    Plan { delay, outcome }
+}
+
+/// What an id names, before an action renders it.
+pub(super) enum Target<'a> {
+    /// A flow that exists: each action answers it in its own shape.
+    Known(Known<'a>),
+    /// The same answer whatever the action: an error, a broken body, a hang.
+    Fixed(Outcome),
+    /// Nothing the simulation knows.
+    Unknown,
+}
+
+/// The table above, for one id: how long to wait, then what it names. `nth` matters to the
+/// faults that depend on history; `action` names itself in a simulated `Forbidden.RAM`.
+pub(super) fn resolve(id: &str, nth: u64, action: Action) -> (Duration, Target<'_>) {
+    let at_once = |target| (Duration::ZERO, target);
+    let fixed = |outcome| at_once(Target::Fixed(outcome));
+    let order_status = || Target::Known(Known::sample(id, &ORDER_STATUS));
+    if id == DOCUMENTED_FLOW_ID {
+        return at_once(Target::Known(Known::Documented));
     }
-    if let Some(sample) = SAMPLES.iter().find(|s| s.id == flow_id) {
-        return at_once(sample_flow(sample, flow_id, space, now));
+    if let Some(sample) = SAMPLES.iter().find(|s| s.id == id) {
+        return at_once(Target::Known(Known::sample(id, sample)));
     }
-    if let Some(code) = flow_id.strip_prefix("sim:error:").filter(|c| !c.is_empty()) {
-        return at_once(Outcome::Error(simulated_error(code)));
+    if let Some(code) = id.strip_prefix("sim:error:").filter(|c| !c.is_empty()) {
+        return fixed(Outcome::Error(simulated_error(code, action)));
     }
-    if let Some(code) = flow_id
-        .strip_prefix("sim:ok-error:")
-        .filter(|c| !c.is_empty())
-    {
-        let mut reply = simulated_error(code);
+    if let Some(code) = id.strip_prefix("sim:ok-error:").filter(|c| !c.is_empty()) {
+        let mut reply = simulated_error(code, action);
         reply.status = StatusCode::OK;
-        return at_once(Outcome::Error(reply));
+        return fixed(Outcome::Error(reply));
     }
-    if let Some(ms) = number_arg(flow_id, "sim:slow:") {
-        return Plan {
-            delay: Duration::from_millis(ms).min(MAX_SLOW),
-            outcome: sample_flow(&ORDER_STATUS, flow_id, space, now),
-        };
+    if let Some(ms) = number_arg(id, "sim:slow:") {
+        return (Duration::from_millis(ms).min(MAX_SLOW), order_status());
     }
-    if let Some(failures) = number_arg(flow_id, "sim:flaky:") {
+    if let Some(failures) = number_arg(id, "sim:flaky:") {
         return at_once(if nth <= failures {
-            Outcome::Error(simulated_error("ServiceUnavailable"))
+            Target::Fixed(Outcome::Error(simulated_error(
+                "ServiceUnavailable",
+                action,
+            )))
         } else {
-            sample_flow(&ORDER_STATUS, flow_id, space, now)
+            order_status()
         });
     }
-    if let Some(successes) = number_arg(flow_id, "sim:fail-after:") {
+    if let Some(successes) = number_arg(id, "sim:fail-after:") {
         return at_once(if nth <= successes {
-            sample_flow(&ORDER_STATUS, flow_id, space, now)
+            order_status()
         } else {
-            Outcome::Error(simulated_error("ServiceUnavailable"))
+            Target::Fixed(Outcome::Error(simulated_error(
+                "ServiceUnavailable",
+                action,
+            )))
         });
     }
-    if let Some(ms) = number_arg(flow_id, "sim:throttle:") {
-        return at_once(Outcome::Error(
+    if let Some(ms) = number_arg(id, "sim:throttle:") {
+        return fixed(Outcome::Error(
             ErrorReply::bad_request(
                 "Throttling.User",
                 "Request was denied due to user flow control.",
@@ -126,38 +171,32 @@ pub(super) fn plan(
             .with_retry_after(ms),
         ));
     }
-    if let Some(ms) = number_arg(flow_id, "sim:expiring:") {
-        let mut outcome = sample_flow(&ORDER_STATUS, flow_id, space, now);
-        if let Outcome::Flow { body, .. } = &mut outcome {
-            body["Data"]["PreviewUrlExpires"] = json!(unix_millis(now) + ms);
-        }
-        return at_once(outcome);
+    if let Some(ms) = number_arg(id, "sim:expiring:") {
+        return at_once(Target::Known(
+            Known::sample(id, &ORDER_STATUS).expiring_in(ms),
+        ));
     }
-    if flow_id.starts_with("sim:ok:") {
-        return at_once(sample_flow(&ORDER_STATUS, flow_id, space, now));
+    if id.starts_with("sim:ok:") {
+        return at_once(order_status());
     }
-    at_once(match flow_id {
-        "sim:html" => Outcome::Html,
-        "sim:garbage" => Outcome::Garbage,
-        "sim:huge" => Outcome::Huge,
-        "sim:hang" => Outcome::Hang,
-        "sim:reset" => Outcome::Reset,
-        _ => Outcome::Error(ErrorReply::new(
-            StatusCode::NOT_FOUND,
-            "Flow.NotExist",
-            "The specified flow does not exist.",
-        )),
-    })
+    match id {
+        "sim:html" => fixed(Outcome::Html),
+        "sim:garbage" => fixed(Outcome::Garbage),
+        "sim:huge" => fixed(Outcome::Huge),
+        "sim:hang" => fixed(Outcome::Hang),
+        "sim:reset" => fixed(Outcome::Reset),
+        _ => at_once(Target::Unknown),
+    }
 }
 
 /// The number in `<prefix><number>` or `<prefix><number>:<tag>`; the tag only makes ids distinct.
-fn number_arg(flow_id: &str, prefix: &str) -> Option<u64> {
-    let rest = flow_id.strip_prefix(prefix)?;
+pub(super) fn number_arg(id: &str, prefix: &str) -> Option<u64> {
+    let rest = id.strip_prefix(prefix)?;
     rest.split(':').next()?.parse().ok()
 }
 
 impl Plan {
-    fn now(outcome: Outcome) -> Self {
+    pub(super) fn now(outcome: Outcome) -> Self {
         Self {
             delay: Duration::ZERO,
             outcome,
@@ -165,7 +204,7 @@ impl Plan {
     }
 }
 
-fn simulated_error(code: &str) -> ErrorReply {
+fn simulated_error(code: &str, action: Action) -> ErrorReply {
     let bad_request = |message: &str| ErrorReply::bad_request(code, message);
     match code {
         "Product.Unsubscript" => bad_request("You have not subscribed to the specified product."),
@@ -174,7 +213,7 @@ fn simulated_error(code: &str) -> ErrorReply {
             bad_request("The resource does not belong to the current user.")
         }
         "Forbidden.RAM" => ErrorReply {
-            access_denied_detail: Some(access_denied_detail()),
+            access_denied_detail: Some(access_denied_detail(action)),
             ..ErrorReply::new(
                 StatusCode::FORBIDDEN,
                 code,
@@ -210,14 +249,14 @@ fn simulated_error(code: &str) -> ErrorReply {
     }
 }
 
-fn access_denied_detail() -> Value {
+fn access_denied_detail(action: Action) -> Value {
     json!({
         "PolicyType": "AccountLevelIdentityBasedPolicy",
         "AuthPrincipalOwnerId": "1234",
         "AuthPrincipalType": "SubUser",
         "AuthPrincipalDisplayName": "sandbox-user",
         "NoPermissionType": "ImplicitDeny",
-        "AuthAction": "cams:GetFlow",
+        "AuthAction": format!("cams:{action}"),
         "EncodedDiagnosticMessage": "AQEAAAAAZ2FuZGJveC1zaW11bGF0ZWQtZGVuaWFs",
     })
 }
@@ -227,7 +266,7 @@ impl Outcome {
     /// marker that no CAMS code can collide with.
     pub(super) fn code(&self) -> String {
         match self {
-            Outcome::Flow { .. } => "OK".to_owned(),
+            Outcome::Success { .. } => "OK".to_owned(),
             Outcome::Error(reply) => reply.code.clone(),
             Outcome::Html => "html".to_owned(),
             Outcome::Garbage => "garbage".to_owned(),
@@ -240,7 +279,9 @@ impl Outcome {
     /// `closing` ends the bodies that would otherwise never end, so the server can shut down.
     pub(super) fn into_response(self, closing: watch::Receiver<bool>) -> Response {
         match self {
-            Outcome::Flow { request_id, body } => json_response(StatusCode::OK, &body, &request_id),
+            Outcome::Success { request_id, body } => {
+                json_response(StatusCode::OK, &body, &request_id)
+            }
             Outcome::Error(reply) => reply.into_response(),
             Outcome::Html => (
                 StatusCode::BAD_GATEWAY,
@@ -336,86 +377,5 @@ impl Stream for UntilClosed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan_now(flow_id: Option<&str>, space: Option<&str>) -> Plan {
-        plan(flow_id, space, 1, SystemTime::now())
-    }
-
-    #[test]
-    fn table_dispatch() {
-        assert_eq!(plan_now(None, None).outcome.code(), "MissingParameter");
-        assert_eq!(plan_now(Some(""), None).outcome.code(), "MissingParameter");
-        assert_eq!(plan_now(Some("42"), None).outcome.code(), "Flow.NotExist");
-        assert_eq!(
-            plan_now(Some("sim:error:"), None).outcome.code(),
-            "Flow.NotExist"
-        );
-        assert_eq!(plan_now(Some("sim:html"), None).outcome.code(), "html");
-        let slow = plan_now(Some("sim:slow:999999"), None);
-        assert_eq!(slow.delay, MAX_SLOW);
-        assert_eq!(slow.outcome.code(), "OK");
-        for sample in SAMPLES {
-            assert_eq!(plan_now(Some(sample.id), Some("s")).outcome.code(), "OK");
-        }
-    }
-
-    #[test]
-    fn simulated_errors_follow_the_table() {
-        let cases = [
-            ("Product.Unsubscript", 400, None),
-            ("Forbidden.RAM", 403, None),
-            ("InvalidAccessKeyId.NotFound", 404, None),
-            ("InternalError", 500, None),
-            ("ServiceUnavailable", 503, None),
-            ("Throttling.Api", 400, Some(SIMULATED_RETRY_AFTER_MS)),
-            ("System.LimitControl", 400, Some(SIMULATED_RETRY_AFTER_MS)),
-            ("Whatever", 400, None),
-        ];
-        for (code, status, retry) in cases {
-            let reply = simulated_error(code);
-            assert_eq!(reply.status.as_u16(), status, "{code}");
-            assert_eq!(reply.retry_after_ms, retry, "{code}");
-        }
-        assert!(
-            simulated_error("Forbidden.RAM")
-                .access_denied_detail
-                .is_some()
-        );
-        assert_eq!(
-            simulated_error("Whatever").message,
-            "Simulated error Whatever."
-        );
-    }
-
-    #[test]
-    fn sample_answers_differ_per_tenant() {
-        let url =
-            |space| match sample_flow(&ORDER_STATUS, ORDER_STATUS.id, space, SystemTime::now()) {
-                Outcome::Flow { body, .. } => {
-                    body["Data"]["PreviewUrl"].as_str().map(str::to_owned)
-                }
-                _ => None,
-            };
-        let a = url("tenant-a").unwrap_or_default();
-        assert!(a.ends_with("&space=tenant-a"), "{a}");
-        assert_ne!(url("tenant-a"), url("tenant-b"));
-    }
-
-    /// A simulated CAMS whose clock runs ahead or behind dates expiries by that clock.
-    #[test]
-    fn preview_url_expiries_follow_the_simulated_clock() {
-        let cams_now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let expires = |flow_id| match plan(Some(flow_id), None, 1, cams_now).outcome {
-            Outcome::Flow { body, .. } => body["Data"]["PreviewUrlExpires"].as_u64(),
-            _ => None,
-        };
-        assert_eq!(expires("sim:expiring:4000:t"), Some(1_700_000_004_000));
-        assert_eq!(
-            expires(ORDER_STATUS.id),
-            Some(1_700_000_000_000 + 30 * 24 * 3_600_000),
-            "the samples' 30 days"
-        );
-    }
-}
+#[path = "flows_tests.rs"]
+mod tests;

@@ -1,11 +1,15 @@
 //! A simulated CAMS: a real HTTP/1.1 server that verifies ACS3-HMAC-SHA256 signatures, nonces,
-//! dates and the per-key quota the way the Alibaba Cloud gateway does, then answers GetFlow from
-//! a fixed table of sample and fault-injecting flows (see [`flows`]). It lets the gateway, its
-//! CLI and the tests run end to end without an Alibaba Cloud account.
+//! dates and the quota per key and per action the way the Alibaba Cloud gateway does, then
+//! answers the four Flow reads (GetFlow, ListFlow, GetFlowPreviewUrl, GetFlowJSONAssest) from a
+//! fixed table of sample and fault-injecting flows (see [`flows`]) and a catalogue per space
+//! (see [`catalogue`]). It lets the gateway, its CLI and the tests run end to end without an
+//! Alibaba Cloud account.
 //!
 //! Control endpoints, unsigned and only here: `GET /_sandbox/stats`, `GET /_sandbox/requests`,
 //! `POST /_sandbox/reset`.
 
+mod action;
+mod catalogue;
 mod envelope;
 mod flows;
 mod identity;
@@ -35,7 +39,7 @@ use tokio::task::JoinHandle;
 pub use identity::{Identity, IdentityHandle, IssuedSecrets};
 pub use issuer::{Fault, IdentityConfig, IdentityStats, MetadataCall, StsCall};
 pub use keyring::{IssuedKey, Keyring};
-pub use stats::{RecordedRequest, SandboxStats};
+pub use stats::{ActionStats, RecordedRequest, SandboxStats};
 
 use crate::clock::{self, SharedClock};
 
@@ -51,7 +55,8 @@ pub struct SandboxConfig {
     pub access_key_secret: SecretString,
     /// When Some, requests must carry this STS token (x-acs-security-token) and x-acs-accesskey-id.
     pub security_token: Option<SecretString>,
-    /// Accepted GetFlow calls per sliding second per AccessKeyId before Throttling.User (CAMS: 5).
+    /// Accepted calls per sliding second per AccessKeyId and per action before Throttling.User
+    /// (CAMS: 5 for each Flow read).
     pub rps_per_key: u32,
     /// Temporary keys the simulated STS and metadata service issued, accepted until they expire.
     pub keyring: Arc<Keyring>,
@@ -61,7 +66,7 @@ pub struct SandboxConfig {
     pub clock: SharedClock,
 }
 
-/// CAMS's documented GetFlow quota.
+/// CAMS's documented quota of each Flow read.
 const CAMS_RPS_PER_KEY: u32 = 5;
 
 impl SandboxConfig {

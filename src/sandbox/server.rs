@@ -1,5 +1,5 @@
-//! The HTTP side: routes, the GetFlow pipeline (verify, throttle, record, answer) and the
-//! control endpoints.
+//! The HTTP side: routes, the pipeline every Flow read goes through (verify, throttle, record,
+//! answer) and the control endpoints.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,16 +15,16 @@ use tokio::time::Instant;
 
 use super::SandboxConfig;
 use super::envelope::ErrorReply;
-use super::flows;
+use super::flows::{self, Asked};
 use super::nonces::NonceCache;
 use super::stats::{RecordedRequest, Recorder};
 use super::throttle::Throttle;
-use super::verify::{self, Incoming, invalid_action};
-use crate::acs::openapi::{CUST_SPACE_ID_PARAM, FLOW_ID_PARAM};
+use super::verify::{self, Incoming, Verified, invalid_action};
+use crate::acs::openapi::{CUST_SPACE_ID_PARAM, FLOW_ID_PARAM, FLOW_NAME_PARAM, PAGE_PARAM};
 use crate::acs::v3::parse_query;
 use crate::clock::SharedClock;
 
-/// GetFlow sends no body; anything bigger than this is not a CAMS call.
+/// The Flow reads send no body; anything bigger than this is not a CAMS call.
 const MAX_BODY: usize = 1024 * 1024;
 
 pub(super) struct State {
@@ -66,7 +66,7 @@ impl State {
 pub(super) fn router(state: Arc<State>) -> Router {
     let clock = Arc::clone(&state.config.clock);
     Router::new()
-        .route("/", post(get_flow).fallback(unknown))
+        .route("/", post(flow_read).fallback(unknown))
         .route("/_sandbox/stats", get(stats).fallback(unknown))
         .route("/_sandbox/requests", get(requests).fallback(unknown))
         .route("/_sandbox/reset", post(reset).fallback(unknown))
@@ -107,19 +107,25 @@ async fn reset(Extract(state): Extract<Arc<State>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn get_flow(
+async fn flow_read(
     Extract(state): Extract<Arc<State>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let raw_query = uri.query().unwrap_or_default().to_owned();
-    let params = parse_query(&raw_query);
+    let params = decode_query(&raw_query);
     let traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let named_action = headers
+        .get("x-acs-action")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let entry = |code: &str, access_key_id: &str| RecordedRequest {
+        action: named_action.clone(),
         raw_query: raw_query.clone(),
         params: params.clone().unwrap_or_default(),
         code: code.to_owned(),
@@ -132,10 +138,16 @@ async fn get_flow(
             .and_then(|ps| ps.iter().find(|(k, _)| k == name))
             .map(|(_, v)| v.as_str())
     };
-    let flow_id = param(FLOW_ID_PARAM);
+    let asked = Asked {
+        flow_id: param(FLOW_ID_PARAM),
+        space: param(CUST_SPACE_ID_PARAM),
+        flow_name: param(FLOW_NAME_PARAM),
+        page: param(PAGE_PARAM),
+    };
+    let flow_id = asked.flow_id;
 
     let refuse = |reply: ErrorReply| {
-        tracing::debug!(code = %reply.code, flow_id, "sandbox GetFlow refused");
+        tracing::debug!(code = %reply.code, action = %named_action, flow_id, "sandbox call refused");
         state.books().recorder.rejected(entry(&reply.code, ""));
         reply.into_response()
     };
@@ -158,31 +170,44 @@ async fn get_flow(
     };
     let now = Instant::now();
     let wall_clock = state.config.clock.now();
-    let signer = match verify::verify(&state.config, &state.nonces, &call, wall_clock, now) {
-        Ok(signer) => signer,
+    let Verified {
+        access_key_id: signer,
+        action,
+    } = match verify::verify(&state.config, &state.nonces, &call, wall_clock, now) {
+        Ok(verified) => verified,
         Err(reply) => return refuse(reply),
     };
 
     let (plan, code) = {
         let mut books = state.books();
-        if let Err(wait) = books.throttle.admit(&state.config.access_key_id, now) {
-            books.recorder.throttled(entry("Throttling.User", signer));
+        // Every key of the account (its temporary keys too) draws on the account's budget.
+        if let Err(wait) = books
+            .throttle
+            .admit(&state.config.access_key_id, action, now)
+        {
+            books
+                .recorder
+                .throttled(action, entry("Throttling.User", signer));
             drop(books);
             tracing::debug!(
                 code = "Throttling.User",
+                %action,
                 flow_id,
-                "sandbox GetFlow throttled"
+                "sandbox call throttled"
             );
             return throttled(wait);
         }
-        // The faults that depend on history (`sim:flaky:`) see which call of this id this is.
-        let nth = books.recorder.calls_for(flow_id) + 1;
-        let plan = flows::plan(flow_id, param(CUST_SPACE_ID_PARAM), nth, wall_clock);
+        // The faults that depend on history (`sim:flaky:`) see which call of this action for
+        // this id this is.
+        let nth = books.recorder.calls_for(action, flow_id, asked.space) + 1;
+        let plan = flows::plan(action, &asked, nth, wall_clock);
         let code = plan.outcome.code();
-        books.recorder.accepted(flow_id, now, entry(&code, signer));
+        books
+            .recorder
+            .accepted(action, flow_id, asked.space, now, entry(&code, signer));
         (plan, code)
     };
-    tracing::debug!(code = %code, flow_id, "sandbox GetFlow accepted");
+    tracing::debug!(code = %code, %action, flow_id, "sandbox call accepted");
 
     let mut closing = state.closing.subscribe();
     if !plan.delay.is_zero() {
@@ -192,6 +217,13 @@ async fn get_flow(
         }
     }
     plan.outcome.into_response(closing)
+}
+
+/// The query's pairs, a raw `+` read as a space: Alibaba's SDKs send spaces as `+` (Python's
+/// `urlencode`) while signing them as `%20`, which CAMS accepts, so its gateway decodes `+` as a
+/// space. A `+` meant literally arrives as `%2B`, as the gateway's own client sends it.
+fn decode_query(raw: &str) -> Option<Vec<(String, String)>> {
+    parse_query(&raw.replace('+', "%20"))
 }
 
 fn throttled(wait: Duration) -> Response {

@@ -26,9 +26,13 @@ fn now_date() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// A GetFlow call; fields are public so each test bends the one thing it is about.
+/// A Flow read (GetFlow unless told); fields are public so each test bends the one thing it is
+/// about.
 struct Call<'a> {
+    action: &'a str,
     params: Vec<(&'a str, &'a str)>,
+    /// The query as sent, when it is not the canonical one that is signed.
+    wire_query: Option<String>,
     key_id: &'a str,
     secret: &'a str,
     date: String,
@@ -39,8 +43,14 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn flow(flow_id: &'a str) -> Self {
+        Self::read("GetFlow", vec![("FlowId", flow_id)])
+    }
+
+    fn read(action: &'a str, params: Vec<(&'a str, &'a str)>) -> Self {
         Self {
-            params: vec![("FlowId", flow_id)],
+            action,
+            params,
+            wire_query: None,
             key_id: KEY_ID,
             secret: SECRET,
             date: now_date(),
@@ -54,7 +64,7 @@ impl<'a> Call<'a> {
         let host = addr.to_string();
         let mut headers = vec![
             ("host", host.as_str()),
-            ("x-acs-action", "GetFlow"),
+            ("x-acs-action", self.action),
             ("x-acs-version", "2020-06-06"),
             ("x-acs-date", self.date.as_str()),
             ("x-acs-signature-nonce", self.nonce.as_str()),
@@ -69,8 +79,9 @@ impl<'a> Call<'a> {
             body_sha256: EMPTY_BODY_SHA256,
         }
         .sign(self.secret);
+        let wire_query = self.wire_query.as_deref().unwrap_or(&query);
         let mut request = client
-            .post(format!("http://{addr}/?{query}"))
+            .post(format!("http://{addr}/?{wire_query}"))
             .header("authorization", authorization(self.key_id, &signature));
         for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
             request = request.header(*name, *value);
@@ -506,4 +517,266 @@ async fn issued_keys_are_accepted_until_they_expire_and_refused_after() {
     let answer = Call::flow("100000000000002").send(&sandbox).await;
     let date = answer.headers.get("date").expect("Date");
     assert!(httpdate::parse_http_date(date.to_str().expect("text")).is_ok());
+}
+
+const LIST_FLOW: &str = "ListFlow";
+const PREVIEW_URL: &str = "GetFlowPreviewUrl";
+const JSON_ASSET: &str = "GetFlowJSONAssest";
+
+#[tokio::test]
+async fn list_flow_pages_a_catalogue_space() {
+    let sandbox = &sandbox().await;
+    let page = |index: &str| {
+        let page = format!(r#"{{"Index":{index},"Size":4}}"#);
+        async move {
+            Call::read(
+                LIST_FLOW,
+                vec![
+                    ("CustSpaceId", "sim:catalogue:30"),
+                    ("FlowName", "flow_2"),
+                    ("Page", &page),
+                ],
+            )
+            .send(sandbox)
+            .await
+        }
+    };
+    // catalogue_flow_2 and 20 to 29: eleven flows, in three pages of four.
+    let first = page("1").await;
+    assert_eq!((first.status, first.code()), (200, "OK"));
+    assert_eq!(
+        first.json["Data"],
+        serde_json::json!([
+            {"FlowId": "sim:ok:catalogue-2", "FlowName": "catalogue_flow_2", "Categories": ["CUSTOMER_SUPPORT", "OTHER"]},
+            {"FlowId": "sim:ok:catalogue-20", "FlowName": "catalogue_flow_20", "Categories": ["CUSTOMER_SUPPORT", "OTHER"]},
+            {"FlowId": "sim:ok:catalogue-21", "FlowName": "catalogue_flow_21", "Categories": ["CUSTOMER_SUPPORT", "OTHER"]},
+            {"FlowId": "sim:ok:catalogue-22", "FlowName": "catalogue_flow_22", "Categories": ["CUSTOMER_SUPPORT", "OTHER"]},
+        ])
+    );
+    let last = page("3").await;
+    let names: Vec<&str> = last.json["Data"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|row| row["FlowName"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "catalogue_flow_27",
+            "catalogue_flow_28",
+            "catalogue_flow_29"
+        ]
+    );
+    assert_ne!(
+        first.json["RequestId"], last.json["RequestId"],
+        "fresh RequestIds"
+    );
+    assert_eq!(page("4").await.json["Data"], serde_json::json!([]));
+
+    let bad = page("0").await;
+    assert_eq!((bad.status, bad.code()), (400, "InvalidParameter"));
+    assert!(
+        bad.json["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"Page\""),
+        "{}",
+        bad.json
+    );
+
+    let stats = stats(sandbox).await;
+    let list = stats.action(LIST_FLOW);
+    assert_eq!(list.accepted, 4);
+    assert_eq!(list.calls_by_space.get("sim:catalogue:30"), Some(&4));
+    assert!(stats.calls_by_flow.is_empty(), "calls_by_flow is GetFlow's");
+}
+
+#[tokio::test]
+async fn preview_url_and_json_asset_answer_every_flow_get_flow_answers() {
+    let sandbox = &start(SandboxConfig {
+        rps_per_key: 100,
+        ..SandboxConfig::new(KEY_ID, SECRET)
+    })
+    .await;
+    let ask = |action, flow_id| async move {
+        Call::read(action, vec![("FlowId", flow_id), ("CustSpaceId", "sp")])
+            .send(sandbox)
+            .await
+    };
+
+    let preview = ask(PREVIEW_URL, "100000000000003").await;
+    assert_eq!((preview.status, preview.code()), (200, "OK"));
+    let data = &preview.json["Data"];
+    assert_eq!(data["FlowId"], "100000000000003");
+    let url = data["PreviewUrl"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with(
+            "https://business.facebook.com/wa/manage/flows/100000000000003/preview/?token="
+        ) && url.ends_with("&space=sp"),
+        "{url}"
+    );
+    let expires = data["PreviewUrlExpires"].as_u64().unwrap_or_default();
+    let in_30_days = samples::unix_millis(SystemTime::now() + Duration::from_secs(30 * 86_400));
+    assert!(expires.abs_diff(in_30_days) < 60_000, "{expires}");
+
+    let expiring = ask(PREVIEW_URL, "sim:expiring:5000:t").await;
+    let expires = expiring.json["Data"]["PreviewUrlExpires"]
+        .as_u64()
+        .unwrap_or_default();
+    let soon = samples::unix_millis(SystemTime::now() + Duration::from_secs(5));
+    assert!(expires.abs_diff(soon) < 60_000, "{expires}");
+
+    let asset = ask(JSON_ASSET, "926753328126430").await;
+    assert_eq!((asset.status, asset.code()), (200, "OK"));
+    assert_eq!(
+        asset.json["Data"],
+        serde_json::json!({
+            "FlowId": "926753328126430",
+            "FilePath": "https://bucket-sandbox-ap-southeast-1.aliyuncs.com/926753328126430.json",
+        })
+    );
+
+    for action in [PREVIEW_URL, JSON_ASSET] {
+        let missing = Call::read(action, vec![("CustSpaceId", "sp")])
+            .send(sandbox)
+            .await;
+        assert_eq!((missing.status, missing.code()), (400, "MissingParameter"));
+        let unknown = ask(action, "42").await;
+        assert_eq!((unknown.status, unknown.code()), (404, "Flow.NotExist"));
+        let denied = ask(action, "sim:error:Forbidden.RAM").await;
+        assert_eq!((denied.status, denied.code()), (403, "Forbidden.RAM"));
+        assert_eq!(
+            denied.json["AccessDeniedDetail"]["AuthAction"],
+            format!("cams:{action}")
+        );
+        let html = ask(action, "sim:html").await;
+        assert_eq!(html.status, 502);
+    }
+}
+
+/// `sim:flaky:<n>` counts the calls of each action apart: GetFlow's failures do not use up
+/// GetFlowPreviewUrl's.
+#[tokio::test]
+async fn history_faults_count_per_action() {
+    let sandbox = &sandbox().await;
+    let code = |action| async move {
+        Call::read(action, vec![("FlowId", "sim:flaky:1:per-action")])
+            .send(sandbox)
+            .await
+            .code()
+            .to_owned()
+    };
+    assert_eq!(code("GetFlow").await, "ServiceUnavailable");
+    assert_eq!(code("GetFlow").await, "OK");
+    assert_eq!(code(PREVIEW_URL).await, "ServiceUnavailable");
+    assert_eq!(code(PREVIEW_URL).await, "OK");
+}
+
+/// CAMS's quota is per operation: four actions at 5/s each accept 20 calls, and a sixth call of
+/// one action within its second is throttled while the others' budgets are untouched.
+#[tokio::test]
+async fn each_action_has_its_own_quota() {
+    let sandbox = sandbox().await;
+    let call = |action: &'static str| match action {
+        LIST_FLOW => Call::read(action, Vec::new()),
+        _ => Call::read(action, vec![("FlowId", "100000000000002")]),
+    };
+    // PreviewUrl last, so that its sixth call follows its fifth at once.
+    let actions = ["GetFlow", LIST_FLOW, JSON_ASSET, PREVIEW_URL];
+    let client = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    let mut answers = Vec::new();
+    for action in actions {
+        for _ in 0..5 {
+            let response = call(action)
+                .request(&client, sandbox.local_addr())
+                .send()
+                .await
+                .expect("send");
+            answers.push((action, Answer::read(response).await.code().to_owned()));
+        }
+    }
+    let sixth = call(PREVIEW_URL).send(&sandbox).await;
+    let elapsed = started.elapsed();
+    assert!(answers.iter().all(|(_, code)| code == "OK"), "{answers:?}");
+    assert_eq!(
+        (sixth.status, sixth.code()),
+        (400, "Throttling.User"),
+        "21 calls in {elapsed:?}"
+    );
+    let stats = stats(&sandbox).await;
+    assert_eq!((stats.accepted, stats.throttled), (20, 1));
+    assert_eq!(
+        stats.max_accepted_per_sliding_second, 5,
+        "the largest action's"
+    );
+    for action in actions {
+        let figures = stats.action(action);
+        assert_eq!(figures.accepted, 5, "{action}");
+        assert_eq!(figures.max_accepted_per_sliding_second, 5, "{action}");
+        let throttled = u64::from(action == PREVIEW_URL);
+        assert_eq!(figures.throttled, throttled, "{action}");
+    }
+    assert_eq!(stats.calls_by_flow.get("100000000000002"), Some(&5));
+
+    let log: Vec<RecordedRequest> = control(&sandbox, "/_sandbox/requests").await;
+    let logged: Vec<&str> = log.iter().map(|entry| entry.action.as_str()).collect();
+    let mut expected: Vec<&str> = actions.iter().flat_map(|a| [*a; 5]).collect();
+    expected.push(PREVIEW_URL);
+    assert_eq!(logged, expected, "the log names each call's action");
+}
+
+#[tokio::test]
+async fn misspelt_or_unknown_actions_are_not_found() {
+    let sandbox = sandbox().await;
+    for action in ["GetFlowJSONAsset", "listflow", "DeleteFlow"] {
+        let answer = Call::read(action, vec![("FlowId", "100000000000002")])
+            .send(&sandbox)
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (404, "InvalidAction.NotFound"),
+            "{action}"
+        );
+    }
+    let log: Vec<RecordedRequest> = control(&sandbox, "/_sandbox/requests").await;
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].action, "GetFlowJSONAsset");
+    assert_eq!(stats(&sandbox).await.rejected, 3);
+}
+
+/// Alibaba's Python SDK signs a space as `%20` but sends it as `+`; CAMS accepts that, so the
+/// simulation does too, and a `%2B` stays a plus.
+#[tokio::test]
+async fn plus_in_the_query_is_a_space() {
+    let sandbox = sandbox().await;
+    let answer = Call {
+        wire_query: Some("CustSpaceId=tenant+one&FlowId=100000000000002".to_owned()),
+        ..Call::read(
+            PREVIEW_URL,
+            vec![("FlowId", "100000000000002"), ("CustSpaceId", "tenant one")],
+        )
+    }
+    .send(&sandbox)
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (200, "OK"),
+        "{}",
+        answer.json
+    );
+    let url = answer.json["Data"]["PreviewUrl"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(url.ends_with("&space=tenant%20one"), "{url}");
+
+    let plus = Call::read(
+        PREVIEW_URL,
+        vec![("FlowId", "100000000000002"), ("CustSpaceId", "a+b")],
+    )
+    .send(&sandbox)
+    .await;
+    let url = plus.json["Data"]["PreviewUrl"].as_str().unwrap_or_default();
+    assert!(url.ends_with("&space=a%2Bb"), "{url}");
 }

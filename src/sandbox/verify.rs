@@ -1,4 +1,4 @@
-//! The gateway's checks before a call reaches GetFlow (action, signature, credential, date,
+//! The gateway's checks before a call reaches a Flow read (action, signature, credential, date,
 //! body digest, nonce), in the order the real gateway reports them.
 
 use std::sync::{Mutex, PoisonError};
@@ -9,9 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::SandboxConfig;
+use super::action::Action;
 use super::envelope::ErrorReply;
 use super::nonces::NonceCache;
-use crate::acs::openapi::{ACTION_GET_FLOW, API_VERSION};
+use crate::acs::openapi::API_VERSION;
 use crate::acs::v3::{
     ParsedAuthorization, RequestToSign, canonical_query, hex_sha256, parse_authorization,
     signatures_match,
@@ -29,36 +30,45 @@ pub(super) struct Incoming<'a> {
     pub body: &'a [u8],
 }
 
-/// Runs steps 1 to 7; on success the call's nonce has been consumed. Answers the AccessKeyId
-/// that signed the call.
+/// A call that passed every check.
+pub(super) struct Verified<'a> {
+    /// The AccessKeyId that signed it.
+    pub access_key_id: &'a str,
+    pub action: Action,
+}
+
+/// Runs steps 1 to 7; on success the call's nonce has been consumed.
 pub(super) fn verify<'a>(
     config: &SandboxConfig,
     nonces: &Mutex<NonceCache>,
     call: &Incoming<'a>,
     wall_clock: SystemTime,
     now: Instant,
-) -> Result<&'a str, ErrorReply> {
-    check_action(call.headers)?;
+) -> Result<Verified<'a>, ErrorReply> {
+    let action = check_action(call.headers)?;
     let auth = check_authorization(call.headers)?;
     let secret = check_credential(config, call.headers, &auth, wall_clock)?;
     check_date(call.headers, wall_clock)?;
     let body_sha256 = check_body_digest(call.headers, call.body)?;
     check_signature(&secret, call, &auth, &body_sha256)?;
     consume_nonce(nonces, call.headers, now)?;
-    Ok(auth.access_key_id)
+    Ok(Verified {
+        access_key_id: auth.access_key_id,
+        action,
+    })
 }
 
-fn check_action(headers: &HeaderMap) -> Result<(), ErrorReply> {
-    if header(headers, "x-acs-action") != Some(ACTION_GET_FLOW) {
-        return Err(invalid_action());
-    }
+fn check_action(headers: &HeaderMap) -> Result<Action, ErrorReply> {
+    let action = header(headers, "x-acs-action")
+        .and_then(Action::from_name)
+        .ok_or_else(invalid_action)?;
     if header(headers, "x-acs-version") != Some(API_VERSION) {
         return Err(ErrorReply::bad_request(
             "InvalidVersion",
             "Specified parameter Version is not valid.",
         ));
     }
-    Ok(())
+    Ok(action)
 }
 
 pub(super) fn invalid_action() -> ErrorReply {

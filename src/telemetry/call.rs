@@ -1,7 +1,9 @@
-//! The per-call record: one log event at the end of every GetFlow call.
+//! The per-call record: one log event at the end of every call.
 
 /// What the one log event of a call says about it.
 pub(crate) struct CallRecord<'a> {
+    /// The RPC, as `grpc_method` labels it in the metrics (`GetFlow`, `ListFlows`).
+    pub method: &'static str,
     pub tenant: &'a str,
     pub flow_id: &'a str,
     pub caller: Option<&'a str>,
@@ -19,6 +21,7 @@ macro_rules! call_event {
         tracing::event!(
             target: "cams_flows::call",
             $level,
+            method = $record.method,
             tenant = %$record.tenant.escape_debug(),
             flow_id = %$record.flow_id.escape_debug(),
             caller = $record.caller,

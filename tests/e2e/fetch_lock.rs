@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use cams_flows::{
     cache::lock::{FetchLock, LocalLock, Locked, RedisLock, Waited},
-    domain::{FlowId, FlowQuery, TenantId},
+    domain::{FlowId, Read, TenantId},
     store::{Redis, RedisConfig, account_tag},
 };
 use tokio::time::Instant;
@@ -14,11 +14,11 @@ use crate::support::redis::RedisServer;
 
 const HOLD: Duration = Duration::from_secs(5);
 
-fn key(flow: &str) -> FlowQuery {
-    FlowQuery {
-        tenant: TenantId::parse("t").expect("tenant"),
-        flow_id: FlowId::parse(flow).expect("flow"),
-    }
+fn key(flow: &str) -> Read {
+    Read::flow(
+        TenantId::parse("t").expect("tenant"),
+        FlowId::parse(flow).expect("flow"),
+    )
 }
 
 /// An implementation's name and two handles on one lock, as two replicas hold them.

@@ -12,7 +12,7 @@ use std::{
 use cams_flows::{
     domain::TenantId,
     limits::Quota,
-    pb::GetFlowRequest,
+    pb::{GetFlowPreviewUrlRequest, GetFlowRequest},
     telemetry::trace::{OtlpExport, RootSampler, SamplerChoice, TracingConfig},
 };
 use futures_util::future::join_all;
@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use tonic::Code;
 
 use crate::support::{
-    DOC_FLOW, TestApp,
+    DOC_FLOW, TestApp, cache_header,
     otlp::Receiver,
     process::{Running, binary},
     wait,
@@ -118,6 +118,17 @@ async fn metrics_count_a_known_mix_of_calls() {
         let (_, source) = app.call(SAMPLE_FLOW, "t-a").await.expect("served");
         assert_eq!(source, expected);
     }
+    // The preview URL of the cached flow: from GetFlow's answer, no CAMS call.
+    let preview = app
+        .client
+        .clone()
+        .get_flow_preview_url(GetFlowPreviewUrlRequest {
+            flow_id: SAMPLE_FLOW.into(),
+            cust_space_id: "t-a".into(),
+        })
+        .await
+        .expect("preview URL");
+    assert_eq!(cache_header(preview.metadata()), "hit");
     // CAMS refuses: PERMISSION_DENIED, CAMS's Ram.PermissionDeny.
     let denied = app.get_flow("sim:error:Ram.PermissionDeny", "t-a").await;
     assert_eq!(denied.expect_err("denied").code(), Code::PermissionDenied);
@@ -157,14 +168,31 @@ async fn metrics_count_a_known_mix_of_calls() {
     assert_eq!(handled("InvalidArgument"), 1.0);
     assert_eq!(handled("Unavailable"), 0.0);
     assert_eq!(
-        m.value("grpc_server_handling_seconds_bucket", &[("le", "+Inf")]),
+        m.value(
+            "grpc_server_handling_seconds_bucket",
+            &[("grpc_method", "GetFlow"), ("le", "+Inf")]
+        ),
         7.0
     );
+    // Each RPC has its own series.
+    let preview = [("grpc_method", "GetFlowPreviewUrl"), ("grpc_code", "OK")];
+    assert_eq!(m.value("grpc_server_handled_total", &preview), 1.0);
+    assert_eq!(
+        m.value("grpc_server_started_total", &[("grpc_method", "ListFlows")]),
+        0.0
+    );
 
-    let cache = |result| m.value("cams_flows_cache_results_total", &[("result", result)]);
-    assert_eq!(cache("miss"), 2.0);
-    assert_eq!(cache("hit"), 2.0);
-    assert_eq!(cache("stale"), 0.0);
+    let cache = |action, result| {
+        m.value(
+            "cams_flows_cache_results_total",
+            &[("action", action), ("result", result)],
+        )
+    };
+    assert_eq!(cache("GetFlow", "miss"), 2.0);
+    assert_eq!(cache("GetFlow", "hit"), 2.0);
+    assert_eq!(cache("GetFlow", "stale"), 0.0);
+    assert_eq!(cache("GetFlowPreviewUrl", "hit"), 1.0);
+    assert_eq!(cache("GetFlowPreviewUrl", "miss"), 0.0);
 
     let rejected = |reason, tenant| {
         m.value(
@@ -176,21 +204,42 @@ async fn metrics_count_a_known_mix_of_calls() {
     assert_eq!(rejected("TENANT_RATE_LIMITED", "_other"), 0.0);
     assert_eq!(rejected("INVALID_ARGUMENT", "_other"), 1.0);
 
-    let attempts = |code| m.value("cams_flows_upstream_attempts_total", &[("code", code)]);
-    assert_eq!(attempts("OK"), 2.0);
-    assert_eq!(attempts("Ram.PermissionDeny"), 1.0);
-    assert_eq!(attempts("other"), 0.0);
+    let attempts = |action, code| {
+        m.value(
+            "cams_flows_upstream_attempts_total",
+            &[("action", action), ("code", code)],
+        )
+    };
+    assert_eq!(attempts("GetFlow", "OK"), 2.0);
+    assert_eq!(attempts("GetFlow", "Ram.PermissionDeny"), 1.0);
+    assert_eq!(attempts("GetFlow", "other"), 0.0);
+    assert_eq!(attempts("GetFlowPreviewUrl", "OK"), 0.0);
     assert_eq!(
         m.value(
             "cams_flows_upstream_attempt_duration_seconds_bucket",
-            &[("result", "error"), ("le", "+Inf")]
+            &[("action", "GetFlow"), ("result", "error"), ("le", "+Inf")]
         ),
         1.0
     );
-    assert_eq!(m.value("cams_flows_account_slots_acquired_total", &[]), 3.0);
-    assert_eq!(m.value("cams_flows_account_slots_in_use", &[]), 0.0);
-    assert_eq!(m.value("cams_flows_account_calls_waiting", &[]), 0.0);
-    assert_eq!(m.value("cams_flows_account_quota_rps", &[]), 10_000.0);
+    let account = |name, action| m.value(name, &[("action", action)]);
+    assert_eq!(
+        account("cams_flows_account_slots_acquired_total", "GetFlow"),
+        3.0
+    );
+    assert_eq!(
+        account(
+            "cams_flows_account_slots_acquired_total",
+            "GetFlowPreviewUrl"
+        ),
+        0.0
+    );
+    assert_eq!(account("cams_flows_account_slots_in_use", "GetFlow"), 0.0);
+    assert_eq!(account("cams_flows_account_calls_waiting", "GetFlow"), 0.0);
+    assert_eq!(account("cams_flows_account_quota_rps", "GetFlow"), 10_000.0);
+    // Each action has its own budget: the others keep the default 5.
+    for action in ["ListFlow", "GetFlowPreviewUrl", "GetFlowJSONAssest"] {
+        assert_eq!(account("cams_flows_account_quota_rps", action), 5.0);
+    }
     assert_eq!(m.value("cams_flows_calls_in_flight", &[]), 0.0);
     assert_eq!(m.value("cams_flows_calls_max_in_flight", &[]), 1024.0);
     assert_eq!(m.value("cams_flows_upstream_retries_total", &[]), 0.0);
@@ -443,7 +492,10 @@ async fn the_binary_logs_the_trace_id_and_flushes_its_spans_on_shutdown() {
         .expect("body");
     let m = Scrape::parse(&metrics);
     assert_eq!(
-        m.value("cams_flows_cache_results_total", &[("result", "miss")]),
+        m.value(
+            "cams_flows_cache_results_total",
+            &[("action", "GetFlow"), ("result", "miss")]
+        ),
         1.0
     );
 

@@ -10,9 +10,9 @@ use futures_util::future::BoxFuture;
 use tokio::{sync::Notify, time::Instant};
 
 use super::{FetchLock, Held, Locked, Wait, Waited, Waiting, WritePermit};
-use crate::domain::FlowQuery;
+use crate::domain::Read;
 
-type Holders = Mutex<HashMap<FlowQuery, Arc<Notify>>>;
+type Holders = Mutex<HashMap<Read, Arc<Notify>>>;
 
 /// In-process fetch coordination. The holder lives as long as the process, so `hold` is not
 /// needed: a permit is released when dropped.
@@ -21,14 +21,14 @@ pub struct LocalLock {
     held: Arc<Holders>,
 }
 
-fn holders(held: &Holders) -> MutexGuard<'_, HashMap<FlowQuery, Arc<Notify>>> {
+fn holders(held: &Holders) -> MutexGuard<'_, HashMap<Read, Arc<Notify>>> {
     // Every update is one step under the lock: a panic elsewhere cannot leave it half-changed.
     held.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[async_trait::async_trait]
 impl FetchLock for LocalLock {
-    async fn lock(&self, key: &FlowQuery, _hold: Duration) -> Locked {
+    async fn lock(&self, key: &Read, _hold: Duration) -> Locked {
         let mut held = holders(&self.held);
         if let Some(released) = held.get(key) {
             return Locked::Read(Waiting::new(Box::new(LocalWait {
@@ -49,7 +49,7 @@ impl FetchLock for LocalLock {
 
 struct LocalHeld {
     held: Arc<Holders>,
-    key: FlowQuery,
+    key: Read,
     released: Arc<Notify>,
 }
 
@@ -70,7 +70,7 @@ impl Held for LocalHeld {
 
 struct LocalWait {
     held: Arc<Holders>,
-    key: FlowQuery,
+    key: Read,
     released: Arc<Notify>,
 }
 

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 pub use local::LocalLock;
 pub use redis::RedisLock;
 
-use crate::domain::FlowQuery;
+use crate::domain::Read;
 
 /// The role a process gets for one fetch.
 pub enum Locked {
@@ -56,7 +56,7 @@ pub enum Waited {
 pub trait FetchLock: Send + Sync + fmt::Debug {
     /// Asks to be the one fetching `key`, for `hold` at most: a holder that dies without
     /// releasing loses the lock then.
-    async fn lock(&self, key: &FlowQuery, hold: Duration) -> Locked;
+    async fn lock(&self, key: &Read, hold: Duration) -> Locked;
 }
 
 /// What releasing a permit does, for each implementation.

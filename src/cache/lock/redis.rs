@@ -20,7 +20,7 @@ use redis::{AsyncCommands, Script};
 use tokio::{sync::Notify, time::Instant};
 
 use super::{FetchLock, Held, Locked, Wait, Waited, Waiting, WritePermit};
-use crate::{cache::keys::SharedKeys, domain::FlowQuery, store::Redis};
+use crate::{cache::keys::SharedKeys, domain::Read, store::Redis};
 
 /// A waiting replica looks at Redis at least this often, whatever the messages do.
 const POLL: Duration = Duration::from_millis(50);
@@ -134,7 +134,7 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl FetchLock for RedisLock {
-    async fn lock(&self, key: &FlowQuery, hold: Duration) -> Locked {
+    async fn lock(&self, key: &Read, hold: Duration) -> Locked {
         let inner = &self.inner;
         if inner.redis.down() {
             return Locked::Write(WritePermit::alone());

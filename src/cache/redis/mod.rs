@@ -16,10 +16,11 @@ use std::{fmt, time::Duration};
 use redis::AsyncCommands;
 
 use super::{CacheTier, CachedFlow, keys::SharedKeys};
+use crate::domain::{Data, What};
 use crate::{
     cams::CLOCK_MARGIN,
     clock::{SharedClock, millis_between},
-    domain::FlowQuery,
+    domain::Read,
     store::Redis,
 };
 use stored::Stored;
@@ -65,7 +66,7 @@ impl RedisTier {
 
 #[async_trait::async_trait]
 impl CacheTier for RedisTier {
-    async fn get(&self, key: &FlowQuery) -> Option<CachedFlow> {
+    async fn get(&self, key: &Read) -> Option<CachedFlow> {
         if self.redis.down() {
             return None;
         }
@@ -76,9 +77,16 @@ impl CacheTier for RedisTier {
             .run(|mut c| async move { c.get(read).await })
             .await
             .ok()?;
-        match serde_json::from_slice::<Stored>(&bytes?) {
-            Ok(stored) => {
-                let entry = stored.into_entry(self.refresh_window);
+        let stored = serde_json::from_slice::<Stored>(&bytes?)
+            .map_err(|e| e.to_string())
+            .and_then(|stored| {
+                stored
+                    .into_entry(self.refresh_window)
+                    .filter(|entry| answers(&key.what, &entry.answer.data))
+                    .ok_or_else(|| "it holds no answer to this read".to_owned())
+            });
+        match stored {
+            Ok(entry) => {
                 let now = self.clock.now();
                 if entry.fetched_at > now + FUTURE_TOLERANCE {
                     tracing::debug!(
@@ -102,7 +110,7 @@ impl CacheTier for RedisTier {
         }
     }
 
-    async fn put(&self, key: FlowQuery, entry: CachedFlow) {
+    async fn put(&self, key: Read, entry: CachedFlow) {
         if self.redis.down() {
             return;
         }
@@ -133,4 +141,15 @@ impl CacheTier for RedisTier {
             })
             .await;
     }
+}
+
+/// Whether `data` answers a read of `what` (an entry under another's key is not its answer).
+fn answers(what: &What, data: &Data) -> bool {
+    matches!(
+        (what, data),
+        (What::Flow(_), Data::Flow(_))
+            | (What::List(_), Data::List(_))
+            | (What::PreviewUrl(_), Data::PreviewUrl(_))
+            | (What::JsonAsset(_), Data::JsonAsset(_))
+    )
 }

@@ -10,17 +10,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cache::{CachedFlow, Demand, entry::servable_until},
-    cams::FlowAnswer,
-    domain::Flow,
+    domain::{Answer, Data, Flow, FlowSummary, JsonAsset, PreviewUrl},
 };
 
+/// An entry as JSON. A GetFlow answer keeps the shape of earlier releases (`flow`), so that
+/// replicas of both read each other's entries; each other read has a field of its own (their keys
+/// differ, so an earlier replica never reads them).
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Stored {
     fetched_at_ms: u64,
     fresh_until_ms: u64,
     usable_until_ms: u64,
     request_id: String,
-    flow: StoredFlow,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flow: Option<StoredFlow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    list: Option<Vec<StoredSummary>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preview: Option<StoredPreview>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    asset: Option<StoredAsset>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +43,26 @@ struct StoredFlow {
     preview_url: String,
     preview_url_expires_ms: Option<i64>,
     endpoint_uri: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSummary {
+    flow_id: String,
+    flow_name: String,
+    raw_categories: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPreview {
+    flow_id: String,
+    preview_url: String,
+    preview_url_expires_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredAsset {
+    flow_id: String,
+    file_path: String,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -55,59 +84,126 @@ fn signed_unix_ms(t: SystemTime) -> i64 {
 
 impl Stored {
     pub(super) fn of(entry: &CachedFlow) -> Self {
-        let flow = &entry.answer.flow;
-        Self {
+        let mut stored = Self {
             fetched_at_ms: unix_ms(entry.fetched_at),
             fresh_until_ms: unix_ms(entry.fresh_until),
             usable_until_ms: unix_ms(entry.usable_until),
             request_id: entry.answer.request_id.clone(),
-            flow: StoredFlow {
-                flow_id: flow.flow_id.clone(),
-                flow_name: flow.flow_name.clone(),
-                raw_status: flow.raw_status.clone(),
-                raw_categories: flow.raw_categories.clone(),
-                json_version: flow.json_version.clone(),
-                data_api_version: flow.data_api_version.clone(),
-                preview_url: flow.preview_url.clone(),
-                preview_url_expires_ms: flow.preview_url_expires.map(signed_unix_ms),
-                endpoint_uri: flow.endpoint_uri.clone(),
-            },
+            flow: None,
+            list: None,
+            preview: None,
+            asset: None,
+        };
+        match &entry.answer.data {
+            Data::Flow(flow) => {
+                stored.flow = Some(StoredFlow {
+                    flow_id: flow.flow_id.clone(),
+                    flow_name: flow.flow_name.clone(),
+                    raw_status: flow.raw_status.clone(),
+                    raw_categories: flow.raw_categories.clone(),
+                    json_version: flow.json_version.clone(),
+                    data_api_version: flow.data_api_version.clone(),
+                    preview_url: flow.preview_url.clone(),
+                    preview_url_expires_ms: flow.preview_url_expires.map(signed_unix_ms),
+                    endpoint_uri: flow.endpoint_uri.clone(),
+                });
+            }
+            Data::List(flows) => {
+                stored.list = Some(
+                    flows
+                        .iter()
+                        .map(|f| StoredSummary {
+                            flow_id: f.flow_id.clone(),
+                            flow_name: f.flow_name.clone(),
+                            raw_categories: f.raw_categories.clone(),
+                        })
+                        .collect(),
+                );
+            }
+            Data::PreviewUrl(p) => {
+                stored.preview = Some(StoredPreview {
+                    flow_id: p.flow_id.clone(),
+                    preview_url: p.preview_url.clone(),
+                    preview_url_expires_ms: p.preview_url_expires.map(signed_unix_ms),
+                });
+            }
+            Data::JsonAsset(a) => {
+                stored.asset = Some(StoredAsset {
+                    flow_id: a.flow_id.clone(),
+                    file_path: a.file_path.clone(),
+                });
+            }
         }
+        stored
     }
 
-    /// Back into an entry. Refresh-ahead starts its window where this process would have:
-    /// `refresh_window` before the end of the entry's freshness. The preview URL's margin is
-    /// applied again, whatever the writer did.
-    pub(super) fn into_entry(self, refresh_window: Duration) -> CachedFlow {
-        let preview_url_expires = self
-            .flow
-            .preview_url_expires_ms
-            .and_then(Flow::expiry_from_unix_millis);
-        let cap = |t: SystemTime| match preview_url_expires {
+    /// The answer stored, if the entry holds one.
+    fn answer(self) -> Option<Answer> {
+        let expires = |ms: Option<i64>| ms.and_then(Flow::expiry_from_unix_millis);
+        let data = if let Some(f) = self.flow {
+            Data::Flow(Flow {
+                flow_id: f.flow_id,
+                flow_name: f.flow_name,
+                raw_status: f.raw_status,
+                raw_categories: f.raw_categories,
+                json_version: f.json_version,
+                data_api_version: f.data_api_version,
+                preview_url: f.preview_url,
+                preview_url_expires: expires(f.preview_url_expires_ms),
+                endpoint_uri: f.endpoint_uri,
+            })
+        } else if let Some(list) = self.list {
+            Data::List(
+                list.into_iter()
+                    .map(|f| FlowSummary {
+                        flow_id: f.flow_id,
+                        flow_name: f.flow_name,
+                        raw_categories: f.raw_categories,
+                    })
+                    .collect(),
+            )
+        } else if let Some(p) = self.preview {
+            Data::PreviewUrl(PreviewUrl {
+                flow_id: p.flow_id,
+                preview_url: p.preview_url,
+                preview_url_expires: expires(p.preview_url_expires_ms),
+            })
+        } else if let Some(a) = self.asset {
+            Data::JsonAsset(JsonAsset {
+                flow_id: a.flow_id,
+                file_path: a.file_path,
+            })
+        } else {
+            return None;
+        };
+        Some(Answer {
+            data,
+            request_id: self.request_id,
+        })
+    }
+
+    /// Back into an entry; `None` if it holds no answer. Refresh-ahead starts its window where
+    /// this process would have: `refresh_window` before the end of the entry's freshness. The
+    /// preview URL's margin is applied again, whatever the writer did.
+    pub(super) fn into_entry(self, refresh_window: Duration) -> Option<CachedFlow> {
+        let (fetched_ms, fresh_ms, usable_ms) = (
+            self.fetched_at_ms,
+            self.fresh_until_ms,
+            self.usable_until_ms,
+        );
+        let answer = self.answer()?;
+        let cap = |t: SystemTime| match answer.preview_url_expires() {
             Some(expires) => t.min(servable_until(expires)),
             None => t,
         };
-        let fresh_until = cap(from_unix_ms(self.fresh_until_ms));
-        let fetched_at = from_unix_ms(self.fetched_at_ms);
-        let f = self.flow;
-        CachedFlow {
-            answer: Arc::new(FlowAnswer {
-                flow: Flow {
-                    flow_id: f.flow_id,
-                    flow_name: f.flow_name,
-                    raw_status: f.raw_status,
-                    raw_categories: f.raw_categories,
-                    json_version: f.json_version,
-                    data_api_version: f.data_api_version,
-                    preview_url: f.preview_url,
-                    preview_url_expires,
-                    endpoint_uri: f.endpoint_uri,
-                },
-                request_id: self.request_id,
-            }),
+        let fresh_until = cap(from_unix_ms(fresh_ms));
+        let fetched_at = from_unix_ms(fetched_ms);
+        let usable_until = cap(from_unix_ms(usable_ms));
+        Some(CachedFlow {
+            answer: Arc::new(answer),
             fetched_at,
             fresh_until,
-            usable_until: cap(from_unix_ms(self.usable_until_ms)),
+            usable_until,
             refresh_at: if refresh_window.is_zero() {
                 fresh_until
             } else {
@@ -116,7 +212,7 @@ impl Stored {
                     .map_or(fetched_at, |at| at.max(fetched_at))
             },
             demand: Arc::new(Demand::default()),
-        }
+        })
     }
 }
 
@@ -134,8 +230,8 @@ mod tests {
     /// `preview_ends`.
     fn entry(now: SystemTime, preview_ends: SystemTime) -> CachedFlow {
         CachedFlow {
-            answer: Arc::new(FlowAnswer {
-                flow: Flow {
+            answer: Arc::new(Answer {
+                data: Data::Flow(Flow {
                     flow_id: "f".into(),
                     flow_name: "n".into(),
                     raw_status: "DRAFT".into(),
@@ -145,7 +241,7 @@ mod tests {
                     preview_url: "https://p".into(),
                     preview_url_expires: Some(preview_ends),
                     endpoint_uri: "https://e".into(),
-                },
+                }),
                 request_id: "R".into(),
             }),
             fetched_at: now,
@@ -159,7 +255,7 @@ mod tests {
     fn round_trip(entry: &CachedFlow) -> CachedFlow {
         let bytes = serde_json::to_vec(&Stored::of(entry)).expect("encode");
         let back: Stored = serde_json::from_slice(&bytes).expect("decode");
-        back.into_entry(Duration::from_secs(6))
+        back.into_entry(Duration::from_secs(6)).expect("an answer")
     }
 
     #[test]
@@ -189,6 +285,47 @@ mod tests {
             unix_ms(servable - Duration::from_secs(6))
         );
         // What callers are told is CAMS's expiry, as it was.
-        assert_eq!(back.answer.flow.preview_url_expires, Some(preview_ends));
+        assert_eq!(back.answer.preview_url_expires(), Some(preview_ends));
+    }
+
+    /// Every read's answer survives its encoding; a GetFlow answer keeps the shape earlier
+    /// releases wrote, and an entry that holds no answer is not one.
+    #[test]
+    fn every_kind_survives_and_flows_keep_their_shape() {
+        let now = now();
+        let flow = entry(now, now + Duration::from_secs(3_600));
+        let json = serde_json::to_value(Stored::of(&flow)).expect("encode");
+        assert!(
+            json.get("flow").is_some() && json.get("list").is_none(),
+            "{json}"
+        );
+        for data in [
+            Data::List(vec![FlowSummary {
+                flow_id: "1".into(),
+                flow_name: "a".into(),
+                raw_categories: vec!["SURVEY".into()],
+            }]),
+            Data::PreviewUrl(PreviewUrl {
+                flow_id: "1".into(),
+                preview_url: "https://p".into(),
+                preview_url_expires: Some(now + Duration::from_secs(3_600)),
+            }),
+            Data::JsonAsset(JsonAsset {
+                flow_id: "1".into(),
+                file_path: "https://b/1.json".into(),
+            }),
+        ] {
+            let mut kind = flow.clone();
+            kind.answer = Arc::new(Answer {
+                data,
+                request_id: "R".into(),
+            });
+            assert_eq!(round_trip(&kind).answer, kind.answer);
+        }
+        let empty: Stored = serde_json::from_str(
+            r#"{"fetched_at_ms":1,"fresh_until_ms":2,"usable_until_ms":3,"request_id":"r"}"#,
+        )
+        .expect("decodes");
+        assert!(empty.into_entry(Duration::ZERO).is_none());
     }
 }

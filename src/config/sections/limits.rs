@@ -6,14 +6,14 @@ use super::{bad, bounded, valid_defaults};
 use crate::{
     config::{ConfigError, keys::settings, sections::CacheSettings},
     domain::TenantId,
-    limits::{LimitsConfig, Quota},
+    limits::{ActionBudgets, LimitsConfig, Quota},
 };
 
 settings! {
     /// `[limits]`: the account's CAMS quota and each tenant's share of it.
     section struct LimitsSettings in "limits." {
-        /// The account's CAMS GetFlow quota: upstream calls in any sliding second, shared by all
-        /// tenants
+        /// The account's CAMS GetFlow budget: GetFlow calls to CAMS in any sliding second, shared
+        /// by all tenants and replicas (the other reads' budgets are limits.actions.*)
         key(value_name = "N", alias = "account-rps")
         account_rps: u32 = 5,
         /// Default per-tenant (CustSpaceId) rate, calls per second; fractions allowed
@@ -28,10 +28,51 @@ settings! {
         /// Calls that may wait for account capacity at once
         key(value_name = "N", alias = "max-queue")
         max_queue: usize = 256,
+        /// The account's budget of each other CAMS action
+        section actions: ActionsSettings,
         /// Per-tenant overrides, one table per CustSpaceId (`""` is the account's own space)
         file_only(value_name = "TABLE", entries = TenantSettings::FIELDS)
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         tenants: BTreeMap<String, TenantSettings>,
+    }
+}
+
+settings! {
+    /// `[limits.actions]`: CAMS counts each operation's calls on their own, 5 per second each for
+    /// the whole account; so does the gateway.
+    section struct ActionsSettings in "limits.actions." {
+        section #[serde(rename = "ListFlow")] list_flow: ListFlowSettings,
+        section #[serde(rename = "GetFlowPreviewUrl")] get_flow_preview_url: PreviewUrlSettings,
+        section #[serde(rename = "GetFlowJSONAssest")] get_flow_json_asset: JsonAssetSettings,
+    }
+}
+
+settings! {
+    /// `[limits.actions.ListFlow]`.
+    section struct ListFlowSettings in "limits.actions.ListFlow." {
+        /// The account's CAMS ListFlow budget: calls in any sliding second, all replicas together
+        key(value_name = "N")
+        account_rps: u32 = 5,
+    }
+}
+
+settings! {
+    /// `[limits.actions.GetFlowPreviewUrl]`.
+    section struct PreviewUrlSettings in "limits.actions.GetFlowPreviewUrl." {
+        /// The account's CAMS GetFlowPreviewUrl budget: calls in any sliding second, all replicas
+        /// together
+        key(value_name = "N")
+        account_rps: u32 = 5,
+    }
+}
+
+settings! {
+    /// `[limits.actions.GetFlowJSONAssest]` (CAMS spells the action so).
+    section struct JsonAssetSettings in "limits.actions.GetFlowJSONAssest." {
+        /// The account's CAMS GetFlowJSONAssest budget: calls in any sliding second, all replicas
+        /// together
+        key(value_name = "N")
+        account_rps: u32 = 5,
     }
 }
 
@@ -92,8 +133,24 @@ impl LimitsSettings {
                 format!("{} is over 1000000", self.max_queue),
             ));
         }
+        let action = |key: &str, rps: u32| bounded(key, rps, 1..=1_000_000);
+        let actions = ActionBudgets {
+            list_flow: action(
+                "limits.actions.ListFlow.account_rps",
+                self.actions.list_flow.account_rps,
+            )?,
+            get_flow_preview_url: action(
+                "limits.actions.GetFlowPreviewUrl.account_rps",
+                self.actions.get_flow_preview_url.account_rps,
+            )?,
+            get_flow_json_asset: action(
+                "limits.actions.GetFlowJSONAssest.account_rps",
+                self.actions.get_flow_json_asset.account_rps,
+            )?,
+        };
         Ok(LimitsConfig {
             account_rps,
+            actions,
             tenant,
             tenants,
             weights,

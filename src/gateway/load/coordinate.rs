@@ -5,14 +5,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use super::Loader;
+use super::{Loader, fetch::Fetched};
 use crate::{
     cache::{
         CachedFlow, FlowCache, Loaded, Tier, Waiters,
         lock::{Locked, Waited, WritePermit},
     },
-    cams::FlowAnswer,
-    domain::FlowQuery,
+    domain::Read,
     error::Error,
 };
 
@@ -38,14 +37,14 @@ impl Loader {
     /// nothing.
     pub(super) async fn coordinated(
         &self,
-        query: &FlowQuery,
-        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        query: &Read,
+        fetch: impl Future<Output = Result<Fetched, Error>>,
         waiters: &Waiters,
         bound: Instant,
     ) -> Result<Loaded, Error> {
         let Some(cache) = &self.cache else {
-            return fetch.await.map(|answer| Loaded {
-                answer: Arc::new(answer),
+            return fetch.await.map(|fetched| Loaded {
+                answer: Arc::new(fetched.answer),
                 shared: false,
             });
         };
@@ -82,7 +81,7 @@ impl Loader {
 
     /// Whether this process fetches `query`, another one is fetching it, or another one has
     /// just stored it.
-    pub(super) async fn turn(&self, cache: &FlowCache, query: &FlowQuery) -> Turn {
+    pub(super) async fn turn(&self, cache: &FlowCache, query: &Read) -> Turn {
         match self.lock.lock(query, self.lock_hold()).await {
             Locked::Write(permit) => {
                 // Another replica may have filled the entry between this one's lookup and its
@@ -99,15 +98,22 @@ impl Loader {
         }
     }
 
-    /// Fetches and keeps a good answer, releasing the lock once it is kept; a failed fetch
-    /// drops the permit, which lets the others try.
+    /// Fetches and keeps a good answer (and the answer of the other read it was made through,
+    /// if any), releasing the lock once it is kept; a failed fetch drops the permit, which lets
+    /// the others try.
     pub(super) async fn fetch_and_keep(
         cache: &FlowCache,
-        query: &FlowQuery,
-        fetch: impl Future<Output = Result<FlowAnswer, Error>>,
+        query: &Read,
+        fetch: impl Future<Output = Result<Fetched, Error>>,
         permit: WritePermit,
     ) -> Result<Loaded, Error> {
-        let answer = Arc::new(fetch.await?);
+        let fetched = fetch.await?;
+        if let Some((made, answer)) = fetched.also {
+            cache
+                .store(made, Arc::new(answer), WritePermit::alone())
+                .await;
+        }
+        let answer = Arc::new(fetched.answer);
         cache
             .store(query.clone(), Arc::clone(&answer), permit)
             .await;
@@ -117,7 +123,7 @@ impl Loader {
         })
     }
 
-    async fn adopted(cache: &FlowCache, query: &FlowQuery, entry: CachedFlow) -> Loaded {
+    async fn adopted(cache: &FlowCache, query: &Read, entry: CachedFlow) -> Loaded {
         let answer = Arc::clone(&entry.answer);
         cache.adopt(query.clone(), entry).await;
         Loaded {

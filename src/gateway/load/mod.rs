@@ -21,16 +21,17 @@ use crate::{
     cache::{Coalescer, FlowCache, LoadResult, Waiters, lock::FetchLock},
     cams::CamsClient,
     deadline::wait_end,
-    domain::FlowQuery,
-    limits::{AccountQuota, Class, Party},
+    domain::Read,
+    limits::{AccountQuotas, Class, Party},
     telemetry::{metrics::Metrics, trace::CallTracer},
 };
 
-/// What a fetch talks to: CAMS, and the account's quota for it, with the retry policy.
+/// What a fetch talks to: CAMS, and the account's budget of each CAMS action, with the retry
+/// policy.
 #[derive(Debug)]
 pub(super) struct Upstream {
     pub client: CamsClient,
-    pub account: Arc<dyn AccountQuota>,
+    pub accounts: AccountQuotas,
     pub retry: RetryConfig,
     pub budget: RetryBudget,
 }
@@ -56,7 +57,7 @@ impl Loader {
     /// among the waiting callers.
     pub(super) async fn load(
         self: Arc<Self>,
-        query: FlowQuery,
+        query: Read,
         party: Party,
         answer_by: Instant,
         waiters: Arc<Waiters>,
@@ -79,7 +80,7 @@ impl Loader {
 /// Ends a load's place in the coalescer when dropped.
 struct Finish<'a> {
     coalescer: &'a Coalescer,
-    key: &'a FlowQuery,
+    key: &'a Read,
 }
 
 impl Drop for Finish<'_> {

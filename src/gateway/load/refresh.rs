@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{Loader, coordinate::Turn};
 use crate::{
     cache::{RefreshDue, Waiters},
-    domain::FlowQuery,
+    domain::Read,
     limits::{Class, Party},
     telemetry::metrics::RefreshResult,
 };
@@ -29,7 +29,7 @@ const REFRESH_MARGIN: Duration = Duration::from_millis(200);
 impl Loader {
     /// Fetches `query` again in the background and keeps the answer; a refresh that fails
     /// leaves the cached answer as it is until its TTL ends.
-    pub(in crate::gateway) fn spawn_refresh(self: &Arc<Self>, query: FlowQuery, due: RefreshDue) {
+    pub(in crate::gateway) fn spawn_refresh(self: &Arc<Self>, query: Read, due: RefreshDue) {
         let Some(cache) = self.cache.clone() else {
             return;
         };
@@ -55,20 +55,25 @@ impl Loader {
             let permit = match loader.turn(cache, &query).await {
                 Turn::Fetch(permit) => permit,
                 Turn::Settled(_) | Turn::Elsewhere(_) => {
-                    loader.metrics.refreshed(RefreshResult::LeftToOthers);
+                    loader
+                        .metrics
+                        .refreshed(query.action(), RefreshResult::LeftToOthers);
                     return;
                 }
             };
             let kept = Self::fetch_and_keep(cache, &query, fetch, permit).await;
-            loader.metrics.refreshed(if kept.is_ok() {
-                RefreshResult::Ok
-            } else {
-                RefreshResult::Failed
-            });
+            loader.metrics.refreshed(
+                query.action(),
+                if kept.is_ok() {
+                    RefreshResult::Ok
+                } else {
+                    RefreshResult::Failed
+                },
+            );
             if let Err(error) = kept {
                 tracing::debug!(
                     tenant = query.tenant.as_str(),
-                    flow_id = query.flow_id.as_str(),
+                    action = query.action().cams_name(),
                     %error,
                     "refresh-ahead failed; the cached answer stays until its TTL"
                 );

@@ -23,6 +23,7 @@ impl<R: Rpc, H: Handle<R>> Handle<R> for Logged<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
         let outcome = self.inner.handle(call).await;
         let record = CallRecord {
+            method: R::ACTION.grpc_method(),
             tenant: as_logged(call.message.tenant()),
             flow_id: as_logged(call.message.flow_id().unwrap_or_default()),
             caller: call.caller.as_ref().ok().map(|c| &*c.name),

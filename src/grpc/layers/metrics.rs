@@ -4,6 +4,7 @@
 //! handler) counts as `Canceled`, so that started minus handled is what is in flight.
 
 use crate::{
+    domain::Action,
     grpc::{
         call::{Call, Handle, Logged as _, Outcome, Rpc},
         status::rejection,
@@ -20,15 +21,16 @@ impl<R: Rpc, H: Handle<R>> Handle<R> for Counted<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
         let started = call.budget.arrival();
         let mut handling = Handling {
+            action: R::ACTION,
             metrics: &self.metrics,
             started,
             done: false,
         };
-        self.metrics.call_started();
+        self.metrics.call_started(R::ACTION);
         let outcome = self.inner.handle(call).await;
         let code = match &outcome {
             Ok(reply) => {
-                self.metrics.served(reply.source);
+                self.metrics.served(R::ACTION, reply.source);
                 tonic::Code::Ok
             }
             Err(failure) => {
@@ -39,13 +41,15 @@ impl<R: Rpc, H: Handle<R>> Handle<R> for Counted<H> {
             }
         };
         handling.done = true;
-        self.metrics.call_handled(code, started.elapsed());
+        self.metrics
+            .call_handled(R::ACTION, code, started.elapsed());
         outcome
     }
 }
 
 /// Counts the call as `Canceled` if it is dropped before it is answered.
 struct Handling<'a> {
+    action: Action,
     metrics: &'a Metrics,
     started: tokio::time::Instant,
     done: bool,
@@ -55,7 +59,7 @@ impl Drop for Handling<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.metrics
-                .call_handled(tonic::Code::Cancelled, self.started.elapsed());
+                .call_handled(self.action, tonic::Code::Cancelled, self.started.elapsed());
         }
     }
 }

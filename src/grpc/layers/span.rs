@@ -20,7 +20,7 @@ pub(crate) struct Traced<H> {
 
 impl<R: Rpc, H: Handle<R>> Handle<R> for Traced<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
-        let Some(span) = self.tracer.call(&call.metadata) else {
+        let Some(span) = self.tracer.call(R::ACTION, &call.metadata) else {
             return self.inner.handle(call).await;
         };
         if let Some(ids) = span.ids() {

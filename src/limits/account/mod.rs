@@ -30,6 +30,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
+use crate::domain::Action;
+
 pub use fair_queue::{Class, Party, Weights};
 pub use gate::AccountGate;
 pub use local::LocalSlots;
@@ -81,6 +83,32 @@ pub trait AccountQuota: Send + Sync + fmt::Debug {
 
     /// Calls waiting for a slot now.
     fn queued(&self) -> usize;
+}
+
+/// The account's budget of every CAMS action: CAMS counts each operation's calls on their own
+/// (5 per second each, for the whole account), and so does the gateway, each with its own quota
+/// and fair queue.
+#[derive(Debug, Clone)]
+pub struct AccountQuotas {
+    by_action: [Arc<dyn AccountQuota>; 4],
+}
+
+impl AccountQuotas {
+    /// One quota per action, made by `quota`.
+    pub fn new(mut quota: impl FnMut(Action) -> Arc<dyn AccountQuota>) -> Self {
+        Self {
+            by_action: Action::ALL.map(&mut quota),
+        }
+    }
+
+    /// The same quota for every action (tests that do not tell the actions apart).
+    pub fn shared(quota: Arc<dyn AccountQuota>) -> Self {
+        Self::new(|_| Arc::clone(&quota))
+    }
+
+    pub fn of(&self, action: Action) -> &Arc<dyn AccountQuota> {
+        &self.by_action[action.index()]
+    }
 }
 
 /// One taken slot, as its store knows it.

@@ -12,10 +12,10 @@ use super::{
     Labels, Metrics, histogram, labels,
     labels::{GRPC_CODES, grpc_code_index},
 };
+use crate::domain::Action;
 
-/// The one method this service has, labelled as go-grpc-middleware labels it.
+/// The service's methods, labelled as go-grpc-middleware labels them: one per CAMS action.
 const GRPC_SERVICE: &str = "cams.flows.v1.FlowService";
-const GRPC_METHOD: &str = "GetFlow";
 const GRPC_TYPE: &str = "unary";
 
 /// A cache hit is answered in a fraction of a millisecond; the finer buckets tell hits apart from
@@ -24,27 +24,24 @@ const CALL_BUCKETS: [f64; 15] = [
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-pub(super) struct Calls {
+/// One method's series.
+struct Method {
     started: Counter,
     handled: [Counter; 17],
     handling: Histogram,
 }
 
+/// Indexed by [`Action::index`].
+pub(super) struct Calls([Method; 4]);
+
 impl Calls {
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let grpc = labels([
-            ("grpc_type", GRPC_TYPE),
-            ("grpc_service", GRPC_SERVICE),
-            ("grpc_method", GRPC_METHOD),
-        ]);
-
         let started_family = Family::<Labels, Counter>::default();
         registry.register(
             "grpc_server_started",
             "RPCs started on the server",
             started_family.clone(),
         );
-        let started = started_family.get_or_create_owned(&grpc);
 
         let handled_family = Family::<Labels, Counter>::default();
         registry.register(
@@ -52,11 +49,6 @@ impl Calls {
             "RPCs completed on the server, regardless of success or failure",
             handled_family.clone(),
         );
-        let handled = GRPC_CODES.map(|code| {
-            let mut l = grpc.clone();
-            l.push(("grpc_code", code.to_owned()));
-            handled_family.get_or_create_owned(&l)
-        });
 
         let handling_family =
             Family::<Labels, Histogram>::new_with_constructor(|| histogram(&CALL_BUCKETS));
@@ -65,29 +57,39 @@ impl Calls {
             "Time from a call's arrival to its answer, in seconds",
             handling_family.clone(),
         );
-        let handling = handling_family.get_or_create_owned(&grpc);
-
-        Self {
-            started,
-            handled,
-            handling,
-        }
+        Self(Action::ALL.map(|action| {
+            let grpc = labels([
+                ("grpc_type", GRPC_TYPE),
+                ("grpc_service", GRPC_SERVICE),
+                ("grpc_method", action.grpc_method()),
+            ]);
+            Method {
+                started: started_family.get_or_create_owned(&grpc),
+                handled: GRPC_CODES.map(|code| {
+                    let mut l = grpc.clone();
+                    l.push(("grpc_code", code.to_owned()));
+                    handled_family.get_or_create_owned(&l)
+                }),
+                handling: handling_family.get_or_create_owned(&grpc),
+            }
+        }))
     }
 }
 
 impl Metrics {
-    /// A GetFlow call has arrived.
-    pub fn call_started(&self) {
+    /// A call of the RPC serving `action` has arrived.
+    pub fn call_started(&self, action: Action) {
         if let Some(inner) = &self.0 {
-            inner.calls.started.inc();
+            inner.calls.0[action.index()].started.inc();
         }
     }
 
-    /// A GetFlow call has been answered with `code` after `elapsed`.
-    pub fn call_handled(&self, code: tonic::Code, elapsed: Duration) {
+    /// A call of the RPC serving `action` has been answered with `code` after `elapsed`.
+    pub fn call_handled(&self, action: Action, code: tonic::Code, elapsed: Duration) {
         if let Some(inner) = &self.0 {
-            inner.calls.handled[grpc_code_index(code)].inc();
-            inner.calls.handling.observe(elapsed.as_secs_f64());
+            let method = &inner.calls.0[action.index()];
+            method.handled[grpc_code_index(code)].inc();
+            method.handling.observe(elapsed.as_secs_f64());
         }
     }
 }

@@ -219,9 +219,9 @@ mod tests {
     #[test]
     fn disabled_records_and_shows_nothing() {
         let metrics = Metrics::disabled();
-        metrics.call_started();
+        metrics.call_started(crate::domain::Action::GetFlow);
         metrics.rejected(Rejection::Overloaded, "x");
-        drop(metrics.slot_taken(Duration::from_millis(1)));
+        drop(metrics.slot_taken(crate::domain::Action::ListFlow, Duration::from_millis(1)));
         assert!(metrics.encode(Format::Prometheus).is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! The spans of one call: the SERVER span of a GetFlow call and the CLIENT span of each attempt
+//! The spans of one call: the SERVER span of a call of the gateway and the CLIENT span of each attempt
 //! at CAMS, with attributes after the OpenTelemetry RPC and HTTP conventions (`rpc.*`,
 //! `http.*`, `error.type`) and the gateway's own (`cams_flows.*`).
 
@@ -11,8 +11,27 @@ use opentelemetry::{
 use tonic::{Code, metadata::MetadataMap};
 
 use super::{Shared, propagation};
+use crate::domain::Action;
 
-const RPC_METHOD: &str = "cams.flows.v1.FlowService/GetFlow";
+/// The full name of the gateway's RPC serving `action`, as the span of a call is named.
+fn rpc_method(action: Action) -> &'static str {
+    match action {
+        Action::GetFlow => "cams.flows.v1.FlowService/GetFlow",
+        Action::ListFlow => "cams.flows.v1.FlowService/ListFlows",
+        Action::GetFlowPreviewUrl => "cams.flows.v1.FlowService/GetFlowPreviewUrl",
+        Action::GetFlowJsonAsset => "cams.flows.v1.FlowService/GetFlowJsonAsset",
+    }
+}
+
+/// CAMS's operation as the span of an attempt names it.
+fn cams_method(action: Action) -> &'static str {
+    match action {
+        Action::GetFlow => "cams/GetFlow",
+        Action::ListFlow => "cams/ListFlow",
+        Action::GetFlowPreviewUrl => "cams/GetFlowPreviewUrl",
+        Action::GetFlowJsonAsset => "cams/GetFlowJSONAssest",
+    }
+}
 
 /// Creates the spans of calls; `None` inside when tracing is off, so that a call costs one
 /// branch. Cheap to clone.
@@ -34,18 +53,20 @@ impl CallTracer {
         self.0.is_some()
     }
 
-    /// The SERVER span of a GetFlow call whose caller sent `metadata`: a child of the caller's
-    /// `traceparent` when there is one (and sampled as the caller decided), else a root.
-    pub fn call(&self, metadata: &MetadataMap) -> Option<CallSpan> {
+    /// The SERVER span of a call (of the RPC serving `action`) whose caller sent `metadata`: a
+    /// child of the caller's `traceparent` when there is one (and sampled as the caller
+    /// decided), else a root.
+    pub fn call(&self, action: Action, metadata: &MetadataMap) -> Option<CallSpan> {
         let shared = self.0.as_ref()?;
         let parent = propagation::extract(metadata);
+        let method = rpc_method(action);
         let span = shared
             .tracer
-            .span_builder(RPC_METHOD)
+            .span_builder(method)
             .with_kind(SpanKind::Server)
             .with_attributes([
                 KeyValue::new("rpc.system.name", "grpc"),
-                KeyValue::new("rpc.method", RPC_METHOD),
+                KeyValue::new("rpc.method", method),
             ])
             .start_with_context(&shared.tracer, &parent);
         Some(CallSpan {
@@ -53,14 +74,14 @@ impl CallTracer {
         })
     }
 
-    /// The CLIENT span of attempt `attempt` (1 for the first) at CAMS, a child of the current
-    /// context (the call's span, carried into the load's task).
-    pub fn attempt(&self, attempt: u32, host: &str) -> Option<AttemptSpan> {
+    /// The CLIENT span of attempt `attempt` (1 for the first) at CAMS's `action`, a child of
+    /// the current context (the call's span, carried into the load's task).
+    pub fn attempt(&self, action: Action, attempt: u32, host: &str) -> Option<AttemptSpan> {
         let shared = self.0.as_ref()?;
         let parent = Context::current();
         let mut attributes = vec![
             KeyValue::new("rpc.system.name", "alibaba_cloud_pop"),
-            KeyValue::new("rpc.method", "cams/GetFlow"),
+            KeyValue::new("rpc.method", cams_method(action)),
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("server.address", host.to_owned()),
             KeyValue::new("cams_flows.attempt", i64::from(attempt)),
@@ -73,7 +94,7 @@ impl CallTracer {
         }
         let span = shared
             .tracer
-            .span_builder("CAMS GetFlow")
+            .span_builder(format!("CAMS {}", action.cams_name()))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .start_with_context(&shared.tracer, &parent);
@@ -84,7 +105,7 @@ impl CallTracer {
     }
 }
 
-/// The span of one GetFlow call, ended by [`CallSpan::finish`].
+/// The span of one call, ended by [`CallSpan::finish`].
 #[derive(Debug)]
 pub struct CallSpan {
     cx: Context,

@@ -18,7 +18,9 @@ pub mod sentinel;
 pub mod tls;
 pub mod wait;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{
+    TestApp, TestAppBuilder, json_asset_with_source, preview_url_with_source, spawn_app,
+};
 use cams_flows::pb::GetFlowResponse;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -28,6 +30,16 @@ pub const KEY_ID: &str = "test-key-id";
 pub const KEY_SECRET: &str = "test-key-secret-do-not-leak";
 
 /// The ErrorInfo of a status, which every failure must carry.
+/// How an answer was served: its `x-cams-cache` header (hit, shared, miss, coalesced, stale), or
+/// `absent`.
+pub fn cache_header(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-cams-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
 pub fn error_info(status: &Status) -> tonic_types::ErrorInfo {
     details(status)
         .error_info()
