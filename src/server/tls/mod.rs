@@ -25,10 +25,10 @@ use rustls::{
 use tokio_rustls::TlsAcceptor;
 
 pub use self::error::{TlsError, TlsFile};
-use self::{
-    pem::{LeafSummary, read_certificates, read_client_roots, read_private_key, summarize_leaf},
-    reload::{FileStamp, stamps_now},
+use self::pem::{
+    LeafSummary, read_certificates, read_client_roots, read_private_key, summarize_leaf,
 };
+use crate::reload::{FileStamp, stamps_now};
 
 /// gRPC runs over HTTP/2 only.
 const ALPN_H2: &[u8] = b"h2";
