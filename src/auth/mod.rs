@@ -380,4 +380,49 @@ mod tests {
         assert_eq!(spend(&ops).expect_err("spent").quota, quota(2.0, 2));
         assert!(as_peer("spiffe://a/stranger").limit.is_none());
     }
+
+    /// A reload replaces the keys and the callers' quotas; the mode stays what it was.
+    #[test]
+    fn a_reconfigured_authenticator_knows_the_new_keys_only() {
+        let key = |name: &str, secret: &str| ApiKey {
+            name: name.into(),
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+            tenants: tenants(&["*"]),
+        };
+        let config = AuthConfig {
+            mode: AuthMode::ApiKey,
+            keys: vec![key("first", "first-key")],
+            ..AuthConfig::none()
+        };
+        let limits: Arc<dyn CallerLimits> =
+            Arc::new(GovernorCallerLimits::new(config.caller_quotas()));
+        let auth = Authenticator::new(config, Arc::clone(&limits));
+        let with = |secret: &str| {
+            let mut md = MetadataMap::new();
+            let value = format!("Bearer {secret}");
+            md.insert("authorization", value.parse().expect("ascii"));
+            auth.authenticate(&md, None)
+        };
+        let first = with("first-key").expect("the first key");
+        assert!(first.limit.is_none(), "no caller quota yet");
+        assert_eq!(with("second-key").err(), Some(AuthError::BadKey));
+
+        auth.reconfigure(AuthConfig {
+            mode: AuthMode::None,
+            keys: vec![key("second", "second-key")],
+            callers: CallerQuotas {
+                default: Some(quota(1.0, 1)),
+                by_name: HashMap::new(),
+            },
+            ..AuthConfig::none()
+        });
+        assert_eq!(with("first-key").err(), Some(AuthError::BadKey));
+        let second = with("second-key").expect("the added key, still in api_key mode");
+        let spend = |caller: &Caller| match caller.limit.as_ref().expect("limited").check() {
+            Check::Decided(verdict) => verdict,
+            Check::Pending(_) => panic!("the in-process limits decide at once"),
+        };
+        spend(&second).expect("its burst of one");
+        assert_eq!(spend(&second).expect_err("spent").quota, quota(1.0, 1));
+    }
 }

@@ -242,4 +242,29 @@ mod tests {
         limiter.evict_idle();
         assert_eq!(limiter.tracked(), 0);
     }
+
+    /// A reload keeps the state of every key whose quota is unchanged (a key that spent its
+    /// burst stays refused), and starts a key whose quota changed afresh under the new one.
+    #[test]
+    fn reconfigured_quotas_keep_the_state_of_unchanged_keys() {
+        let clock = FakeRelativeClock::default();
+        let (vip, slow) = (
+            TenantId::parse("vip").expect("valid"),
+            TenantId::parse("slow").expect("valid"),
+        );
+        let quotas = |vip_quota| Quotas {
+            default: Some(quota(2.0, 2)),
+            each: HashMap::from([(vip.clone(), vip_quota), (slow.clone(), quota(1.0, 1))]),
+        };
+        let limiter = GovernorKeyed::with_clock(quotas(quota(10.0, 5)), clock.clone());
+        let a = TenantId::parse("a").expect("valid");
+        spend_burst(&limiter, &a, quota(2.0, 2));
+        spend_burst(&limiter, &vip, quota(10.0, 5));
+        spend_burst(&limiter, &slow, quota(1.0, 1));
+
+        limiter.reconfigure(quotas(quota(1.0, 3)));
+        assert!(limiter.decide(&a).is_err(), "the default is unchanged");
+        assert!(limiter.decide(&slow).is_err(), "its quota is unchanged");
+        spend_burst(&limiter, &vip, quota(1.0, 3));
+    }
 }
