@@ -193,3 +193,43 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     check("[tracing]", running.tracing != new.tracing);
     differ
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config() -> Config {
+        Config::new(
+            "127.0.0.1:50051".parse().expect("address"),
+            "https://cams.example".parse().expect("url"),
+        )
+    }
+
+    /// What reloads live is not reported; what is read only at start is, by its key.
+    #[test]
+    fn only_settings_read_at_start_need_a_restart() {
+        let running = config();
+        let mut new = config();
+        new.limits.account_rps = 3;
+        new.limits.tenant.rps = 1.0;
+        new.cache.ttl = Duration::from_secs(1);
+        new.auth.keys.clear();
+        assert!(needs_restart(&running, &new).is_empty());
+
+        new.listen = "127.0.0.1:50052".parse().expect("address");
+        new.call_timeout = Duration::from_secs(1);
+        new.cache.max_entries += 1;
+        new.auth.mode = crate::auth::AuthMode::ApiKey;
+        assert_eq!(
+            needs_restart(&running, &new),
+            [
+                "listen",
+                "call_timeout_ms",
+                "auth.mode",
+                "cache.max_entries"
+            ]
+        );
+    }
+}
