@@ -603,3 +603,61 @@ async fn replicas_reloaded_one_after_the_other_converge_on_the_published_setting
         "every replica publishes the reloaded quota: {settings:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_limit_shared_through_redis_follows_the_reload() {
+    let redis = RedisServer::start();
+    let (_sandbox, endpoint) = sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("cams-flows.toml");
+    let limit = |rps: &str, burst: u32| {
+        replace(
+            &file,
+            &format!("[limits.tenants.\"shared\"]\nrps = {rps}\nburst = {burst}\n"),
+        );
+    };
+    limit("0.05", 2);
+    let replica = Replica::start(
+        &endpoint,
+        &[
+            ("CAMS_FLOWS_REDIS_URL", &redis.url()),
+            ("CAMS_FLOWS_CONFIG", &file.display().to_string()),
+        ],
+    )
+    .await;
+    // Past the quiet period of a fresh Redis, through another tenant.
+    replica.get_eventually("sim:ok:0", "warm").await;
+    let call = || replica.get("sim:ok:0", "shared", Duration::from_secs(5));
+    for _ in 0..2 {
+        call().await.expect("within the burst");
+    }
+    assert_tenant_limited(&call().await.expect_err("spent: one call every 20 s"));
+
+    // Raised: the state in Redis, left 40 s ahead by the old quota, counts as a spent burst of
+    // the new one, which refills at 100 calls/s: the old quota would serve none in a second.
+    limit("100", 100);
+    assert_eq!(hangup(&replica.process).await["level"], "INFO");
+    let (start, mut served) = (tokio::time::Instant::now(), 0);
+    while start.elapsed() < Duration::from_secs(1) {
+        match call().await {
+            Ok(()) => served += 1,
+            Err(status) => assert_tenant_limited(&status),
+        }
+    }
+    assert!(
+        served >= 20,
+        "{served} calls served in the second after the reload"
+    );
+
+    // Lowered again: what was spent under the raised quota counts under the new one.
+    limit("0.05", 1);
+    assert_eq!(hangup(&replica.process).await["level"], "INFO");
+    let mut served = 0;
+    for _ in 0..3 {
+        match call().await {
+            Ok(()) => served += 1,
+            Err(status) => assert_tenant_limited(&status),
+        }
+    }
+    assert!(served <= 1, "{served} of 3 calls served under a burst of 1");
+}

@@ -46,6 +46,12 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period, tau, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+-- Never more than one tolerance ahead: a state left by a stricter quota (before a reload raised
+-- it) counts as a spent burst of this one. Under one quota the state is never further ahead.
+if tat > now + tau then
+  tat = now + tau
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil(tau / 1000) + 1)
+end
 local room = math.floor((now + tau - tat) / period)
 if room < 1 then return {0, math.ceil(tat + period - tau - now)} end
 local got = math.min(room, want)
