@@ -3,7 +3,8 @@
 //! Mesh CAs rotate workload certificates (and sometimes the CA itself) every few hours, so the
 //! whole rustls [`ServerConfig`] is rebuilt from the files on reload and swapped in atomically:
 //! every new handshake uses the newest configuration, connections already open keep theirs.
-//! [`TlsServer::reloader`] watches the files (and SIGHUP) for that.
+//! The application's reload watcher ([`crate::reload`]) watches the files (and SIGHUP) for that;
+//! [`TlsServer::reloader`] is a watcher of the certificates alone.
 
 mod error;
 mod pem;
