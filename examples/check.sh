@@ -2,7 +2,9 @@
 # Runs the example clients against a sandbox gateway and checks what they print: a GetFlow call,
 # the x-cams-cache header, errors with their decoded ErrorInfo, RetryInfo and BadRequest, a
 # deadline, the service config's timeout, a retry that the service config made, and retries that
-# waited for the gateway's pushback.
+# waited for the gateway's pushback; then ListFlows followed page after page (with a name filter,
+# from the cache, and a made-up page token refused), GetFlowPreviewUrl answered from a cached
+# GetFlow, GetFlowJsonAsset, and the service config's retries of the three.
 #
 #   examples/check.sh GATEWAY_BINARY [python] [node]      (both clients when none is named)
 #
@@ -92,6 +94,11 @@ expect() {
   check "a line matching /$1/" grep -Eq -- "$1" <<<"$out"
 }
 
+# count REGEX: how many lines of the last output match the extended regular expression.
+count() { grep -Ec -- "$1" <<<"$out" || true; }
+# distinct REGEX: how many different strings of the last output match it.
+distinct() { grep -Eo -- "$1" <<<"$out" | sort -u | wc -l; }
+
 elapsed_ms() { sed -n 's/^elapsed: \([0-9]*\) ms$/\1/p' <<<"$out"; }
 at_least_ms() { check "elapsed at least $1 ms" [ "$(elapsed_ms)" -ge "$1" ]; }
 at_most_ms() { check "elapsed at most $1 ms" [ "$(elapsed_ms)" -le "$1" ]; }
@@ -173,9 +180,94 @@ scenarios() {
     expect '^attempts: 3$'
   fi
 
+  # ListFlows, page after page: 45 flows in pages of 20 are 3 pages (20, 20, 5) and each flow
+  # once; the client followed next_page_token until the gateway sent it empty, one CAMS call a page.
+  local catalogue="sim:catalogue:45:paging-$tag"
+  run 0 list --space "$catalogue" --page-size 20
+  expect '^page: 1 flows: 20 x-cams-cache: miss'
+  expect '^page: 2 flows: 20 x-cams-cache: miss'
+  expect '^page: 3 flows: 5 x-cams-cache: miss'
+  expect '^  sim:ok:catalogue-45  catalogue_flow_45  \[FLOW_CATEGORY_CUSTOMER_SUPPORT, FLOW_CATEGORY_OTHER\]$'
+  expect '^pages: 3 flows: 45$'
+  check "45 distinct flows listed" [ "$(distinct '^  sim:ok:catalogue-[0-9]+ ')" -eq 45 ]
+  expect '^cams calls: 3$'
+  # ... and again: every page from the cache, CAMS not asked again.
+  run 0 list --space "$catalogue" --page-size 20
+  expect '^page: 1 flows: 20 x-cams-cache: hit'
+  expect '^page: 3 flows: 5 x-cams-cache: hit'
+  expect '^pages: 3 flows: 45$'
+  expect '^cams calls: 3$'
+  # A name filter, over pages too: flow_1 keeps catalogue_flow_1 and _10 to _19, 11 flows in
+  # pages of 5 (the tokens carry the filter on).
+  run 0 list --space "sim:catalogue:45:filter-$tag" --name flow_1 --page-size 5
+  expect '^page: 3 flows: 1 '
+  expect '^pages: 3 flows: 11$'
+  check "11 distinct flows named catalogue_flow_1*" \
+    [ "$(distinct '^  sim:ok:catalogue-1[0-9]?  catalogue_flow_1[0-9]?  ')" -eq 11 ]
+  check "no other flow listed" [ "$(count '^  ')" -eq 11 ]
+  # A made-up page token: INVALID_ARGUMENT with BadRequest naming page_token; CAMS is not called.
+  run 1 list --space "sim:catalogue:45:forged-$tag" --page-token eyJwYWdlIjoyfQ
+  expect '^error: INVALID_ARGUMENT: '
+  expect '^  BadRequest: page_token: '
+  expect '^  ErrorInfo: reason=INVALID_ARGUMENT domain=cams-flows$'
+  expect '^cams calls: 0$'
+
+  # GetFlowPreviewUrl after GetFlow of the same flow and space: the URL of the cached GetFlow
+  # answer (the same RequestId), x-cams-cache: hit, and no GetFlowPreviewUrl call to CAMS.
+  run 0 get "sim:ok:preview-$tag" --space "preview-$tag"
+  expect '^x-cams-cache: miss$'
+  local request_id
+  request_id=$(sed -n 's/^  "requestId": "\(.*\)"$/\1/p' <<<"$out")
+  run 0 preview "sim:ok:preview-$tag" --space "preview-$tag"
+  expect "^  \"flowId\": \"sim:ok:preview-$tag\""
+  expect "^  \"previewUrl\": \"https://business.facebook.com/wa/manage/flows/sim%3Aok%3Apreview-$tag/preview/"
+  expect '^  "previewUrlExpireTime": "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9.]+Z"'
+  check "the RequestId of the GetFlow answer ($request_id)" grep -q "\"requestId\": \"$request_id\"" <<<"$out"
+  expect '^x-cams-cache: hit$'
+  expect '^cams calls: 0$'
+  # Without one, CAMS's GetFlowPreviewUrl answers: the documented flow's URL and expiry.
+  run 0 preview 926753328126430 --space "preview-doc-$tag"
+  expect '^  "previewUrl": "https://pre-url"'
+  expect '^  "previewUrlExpireTime": "2023-11-22T01:43:56.633Z"'
+  expect '^x-cams-cache: miss$'
+  expect '^cams calls: 1$'
+
+  # GetFlowJsonAsset: where the flow's Flow JSON file is.
+  run 0 asset 100000000000002 --space "asset-$tag"
+  expect "^  \"filePath\": \"https://bucket-sandbox-ap-southeast-1.aliyuncs.com/100000000000002.json\\?space=asset-$tag\""
+  expect '^x-cams-cache: miss$'
+  expect '^cams calls: 1$'
+  # Its errors, as GetFlow's.
+  run 1 asset sim:error:Ram.PermissionDeny --space "asset-denied-$tag"
+  expect '^error: PERMISSION_DENIED: CAMS Ram.PermissionDeny: '
+  expect '^  ErrorInfo: reason=Ram.PermissionDeny domain=cams.aliyuncs.com$'
+  expect '^cams calls: 1$'
+
+  # The service config covers the three new methods too: each retries CAMS's 503 once.
+  run 0 list --space "sim:flaky:1:list-$tag"
+  expect '^pages: 1 flows: 6$'
+  expect '^cams calls: 2$'
+  if [ "$client" = node ]; then
+    expect '^page: 1 flows: 6 x-cams-cache: miss attempts: 2$'
+  fi
+  local command
+  for command in preview asset; do
+    run 0 "$command" "sim:flaky:1:$command-$tag" --space "flaky-$command-$tag"
+    expect "^  \"flowId\": \"sim:flaky:1:$command-$tag\""
+    expect '^cams calls: 2$'
+    if [ "$client" = node ]; then
+      expect '^attempts: 2$'
+    fi
+  done
+
   # The service config's timeout: with no deadline of its own, the call ends after 5 s. (grpcio
   # would end it up to 2 s early if the client left the timeout in the config: grpc/grpc#34547.)
   run 1 get "sim:slow:7000:$tag" --space "config-timeout-$tag"
+  expect '^error: DEADLINE_EXCEEDED'
+  at_least_ms 4500
+  at_most_ms 5800
+  # ... and every page of ListFlows gets it as well: the config names the method.
+  run 1 list --space "sim:slow:7000:list-$tag"
   expect '^error: DEADLINE_EXCEEDED'
   at_least_ms 4500
   at_most_ms 5800

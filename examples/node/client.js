@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-// Call the cams-flows gateway from Node.js: GetFlow with a deadline, retries that wait as long as
-// the gateway's grpc-retry-pushback-ms trailer says (through examples/service-config.json), and the
+// Call the cams-flows gateway from Node.js: the four Flow reads (GetFlow, ListFlows page after
+// page, GetFlowPreviewUrl, GetFlowJsonAsset) with a deadline, retries that wait as long as the
+// gateway's grpc-retry-pushback-ms trailer says (through examples/service-config.json), and the
 // google.rpc error details (ErrorInfo, RetryInfo, BadRequest, QuotaFailure) decoded from
 // grpc-status-details-bin.
 //
 //   npm ci --prefix examples/node
 //   node examples/node/client.js get 926753328126430 --space cams-kei1
 //   node examples/node/client.js get sim:throttle:500
+//   node examples/node/client.js list --space sim:catalogue:45 --name flow_1
+//   node examples/node/client.js preview 100000000000002
+//   node examples/node/client.js asset 100000000000002
 //
 // Exit status: 0 on success, 1 on a gRPC error, 2 on a usage error.
 'use strict';
@@ -22,22 +26,40 @@ const protobuf = require('protobufjs');
 const EXAMPLES = path.resolve(__dirname, '..');
 const FLOWS_PROTO = 'cams/flows/v1/flows.proto';
 
-const USAGE = `usage: node client.js [options] get FLOW_ID
+// Each command: the FlowService method it calls, and the CAMS action behind it, by which the
+// simulated CAMS counts its calls.
+const COMMANDS = {
+  get: { method: 'GetFlow', action: 'GetFlow' },
+  preview: { method: 'GetFlowPreviewUrl', action: 'GetFlowPreviewUrl' },
+  asset: { method: 'GetFlowJsonAsset', action: 'GetFlowJSONAssest' }, // CAMS spells it so
+  list: { method: 'ListFlows', action: 'ListFlow' },
+};
 
-Calls cams.flows.v1.FlowService/GetFlow and prints the flow, or the status with its details.
+const USAGE = `usage: node client.js [options] get|preview|asset FLOW_ID
+       node client.js [options] list [--name FILTER] [--page-size N]
+
+Calls cams.flows.v1.FlowService and prints the answer, or the status with its details:
+  get FLOW_ID       GetFlow: the flow
+  preview FLOW_ID   GetFlowPreviewUrl: its preview URL and when it expires
+  asset FLOW_ID     GetFlowJsonAsset: where its Flow JSON file is
+  list              ListFlows: every page, following next_page_token until the last
 
 options:
   --target HOST:PORT      gateway address (env CAMS_FLOWS_TARGET; default localhost:50051)
-  --timeout SECONDS       deadline of the call, retries included (default: the service
-                          config's timeout, 5 s; none without a service config)
+  --timeout SECONDS       deadline of each call (of each page, for list), retries included
+                          (default: the service config's timeout, 5 s; none without a service
+                          config)
   --space ID              CustSpaceId (default: empty, the account's own space)
+  --name FILTER           list: only flows whose name matches it (CAMS's FlowName)
+  --page-size N           list: flows per page, at most 100 (default 0: 20)
   --service-config FILE   gRPC service config JSON (default: examples/service-config.json;
                           "" for none)
   --tls                   TLS, with Node's CA roots
   --ca-file FILE          TLS, trusting the CA certificates in this PEM file
   --proto-dir DIR         directory holding ${FLOWS_PROTO} (default: the repository's proto/)
   --sandbox-url URL       the simulated CAMS's URL (env CAMS_SANDBOX_URL): then print how many
-                          calls for this flow id it accepted
+                          calls of the command's CAMS action it accepted for this flow id (for
+                          list: this space)
 The API key for a gateway with auth.mode = "api_key" is read from CAMS_FLOWS_API_KEY.`;
 
 function usageError(message) {
@@ -54,6 +76,11 @@ function parseCommandLine() {
         target: { type: 'string', default: process.env.CAMS_FLOWS_TARGET || 'localhost:50051' },
         timeout: { type: 'string' },
         space: { type: 'string', default: '' },
+        name: { type: 'string' },
+        'page-size': { type: 'string' },
+        // Where list starts: a next_page_token from an earlier listing (used to show a refused
+        // token). Not in the usage: the client prints no tokens to resume from.
+        'page-token': { type: 'string', default: '' },
         'service-config': { type: 'string', default: path.join(EXAMPLES, 'service-config.json') },
         tls: { type: 'boolean', default: false },
         'ca-file': { type: 'string' },
@@ -70,14 +97,26 @@ function parseCommandLine() {
     console.log(USAGE);
     process.exit(0);
   }
-  if (positionals[0] !== 'get' || positionals.length !== 2) {
-    usageError('expected: get FLOW_ID');
+  const command = positionals[0];
+  if (command === 'list') {
+    if (positionals.length !== 1) usageError('expected: list, with no argument');
+  } else if (command in COMMANDS) {
+    if (positionals.length !== 2) usageError(`expected: ${command} FLOW_ID`);
+    if (values.name !== undefined || values['page-size'] !== undefined) {
+      usageError('--name and --page-size are options of list');
+    }
+  } else {
+    usageError('expected a command: get, preview, asset or list');
   }
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeout !== undefined && !(timeout > 0)) {
     usageError(`--timeout ${values.timeout}: not a positive number of seconds`);
   }
-  return { ...values, timeout, flowId: positionals[1] };
+  const pageSize = values['page-size'] === undefined ? 0 : Number(values['page-size']);
+  if (!Number.isInteger(pageSize)) {
+    usageError(`--page-size ${values['page-size']}: not a whole number`);
+  }
+  return { ...values, command, timeout, pageSize, flowId: positionals[1] };
 }
 
 // The FlowService client constructor, with stubs built from the proto at run time: there is no
@@ -161,14 +200,24 @@ function printError(error) {
 }
 
 // A Timestamp as JSON writes it: RFC 3339 in UTC.
+function rfc3339(timestamp) {
+  const ms = Number(timestamp.seconds) * 1000 + Math.floor((timestamp.nanos || 0) / 1e6);
+  return new Date(ms).toISOString();
+}
+
+// A response as the proto's JSON mapping writes it (GetFlow's expiry is in its flow,
+// GetFlowPreviewUrl's at the top).
 function printable(response) {
-  const flow = response.flow;
-  const expires = flow && flow.previewUrlExpireTime;
-  if (expires) {
-    const ms = Number(expires.seconds) * 1000 + Math.floor((expires.nanos || 0) / 1e6);
-    flow.previewUrlExpireTime = new Date(ms).toISOString();
+  for (const message of [response, response.flow]) {
+    if (message && message.previewUrlExpireTime) {
+      message.previewUrlExpireTime = rfc3339(message.previewUrlExpireTime);
+    }
   }
   return JSON.stringify(response, null, 2);
+}
+
+function cacheHeader(headers) {
+  return headers ? headers.get('x-cams-cache')[0] || '' : '';
 }
 
 function channelOptions(args) {
@@ -193,34 +242,27 @@ function credentials(args) {
   return grpc.credentials.createInsecure();
 }
 
-function getFlow(FlowService, args) {
-  const client = new FlowService(args.target, credentials(args), channelOptions(args));
+function callMetadata() {
   const metadata = new grpc.Metadata();
   if (process.env.CAMS_FLOWS_API_KEY) {
     metadata.set('authorization', `Bearer ${process.env.CAMS_FLOWS_API_KEY}`);
   }
+  return metadata;
+}
+
+// One call: resolves to its error or its response and headers, and how many attempts it took.
+function unaryCall(client, method, request, args) {
   // The deadline travels as grpc-timeout and bounds every attempt together; the gateway bounds
   // its call to CAMS by what is left of it. Without --timeout, the service config's applies.
   const options = args.timeout ? { deadline: new Date(Date.now() + args.timeout * 1000) } : {};
-  const request = { flowId: args.flowId, custSpaceId: args.space };
-  const started = process.hrtime.bigint();
   return new Promise((resolve) => {
     let headers = null;
-    const call = client.GetFlow(request, metadata, options, (error, response) => {
-      const elapsedMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
+    const call = client[method](request, callMetadata(), options, (error, response) => {
       // grpc-js reports how many attempts came before the one that answered.
       const received = error ? error.metadata : headers;
       const previous = received ? received.get('grpc-previous-rpc-attempts') : [];
-      if (error) {
-        printError(error);
-      } else {
-        console.log(printable(response));
-        console.log(`x-cams-cache: ${headers ? headers.get('x-cams-cache')[0] || '' : ''}`);
-      }
-      console.log(`attempts: ${previous.length > 0 ? Number(previous[0]) + 1 : 1}`);
-      console.log(`elapsed: ${elapsedMs} ms`);
-      client.close();
-      resolve(error ? 1 : 0);
+      const attempts = previous.length > 0 ? Number(previous[0]) + 1 : 1;
+      resolve({ error, response, headers, attempts });
     });
     call.on('metadata', (received) => {
       headers = received;
@@ -228,19 +270,91 @@ function getFlow(FlowService, args) {
   });
 }
 
-async function printSandboxCalls(sandboxUrl, flowId) {
+// get, preview and asset: one flow by id; the response as JSON.
+async function readFlow(client, args) {
+  const request = { flowId: args.flowId, custSpaceId: args.space };
+  const { error, response, headers, attempts } = await unaryCall(
+    client,
+    COMMANDS[args.command].method,
+    request,
+    args,
+  );
+  if (error) {
+    printError(error);
+  } else {
+    console.log(printable(response));
+    console.log(`x-cams-cache: ${cacheHeader(headers)}`);
+  }
+  console.log(`attempts: ${attempts}`);
+  return error ? 1 : 0;
+}
+
+// The categories by enum name; one this version does not know, with CAMS's text.
+function categoryNames(flow) {
+  const raw = flow.rawCategories || [];
+  return (flow.categories || [])
+    .map((name, i) => (name === 'FLOW_CATEGORY_UNSPECIFIED' ? `${name} (${raw[i]})` : name))
+    .join(', ');
+}
+
+// list: every page of ListFlows, following next_page_token until it comes back empty.
+async function listFlows(client, args) {
+  let pages = 0;
+  let flows = 0;
+  let pageToken = args['page-token'];
+  do {
+    const request = {
+      custSpaceId: args.space,
+      flowName: args.name || '',
+      pageSize: args.pageSize,
+      pageToken,
+    };
+    const { error, response, headers, attempts } = await unaryCall(
+      client,
+      'ListFlows',
+      request,
+      args,
+    );
+    if (error) {
+      printError(error);
+      console.log(`attempts: ${attempts}`);
+      return 1;
+    }
+    const page = response.flows || [];
+    pages += 1;
+    flows += page.length;
+    const cache = `x-cams-cache: ${cacheHeader(headers)}`;
+    console.log(`page: ${pages} flows: ${page.length} ${cache} attempts: ${attempts}`);
+    for (const flow of page) {
+      console.log(`  ${flow.flowId}  ${flow.flowName}  [${categoryNames(flow)}]`);
+    }
+    pageToken = response.nextPageToken || '';
+  } while (pageToken);
+  console.log(`pages: ${pages} flows: ${flows}`);
+  return 0;
+}
+
+// How many calls of the command's CAMS action the simulated CAMS accepted (its /_sandbox/stats)
+// for the flow id (`calls_by_flow`) or, for list, the space (`calls_by_space`).
+async function printSandboxCalls(sandboxUrl, args) {
   const reply = await fetch(`${sandboxUrl.replace(/\/+$/, '')}/_sandbox/stats`, {
     signal: AbortSignal.timeout(5000),
   });
-  const stats = await reply.json();
-  console.log(`cams calls: ${stats.calls_by_flow[flowId] || 0}`);
+  const stats = (await reply.json()).by_action[COMMANDS[args.command].action];
+  const calls =
+    args.command === 'list' ? stats.calls_by_space[args.space] : stats.calls_by_flow[args.flowId];
+  console.log(`cams calls: ${calls || 0}`);
 }
 
 async function main() {
   const args = parseCommandLine();
   const FlowService = loadFlowService(args['proto-dir']);
-  const status = await getFlow(FlowService, args);
-  if (args['sandbox-url']) await printSandboxCalls(args['sandbox-url'], args.flowId);
+  const client = new FlowService(args.target, credentials(args), channelOptions(args));
+  const started = process.hrtime.bigint();
+  const status = await (args.command === 'list' ? listFlows : readFlow)(client, args);
+  console.log(`elapsed: ${Number((process.hrtime.bigint() - started) / 1_000_000n)} ms`);
+  client.close();
+  if (args['sandbox-url']) await printSandboxCalls(args['sandbox-url'], args);
   process.exitCode = status;
 }
 

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Call the cams-flows gateway from Python: GetFlow and the gRPC health check.
+"""Call the cams-flows gateway from Python: the four Flow reads and the gRPC health check.
 
 The stubs are generated at run time from proto/cams/flows/v1/flows.proto (grpcio-tools), so there
 is no generated code to keep in sync. The channel loads examples/service-config.json: a deadline
-for GetFlow and retries of UNAVAILABLE and RESOURCE_EXHAUSTED that wait as long as the gateway's
-grpc-retry-pushback-ms trailer says. Failures are printed with their google.rpc details decoded
-(ErrorInfo, RetryInfo, BadRequest, QuotaFailure), which is what a real caller should branch on.
+for every FlowService call and retries of UNAVAILABLE and RESOURCE_EXHAUSTED that wait as long as
+the gateway's grpc-retry-pushback-ms trailer says. Failures are printed with their google.rpc
+details decoded (ErrorInfo, RetryInfo, BadRequest, QuotaFailure), which is what a real caller
+should branch on.
 
     pip install -r examples/python/requirements.txt
     python examples/python/client.py get 926753328126430 --space cams-kei1
     python examples/python/client.py get sim:throttle:500
+    python examples/python/client.py list --space sim:catalogue:45 --name flow_1
+    python examples/python/client.py preview 100000000000002
+    python examples/python/client.py asset 100000000000002
     python examples/python/client.py health
 
 Exit status: 0 on success, 1 on a gRPC error (or a health status other than SERVING).
@@ -48,25 +52,27 @@ def load_stubs(proto_dir: Path):
     return grpc.protos_and_services(FLOWS_PROTO)
 
 
-def load_service_config(path: str) -> tuple[str | None, float | None]:
-    """The service config for the channel, and GetFlow's timeout in seconds (None: none).
+def load_service_config(path: str) -> tuple[str | None, dict[str, float]]:
+    """The service config for the channel, and its timeouts in seconds by FlowService method
+    ("" for an entry that names the whole service).
 
-    The timeout is taken out of the config and applied to each call instead: grpcio (gRPC's
+    The timeouts are taken out of the config and applied to each call instead: grpcio (gRPC's
     C-core) starts a service config's timeout from a clock that runs up to two seconds ahead, so
     calls end in DEADLINE_EXCEEDED that much too early (grpc/grpc#34547); a call's own timeout
     has no such error. The rest (retries, pushback, throttling) is gRPC's to apply.
     """
     if not path:
-        return None, None
+        return None, {}
     config = json.loads(Path(path).read_text())
-    timeout = None
+    timeouts = {}
     for method in config.get("methodConfig", []):
         value = method.pop("timeout", None)
-        names = method.get("name", [])
-        if value and any(n.get("service") == SERVICE and n.get("method", "GetFlow") == "GetFlow"
-                         for n in names):
-            timeout = float(value.removesuffix("s"))
-    return json.dumps(config), timeout
+        if not value:
+            continue
+        for name in method.get("name", []):
+            if name.get("service") == SERVICE:
+                timeouts[name.get("method", "")] = float(value.removesuffix("s"))
+    return json.dumps(config), timeouts
 
 
 def open_channel(args: argparse.Namespace, service_config: str | None) -> grpc.Channel:
@@ -124,41 +130,112 @@ def print_error(error: grpc.RpcError) -> None:
             print(f"  {detail.type_url}")
 
 
-def print_sandbox_calls(sandbox_url: str, flow_id: str) -> None:
-    """How many calls for this FlowId the simulated CAMS accepted (its /_sandbox/stats)."""
+# The CAMS action behind each FlowService method: the simulated CAMS counts its calls by action.
+CAMS_ACTIONS = {
+    "GetFlow": "GetFlow",
+    "ListFlows": "ListFlow",
+    "GetFlowPreviewUrl": "GetFlowPreviewUrl",
+    "GetFlowJsonAsset": "GetFlowJSONAssest",  # CAMS spells it so
+}
+
+
+def print_sandbox_calls(sandbox_url: str, method: str, counted: tuple[str, str]) -> None:
+    """How many calls of the method's CAMS action the simulated CAMS accepted (its
+    /_sandbox/stats) for one flow id (`calls_by_flow`) or one space (`calls_by_space`)."""
     url = sandbox_url.rstrip("/") + "/_sandbox/stats"
     with urllib.request.urlopen(url, timeout=5) as reply:
         stats = json.load(reply)
-    print(f"cams calls: {stats['calls_by_flow'].get(flow_id, 0)}")
+    by, key = counted
+    print(f"cams calls: {stats['by_action'][CAMS_ACTIONS[method]][by].get(key, 0)}")
 
 
-def get_flow(args: argparse.Namespace) -> int:
+def call_gateway(args: argparse.Namespace, method: str, counted: tuple[str, str], work) -> int:
+    """Opens a channel, runs `work(protos, call)` and prints the error that ended it, if any, then
+    the time taken and, given the simulated CAMS's URL, its count of calls of the method's action.
+
+    `call(request)` calls `method` and returns the response and the response headers.
+    """
     protos, services = load_stubs(args.proto_dir)
-    service_config, config_timeout = load_service_config(args.service_config)
-    timeout = args.timeout if args.timeout is not None else config_timeout
-    request = protos.GetFlowRequest(flow_id=args.flow_id, cust_space_id=args.space)
+    service_config, timeouts = load_service_config(args.service_config)
+    timeout = args.timeout if args.timeout is not None else timeouts.get(method, timeouts.get(""))
     started = time.monotonic()
     with open_channel(args, service_config) as channel:
-        stub = services.FlowServiceStub(channel)
-        try:
+        rpc = getattr(services.FlowServiceStub(channel), method)
+
+        def call(request):
             # The timeout travels as grpc-timeout and bounds every attempt together; the gateway
             # bounds its call to CAMS by what is left of it.
-            response, call = stub.GetFlow.with_call(
-                request, timeout=timeout, metadata=call_metadata()
-            )
+            response, outcome = rpc.with_call(request, timeout=timeout, metadata=call_metadata())
+            return response, dict(outcome.initial_metadata() or ())
+
+        try:
+            work(protos, call)
             status = 0
         except grpc.RpcError as error:
             print_error(error)
             status = 1
-    elapsed_ms = round((time.monotonic() - started) * 1000)
-    if status == 0:
-        headers = dict(call.initial_metadata() or ())
-        print(json_format.MessageToJson(response, indent=2))
-        print(f"x-cams-cache: {headers.get('x-cams-cache', '')}")
-    print(f"elapsed: {elapsed_ms} ms")
+    print(f"elapsed: {round((time.monotonic() - started) * 1000)} ms")
     if args.sandbox_url:
-        print_sandbox_calls(args.sandbox_url, args.flow_id)
+        print_sandbox_calls(args.sandbox_url, method, counted)
     return status
+
+
+def print_response(response, headers: dict[str, str]) -> None:
+    """A response as the proto's JSON mapping writes it, and where the gateway found it."""
+    print(json_format.MessageToJson(response, indent=2))
+    print(f"x-cams-cache: {headers.get('x-cams-cache', '')}")
+
+
+def flow_read(method: str, request_type: str):
+    """A command that reads one flow by id (get, preview, asset) and prints the response."""
+
+    def command(args: argparse.Namespace) -> int:
+        def work(protos, call):
+            request = getattr(protos, request_type)(flow_id=args.flow_id, cust_space_id=args.space)
+            print_response(*call(request))
+
+        return call_gateway(args, method, ("calls_by_flow", args.flow_id), work)
+
+    return command
+
+
+def category_names(protos, flow) -> str:
+    """The categories by enum name; one this version does not know, with CAMS's text."""
+    names = []
+    for category, raw in zip(flow.categories, flow.raw_categories):
+        name = protos.FlowCategory.Name(category)
+        names.append(f"{name} ({raw})" if category == protos.FLOW_CATEGORY_UNSPECIFIED else name)
+    return ", ".join(names)
+
+
+def list_flows(args: argparse.Namespace) -> int:
+    """Every page of ListFlows, following next_page_token until it comes back empty."""
+
+    def work(protos, call):
+        pages = flows = 0
+        token = args.page_token
+        while True:
+            request = protos.ListFlowsRequest(
+                cust_space_id=args.space,
+                flow_name=args.name,
+                page_size=args.page_size,
+                page_token=token,
+            )
+            response, headers = call(request)
+            pages += 1
+            flows += len(response.flows)
+            print(
+                f"page: {pages} flows: {len(response.flows)} "
+                f"x-cams-cache: {headers.get('x-cams-cache', '')}"
+            )
+            for flow in response.flows:
+                print(f"  {flow.flow_id}  {flow.flow_name}  [{category_names(protos, flow)}]")
+            token = response.next_page_token
+            if not token:
+                break
+        print(f"pages: {pages} flows: {flows}")
+
+    return call_gateway(args, "ListFlows", ("calls_by_space", args.space), work)
 
 
 def health(args: argparse.Namespace) -> int:
@@ -186,8 +263,8 @@ def main() -> int:
     parser.add_argument(
         "--timeout",
         type=float,
-        help="deadline of the call in seconds, retries included (default: the service config's "
-        "timeout, 5 s; none without a service config)",
+        help="deadline of each call in seconds (of each page, for list), retries included "
+        "(default: the service config's timeout, 5 s; none without a service config)",
     )
     parser.add_argument(
         "--service-config",
@@ -198,22 +275,51 @@ def main() -> int:
     parser.add_argument("--ca-file", help="TLS, trusting the CA certificates in this PEM file")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    get = commands.add_parser("get", help="call cams.flows.v1.FlowService/GetFlow")
-    get.add_argument("flow_id", help="the flow id, e.g. 926753328126430 or sim:error:Ram.PermissionDeny")
-    get.add_argument("--space", default="", help="CustSpaceId (empty: the account's own space)")
-    get.add_argument(
+    # The options every FlowService command takes.
+    flow_service = argparse.ArgumentParser(add_help=False)
+    flow_service.add_argument(
+        "--space", default="", help="CustSpaceId (empty: the account's own space)"
+    )
+    flow_service.add_argument(
         "--proto-dir",
         type=Path,
         default=DEFAULT_PROTO_DIR,
         help=f"directory holding {FLOWS_PROTO} (default: the repository's proto/)",
     )
-    get.add_argument(
+    flow_service.add_argument(
         "--sandbox-url",
         default=os.environ.get("CAMS_SANDBOX_URL", ""),
-        help="the simulated CAMS's URL (env CAMS_SANDBOX_URL): then print how many calls for "
-        "this flow id it accepted",
+        help="the simulated CAMS's URL (env CAMS_SANDBOX_URL): then print how many calls of the "
+        "command's CAMS action it accepted for this flow id (for list: this space)",
     )
-    get.set_defaults(run=get_flow)
+
+    for name, method, request_type, what in (
+        ("get", "GetFlow", "GetFlowRequest", "the flow"),
+        ("preview", "GetFlowPreviewUrl", "GetFlowPreviewUrlRequest", "its preview URL"),
+        ("asset", "GetFlowJsonAsset", "GetFlowJsonAssetRequest", "where its Flow JSON file is"),
+    ):
+        command = commands.add_parser(
+            name, parents=[flow_service], help=f"call {SERVICE}/{method}: {what}"
+        )
+        command.add_argument(
+            "flow_id", help="the flow id, e.g. 926753328126430 or sim:error:Ram.PermissionDeny"
+        )
+        command.set_defaults(run=flow_read(method, request_type))
+
+    listing = commands.add_parser(
+        "list",
+        parents=[flow_service],
+        help=f"call {SERVICE}/ListFlows, page after page, until the last",
+    )
+    listing.add_argument(
+        "--name", default="", help="only flows whose name matches this (CAMS's FlowName)"
+    )
+    listing.add_argument(
+        "--page-size", type=int, default=0, help="flows per page, at most 100 (default 0: 20)"
+    )
+    # Where to start: a next_page_token from an earlier listing (used to show a refused token).
+    listing.add_argument("--page-token", default="", help=argparse.SUPPRESS)
+    listing.set_defaults(run=list_flows)
 
     check = commands.add_parser("health", help="call grpc.health.v1.Health/Check")
     check.add_argument(

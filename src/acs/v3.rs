@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
-/// Hex SHA-256 of an empty body, sent as `x-acs-content-sha256` on every GetFlow call.
+/// Hex SHA-256 of an empty body, sent as `x-acs-content-sha256` on every call to CAMS.
 pub const EMPTY_BODY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

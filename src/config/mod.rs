@@ -44,7 +44,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
     pub retry: RetryConfig,
-    /// GetFlow calls served at once; more are refused with UNAVAILABLE.
+    /// Calls (of every RPC) served at once; more are refused with UNAVAILABLE.
     pub max_in_flight: usize,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,

@@ -172,7 +172,7 @@ async fn oidc_errors_say_what_failed() {
     world.sts_fault(None);
     world.set(
         "ALIBABA_CLOUD_STS_ENDPOINT",
-        &format!("http://{}", super::super::testkit::closed_port()),
+        &format!("http://{}", world.closed.addr),
     );
     let text = world.failure(ProviderChoice::Oidc).await;
     assert!(

@@ -233,11 +233,10 @@ async fn a_refusal_a_silence_and_a_closed_port_are_typed_errors_without_secrets(
     );
     drop(silent);
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let err = ask(closed, &key(Some(TOKEN))).await.expect_err("closed");
+    let closed = super::super::testkit::ClosedPort::new();
+    let err = ask(closed.addr, &key(Some(TOKEN)))
+        .await
+        .expect_err("closed");
     assert!(err.is_unreachable(), "{err:?}");
     for err in [err.to_string(), format!("{err:?}")] {
         assert!(!err.contains(SECRET) && !err.contains(TOKEN), "{err}");

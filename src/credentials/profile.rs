@@ -229,5 +229,5 @@ impl Resolver<'_> {
 }
 
 #[cfg(all(test, feature = "sandbox"))]
-#[path = "files_tests.rs"]
+#[path = "profile_tests.rs"]
 mod tests;

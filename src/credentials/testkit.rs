@@ -23,6 +23,8 @@ pub(super) struct World {
     pub home: tempfile::TempDir,
     /// No metadata service here: a closed loopback port, so no test reaches 100.100.100.200.
     pub vars: Vars,
+    /// Holds that port closed for as long as the world lives.
+    pub closed: ClosedPort,
 }
 
 impl World {
@@ -43,17 +45,19 @@ impl World {
             .expect("bind")
             .spawn();
         let home = tempfile::tempdir().expect("home");
+        let closed = ClosedPort::new();
         let vars = Vars::from_pairs([
             ("HOME", home.path().display().to_string()),
             (
                 "ALIBABA_CLOUD_ECS_METADATA_SERVICE_ENDPOINT",
-                format!("http://{}", closed_port()),
+                format!("http://{}", closed.addr),
             ),
         ]);
         Self {
             identity,
             home,
             vars,
+            closed,
         }
     }
 
@@ -136,8 +140,22 @@ impl World {
     }
 }
 
-/// A loopback port nothing listens on.
-pub(super) fn closed_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+/// A loopback port that refuses connections for as long as this lives: bound, so that nothing
+/// else can take it meanwhile, and not listening, so that a connection is reset at once.
+pub(super) struct ClosedPort {
+    pub addr: std::net::SocketAddr,
+    _bound: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub(super) fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a loopback port");
+        Self {
+            addr: socket.local_addr().expect("addr"),
+            _bound: socket,
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Rate limits: each caller ([`caller`]) and each tenant ([`tenant`]) within its own quota, kept
 //! by one keyed limiter ([`keyed`]), and all of them together within the account's CAMS quota
-//! ([`account`]: 5 GetFlow calls per second for the whole account). Each is a seam with an
+//! ([`account`]: 5 calls per second of each CAMS action for the whole account). Each is a seam with an
 //! in-process implementation, the default and the test double, and one shared through Redis.
 
 pub mod account;

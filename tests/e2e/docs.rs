@@ -466,3 +466,59 @@ fn every_relative_link_points_to_a_file_and_heading_that_exist() {
     assert!(checked > 50, "only {checked} relative links found");
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// Longest source file docs/development.md allows, tests aside.
+const MAX_SOURCE_LINES: usize = 500;
+
+/// Whether a file under `src/` holds tests only: `<file>_tests.rs`, a folder's `tests.rs`, or
+/// anything under a `tests/` folder.
+fn holds_tests_only(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || path.components().any(|c| c.as_os_str() == "tests")
+}
+
+/// "Where tests go" in docs/development.md: no source file over 500 lines, tests aside, so a
+/// file's unit tests move beside it when they would push it over; and each `<file>_tests.rs`
+/// is the tests of the `<file>.rs` beside it, declared there.
+#[test]
+fn source_files_follow_the_test_placement_convention() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() > 50, "src/ read: {} files", files.len());
+    let mut broken = Vec::new();
+    for path in &files {
+        let shown = path
+            .strip_prefix(root())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let source = read(path);
+        if !holds_tests_only(path) && source.lines().count() > MAX_SOURCE_LINES {
+            broken.push(format!(
+                "{shown}: {} lines (at most {MAX_SOURCE_LINES}; move its unit tests to a \
+                 _tests.rs file beside it, or split it)",
+                source.lines().count()
+            ));
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some(stem) = name.strip_suffix("_tests.rs") {
+            let owner = path.with_file_name(format!("{stem}.rs"));
+            let declared = format!("#[path = \"{name}\"]");
+            if !owner.exists() || !read(&owner).contains(&declared) {
+                broken.push(format!(
+                    "{shown}: not declared as the tests of {stem}.rs beside it ({declared})"
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}

@@ -13,6 +13,7 @@ mod credentials;
 mod docs;
 mod failover;
 mod fair;
+mod family;
 mod fetch_lock;
 mod getflow;
 mod hostile;

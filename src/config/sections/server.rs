@@ -9,7 +9,7 @@ use crate::config::{ConfigError, keys::settings};
 settings! {
     /// `[server]`: what the gateway's own server accepts.
     section struct ServerSettings in "server." {
-        /// GetFlow calls served at once; more are refused at once with UNAVAILABLE
+        /// Calls (of every RPC) served at once; more are refused at once with UNAVAILABLE
         key(value_name = "N", alias = "max-in-flight")
         max_in_flight: usize = 1024,
         /// HTTP/2 streams one client connection may have open

@@ -123,3 +123,28 @@ fn the_settings_reference_is_the_code() {
          `{UPDATE}=1 cargo test --lib config::`"
     );
 }
+
+/// The example file of the document is one an operator may copy: it loads, and says what it
+/// seems to say.
+#[test]
+fn the_example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DOCUMENT);
+    let document = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let example = document
+        .split_once("## An example file")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(toml, _)| toml)
+        .unwrap_or_else(|| panic!("{DOCUMENT} has no TOML block under \"An example file\""));
+    let config = super::resolve_file(example)
+        .unwrap_or_else(|e| panic!("the example file of {DOCUMENT} does not load: {e}"));
+    // Values that differ from the defaults: the example's sections are read, not skipped.
+    assert_eq!(config.limits.tenant.rps, 2.0);
+    assert!(
+        config
+            .limits
+            .tenants
+            .keys()
+            .any(|tenant| tenant.as_str() == "cams-kei1")
+    );
+}

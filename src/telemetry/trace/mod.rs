@@ -1,4 +1,4 @@
-//! Traces: one SERVER span per GetFlow call, child of the caller's W3C trace context, and one
+//! Traces: one SERVER span per call, child of the caller's W3C trace context, and one
 //! CLIENT span per attempt at CAMS, exported over OTLP/gRPC when the standard `OTEL_*`
 //! environment names an endpoint.
 //!

@@ -13,7 +13,11 @@ use cams_flows::{
         StaticCredentials, Vars,
     },
     limits::{LimitsConfig, Quota, TenantLimits},
-    pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
+    pb::{
+        GetFlowJsonAssetRequest, GetFlowJsonAssetResponse, GetFlowPreviewUrlRequest,
+        GetFlowPreviewUrlResponse, GetFlowRequest, GetFlowResponse, ListFlowsRequest,
+        ListFlowsResponse, flow_service_client::FlowServiceClient,
+    },
     sandbox::{
         Identity, IdentityConfig, IdentityHandle, RecordedRequest, Sandbox, SandboxConfig,
         SandboxHandle, SandboxStats,
@@ -386,6 +390,32 @@ impl TestApp {
         call_with_source(&self.client, flow_id, space).await
     }
 
+    /// A page of flows, and how it was served.
+    pub async fn list_flows(
+        &self,
+        request: ListFlowsRequest,
+    ) -> Result<(ListFlowsResponse, String), Status> {
+        list_flows_with_source(&self.client, request).await
+    }
+
+    /// A flow's preview URL, and how it was served.
+    pub async fn preview_url(
+        &self,
+        flow_id: &str,
+        space: &str,
+    ) -> Result<(GetFlowPreviewUrlResponse, String), Status> {
+        preview_url_with_source(&self.client, flow_id, space).await
+    }
+
+    /// Where a flow's Flow JSON file is, and how it was served.
+    pub async fn json_asset(
+        &self,
+        flow_id: &str,
+        space: &str,
+    ) -> Result<(GetFlowJsonAssetResponse, String), Status> {
+        json_asset_with_source(&self.client, flow_id, space).await
+    }
+
     /// Calls the simulated CAMS accepted for `flow_id` since it started.
     pub async fn upstream_calls(&self, flow_id: &str) -> u64 {
         self.sandbox_stats()
@@ -473,6 +503,50 @@ pub async fn call_with_source(
     let response = client
         .clone()
         .get_flow(GetFlowRequest {
+            flow_id: flow_id.into(),
+            cust_space_id: space.into(),
+        })
+        .await?;
+    let source = super::cache_header(response.metadata());
+    Ok((response.into_inner(), source))
+}
+
+/// A ListFlows call through `client` and how it was served (`x-cams-cache`, or `absent`).
+pub async fn list_flows_with_source(
+    client: &FlowServiceClient<Channel>,
+    request: ListFlowsRequest,
+) -> Result<(ListFlowsResponse, String), Status> {
+    let response = client.clone().list_flows(request).await?;
+    let source = super::cache_header(response.metadata());
+    Ok((response.into_inner(), source))
+}
+
+/// A GetFlowPreviewUrl call through `client` and how it was served.
+pub async fn preview_url_with_source(
+    client: &FlowServiceClient<Channel>,
+    flow_id: &str,
+    space: &str,
+) -> Result<(GetFlowPreviewUrlResponse, String), Status> {
+    let response = client
+        .clone()
+        .get_flow_preview_url(GetFlowPreviewUrlRequest {
+            flow_id: flow_id.into(),
+            cust_space_id: space.into(),
+        })
+        .await?;
+    let source = super::cache_header(response.metadata());
+    Ok((response.into_inner(), source))
+}
+
+/// A GetFlowJsonAsset call through `client` and how it was served.
+pub async fn json_asset_with_source(
+    client: &FlowServiceClient<Channel>,
+    flow_id: &str,
+    space: &str,
+) -> Result<(GetFlowJsonAssetResponse, String), Status> {
+    let response = client
+        .clone()
+        .get_flow_json_asset(GetFlowJsonAssetRequest {
             flow_id: flow_id.into(),
             cust_space_id: space.into(),
         })

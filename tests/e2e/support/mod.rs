@@ -18,7 +18,9 @@ pub mod sentinel;
 pub mod tls;
 pub mod wait;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{
+    TestApp, TestAppBuilder, json_asset_with_source, preview_url_with_source, spawn_app,
+};
 use cams_flows::pb::GetFlowResponse;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

@@ -19,6 +19,9 @@
 //! - The slots `n` and the lease are published by every replica; the stricter of the replicas
 //!   that asked lately hold, and a replica whose own settings differ says so once.
 
+mod holding;
+mod lease;
+mod notices;
 mod scripts;
 
 use std::{
@@ -30,12 +33,12 @@ use std::{
     time::Duration,
 };
 
-use futures_util::future::BoxFuture;
 use redis::Script;
 use tokio::time::Instant;
 
 use super::{Busy, SlotLease, SlotStore};
 use crate::store::Redis;
+use holding::{Granted, Holding};
 use scripts::{ACQUIRE, HEARTBEAT as HEARTBEAT_SCRIPT, RELEASE};
 
 /// Time between a call's local bound and the end of its lease: covers a request still on its
@@ -61,58 +64,6 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 /// Added to a probation for what its parts do not cover: the heartbeat's own delay on a loaded
 /// host.
 const PROBATION_MARGIN: Duration = Duration::from_millis(300);
-
-/// One admission this replica was granted and that may still count: under which bookkeeping
-/// generation and replication history, its sequence number there, and until when it counts.
-#[derive(Debug, Clone)]
-struct Granted {
-    generation: String,
-    history: String,
-    seq: u64,
-    counts_until: Instant,
-}
-
-/// What this replica holds, as reported with every request and heartbeat: the latest admission's
-/// generation, history and sequence number, and how long any of them may still count.
-#[derive(Debug, Default)]
-struct Holding {
-    by_id: std::collections::HashMap<String, Granted>,
-    /// When the store was last asked (an acquire checks what is held, as a heartbeat does).
-    last_checked: Option<Instant>,
-}
-
-impl Holding {
-    /// What is held at `now`: the latest admission and how long any may still count.
-    fn report(&mut self, now: Instant) -> Report {
-        self.by_id.retain(|_, g| g.counts_until > now);
-        let pending = self
-            .by_id
-            .values()
-            .map(|g| g.counts_until.saturating_duration_since(now))
-            .max()
-            .unwrap_or_default();
-        match self.by_id.iter().max_by_key(|(_, g)| g.seq) {
-            Some((id, latest)) => Report {
-                generation: latest.generation.clone(),
-                history: latest.history.clone(),
-                seq: latest.seq,
-                pending_ms: millis(pending),
-                id: id.clone(),
-            },
-            None => Report::default(),
-        }
-    }
-}
-
-/// What a replica says it holds, with every request and heartbeat.
-#[derive(Debug, Default)]
-struct Report {
-    generation: String,
-    history: String,
-    seq: u64,
-    pending_ms: u64,
-    id: String,
-}
 
 /// What a replica last learned of when slots free, to estimate waits without a round trip.
 #[derive(Debug, Clone, Copy)]
@@ -343,66 +294,6 @@ impl Inner {
         }
     }
 
-    fn lease(self: &Arc<Self>, id: String) -> Box<RedisLease> {
-        Box::new(RedisLease {
-            store: Arc::clone(self),
-            id,
-        })
-    }
-
-    /// Says once (and once when it ends) that this replica's settings are not the fleet's.
-    fn settings_differ(&self, differ: bool) {
-        if self.differed.swap(differ, Ordering::Relaxed) == differ {
-            return;
-        }
-        if differ {
-            tracing::error!(
-                rps = self.capacity,
-                lease_ms = millis(self.lease),
-                "this replica's account quota settings differ from another replica's (the quota, \
-                 call_timeout_ms): the stricter ones hold for every replica (the fewest slots, \
-                 the longest lease) until the replicas agree"
-            );
-        } else {
-            tracing::info!("the replicas' account quota settings agree again");
-        }
-    }
-
-    fn not_confirmed(&self, acked: u32, replicas: u32) {
-        if !self.unconfirmed.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                acked,
-                replicas,
-                "Redis's replicas did not confirm an admission in time: it is not used, so that \
-                 a failover cannot lose it; calls that need CAMS fail with \
-                 QUOTA_STORE_UNAVAILABLE until they confirm again"
-            );
-        }
-    }
-
-    fn confirmed(&self) {
-        if self.unconfirmed.swap(false, Ordering::Relaxed) {
-            tracing::info!("Redis's replicas confirm admissions again");
-        }
-    }
-
-    /// Says once per quiet period why calls that need CAMS are refused for a while: otherwise
-    /// they only read as a spent quota.
-    fn paused(&self, until: Instant, wait_ms: u64) {
-        let mut known = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
-        if known.is_some_and(|end| end + Duration::from_secs(1) >= until) {
-            return;
-        }
-        *known = Some(until);
-        tracing::warn!(
-            quiet_ms = wait_ms,
-            "the account quota's state in Redis is new or was lost (first use, a restart \
-             without persistence, a failover that lost admissions, FLUSHALL, or a key of the \
-             quota deleted or evicted): no CAMS call is admitted until every lease that might \
-             have been lost has ended; calls that need CAMS meanwhile get ACCOUNT_RATE_LIMITED"
-        );
-    }
-
     fn see(&self, next_free: Instant) {
         *self.sighting.lock().unwrap_or_else(PoisonError::into_inner) = Some(Sighting {
             at: Instant::now(),
@@ -422,63 +313,6 @@ fn suffix(log: &str) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-struct RedisLease {
-    store: Arc<Inner>,
-    id: String,
-}
-
-impl SlotLease for RedisLease {
-    fn complete(self: Box<Self>) -> BoxFuture<'static, ()> {
-        // The answer is read: the call counts one window from now, here as in Redis.
-        if let Some(granted) = self.store.holding().by_id.get_mut(&self.id) {
-            granted.counts_until = granted.counts_until.min(Instant::now() + self.store.window);
-        }
-        Box::pin(async move {
-            let store = &self.store;
-            let mut invocation = store.release.key(&store.slots_key);
-            invocation
-                .key(&store.meta_key)
-                .arg(&self.id)
-                .arg(millis(store.window))
-                .arg(&store.live_field);
-            let outcome = store
-                .redis
-                .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
-                .await;
-            match outcome {
-                Ok(1) => {}
-                // Its lease ran out before the answer came: the call was slower than its bound,
-                // which the bound was meant to prevent. The slot is counted by its lease.
-                Ok(_) => tracing::warn!("a CAMS call outlived its lease in the shared quota"),
-                // The lease ends by itself; nothing over-counts.
-                Err(error) => tracing::debug!(%error, "release not recorded; the lease runs out"),
-            }
-        })
-    }
-
-    /// The request may still be on its way: the lease runs out by itself.
-    fn abandon(self: Box<Self>) {}
-
-    /// Never used: the entry can go at once.
-    fn give_back(self: Box<Self>) {
-        self.store.holding().by_id.remove(&self.id);
-        tokio::spawn(async move {
-            let store = &self.store;
-            let (key, id) = (store.slots_key.clone(), self.id.clone());
-            let _ = store
-                .redis
-                .run(|mut c| async move {
-                    redis::cmd("ZREM")
-                        .arg(key)
-                        .arg(id)
-                        .query_async::<i64>(&mut c)
-                        .await
-                })
-                .await;
-        });
-    }
 }
 
 #[async_trait::async_trait]
