@@ -150,12 +150,14 @@ wait_redis() {
 }
 
 # start_redis NAME [DIRECTIVE...]: an empty Redis without persistence on a free port, with
-# more `--name value` directives if given; sets REDIS_PORT, REDIS_PID, REDIS_URL.
+# more `--name value` directives if given; sets REDIS_PORT, REDIS_PID, REDIS_URL. Its files (a
+# replica's copy of its primary's data, a cluster node's) go to the scratch directory.
 start_redis() {
   local name=$1
   shift
   REDIS_PORT=$(free_port)
-  start "$name" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no "$@"
+  start "$name" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$WORK" --dbfilename "$name.rdb" "$@"
   REDIS_PID=$STARTED
   REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   wait_redis "$REDIS_PORT" "$name"
@@ -194,6 +196,11 @@ load() {
     --connections "$CONNECTIONS" --warmup "$WARMUP" --duration "$DURATION" "$@" \
     >"$RESULTS/$name.json"
 }
+
+# cpu_ticks PID: the CPU time PID has used so far, user and system, in clock ticks (getconf
+# CLK_TCK a second). Per call, it is far less sensitive than throughput to what a neighbour does
+# to the machine.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 record_peak() { proc_kib "$1" VmHWM >"$RESULTS/$2.hwm_kb"; }
 
