@@ -25,7 +25,7 @@ use crate::{
     config::Config,
     credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
     domain::Action,
-    grpc::FlowApi,
+    grpc::{FlowAdminApi, FlowApi},
     limits::{AccountQuota, AccountQuotas, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
     store::StoreError,
@@ -100,6 +100,7 @@ pub enum ServeError {
 pub struct Application {
     listener: TcpListener,
     api: FlowApi,
+    admin: FlowAdminApi,
     tenants: Arc<dyn TenantLimits>,
     accounts: AccountQuotas,
     drain_timeout: Duration,
@@ -205,6 +206,7 @@ impl Application {
         Ok(Self {
             listener,
             api: wired.api,
+            admin: wired.admin,
             tenants: wired.tenants,
             accounts: wired.accounts,
             drain_timeout: config.drain_timeout,
@@ -264,6 +266,7 @@ impl Application {
             serve::Serving {
                 listener: self.listener,
                 api: self.api,
+                admin: self.admin,
                 tls: self.tls,
                 drain_timeout: self.drain_timeout,
                 limits: self.limits,

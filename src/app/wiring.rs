@@ -10,6 +10,7 @@ use crate::{
     cache::{
         CacheTier, FlowCache, RedisTier, SharedKeys,
         lock::{FetchLock, LocalLock, RedisLock},
+        purge,
     },
     cams::CamsClient,
     clock::{self, SharedClock},
@@ -17,7 +18,7 @@ use crate::{
     credentials::{self, CredentialsProvider, Vars},
     domain::Action,
     gateway::{Gateway, Parts},
-    grpc::{FlowApi, Observe},
+    grpc::{FlowAdminApi, FlowApi, Observe},
     limits::{
         AccountGate, AccountQuotas, CallerLimits, EVICT_INTERVAL, GovernorCallerLimits,
         GovernorTenantLimits, LocalSlots, RedisCallerLimits, RedisSlots, RedisTenantLimits,
@@ -32,6 +33,8 @@ use super::{StartError, observe, tasks::Tasks};
 /// The GetFlow service and what tests and operators may inspect of it.
 pub struct Wired {
     pub api: FlowApi,
+    /// The operators' service (purges).
+    pub admin: FlowAdminApi,
     pub tenants: Arc<dyn TenantLimits>,
     /// The account's budget of each CAMS action.
     pub accounts: AccountQuotas,
@@ -151,6 +154,7 @@ pub async fn flow_api(
 
     // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
     let cache_clock = client.cams_clock();
+    let mut peers = None;
     let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
         Some(shared) => {
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
@@ -158,15 +162,25 @@ pub async fn flow_api(
             tasks.spawn("shared cache releases", lock.listen());
             let tier = RedisTier::new(
                 shared.redis,
-                keys,
+                keys.clone(),
                 config.cache.refresh_window,
                 Arc::clone(&cache_clock),
             );
+            peers = lock
+                .purge_notices()
+                .map(|notices| (notices, tier.replica().to_owned(), keys.account().to_owned()));
             (Some(Arc::new(tier)), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),
     };
+    let shared_cache = tier.is_some();
     let cache = FlowCache::new(config.cache, tier, cache_clock);
+    if let (Some(cache), Some((notices, replica, account))) = (&cache, peers) {
+        tasks.spawn(
+            "purge notices",
+            purge::follow(cache.clone(), notices, replica, account, metrics.clone()),
+        );
+    }
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
     {
@@ -179,16 +193,24 @@ pub async fn flow_api(
         client,
         tenants: Arc::clone(&tenants),
         accounts: accounts.clone(),
-        cache,
+        cache: cache.clone(),
         lock,
         retry: config.retry,
         load_timeout: config.call_timeout,
         metrics: metrics.clone(),
         tracer: tracing.calls(),
     });
+    let auth = Arc::new(Authenticator::new(config.auth.clone(), callers));
+    let admin = FlowAdminApi::new(
+        Arc::clone(&auth),
+        cache,
+        shared_cache,
+        config.call_timeout,
+        metrics.clone(),
+    );
     let api = FlowApi::new(
         gateway,
-        Arc::new(Authenticator::new(config.auth.clone(), callers)),
+        auth,
         config.call_timeout,
         config.max_in_flight,
         drain_expired,
@@ -199,6 +221,7 @@ pub async fn flow_api(
     );
     Ok(Wired {
         api,
+        admin,
         tenants,
         accounts,
         metrics,

@@ -4,7 +4,11 @@
 mod tenants;
 mod xfcc;
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -43,6 +47,28 @@ pub struct Caller {
     /// The caller's own rate limit, when one is configured: its state in the callers' limits,
     /// in process or shared by the replicas.
     pub limit: Option<CallerLimit>,
+    /// Whether the caller has the `admin` role: it may call `FlowAdminService`.
+    pub admin: bool,
+}
+
+/// What a key or identity may do besides reading its tenants, as `roles` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// May call `FlowAdminService` (purge cached answers of the tenants it may read).
+    Admin,
+}
+
+impl Role {
+    /// Every role, by the name the configuration gives it.
+    pub const ALL: [(&'static str, Self); 1] = [("admin", Self::Admin)];
+
+    /// The role named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, role)| *role)
+    }
 }
 
 /// One configured API key: its name, the SHA-256 of the key, and its tenants.
@@ -70,6 +96,18 @@ pub struct AuthConfig {
     /// Peer identities (mtls, mesh_header) and their tenants.
     pub identities: HashMap<String, TenantSet>,
     pub callers: CallerQuotas,
+    /// The keys and identities with the `admin` role.
+    pub admins: Admins,
+    /// Whether the anonymous caller of `none` mode has the `admin` role: only under
+    /// `serve --sandbox`, whose callers are the developer's own (see `config::sections::auth`).
+    pub anonymous_admin: bool,
+}
+
+/// The callers with the `admin` role: keys by name, identities by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admins {
+    pub keys: HashSet<String>,
+    pub identities: HashSet<String>,
 }
 
 /// Callers' own rate limits, by key name or identity; `default` for every other caller
@@ -97,6 +135,8 @@ impl AuthConfig {
             keys: Vec::new(),
             identities: HashMap::new(),
             callers: CallerQuotas::default(),
+            admins: Admins::default(),
+            anonymous_admin: false,
         }
     }
 
@@ -157,7 +197,8 @@ impl Authenticator {
     /// its calls there.
     pub fn new(config: AuthConfig, limits: Arc<dyn CallerLimits>) -> Self {
         let quotas = config.callers;
-        let caller = |name: &str, tenants: TenantSet| {
+        let admins = config.admins;
+        let caller = |name: &str, tenants: TenantSet, admin: bool| {
             let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
                 limit: quotas
@@ -165,6 +206,7 @@ impl Authenticator {
                     .map(|_| CallerLimit::new(Arc::clone(&name), Arc::clone(&limits))),
                 name,
                 tenants,
+                admin,
             })
         };
         Self {
@@ -172,17 +214,20 @@ impl Authenticator {
             keys: config
                 .keys
                 .into_iter()
-                .map(|key| (key.sha256, caller(&key.name, key.tenants)))
+                .map(|key| {
+                    let admin = admins.keys.contains(&key.name);
+                    (key.sha256, caller(&key.name, key.tenants, admin))
+                })
                 .collect(),
             identities: config
                 .identities
                 .into_iter()
                 .map(|(id, tenants)| {
-                    let known = caller(&id, tenants);
+                    let known = caller(&id, tenants, admins.identities.contains(&id));
                     (id, known)
                 })
                 .collect(),
-            anonymous: caller(ANONYMOUS, TenantSet::all()),
+            anonymous: caller(ANONYMOUS, TenantSet::all(), config.anonymous_admin),
         }
     }
 
@@ -225,6 +270,7 @@ impl Authenticator {
                 name: Arc::from(id),
                 tenants: TenantSet::default(),
                 limit: None,
+                admin: false,
             }),
         }
     }
