@@ -5,6 +5,7 @@
 
 mod admin;
 mod observe;
+pub mod purge;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod serve;

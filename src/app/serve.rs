@@ -12,7 +12,10 @@ use tonic_health::ServingStatus;
 use super::ServeError;
 use crate::{
     grpc::{FlowAdminApi, FlowApi, status},
-    pb::{self, flow_admin_service_server::FlowAdminServiceServer, flow_service_server::FlowServiceServer},
+    pb::{
+        self, flow_admin_service_server::FlowAdminServiceServer,
+        flow_service_server::FlowServiceServer,
+    },
     server::{self, Drain, HttpLimits, TlsServer},
 };
 

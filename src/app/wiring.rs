@@ -166,9 +166,13 @@ pub async fn flow_api(
                 config.cache.refresh_window,
                 Arc::clone(&cache_clock),
             );
-            peers = lock
-                .purge_notices()
-                .map(|notices| (notices, tier.replica().to_owned(), keys.account().to_owned()));
+            peers = lock.purge_notices().map(|notices| {
+                (
+                    notices,
+                    tier.replica().to_owned(),
+                    keys.account().to_owned(),
+                )
+            });
             (Some(Arc::new(tier)), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),

@@ -118,8 +118,7 @@ fn scope(request: &pb::InvalidateFlowsRequest) -> Result<Scope, Error> {
         (false, true) => {
             violations.push(FieldViolation {
                 field: "cust_space_id",
-                description: "must not be empty (set own_space for the account's own space)"
-                    .into(),
+                description: "must not be empty (set own_space for the account's own space)".into(),
             });
             None
         }

@@ -58,8 +58,10 @@ impl Purges {
         Self {
             purges: SCOPES.map(|scope| {
                 PurgeOrigin::ALL.map(|origin| {
-                    purges
-                        .get_or_create_owned(&labels([("scope", scope), ("origin", origin.as_str())]))
+                    purges.get_or_create_owned(&labels([
+                        ("scope", scope),
+                        ("origin", origin.as_str()),
+                    ]))
                 })
             }),
             entries: TIERS.map(|tier| entries.get_or_create_owned(&labels([("tier", tier)]))),
