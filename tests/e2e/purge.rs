@@ -17,7 +17,9 @@ use sha2::Digest;
 use tonic::{Code, Status, transport::Channel};
 
 use crate::support::{
-    TestApp, cache_header, error_info,
+    TestApp, cache_header,
+    cluster::RedisCluster,
+    error_info,
     process::{Running, binary, serve_sandbox},
     redis::RedisServer,
     replica::{Replica, sandbox, stats},
@@ -94,9 +96,33 @@ async fn replicas(
     config: &std::path::Path,
 ) -> Vec<Gateway> {
     let url = redis.url();
+    let started = start(
+        n,
+        endpoint,
+        config,
+        &[("CAMS_FLOWS_CACHE_REDIS_URL", url.as_str())],
+    )
+    .await;
+    wait::until(
+        BACKGROUND,
+        &format!("{n} replicas subscribed to the shared cache's channel"),
+        || subscribers(redis),
+        |count| *count >= n as i64,
+    )
+    .await;
+    started
+}
+
+/// `n` replicas with the callers of [`auth_config`] and the Redis of `redis_settings`, each
+/// connected to its Redis.
+async fn start(
+    n: usize,
+    endpoint: &str,
+    config: &std::path::Path,
+    redis_settings: &[(&str, &str)],
+) -> Vec<Gateway> {
     let config = config.to_str().expect("UTF-8 path");
-    let settings = [
-        ("CAMS_FLOWS_CACHE_REDIS_URL", url.as_str()),
+    let mut settings = vec![
         ("CAMS_FLOWS_CONFIG", config),
         ("CAMS_FLOWS_AUTH_MODE", "api_key"),
         ("CAMS_FLOWS_ADMIN_LISTEN", "127.0.0.1:0"),
@@ -104,12 +130,13 @@ async fn replicas(
         ("CAMS_FLOWS_LIMITS_TENANT_RPS", "10000"),
         ("CAMS_FLOWS_LIMITS_TENANT_BURST", "10000"),
     ];
+    settings.extend_from_slice(redis_settings);
     let mut started = Vec::new();
     for _ in 0..n {
         let replica = Replica::start(endpoint, &settings).await;
         wait::until(
             BACKGROUND,
-            "the replica's connection to the cache's Redis",
+            "the replica's connection to Redis",
             || async { replica.process.output() },
             |log| log.contains("Redis connected"),
         )
@@ -125,13 +152,6 @@ async fn replicas(
             admin: FlowAdminServiceClient::new(channel),
         });
     }
-    wait::until(
-        BACKGROUND,
-        &format!("{n} replicas subscribed to the shared cache's channel"),
-        || subscribers(redis),
-        |count| *count >= n as i64,
-    )
-    .await;
     started
 }
 
@@ -651,4 +671,122 @@ async fn the_sandboxs_caller_may_purge() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("every cached answer of t"), "{stdout}");
     assert_eq!(get().await, "miss");
+}
+
+/// Subscribers of the replicas' channel on every node of `cluster` (a subscriber is counted by
+/// the node it is connected to; a message published on any node reaches all of them).
+fn cluster_subscribers(cluster: &RedisCluster) -> i64 {
+    cluster
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            let reply = cluster
+                .node(node)
+                .cmd(&["PUBSUB", "NUMSUB", "cams-flows:v1:released"]);
+            reply
+                .items()
+                .and_then(|items| items.get(1))
+                .and_then(|n| n.int())
+        })
+        .sum()
+}
+
+/// The names under `pattern` on every master of `cluster`.
+fn cluster_keys(cluster: &RedisCluster, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = cluster
+        .masters()
+        .iter()
+        .flat_map(|master| {
+            cluster
+                .node(master)
+                .cmd(&["KEYS", pattern])
+                .items()
+                .map(|items| items.iter().filter_map(|k| k.text()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// In a Redis Cluster a tenant's entries are spread over the slots (each has a hash tag of its
+/// own): a tenant-wide purge finds them through the tenant's index and deletes them on every
+/// shard, and the other replica hears the notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_purge_reaches_every_shard_of_a_cluster() {
+    let cluster = RedisCluster::start();
+    let (_sandbox, endpoint) = sandbox().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cams-flows.toml");
+    std::fs::write(&config, auth_config()).expect("config file");
+    let nodes = cluster.nodes().join(",");
+    let r = start(
+        2,
+        &endpoint,
+        &config,
+        &[
+            ("CAMS_FLOWS_REDIS_MODE", "cluster"),
+            ("CAMS_FLOWS_REDIS_NODES", &nodes),
+        ],
+    )
+    .await;
+    wait::until(
+        BACKGROUND,
+        "2 replicas subscribed to the shared cache's channel",
+        || async { cluster_subscribers(&cluster) },
+        |count| *count >= 2,
+    )
+    .await;
+    let (a, b) = (&r[0].replica.client, &r[1].replica.client);
+    let flows: Vec<String> = (0..8).map(|i| format!("sim:ok:spread-{i}")).collect();
+    // The shared quota admits no CAMS call for a moment after a fresh Redis.
+    wait::until_every(
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+        "the first flow served past the shared quota's first-use quiet period",
+        || {
+            let request = GetFlowRequest {
+                flow_id: flows[0].clone(),
+                cust_space_id: "t".into(),
+            };
+            let a = a.clone();
+            async move {
+                a.clone()
+                    .get_flow(with_key(request, READER_KEY))
+                    .await
+                    .is_ok()
+            }
+        },
+        |ok| *ok,
+    )
+    .await;
+    for flow in &flows[1..] {
+        assert_eq!(read(a, flow, "t").await, "miss");
+    }
+    for flow in &flows {
+        assert_eq!(read(b, flow, "t").await, "shared");
+    }
+    let pattern = "cams-flows:v1:flow:{acct:*:1:t:*";
+    let keys = wait::until(
+        BACKGROUND,
+        "t's eight shared entries",
+        || async { cluster_keys(&cluster, pattern) },
+        |keys| keys.len() == flows.len(),
+    )
+    .await;
+    let shards: HashSet<String> = keys.iter().map(|k| cluster.master_of(k)).collect();
+    assert!(
+        shards.len() >= 2,
+        "entries spread over {} shard(s)",
+        shards.len()
+    );
+
+    let purged = purge(&r[0].admin, ADMIN_KEY, "t", &[])
+        .await
+        .expect("purged");
+    assert_eq!(purged.shared_entries, flows.len() as u64, "{purged:?}");
+    assert_eq!(purged.local_entries, flows.len() as u64, "{purged:?}");
+    assert_eq!(cluster_keys(&cluster, pattern), Vec::<String>::new());
+    assert_eq!(read_until_dropped(b, &flows[0], "t").await, "miss");
+    assert_eq!(read(b, &flows[1], "t").await, "miss");
 }
