@@ -10,7 +10,7 @@ use crate::{
     cache::{
         CacheTier, FlowCache, RedisTier, SharedKeys,
         lock::{FetchLock, LocalLock, RedisLock},
-        purge,
+        purge::{self, PurgeCounter},
     },
     cams::CamsClient,
     clock::{self, SharedClock},
@@ -160,29 +160,27 @@ pub async fn flow_api(
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
             let lock = RedisLock::with_keys(shared.redis.clone(), keys.clone());
             tasks.spawn("shared cache releases", lock.listen());
-            let tier = RedisTier::new(
+            let tier = Arc::new(RedisTier::new(
                 shared.redis,
                 keys.clone(),
                 config.cache.refresh_window,
                 Arc::clone(&cache_clock),
-            );
-            peers = lock.purge_notices().map(|notices| {
-                (
-                    notices,
-                    tier.replica().to_owned(),
-                    keys.account().to_owned(),
-                )
-            });
-            (Some(Arc::new(tier)), Arc::new(lock))
+            ));
+            let names = (tier.replica().to_owned(), keys.account().to_owned());
+            let counter: Arc<dyn PurgeCounter> = tier.clone();
+            peers = lock
+                .purge_notices()
+                .map(|notices| (notices, counter, names));
+            (Some(tier), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),
     };
     let shared_cache = tier.is_some();
     let cache = FlowCache::new(config.cache, tier, cache_clock);
-    if let (Some(cache), Some((notices, replica, account))) = (&cache, peers) {
+    if let (Some(cache), Some((notices, counter, names))) = (&cache, peers) {
         tasks.spawn(
             "purge notices",
-            purge::follow(cache.clone(), notices, replica, account, metrics.clone()),
+            purge::follow(cache.clone(), notices, counter, names, metrics.clone()),
         );
     }
     if let Some(cache) = &cache

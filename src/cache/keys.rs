@@ -106,6 +106,12 @@ impl SharedKeys {
             .is_some_and(|rest| rest.starts_with("list:"))
     }
 
+    /// How many purges the replicas of this account have made, a counter each purge moves on: a
+    /// replica that subscribes again compares it with the last notice it heard.
+    pub(crate) fn purges(&self) -> String {
+        format!("{}purges:{{{}}}", self.base, self.account_tag)
+    }
+
     /// This account's tag, which purge notices carry so that the replicas of another account
     /// sharing the Redis ignore them.
     pub(crate) fn account(&self) -> &str {

@@ -79,6 +79,27 @@ impl LocalTier {
         self.entries.insert(key, entry).await;
     }
 
+    /// Entries held now (moka's count, which lags by its pending work).
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// Drops every entry; how many there were.
+    pub(crate) async fn clear(&self) -> u64 {
+        let keys: Vec<Read> = self
+            .entries
+            .iter()
+            .map(|(key, _)| Read::clone(&key))
+            .collect();
+        let mut removed = 0;
+        for key in keys {
+            if self.entries.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Drops the entries `scope` covers; how many there were. A walk over every entry: purges
     /// are rare, and the tier is bounded by `cache.max_entries`.
     pub(crate) async fn remove(&self, scope: &Scope) -> u64 {

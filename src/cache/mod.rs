@@ -156,6 +156,17 @@ impl FlowCache {
         self.local.remove(scope).await
     }
 
+    /// Drops this replica's whole tier: purges were made that it did not hear of.
+    pub(crate) async fn purge_all_local(&self) -> u64 {
+        self.epochs.advance();
+        self.local.clear().await
+    }
+
+    /// Entries in this replica's own tier.
+    pub(crate) fn local_entries(&self) -> u64 {
+        self.local.len()
+    }
+
     /// Refreshes asked for since the start.
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)

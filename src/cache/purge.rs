@@ -7,6 +7,10 @@
 //! copies when it hears it. A notice is JSON that no lock key can be mistaken for, so replicas of
 //! an earlier release, which read every message as a lock key, wake nobody with it.
 //!
+//! A notice sent while a replica's subscription is down is lost; each purge also moves the
+//! account's purge counter on, and a replica that subscribes again and finds it moved past the
+//! last notice it heard drops its whole tier ([`follow`]).
+//!
 //! A fetch that was under way when the purge came must not put back the answer it got before
 //! the flow changed: each purge moves the cache's epoch on, a fetch notes the epoch before it
 //! asks CAMS, and an answer fetched under an older epoch is passed to its callers but not kept
@@ -101,9 +105,28 @@ impl Epochs {
 pub(crate) struct Notice {
     pub from: String,
     pub account: String,
+    /// The account's purge counter after this purge (see [`Heard::Subscribed`]).
+    #[serde(default)]
+    pub seq: u64,
     pub tenant: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<String>,
+}
+
+/// What the subscription to the replicas' channel hears, for [`follow`].
+#[derive(Debug)]
+pub(crate) enum Heard {
+    Purge(Notice),
+    /// The subscription is (again) in place. Notices sent while it was not are lost: the
+    /// account's purge counter, compared with the last notice heard, tells whether there were
+    /// any.
+    Subscribed,
+}
+
+/// The account's purge counter in the shared tier, read by [`follow`].
+#[async_trait::async_trait]
+pub(crate) trait PurgeCounter: Send + Sync {
+    async fn purges_so_far(&self) -> Result<u64, crate::store::StoreError>;
 }
 
 /// The wire form: `{"purge":{…}}`. A lock key, the channel's other messages, starts with the
@@ -114,10 +137,11 @@ struct Wire {
 }
 
 impl Notice {
-    pub(crate) fn of(scope: &Scope, from: &str, account: &str) -> Self {
+    pub(crate) fn of(scope: &Scope, from: &str, account: &str, seq: u64) -> Self {
         Self {
             from: from.to_owned(),
             account: account.to_owned(),
+            seq,
             tenant: scope.tenant.as_str().to_owned(),
             flows: scope.flows.iter().map(|f| f.as_str().to_owned()).collect(),
         }
@@ -153,30 +177,68 @@ impl Notice {
 
 /// Applies the other replicas' purge notices to this replica's tier, until the channel closes.
 /// `me` is this replica's name in its own notices, `account` its account's tag.
+///
+/// A notice sent while this replica's subscription was down is lost. So each time the
+/// subscription is made again the account's purge counter is read: if it moved past the last
+/// notice heard, purges were missed, and which entries they covered is not known: the whole local
+/// tier is dropped (it refills from the shared tier, which the purges did reach).
 pub(crate) async fn follow(
     cache: FlowCache,
-    mut notices: mpsc::Receiver<Notice>,
-    me: String,
-    account: String,
+    mut heard: mpsc::Receiver<Heard>,
+    counter: std::sync::Arc<dyn PurgeCounter>,
+    (me, account): (String, String),
     metrics: Metrics,
 ) {
-    while let Some(notice) = notices.recv().await {
-        if notice.from == me || notice.account != account {
-            continue;
+    // The counter as of the last notice heard; unknown until the first subscription.
+    let mut seen: Option<u64> = None;
+    while let Some(next) = heard.recv().await {
+        match next {
+            Heard::Purge(notice) => {
+                if notice.account != account {
+                    continue;
+                }
+                seen = Some(notice.seq);
+                if notice.from != me {
+                    applied(&cache, &notice, &metrics).await;
+                }
+            }
+            Heard::Subscribed => {
+                let Ok(now) = counter.purges_so_far().await else {
+                    continue;
+                };
+                let missed = match seen {
+                    Some(before) => now != before,
+                    // Entries cached before the first subscription may predate a purge.
+                    None => cache.local_entries() > 0,
+                };
+                seen = Some(now);
+                if missed {
+                    let local = cache.purge_all_local().await;
+                    metrics.purged_everything(local);
+                    tracing::warn!(
+                        dropped = local,
+                        "purges were made while this replica was not subscribed to their \
+                         notices: its own cache is dropped (it refills from the shared cache)"
+                    );
+                }
+            }
         }
-        let Some(scope) = notice.scope() else {
-            tracing::warn!("a purge notice names ids this release cannot read; ignored");
-            continue;
-        };
-        let local = cache.purge_local(&scope).await;
-        metrics.purged(&scope, PurgeOrigin::Peer, Purged { local, shared: 0 });
-        tracing::info!(
-            tenant = scope.tenant.as_str(),
-            flows = scope.flows.len(),
-            local,
-            "cached answers purged at another replica's notice"
-        );
     }
+}
+
+async fn applied(cache: &FlowCache, notice: &Notice, metrics: &Metrics) {
+    let Some(scope) = notice.scope() else {
+        tracing::warn!("a purge notice names ids this release cannot read; ignored");
+        return;
+    };
+    let local = cache.purge_local(&scope).await;
+    metrics.purged(&scope, PurgeOrigin::Peer, Purged { local, shared: 0 });
+    tracing::info!(
+        tenant = scope.tenant.as_str(),
+        flows = scope.flows.len(),
+        local,
+        "cached answers purged at another replica's notice"
+    );
 }
 
 #[cfg(test)]
@@ -225,13 +287,13 @@ mod tests {
             tenant: tenant("cams-a"),
             flows: vec![flow("1"), flow("2")],
         };
-        let notice = Notice::of(&scope, "me", "acct:1");
+        let notice = Notice::of(&scope, "me", "acct:1", 7);
         let decoded = Notice::decode(&notice.encode()).expect("a notice");
         assert_eq!(decoded, notice);
         assert_eq!(decoded.scope(), Some(scope));
         assert_eq!(Notice::decode("cams-flows:v1:lock:{acct:1:1:t:f}"), None);
         assert_eq!(Notice::decode("{\"purge\":1}"), None);
-        let own_space = Notice::of(&Scope::tenant(TenantId::own_space()), "me", "a");
+        let own_space = Notice::of(&Scope::tenant(TenantId::own_space()), "me", "a", 1);
         assert_eq!(
             Notice::decode(&own_space.encode()).and_then(|n| n.scope()),
             Some(Scope::tenant(TenantId::own_space()))

@@ -790,3 +790,53 @@ async fn a_tenant_purge_reaches_every_shard_of_a_cluster() {
     assert_eq!(read_until_dropped(b, &flows[0], "t").await, "miss");
     assert_eq!(read(b, &flows[1], "t").await, "miss");
 }
+
+/// A notice published while a replica's subscription is down never reaches it; when it
+/// subscribes again, the account's purge counter tells it that purges were missed, and it drops
+/// its whole cache (which entries they covered it cannot know), refilling from the shared tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_missed_a_notice_drops_its_cache_when_it_subscribes_again() {
+    let redis = RedisServer::start();
+    let (_sandbox, endpoint) = sandbox().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cams-flows.toml");
+    std::fs::write(&config, auth_config()).expect("config file");
+    let r = replicas(2, &endpoint, &redis, &config).await;
+    let (a, b) = (&r[0].replica.client, &r[1].replica.client);
+    let (purged, kept) = ("sim:ok:missed", "sim:ok:bystander");
+    for flow in [purged, kept] {
+        assert_eq!(read(a, flow, "t").await, "miss");
+        assert_eq!(read(b, flow, "t").await, "shared");
+        assert_eq!(read(b, flow, "t").await, "hit");
+    }
+
+    // Every subscription cut: the replicas subscribe again a second later, so the purge that
+    // follows at once goes out while nobody listens.
+    let killed = redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(killed.int().is_some_and(|n| n >= 2), "{killed:?}");
+    purge(&r[0].admin, ADMIN_KEY, "t", &[purged])
+        .await
+        .expect("purged");
+
+    assert_eq!(read_until_dropped(b, purged, "t").await, "miss");
+    assert_eq!(
+        read(b, kept, "t").await,
+        "shared",
+        "the whole local tier went, the shared tier kept what was not purged"
+    );
+    assert_eq!(purges(&r[1], "flows", "peer").await, 0.0, "no notice heard");
+    assert_eq!(
+        purges(&r[1], "tenant", "peer").await,
+        1.0,
+        "the whole cache dropped, counted as a purge at a peer's word"
+    );
+    assert!(
+        r[1].replica
+            .process
+            .output()
+            .contains("purges were made while this replica was not subscribed"),
+        "the replica says why it dropped its cache"
+    );
+    assert_eq!(calls_to(&endpoint, purged).await, 2);
+    assert_eq!(calls_to(&endpoint, kept).await, 1);
+}

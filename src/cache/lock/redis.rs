@@ -27,7 +27,10 @@ use tokio::{
 
 use super::{FetchLock, Held, Locked, Wait, Waited, Waiting, WritePermit};
 use crate::{
-    cache::{keys::SharedKeys, purge::Notice},
+    cache::{
+        keys::SharedKeys,
+        purge::{Heard, Notice},
+    },
     domain::Read,
     store::Redis,
 };
@@ -65,7 +68,7 @@ struct Inner {
     release: Script,
     waiting: Waiters,
     /// Where purge notices go, once someone asked for them.
-    purges: OnceLock<mpsc::Sender<Notice>>,
+    purges: OnceLock<mpsc::Sender<Heard>>,
 }
 
 impl fmt::Debug for RedisLock {
@@ -96,8 +99,9 @@ impl RedisLock {
         }
     }
 
-    /// The purge notices the subscription hears from now on (asked for once; `None` after).
-    pub(crate) fn purge_notices(&self) -> Option<mpsc::Receiver<Notice>> {
+    /// The purge notices the subscription hears from now on, and each time it is made (asked
+    /// for once; `None` after).
+    pub(crate) fn purge_notices(&self) -> Option<mpsc::Receiver<Heard>> {
         let (sender, receiver) = mpsc::channel(NOTICES_QUEUED);
         self.inner.purges.set(sender).ok()?;
         Some(receiver)
@@ -131,6 +135,7 @@ impl Inner {
         ) {
             return;
         }
+        self.tell(Heard::Subscribed);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -139,7 +144,7 @@ impl Inner {
                     Some(message) => {
                         if let Ok(payload) = message.get_payload::<String>() {
                             match Notice::decode(&payload) {
-                                Some(notice) => self.heard(notice),
+                                Some(notice) => self.tell(Heard::Purge(notice)),
                                 None => self.waiting.wake(&payload),
                             }
                         }
@@ -159,11 +164,11 @@ impl Inner {
 }
 
 impl Inner {
-    fn heard(&self, notice: Notice) {
+    fn tell(&self, heard: Heard) {
         let Some(purges) = self.purges.get() else {
             return;
         };
-        if purges.try_send(notice).is_err() {
+        if purges.try_send(heard).is_err() {
             tracing::warn!(
                 "a purge notice from another replica was dropped (too many queued): this \
                  replica may serve the purged answers until their TTL ends"

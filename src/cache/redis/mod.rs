@@ -25,7 +25,7 @@ use redis::{AsyncCommands, Script};
 use super::{
     CacheTier, CachedFlow,
     keys::SharedKeys,
-    purge::{Notice, Scope},
+    purge::{Notice, PurgeCounter, Scope},
 };
 use crate::domain::{Data, What};
 use crate::{
@@ -229,7 +229,12 @@ impl CacheTier for RedisTier {
                 .run(|mut c| async move { c.zrem::<_, _, u64>(index, indexed).await })
                 .await?;
         }
-        let notice = Notice::of(scope, &self.replica, self.keys.account()).encode();
+        let counter = self.keys.purges();
+        let seq: u64 = self
+            .redis
+            .run(|mut c| async move { c.incr(counter, 1u64).await })
+            .await?;
+        let notice = Notice::of(scope, &self.replica, self.keys.account(), seq).encode();
         let channel = self.keys.released_channel();
         self.redis
             .run(|mut c| async move { c.publish::<_, _, u64>(channel, notice).await })
@@ -249,6 +254,18 @@ impl RedisTier {
             .try_collect()
             .await?;
         Ok(counts.into_iter().sum())
+    }
+}
+
+#[async_trait::async_trait]
+impl PurgeCounter for RedisTier {
+    async fn purges_so_far(&self) -> Result<u64, StoreError> {
+        let counter = self.keys.purges();
+        let seq: Option<u64> = self
+            .redis
+            .run(|mut c| async move { c.get(counter).await })
+            .await?;
+        Ok(seq.unwrap_or(0))
     }
 }
 

@@ -79,4 +79,14 @@ impl Metrics {
             inner.purges.entries[1].inc_by(dropped.shared);
         }
     }
+
+    /// The whole local tier dropped for other replicas' purges whose notices this replica
+    /// missed: counted as one tenant-wide purge at a peer's word, which it covers (so that a
+    /// replica that made up for missed notices does not look as if it had ignored them).
+    pub fn purged_everything(&self, local: u64) {
+        if let Some(inner) = &self.0 {
+            inner.purges.purges[1][PurgeOrigin::Peer as usize].inc();
+            inner.purges.entries[0].inc_by(local);
+        }
+    }
 }
