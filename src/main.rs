@@ -10,7 +10,7 @@ use cams_flows::{
         Application,
         purge::{PurgeOrder, purge},
     },
-    config::{Environment, ServeArgs},
+    config::{ConfigSource, Environment, ServeArgs},
     telemetry::{self, ErrorChain},
 };
 use clap::{Parser, Subcommand};
@@ -246,7 +246,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     for warning in env.warnings() {
         eprintln!("warning: {warning}");
     }
-    let config = match args.load(&env) {
+    let source = ConfigSource::new(args, env);
+    let config = match source.load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -255,7 +256,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     telemetry::init(config.log_format);
     let app = match Application::build(config).await {
-        Ok(app) => app,
+        Ok(app) => app.reloading(source),
         Err(e) => {
             let e = ErrorChain(&e);
             tracing::error!("cannot start: {e}");

@@ -3,12 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Authenticator,
     cache::{
-        CacheTier, FlowCache, RedisTier, SharedKeys,
+        CacheTier, FlowCache, LivePolicy, RedisTier, SharedKeys,
         lock::{FetchLock, LocalLock, RedisLock},
         purge::{self, PurgeCounter},
     },
@@ -28,7 +29,7 @@ use crate::{
     telemetry::{ErrorChain, metrics::Metrics, trace::Tracing},
 };
 
-use super::{StartError, observe, tasks::Tasks};
+use super::{StartError, observe, reload::Live, tasks::Tasks};
 
 /// The GetFlow service and what tests and operators may inspect of it.
 pub struct Wired {
@@ -42,6 +43,8 @@ pub struct Wired {
     pub metrics: Metrics,
     /// The trace exporter, to be shut down (and flushed) after the drain.
     pub tracing: Tracing,
+    /// What a configuration reload changes.
+    pub(super) live: Live,
 }
 
 /// The credentials `[credentials]` calls for: the default chain (or the pinned provider) over
@@ -155,6 +158,7 @@ pub async fn flow_api(
     // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
     let cache_clock = client.cams_clock();
     let mut peers = None;
+    let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.cache));
     let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
         Some(shared) => {
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
@@ -163,7 +167,7 @@ pub async fn flow_api(
             let tier = Arc::new(RedisTier::new(
                 shared.redis,
                 keys.clone(),
-                config.cache.refresh_window,
+                Arc::clone(&policy),
                 Arc::clone(&cache_clock),
             ));
             let names = (tier.replica().to_owned(), keys.account().to_owned());
@@ -176,7 +180,8 @@ pub async fn flow_api(
         None => (None, Arc::new(LocalLock::default())),
     };
     let shared_cache = tier.is_some();
-    let cache = FlowCache::new(config.cache, tier, cache_clock);
+    let cache = FlowCache::with_policy(Arc::clone(&policy), tier, cache_clock);
+    let cache_policy = cache.is_some().then_some(policy);
     if let (Some(cache), Some((notices, counter, names))) = (&cache, peers) {
         tasks.spawn(
             "purge notices",
@@ -203,6 +208,13 @@ pub async fn flow_api(
         tracer: tracing.calls(),
     });
     let auth = Arc::new(Authenticator::new(config.auth.clone(), callers));
+    let live = Live {
+        tenants: Arc::clone(&tenants),
+        accounts: accounts.clone(),
+        auth: Arc::clone(&auth),
+        cache: cache_policy,
+        metrics: metrics.clone(),
+    };
     let admin = FlowAdminApi::new(
         Arc::clone(&auth),
         cache,
@@ -228,6 +240,7 @@ pub async fn flow_api(
         accounts,
         metrics,
         tracing,
+        live,
     })
 }
 

@@ -25,6 +25,10 @@ pub trait CallerLimits: Send + Sync + fmt::Debug {
     /// Spends one call of the caller's quota, or says how long until one is free; a caller
     /// without a quota is not limited.
     fn check<'a>(&'a self, caller: &'a Arc<str>) -> CallerCheck<'a>;
+
+    /// Replaces every caller's quota (a configuration reload); calls being decided finish under
+    /// the old ones. A caller whose quota is unchanged keeps its state.
+    fn reconfigure(&self, each: CallerQuotaMap);
 }
 
 /// Each caller's quota, by name (its key's name or its identity).
@@ -51,6 +55,10 @@ impl CallerLimits for GovernorCallerLimits {
     fn check<'a>(&'a self, caller: &'a Arc<str>) -> CallerCheck<'a> {
         Check::Decided(self.0.decide(caller))
     }
+
+    fn reconfigure(&self, each: CallerQuotaMap) {
+        self.0.reconfigure(quotas(each));
+    }
 }
 
 /// The callers' limits shared by every replica through Redis.
@@ -72,6 +80,10 @@ impl RedisCallerLimits {
 impl CallerLimits for RedisCallerLimits {
     fn check<'a>(&'a self, caller: &'a Arc<str>) -> CallerCheck<'a> {
         self.0.check(caller)
+    }
+
+    fn reconfigure(&self, each: CallerQuotaMap) {
+        self.0.reconfigure(quotas(each));
     }
 }
 

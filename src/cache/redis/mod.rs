@@ -17,13 +17,13 @@
 
 mod stored;
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use redis::{AsyncCommands, Script};
 
 use super::{
-    CacheTier, CachedFlow,
+    CacheTier, CachedFlow, LivePolicy,
     keys::SharedKeys,
     purge::{Notice, PurgeCounter, Scope},
 };
@@ -62,7 +62,8 @@ const FUTURE_TOLERANCE: std::time::Duration = CLOCK_MARGIN.saturating_mul(2);
 pub(crate) struct RedisTier {
     redis: Redis,
     keys: SharedKeys,
-    refresh_window: Duration,
+    /// Read for the refresh window, which a reload may change.
+    policy: LivePolicy,
     clock: SharedClock,
     index: Script,
     /// This replica, in the purge notices it sends.
@@ -82,13 +83,13 @@ impl RedisTier {
     pub(crate) fn new(
         redis: Redis,
         keys: SharedKeys,
-        refresh_window: Duration,
+        policy: LivePolicy,
         clock: SharedClock,
     ) -> Self {
         Self {
             redis,
             keys,
-            refresh_window,
+            policy,
             clock,
             index: Script::new(INDEX),
             replica: uuid::Uuid::new_v4().simple().to_string(),
@@ -146,7 +147,7 @@ impl CacheTier for RedisTier {
             .map_err(|e| e.to_string())
             .and_then(|stored| {
                 stored
-                    .into_entry(self.refresh_window)
+                    .into_entry(self.policy.load().refresh_window)
                     .filter(|entry| answers(&key.what, &entry.answer.data))
                     .ok_or_else(|| "it holds no answer to this read".to_owned())
             });

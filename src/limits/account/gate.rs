@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -69,7 +70,7 @@ impl Queue {
 }
 
 struct Inner {
-    limits: AccountLimits,
+    limits: ArcSwap<AccountLimits>,
     store: Arc<dyn SlotStore>,
     queue: Arc<Queue>,
     on_release: Arc<dyn Fn() + Send + Sync>,
@@ -82,7 +83,8 @@ impl Inner {
 
     /// A refusal never says "retry now": at least the average spacing of calls.
     fn retry_after(&self, start: Instant, now: Instant) -> Duration {
-        let spacing = self.limits.window / self.limits.rps.max(1);
+        let limits = self.limits.load();
+        let spacing = limits.window / limits.rps.max(1);
         start.saturating_duration_since(now).max(spacing)
     }
 
@@ -133,7 +135,7 @@ pub struct AccountGate {
 impl std::fmt::Debug for AccountGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountGate")
-            .field("limits", &self.inner.limits)
+            .field("limits", &self.inner.limits.load())
             .field("store", &self.inner.store)
             .field("queued", &self.inner.queue.waiting().len())
             .finish()
@@ -153,7 +155,7 @@ impl AccountGate {
         };
         Self {
             inner: Arc::new(Inner {
-                limits,
+                limits: ArcSwap::from_pointee(limits),
                 store,
                 queue,
                 on_release,
@@ -162,7 +164,7 @@ impl AccountGate {
     }
 
     pub fn limits(&self) -> AccountLimits {
-        self.inner.limits
+        **self.inner.limits.load()
     }
 
     /// Hands free slots to waiters in the fair queue's order; sleeps until the store's next slot
@@ -245,7 +247,7 @@ impl AccountQuota for AccountGate {
         let give_up = if claim.class.is_background() {
             claim.deadline
         } else {
-            claim.deadline.min(now + inner.limits.max_wait)
+            claim.deadline.min(now + inner.limits.load().max_wait)
         };
         // Straight to the store when nobody this call would have to let go first is waiting.
         let queue_ahead = {
@@ -276,7 +278,7 @@ impl AccountQuota for AccountGate {
         }
         let (ticket, rx) = {
             let mut waiting = inner.queue.waiting();
-            if waiting.len() >= inner.limits.max_queue {
+            if waiting.len() >= inner.limits.load().max_queue {
                 return Err(inner.rejection(&waiting, &claim, RejectionCause::QueueFull, now));
             }
             let ahead = waiting.surely_ahead_of_newcomer(claim.party, &claim.class, now);
@@ -318,11 +320,20 @@ impl AccountQuota for AccountGate {
     }
 
     fn rps(&self) -> u32 {
-        self.inner.limits.rps
+        self.inner.limits.load().rps
     }
 
     fn queued(&self) -> usize {
         self.inner.queue.waiting().len()
+    }
+
+    fn reconfigure(&self, limits: AccountLimits, weights: Weights) {
+        let inner = &self.inner;
+        inner.store.set_capacity(limits.rps);
+        inner.limits.store(Arc::new(limits));
+        inner.queue.waiting().set_weights(weights);
+        // More slots, or a longer wait allowed: the waiters may be served now.
+        inner.queue.wake.notify_one();
     }
 }
 

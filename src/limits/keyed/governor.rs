@@ -2,7 +2,9 @@
 //! share one map and are forgotten once idle; keys with a quota of their own each have their own
 //! limiter, reached without a lock.
 
-use std::{collections::HashMap, fmt, num::NonZeroU32, time::Duration};
+use std::{collections::HashMap, fmt, num::NonZeroU32, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
 
 use governor::{
     RateLimiter,
@@ -26,19 +28,25 @@ impl Quota {
 type Learned<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
+/// The limiters of one configuration, replaced whole when the quotas are reconfigured.
+struct Table<K: Key, C: Clock> {
     /// Keys under the default quota.
-    learned: Option<(Quota, Learned<K, C>)>,
+    learned: Option<(Quota, Arc<Learned<K, C>>)>,
     /// Keys with a quota of their own.
-    each: HashMap<K, (Quota, Direct<C>)>,
+    each: HashMap<K, (Quota, Arc<Direct<C>>)>,
+}
+
+pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
+    table: ArcSwap<Table<K, C>>,
     clock: C,
 }
 
 impl<K: Key, C: Clock> fmt::Debug for GovernorKeyed<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = self.table.load();
         f.debug_struct("GovernorKeyed")
-            .field("default", &self.learned.as_ref().map(|(quota, _)| quota))
-            .field("each", &self.each.len())
+            .field("default", &table.learned.as_ref().map(|(quota, _)| quota))
+            .field("each", &table.each.len())
             .field("tracked", &self.tracked())
             .finish()
     }
@@ -52,28 +60,62 @@ impl<K: Key> GovernorKeyed<K, DefaultClock> {
 
 impl<K: Key, C: Clock + Clone> GovernorKeyed<K, C> {
     pub fn with_clock(quotas: Quotas<K>, clock: C) -> Self {
+        let table = Self::table(quotas, None, &clock);
+        Self {
+            table: ArcSwap::from_pointee(table),
+            clock,
+        }
+    }
+
+    /// The limiters of `quotas`, keeping from `old` the state of every key whose quota is the
+    /// same: a reload that leaves a quota alone leaves its callers' spending alone too.
+    fn table(quotas: Quotas<K>, old: Option<&Table<K, C>>, clock: &C) -> Table<K, C> {
         let each = quotas
             .each
             .into_iter()
             .map(|(key, quota)| {
-                let limiter = RateLimiter::direct_with_clock(quota.governor(), clock.clone());
+                let kept = old
+                    .and_then(|old| old.each.get(&key))
+                    .filter(|(was, _)| *was == quota)
+                    .map(|(_, limiter)| Arc::clone(limiter));
+                let limiter = kept.unwrap_or_else(|| {
+                    Arc::new(RateLimiter::direct_with_clock(
+                        quota.governor(),
+                        clock.clone(),
+                    ))
+                });
                 (key, (quota, limiter))
             })
             .collect();
-        Self {
-            learned: quotas.default.map(|quota| {
-                let limiter = RateLimiter::dashmap_with_clock(quota.governor(), clock.clone());
-                (quota, limiter)
-            }),
-            each,
-            clock,
-        }
+        let learned = quotas.default.map(|quota| {
+            let kept = old
+                .and_then(|old| old.learned.as_ref())
+                .filter(|(was, _)| *was == quota)
+                .map(|(_, limiter)| Arc::clone(limiter));
+            let limiter = kept.unwrap_or_else(|| {
+                Arc::new(RateLimiter::dashmap_with_clock(
+                    quota.governor(),
+                    clock.clone(),
+                ))
+            });
+            (quota, limiter)
+        });
+        Table { learned, each }
+    }
+
+    /// Replaces the quotas; calls deciding now finish under the old ones. A key whose quota
+    /// changes starts afresh (a full burst) under the new one.
+    pub fn reconfigure(&self, quotas: Quotas<K>) {
+        let old = self.table.load();
+        let table = Self::table(quotas, Some(&old), &self.clock);
+        self.table.store(Arc::new(table));
     }
 
     /// Spends one call of `key`'s quota, or says how long until one is free; a key with no quota
     /// is not limited.
     pub fn decide(&self, key: &K) -> Result<(), Rejection> {
-        let (quota, outcome) = match (self.each.get(key), &self.learned) {
+        let table = self.table.load();
+        let (quota, outcome) = match (table.each.get(key), &table.learned) {
             (Some((quota, limiter)), _) => (*quota, limiter.check()),
             (None, Some((quota, limiter))) => (*quota, limiter.check_key(key)),
             (None, None) => return Ok(()),
@@ -89,7 +131,7 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     /// Forgets learned keys whose quota is full again, so that a flood of distinct keys cannot
     /// grow memory without bound. Keys with a quota of their own are configured, and stay.
     pub fn evict_idle(&self) {
-        if let Some((_, learned)) = &self.learned {
+        if let Some((_, learned)) = &self.table.load().learned {
             learned.retain_recent();
             learned.shrink_to_fit();
         }
@@ -97,7 +139,9 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
     /// Learned keys whose state is held now.
     pub fn tracked(&self) -> usize {
-        self.learned
+        self.table
+            .load()
+            .learned
             .as_ref()
             .map_or(0, |(_, learned)| learned.len())
     }
@@ -105,8 +149,6 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use governor::clock::FakeRelativeClock;
 
     use super::*;
@@ -199,5 +241,30 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         limiter.evict_idle();
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    /// A reload keeps the state of every key whose quota is unchanged (a key that spent its
+    /// burst stays refused), and starts a key whose quota changed afresh under the new one.
+    #[test]
+    fn reconfigured_quotas_keep_the_state_of_unchanged_keys() {
+        let clock = FakeRelativeClock::default();
+        let (vip, slow) = (
+            TenantId::parse("vip").expect("valid"),
+            TenantId::parse("slow").expect("valid"),
+        );
+        let quotas = |vip_quota| Quotas {
+            default: Some(quota(2.0, 2)),
+            each: HashMap::from([(vip.clone(), vip_quota), (slow.clone(), quota(1.0, 1))]),
+        };
+        let limiter = GovernorKeyed::with_clock(quotas(quota(10.0, 5)), clock.clone());
+        let a = TenantId::parse("a").expect("valid");
+        spend_burst(&limiter, &a, quota(2.0, 2));
+        spend_burst(&limiter, &vip, quota(10.0, 5));
+        spend_burst(&limiter, &slow, quota(1.0, 1));
+
+        limiter.reconfigure(quotas(quota(1.0, 3)));
+        assert!(limiter.decide(&a).is_err(), "the default is unchanged");
+        assert!(limiter.decide(&slow).is_err(), "its quota is unchanged");
+        spend_burst(&limiter, &vip, quota(1.0, 3));
     }
 }

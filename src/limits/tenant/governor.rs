@@ -61,6 +61,13 @@ where
     fn tracked(&self) -> usize {
         self.0.tracked()
     }
+
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>) {
+        self.0.reconfigure(Quotas {
+            default: Some(default),
+            each: overrides,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@
 mod governor;
 mod redis;
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
 pub use governor::GovernorTenantLimits;
 pub use redis::RedisTenantLimits;
 
-use super::keyed::{Check, Rejection};
+use super::keyed::{Check, Quota, Rejection};
 use crate::domain::TenantId;
 
 /// A tenant over its quota: when it may call again.
@@ -35,4 +35,8 @@ pub trait TenantLimits: Send + Sync + fmt::Debug {
 
     /// Tenants whose state is held now.
     fn tracked(&self) -> usize;
+
+    /// Replaces the default quota and the overrides (a configuration reload); calls being
+    /// decided finish under the old ones. A tenant whose quota is unchanged keeps its state.
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>);
 }

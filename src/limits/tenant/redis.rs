@@ -48,4 +48,11 @@ impl TenantLimits for RedisTenantLimits {
     fn tracked(&self) -> usize {
         self.0.tracked()
     }
+
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>) {
+        self.0.reconfigure(Quotas {
+            default: Some(default),
+            each: overrides,
+        });
+    }
 }

@@ -7,7 +7,7 @@
 //! Each concern's series, and the methods of [`Metrics`] that record them, have a file of their
 //! own: [`grpc`] (the server's calls), [`cache`], [`rejections`] (calls the gateway refused
 //! itself), [`upstream`] (attempts at CAMS), [`account`] (the account's quota), [`redis`],
-//! [`purges`].
+//! [`reloads`] (of the configuration file), [`purges`] (of cached answers).
 //!
 //! A disabled handle (no admin listener, so nobody could read them) records nothing: every
 //! method is one branch then.
@@ -20,6 +20,7 @@ mod probes;
 mod purges;
 mod redis;
 mod rejections;
+mod reloads;
 mod upstream;
 
 use std::sync::Arc;
@@ -80,6 +81,7 @@ struct Inner {
     refreshes: cache::Refreshes,
     redis: redis::Families,
     purges: purges::Purges,
+    reloads: reloads::Reloads,
 }
 
 fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
@@ -109,6 +111,7 @@ impl Metrics {
         let refreshes = cache::Refreshes::register(&mut registry);
         let redis = redis::Families::register(&mut registry);
         let purges = purges::Purges::register(&mut registry);
+        let reloads = reloads::Reloads::register(&mut registry);
 
         let build = Family::<Labels, Gauge>::default();
         registry.register(
@@ -134,6 +137,7 @@ impl Metrics {
             refreshes,
             redis,
             purges,
+            reloads,
         })))
     }
 
