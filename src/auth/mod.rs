@@ -471,4 +471,40 @@ mod tests {
         spend(&second).expect("its burst of one");
         assert_eq!(spend(&second).expect_err("spent").quota, quota(1.0, 1));
     }
+
+    /// The admin role comes and goes with a reload, like the keys that carry it.
+    #[test]
+    fn a_reload_grants_and_revokes_the_admin_role() {
+        let config = |admin: bool| AuthConfig {
+            mode: AuthMode::ApiKey,
+            keys: vec![ApiKey {
+                name: "ops".into(),
+                sha256: Sha256::digest(b"ops-key").into(),
+                tenants: tenants(&["*"]),
+            }],
+            admins: Admins {
+                keys: if admin {
+                    HashSet::from(["ops".to_owned()])
+                } else {
+                    HashSet::new()
+                },
+                identities: HashSet::new(),
+            },
+            ..AuthConfig::none()
+        };
+        let auth = Authenticator::new(
+            config(false),
+            Arc::new(GovernorCallerLimits::new(HashMap::new())),
+        );
+        let ops = || {
+            let mut md = MetadataMap::new();
+            md.insert("authorization", "Bearer ops-key".parse().expect("ascii"));
+            auth.authenticate(&md, None).expect("known").admin
+        };
+        assert!(!ops());
+        auth.reconfigure(config(true));
+        assert!(ops(), "granted");
+        auth.reconfigure(config(false));
+        assert!(!ops(), "revoked");
+    }
 }
