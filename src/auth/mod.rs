@@ -1,14 +1,11 @@
 //! Who is calling, and which tenants they may read. The gateway holds credentials that can read
 //! every sub-customer's flows, so each caller is limited to its own CustSpaceIds.
 
+mod roles;
 mod tenants;
 mod xfcc;
 
-use std::{
-    collections::{HashMap, HashSet},
-    fmt,
-    sync::Arc,
-};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
@@ -16,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
+pub use roles::{Admins, Role};
 pub use tenants::{PatternError, TenantSet};
 use xfcc::forwarded_uri;
 
@@ -52,26 +50,6 @@ pub struct Caller {
     pub admin: bool,
 }
 
-/// What a key or identity may do besides reading its tenants, as `roles` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// May call `FlowAdminService` (purge cached answers of the tenants it may read).
-    Admin,
-}
-
-impl Role {
-    /// Every role, by the name the configuration gives it.
-    pub const ALL: [(&'static str, Self); 1] = [("admin", Self::Admin)];
-
-    /// The role named `name`, if there is one.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, role)| *role)
-    }
-}
-
 /// One configured API key: its name, the SHA-256 of the key, and its tenants.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -102,13 +80,6 @@ pub struct AuthConfig {
     /// Whether the anonymous caller of `none` mode has the `admin` role: only under
     /// `serve --sandbox`, whose callers are the developer's own (see `config::sections::auth`).
     pub anonymous_admin: bool,
-}
-
-/// The callers with the `admin` role: keys by name, identities by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Admins {
-    pub keys: HashSet<String>,
-    pub identities: HashSet<String>,
 }
 
 /// Callers' own rate limits, by key name or identity; `default` for every other caller
@@ -475,6 +446,7 @@ mod tests {
     /// The admin role comes and goes with a reload, like the keys that carry it.
     #[test]
     fn a_reload_grants_and_revokes_the_admin_role() {
+        use std::collections::HashSet;
         let config = |admin: bool| AuthConfig {
             mode: AuthMode::ApiKey,
             keys: vec![ApiKey {
