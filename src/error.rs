@@ -59,6 +59,13 @@ pub enum Error {
     Unauthenticated(#[from] AuthError),
     #[error("{caller} may not read tenant {tenant}")]
     TenantNotAllowed { caller: String, tenant: TenantId },
+    #[error("{caller} has no admin role")]
+    AdminRoleRequired { caller: String },
+    #[error(
+        "the cache the replicas share (Redis) does not answer: this replica's entries are dropped, \
+         the shared cache's and the other replicas' may not be; call again"
+    )]
+    SharedCacheUnavailable,
     #[error("the gateway is at its limit of {max_in_flight} calls in flight")]
     Overloaded { max_in_flight: usize },
     #[error("the call's deadline passed before CAMS answered")]
@@ -150,7 +157,10 @@ impl Error {
             // its TTL serves the caller better than nothing.
             Self::QuotaStoreUnavailable { .. } => Disposition::new(Code::Unavailable, false, true),
             Self::Unauthenticated(_) => Disposition::refused(Code::Unauthenticated),
-            Self::TenantNotAllowed { .. } => Disposition::refused(Code::PermissionDenied),
+            Self::TenantNotAllowed { .. } | Self::AdminRoleRequired { .. } => {
+                Disposition::refused(Code::PermissionDenied)
+            }
+            Self::SharedCacheUnavailable => Disposition::refused(Code::Unavailable),
             Self::Overloaded { .. } => Disposition::refused(Code::Unavailable),
             Self::DeadlineExceeded => Disposition::refused(Code::DeadlineExceeded),
             Self::ShuttingDown => Disposition::refused(Code::Unavailable),

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 #[cfg(feature = "sandbox")]
 use cams_flows::sandbox::{Identity, IdentityConfig, Sandbox, SandboxConfig};
 use cams_flows::{
-    app::Application,
+    app::{
+        Application,
+        purge::{PurgeOrder, purge},
+    },
     config::{ConfigSource, Environment, ServeArgs},
     telemetry::{self, ErrorChain},
 };
@@ -40,6 +43,56 @@ enum Command {
     Sandbox(SandboxArgs),
     /// Print the SHA-256 of an API key (read from standard input) for `[[auth.keys]] sha256`.
     HashKey(HashKeyArgs),
+    /// Drop cached answers of a tenant on every replica (FlowAdminService/InvalidateFlows): the
+    /// named flows', or all of the tenant's. Needs a key or identity with roles = ["admin"].
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("space").required(true).args(["tenant", "own_space"])))]
+struct PurgeArgs {
+    /// The tenant (CustSpaceId) whose cached answers are dropped.
+    #[arg(long, value_name = "CUST_SPACE_ID")]
+    tenant: Option<String>,
+    /// The account's own space (the answers read with no CustSpaceId) instead of a tenant.
+    #[arg(long)]
+    own_space: bool,
+    /// A flow to drop (GetFlow, its preview URL and JSON asset, and the tenant's ListFlows
+    /// pages); repeat for several. None: every cached answer of the tenant.
+    #[arg(long = "flow", value_name = "FLOW_ID")]
+    flows: Vec<String>,
+    /// The gateway: host:port, or http(s)://host:port. Any replica will do: it tells the others.
+    #[arg(
+        long,
+        env = "CAMS_FLOWS_TARGET",
+        default_value = "localhost:50051",
+        value_name = "ADDRESS"
+    )]
+    target: String,
+    /// The API key to send (auth.mode = api_key); prefer the environment variable, which stays
+    /// out of the shell's history and the process list.
+    #[arg(
+        long,
+        env = "CAMS_FLOWS_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    api_key: Option<String>,
+    /// Dial with TLS, verifying the gateway's certificate with this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present (auth.mode = mtls), with --key-file.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    key_file: Option<std::path::PathBuf>,
+    /// The name the gateway's certificate must carry, when not the target's host.
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// How long to wait for the gateway's answer, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +163,49 @@ async fn main() -> ExitCode {
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox(args).await,
         Command::HashKey(args) => hash_key(&args),
+        Command::Purge(args) => purge_cached(args).await,
+    }
+}
+
+async fn purge_cached(args: PurgeArgs) -> ExitCode {
+    let order = PurgeOrder {
+        target: args.target,
+        tenant: args.tenant,
+        flows: args.flows,
+        api_key: args
+            .api_key
+            .filter(|k| !k.is_empty())
+            .map(secrecy::SecretString::from),
+        ca_file: args.ca_file,
+        client_cert: args.cert_file.zip(args.key_file),
+        server_name: args.server_name,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+    };
+    match purge(&order).await {
+        Ok(purged) => {
+            let what = if order.flows.is_empty() {
+                "every cached answer".to_owned()
+            } else {
+                format!("the cached answers of {} flow(s)", order.flows.len())
+            };
+            let space = order.tenant.as_deref().unwrap_or("the account's own space");
+            println!(
+                "purged {what} of {space}: {} entries dropped at the replica that answered, {} \
+                 from the shared cache; other replicas {}",
+                purged.local_entries,
+                purged.shared_entries,
+                if purged.peers_notified {
+                    "notified"
+                } else {
+                    "not notified (no shared cache)"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod observe;
+pub mod purge;
 mod reload;
 #[cfg(feature = "sandbox")]
 mod sandbox;
@@ -27,7 +28,7 @@ use crate::{
     config::{Config, ConfigSource},
     credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
     domain::Action,
-    grpc::FlowApi,
+    grpc::{FlowAdminApi, FlowApi},
     limits::{AccountQuota, AccountQuotas, TenantLimits},
     server::{Drain, HttpLimits, TlsError, TlsServer},
     store::StoreError,
@@ -103,6 +104,7 @@ pub enum ServeError {
 pub struct Application {
     listener: TcpListener,
     api: FlowApi,
+    admin: FlowAdminApi,
     tenants: Arc<dyn TenantLimits>,
     accounts: AccountQuotas,
     drain_timeout: Duration,
@@ -214,6 +216,7 @@ impl Application {
         Ok(Self {
             listener,
             api: wired.api,
+            admin: wired.admin,
             tenants: wired.tenants,
             accounts: wired.accounts,
             drain_timeout: config.drain_timeout,
@@ -313,6 +316,7 @@ impl Application {
             serve::Serving {
                 listener: self.listener,
                 api: self.api,
+                admin: self.admin,
                 tls: self.tls,
                 drain_timeout: self.drain_timeout,
                 limits: self.limits,

@@ -11,8 +11,11 @@ use tonic_health::ServingStatus;
 
 use super::ServeError;
 use crate::{
-    grpc::{FlowApi, status},
-    pb::{self, flow_service_server::FlowServiceServer},
+    grpc::{FlowAdminApi, FlowApi, status},
+    pb::{
+        self, flow_admin_service_server::FlowAdminServiceServer,
+        flow_service_server::FlowServiceServer,
+    },
     server::{self, Drain, HttpLimits, TlsServer},
 };
 
@@ -28,6 +31,7 @@ const SERVER_SLACK: Duration = Duration::from_millis(100);
 pub(super) struct Serving {
     pub listener: TcpListener,
     pub api: FlowApi,
+    pub admin: FlowAdminApi,
     pub tls: Option<Arc<TlsServer>>,
     pub drain_timeout: Duration,
     pub limits: HttpLimits,
@@ -40,6 +44,9 @@ pub(super) async fn serve(
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<FlowServiceServer<FlowApi>>().await;
+    reporter
+        .set_serving::<FlowAdminServiceServer<FlowAdminApi>>()
+        .await;
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
@@ -60,6 +67,9 @@ pub(super) async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(flows)
+        .add_service(
+            FlowAdminServiceServer::new(serving.admin).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .prepare();
 
     let drain = serving.drain.clone();
@@ -69,6 +79,9 @@ pub(super) async fn serve(
         tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight calls");
         reporter
             .set_not_serving::<FlowServiceServer<FlowApi>>()
+            .await;
+        reporter
+            .set_not_serving::<FlowAdminServiceServer<FlowAdminApi>>()
             .await;
         reporter
             .set_service_status("", ServingStatus::NotServing)

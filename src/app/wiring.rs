@@ -11,6 +11,7 @@ use crate::{
     cache::{
         CacheTier, FlowCache, LivePolicy, RedisTier, SharedKeys,
         lock::{FetchLock, LocalLock, RedisLock},
+        purge::{self, PurgeCounter},
     },
     cams::CamsClient,
     clock::{self, SharedClock},
@@ -18,7 +19,7 @@ use crate::{
     credentials::{self, CredentialsProvider, Vars},
     domain::Action,
     gateway::{Gateway, Parts},
-    grpc::{FlowApi, Observe},
+    grpc::{FlowAdminApi, FlowApi, Observe},
     limits::{
         AccountGate, AccountQuotas, CallerLimits, EVICT_INTERVAL, GovernorCallerLimits,
         GovernorTenantLimits, LocalSlots, RedisCallerLimits, RedisSlots, RedisTenantLimits,
@@ -33,6 +34,8 @@ use super::{StartError, observe, reload::Live, tasks::Tasks};
 /// The GetFlow service and what tests and operators may inspect of it.
 pub struct Wired {
     pub api: FlowApi,
+    /// The operators' service (purges).
+    pub admin: FlowAdminApi,
     pub tenants: Arc<dyn TenantLimits>,
     /// The account's budget of each CAMS action.
     pub accounts: AccountQuotas,
@@ -154,24 +157,37 @@ pub async fn flow_api(
 
     // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
     let cache_clock = client.cams_clock();
+    let mut peers = None;
     let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.cache));
     let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
         Some(shared) => {
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
             let lock = RedisLock::with_keys(shared.redis.clone(), keys.clone());
             tasks.spawn("shared cache releases", lock.listen());
-            let tier = RedisTier::new(
+            let tier = Arc::new(RedisTier::new(
                 shared.redis,
-                keys,
+                keys.clone(),
                 Arc::clone(&policy),
                 Arc::clone(&cache_clock),
-            );
-            (Some(Arc::new(tier)), Arc::new(lock))
+            ));
+            let names = (tier.replica().to_owned(), keys.account().to_owned());
+            let counter: Arc<dyn PurgeCounter> = tier.clone();
+            peers = lock
+                .purge_notices()
+                .map(|notices| (notices, counter, names));
+            (Some(tier), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),
     };
+    let shared_cache = tier.is_some();
     let cache = FlowCache::with_policy(Arc::clone(&policy), tier, cache_clock);
     let cache_policy = cache.is_some().then_some(policy);
+    if let (Some(cache), Some((notices, counter, names))) = (&cache, peers) {
+        tasks.spawn(
+            "purge notices",
+            purge::follow(cache.clone(), notices, counter, names, metrics.clone()),
+        );
+    }
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
     {
@@ -184,7 +200,7 @@ pub async fn flow_api(
         client,
         tenants: Arc::clone(&tenants),
         accounts: accounts.clone(),
-        cache,
+        cache: cache.clone(),
         lock,
         retry: config.retry,
         load_timeout: config.call_timeout,
@@ -199,6 +215,13 @@ pub async fn flow_api(
         cache: cache_policy,
         metrics: metrics.clone(),
     };
+    let admin = FlowAdminApi::new(
+        Arc::clone(&auth),
+        cache,
+        shared_cache,
+        config.call_timeout,
+        metrics.clone(),
+    );
     let api = FlowApi::new(
         gateway,
         auth,
@@ -212,6 +235,7 @@ pub async fn flow_api(
     );
     Ok(Wired {
         api,
+        admin,
         tenants,
         accounts,
         metrics,

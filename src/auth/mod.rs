@@ -1,6 +1,7 @@
 //! Who is calling, and which tenants they may read. The gateway holds credentials that can read
 //! every sub-customer's flows, so each caller is limited to its own CustSpaceIds.
 
+mod roles;
 mod tenants;
 mod xfcc;
 
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
+pub use roles::{Admins, Role};
 pub use tenants::{PatternError, TenantSet};
 use xfcc::forwarded_uri;
 
@@ -44,6 +46,8 @@ pub struct Caller {
     /// The caller's own rate limit, when one is configured: its state in the callers' limits,
     /// in process or shared by the replicas.
     pub limit: Option<CallerLimit>,
+    /// Whether the caller has the `admin` role: it may call `FlowAdminService`.
+    pub admin: bool,
 }
 
 /// One configured API key: its name, the SHA-256 of the key, and its tenants.
@@ -71,6 +75,11 @@ pub struct AuthConfig {
     /// Peer identities (mtls, mesh_header) and their tenants.
     pub identities: HashMap<String, TenantSet>,
     pub callers: CallerQuotas,
+    /// The keys and identities with the `admin` role.
+    pub admins: Admins,
+    /// Whether the anonymous caller of `none` mode has the `admin` role: only under
+    /// `serve --sandbox`, whose callers are the developer's own (see `config::sections::auth`).
+    pub anonymous_admin: bool,
 }
 
 /// Callers' own rate limits, by key name or identity; `default` for every other caller
@@ -98,6 +107,8 @@ impl AuthConfig {
             keys: Vec::new(),
             identities: HashMap::new(),
             callers: CallerQuotas::default(),
+            admins: Admins::default(),
+            anonymous_admin: false,
         }
     }
 
@@ -156,7 +167,8 @@ struct Known {
 impl Known {
     fn new(config: AuthConfig, limits: &Arc<dyn CallerLimits>) -> Self {
         let quotas = config.callers;
-        let caller = |name: &str, tenants: TenantSet| {
+        let admins = config.admins;
+        let caller = |name: &str, tenants: TenantSet, admin: bool| {
             let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
                 limit: quotas
@@ -164,23 +176,27 @@ impl Known {
                     .map(|_| CallerLimit::new(Arc::clone(&name), Arc::clone(limits))),
                 name,
                 tenants,
+                admin,
             })
         };
         Self {
             keys: config
                 .keys
                 .into_iter()
-                .map(|key| (key.sha256, caller(&key.name, key.tenants)))
+                .map(|key| {
+                    let admin = admins.keys.contains(&key.name);
+                    (key.sha256, caller(&key.name, key.tenants, admin))
+                })
                 .collect(),
             identities: config
                 .identities
                 .into_iter()
                 .map(|(id, tenants)| {
-                    let known = caller(&id, tenants);
+                    let known = caller(&id, tenants, admins.identities.contains(&id));
                     (id, known)
                 })
                 .collect(),
-            anonymous: caller(ANONYMOUS, TenantSet::all()),
+            anonymous: caller(ANONYMOUS, TenantSet::all(), config.anonymous_admin),
         }
     }
 }
@@ -252,6 +268,7 @@ impl Authenticator {
                 name: Arc::from(id),
                 tenants: TenantSet::default(),
                 limit: None,
+                admin: false,
             }),
         }
     }
@@ -424,5 +441,42 @@ mod tests {
         };
         spend(&second).expect("its burst of one");
         assert_eq!(spend(&second).expect_err("spent").quota, quota(1.0, 1));
+    }
+
+    /// The admin role comes and goes with a reload, like the keys that carry it.
+    #[test]
+    fn a_reload_grants_and_revokes_the_admin_role() {
+        use std::collections::HashSet;
+        let config = |admin: bool| AuthConfig {
+            mode: AuthMode::ApiKey,
+            keys: vec![ApiKey {
+                name: "ops".into(),
+                sha256: Sha256::digest(b"ops-key").into(),
+                tenants: tenants(&["*"]),
+            }],
+            admins: Admins {
+                keys: if admin {
+                    HashSet::from(["ops".to_owned()])
+                } else {
+                    HashSet::new()
+                },
+                identities: HashSet::new(),
+            },
+            ..AuthConfig::none()
+        };
+        let auth = Authenticator::new(
+            config(false),
+            Arc::new(GovernorCallerLimits::new(HashMap::new())),
+        );
+        let ops = || {
+            let mut md = MetadataMap::new();
+            md.insert("authorization", "Bearer ops-key".parse().expect("ascii"));
+            auth.authenticate(&md, None).expect("known").admin
+        };
+        assert!(!ops());
+        auth.reconfigure(config(true));
+        assert!(ops(), "granted");
+        auth.reconfigure(config(false));
+        assert!(!ops(), "revoked");
     }
 }

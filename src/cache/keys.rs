@@ -8,9 +8,14 @@
 //! its lock share a slot, and the entries spread over the slots); the lengths keep the name
 //! unambiguous whatever the ids contain, so tenants never share an entry, nor accounts, nor two
 //! reads.
+//!
+//! Each tenant also has an index of its entries, `<prefix>:v1:index:{<account>:<tenant length>:
+//! <tenant>}`, a sorted set of their names scored by when they end, so that a purge finds a
+//! tenant's entries without a `SCAN` of every server (a tenant's entries are spread over the
+//! slots), and the hit path reads nothing more.
 
 use crate::{
-    domain::{Read, What},
+    domain::{FlowId, Read, TenantId, What},
     store::Redis,
 };
 
@@ -69,6 +74,50 @@ impl SharedKeys {
         }
     }
 
+    /// The index of `tenant`'s entries in the shared tier.
+    pub(crate) fn index(&self, tenant: &TenantId) -> String {
+        let tenant = tenant.as_str();
+        format!(
+            "{}index:{{{}:{}:{tenant}}}",
+            self.base,
+            self.account_tag,
+            tenant.len()
+        )
+    }
+
+    /// The names of the entries about one flow (GetFlow, its preview URL, its JSON asset).
+    pub(crate) fn of_flow(&self, tenant: &TenantId, flow: &FlowId) -> [String; 3] {
+        let read = |what: What| {
+            self.value(&Read {
+                tenant: tenant.clone(),
+                what,
+            })
+        };
+        [
+            read(What::Flow(flow.clone())),
+            read(What::PreviewUrl(flow.clone())),
+            read(What::JsonAsset(flow.clone())),
+        ]
+    }
+
+    /// Whether `name` is the name of a ListFlows page.
+    pub(crate) fn is_list(&self, name: &str) -> bool {
+        name.strip_prefix(self.base.as_str())
+            .is_some_and(|rest| rest.starts_with("list:"))
+    }
+
+    /// How many purges the replicas of this account have made, a counter each purge moves on: a
+    /// replica that subscribes again compares it with the last notice it heard.
+    pub(crate) fn purges(&self) -> String {
+        format!("{}purges:{{{}}}", self.base, self.account_tag)
+    }
+
+    /// This account's tag, which purge notices carry so that the replicas of another account
+    /// sharing the Redis ignore them.
+    pub(crate) fn account(&self) -> &str {
+        &self.account_tag
+    }
+
     /// The channel on which a released lock is announced (its key is the message).
     pub(crate) fn released_channel(&self) -> String {
         format!("{}released", self.base)
@@ -78,7 +127,6 @@ impl SharedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{FlowId, TenantId};
 
     fn keys() -> SharedKeys {
         SharedKeys {
@@ -100,6 +148,37 @@ mod tests {
         assert_ne!(k.value(&query("a:b", "c")), k.value(&query("a", "b:c")));
         assert_eq!(k.value(&query("t", "f")), "p:v1:flow:{acct:0123:1:t:f}");
         assert_eq!(k.lock(&query("t", "f")), "p:v1:lock:{acct:0123:1:t:f}");
+        let t = TenantId::parse("t").expect("tenant");
+        assert_eq!(k.index(&t), "p:v1:index:{acct:0123:1:t}");
+        assert_ne!(
+            k.index(&TenantId::parse("a:1:b").expect("tenant")),
+            k.index(&TenantId::parse("a").expect("tenant")),
+        );
+    }
+
+    #[test]
+    fn a_flows_entries_and_the_list_pages_are_known_by_name() {
+        let k = keys();
+        let t = TenantId::parse("t").expect("tenant");
+        let f = FlowId::parse("f").expect("flow");
+        assert_eq!(
+            k.of_flow(&t, &f),
+            [
+                "p:v1:flow:{acct:0123:1:t:f}".to_owned(),
+                "p:v1:preview:{acct:0123:1:t:f}".to_owned(),
+                "p:v1:asset:{acct:0123:1:t:f}".to_owned(),
+            ]
+        );
+        let page = Read {
+            tenant: t,
+            what: What::List(crate::domain::ListPage {
+                flow_name: "flow:".into(),
+                index: 1,
+                size: 20,
+            }),
+        };
+        assert!(k.is_list(&k.value(&page)));
+        assert!(!k.is_list(&k.value(&query("t", "list:"))));
     }
 
     #[test]

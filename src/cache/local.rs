@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use moka::{Expiry, future::Cache};
 
-use super::{CacheTier, CachedFlow};
-use crate::{clock::SharedClock, domain::Read};
+use super::{CacheTier, CachedFlow, purge::Scope};
+use crate::{clock::SharedClock, domain::Read, store::StoreError};
 
 /// Expires each entry at its `usable_until`, read against the wall clock once, at insertion.
 struct UntilUsable {
@@ -78,6 +78,45 @@ impl LocalTier {
     pub(crate) async fn insert(&self, key: Read, entry: CachedFlow) {
         self.entries.insert(key, entry).await;
     }
+
+    /// Entries held now (moka's count, which lags by its pending work).
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// Drops every entry; how many there were.
+    pub(crate) async fn clear(&self) -> u64 {
+        let keys: Vec<Read> = self
+            .entries
+            .iter()
+            .map(|(key, _)| Read::clone(&key))
+            .collect();
+        let mut removed = 0;
+        for key in keys {
+            if self.entries.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Drops the entries `scope` covers; how many there were. A walk over every entry: purges
+    /// are rare, and the tier is bounded by `cache.max_entries`.
+    pub(crate) async fn remove(&self, scope: &Scope) -> u64 {
+        let doomed: Vec<Read> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| scope.covers(key))
+            .map(|(key, _)| Read::clone(&key))
+            .collect();
+        let mut removed = 0;
+        for key in doomed {
+            if self.entries.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 #[async_trait::async_trait]
@@ -88,6 +127,10 @@ impl CacheTier for LocalTier {
 
     async fn put(&self, key: Read, entry: CachedFlow) {
         self.insert(key, entry).await;
+    }
+
+    async fn purge(&self, scope: &Scope) -> Result<u64, StoreError> {
+        Ok(self.remove(scope).await)
     }
 }
 

@@ -20,12 +20,15 @@
 //! reads in that window are counted, so that the most-read entries are refreshed first when the
 //! account's quota cannot refresh them all. TTLs are jittered so that entries fetched together
 //! do not expire, or come due, together.
+//!
+//! Purges ([`purge`]) drop named flows, or a whole tenant, from both tiers and every replica.
 
 mod coalesce;
 mod entry;
 mod keys;
 mod local;
 pub mod lock;
+pub mod purge;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -48,9 +51,10 @@ pub use tier::{CacheTier, Tier};
 
 use arc_swap::ArcSwap;
 
-use crate::{clock::SharedClock, domain::Answer, domain::Read};
+use crate::{clock::SharedClock, domain::Answer, domain::Read, store::StoreError};
 use entry::{jittered, servable_until};
 use lock::WritePermit;
+use purge::{Epoch, Epochs, Purged, Scope};
 
 /// The validated `[cache]` section. Its `Default` is the section's defaults
 /// (`config::sections::cache`).
@@ -94,6 +98,8 @@ pub struct FlowCache {
     clock: SharedClock,
     /// Refreshes asked for so far, for the demand on the account quota.
     refreshes: Arc<AtomicU64>,
+    /// Moved on by each purge: an answer fetched before is not kept after.
+    epochs: Epochs,
 }
 
 impl std::fmt::Debug for FlowCache {
@@ -134,7 +140,48 @@ impl FlowCache {
             shared,
             clock,
             refreshes: Arc::default(),
+            epochs: Epochs::default(),
         })
+    }
+
+    /// The purge epoch now: a fetch notes it before asking CAMS, and keeps its answer with
+    /// [`Self::keep`] only if no purge began since.
+    pub fn epoch(&self) -> Epoch {
+        self.epochs.now()
+    }
+
+    /// Drops what `scope` covers from the shared tier (which tells the other replicas) and from
+    /// this replica's. The local tier is purged even when the shared one cannot be, and after
+    /// it: a local miss meanwhile would otherwise copy the shared entry back.
+    pub async fn purge(&self, scope: &Scope) -> (Purged, Result<(), StoreError>) {
+        self.epochs.advance();
+        let shared = match &self.shared {
+            Some(shared) => shared.purge(scope).await,
+            None => Ok(0),
+        };
+        let local = self.local.remove(scope).await;
+        let purged = Purged {
+            local,
+            shared: *shared.as_ref().unwrap_or(&0),
+        };
+        (purged, shared.map(|_| ()))
+    }
+
+    /// Drops what `scope` covers from this replica's tier only: another replica purged it.
+    pub async fn purge_local(&self, scope: &Scope) -> u64 {
+        self.epochs.advance();
+        self.local.remove(scope).await
+    }
+
+    /// Drops this replica's whole tier: purges were made that it did not hear of.
+    pub(crate) async fn purge_all_local(&self) -> u64 {
+        self.epochs.advance();
+        self.local.clear().await
+    }
+
+    /// Entries in this replica's own tier.
+    pub(crate) fn local_entries(&self) -> u64 {
+        self.local.len()
     }
 
     /// Refreshes asked for since the start.
@@ -214,13 +261,17 @@ impl FlowCache {
                 refresh: due(entry),
             };
         }
+        let epoch = self.epochs.now();
         if let Some(shared) = &self.shared
             && let Some(entry) = shared.get(key).await
             && now < entry.fresh_until
         {
             let answer = Arc::clone(&entry.answer);
             let refresh = due(&entry);
-            self.local.insert(key.clone(), entry).await;
+            // Read before a purge that has since dropped it here: served, not copied back.
+            if self.epochs.unchanged_since(epoch) {
+                self.local.insert(key.clone(), entry).await;
+            }
             return Lookup::Fresh {
                 answer,
                 tier: Tier::Shared,
@@ -237,7 +288,16 @@ impl FlowCache {
     /// margin of dying, by CAMS's clock): such an answer is passed on, never kept. `permit` is the fetch lock the answer was fetched
     /// under: it is released once the answer is where the waiters will look.
     pub async fn store(&self, key: Read, answer: Arc<Answer>, permit: WritePermit) {
-        let Some(entry) = self.entry(Arc::clone(&answer)) else {
+        self.keep(key, answer, permit, self.epoch()).await;
+    }
+
+    /// [`Self::store`] of an answer whose fetch began at `since`: if a purge began after, the
+    /// answer may be what the purge meant to drop, and is passed on, never kept.
+    pub async fn keep(&self, key: Read, answer: Arc<Answer>, permit: WritePermit, since: Epoch) {
+        let Some(entry) = self
+            .entry(Arc::clone(&answer))
+            .filter(|_| self.epochs.unchanged_since(since))
+        else {
             permit.release().await;
             return;
         };
@@ -248,8 +308,11 @@ impl FlowCache {
             // replicas waiting for it, run on their own.
             Some(shared) => {
                 let shared = Arc::clone(shared);
+                let epochs = self.epochs.clone();
                 tokio::spawn(async move {
-                    shared.put(key, entry).await;
+                    if epochs.unchanged_since(since) {
+                        shared.put(key, entry).await;
+                    }
                     permit.release().await;
                 });
             }

@@ -251,3 +251,35 @@ async fn a_second_tier_serves_what_another_process_stored() {
         }
     ));
 }
+
+/// A fetch under way when a purge comes may bring back what the purge meant to drop: its answer
+/// is passed on but not kept. One that begins after the purge is kept.
+#[tokio::test]
+async fn an_answer_fetched_across_a_purge_is_not_kept() {
+    let cache = FlowCache::new(config(30, 0), None, crate::clock::system()).expect("on");
+    cache
+        .store(key("a"), answer(None), WritePermit::alone())
+        .await;
+    let before = cache.epoch();
+    let (purged, shared) = cache
+        .purge(&purge::Scope::tenant(TenantId::parse("a").expect("tenant")))
+        .await;
+    assert_eq!(purged.local, 1);
+    assert!(shared.is_ok());
+    assert!(matches!(cache.lookup(&key("a")).await, Lookup::Absent));
+
+    cache
+        .keep(key("a"), answer(None), WritePermit::alone(), before)
+        .await;
+    assert!(
+        matches!(cache.lookup(&key("a")).await, Lookup::Absent),
+        "fetched before the purge: not kept"
+    );
+    cache
+        .keep(key("a"), answer(None), WritePermit::alone(), cache.epoch())
+        .await;
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh { .. }
+    ));
+}

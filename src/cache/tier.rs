@@ -2,15 +2,18 @@
 //! and the tier shared by the replicas ([`super::RedisTier`]). A tier only keeps entries; who
 //! fetches a missing one is the fetch lock's to say ([`super::lock`]).
 
-use crate::domain::Read;
+use crate::{domain::Read, store::StoreError};
 
-use super::CachedFlow;
+use super::{CachedFlow, purge::Scope};
 
 /// One tier of the cache. Each tier keeps an entry no longer than its `usable_until`.
 #[async_trait::async_trait]
 pub trait CacheTier: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &Read) -> Option<CachedFlow>;
     async fn put(&self, key: Read, entry: CachedFlow);
+    /// Drops the entries `scope` covers, and tells whoever else keeps copies of them; how many
+    /// were dropped here.
+    async fn purge(&self, scope: &Scope) -> Result<u64, StoreError>;
 }
 
 /// Which tier answered.

@@ -14,8 +14,8 @@ pub(super) const REDIS_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_PASSWORD";
 pub(super) const REDIS_SENTINEL_PASSWORD_ENV: &str = "CAMS_FLOWS_REDIS_SENTINEL_PASSWORD";
 
 const READ_ELSEWHERE: &[&str] = &[
-    // examples/python/client.py and examples/node/client.js: the gateway address the example
-    // clients dial, and the API key they send.
+    // examples/python/client.py, examples/node/client.js and `cams-flows purge`: the gateway
+    // address the clients dial, and the API key they send.
     "CAMS_FLOWS_TARGET",
     "CAMS_FLOWS_API_KEY",
 ];

@@ -3,6 +3,7 @@
 //! stack of layers (`layers`) on its way to its RPC's handler (`get_flow.rs`, `list_flows.rs`,
 //! `preview_url.rs`, `json_asset.rs`).
 
+mod admin;
 mod call;
 pub mod codec;
 mod convert;
@@ -15,6 +16,7 @@ mod preview_url;
 mod service;
 pub mod status;
 
+pub use admin::{FlowAdminApi, MAX_FLOWS};
 pub use service::{FlowApi, Observe};
 
 /// The failure of a handler that got an answer of another read than it asked for: the cache or

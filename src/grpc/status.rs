@@ -111,6 +111,16 @@ pub fn to_status(error: &Error) -> Status {
             );
             Status::with_error_details(code, error.to_string(), details)
         }
+        Error::AdminRoleRequired { caller } => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                "ADMIN_ROLE_REQUIRED",
+                LOCAL_DOMAIN,
+                HashMap::from([("caller".to_owned(), caller.clone())]),
+            );
+            Status::with_error_details(code, error.to_string(), details)
+        }
+        Error::SharedCacheUnavailable => local(code, "SHARED_CACHE_UNAVAILABLE", error, None),
         Error::Overloaded { max_in_flight } => come_back(
             code,
             "OVERLOADED",
@@ -289,5 +299,7 @@ pub fn rejection(error: &Error) -> Option<Rejection> {
             | CamsError::Timeout,
         )
         | Error::Internal(_) => return None,
+        // The admin service's, whose calls are not the reads these count.
+        Error::AdminRoleRequired { .. } | Error::SharedCacheUnavailable => return None,
     })
 }

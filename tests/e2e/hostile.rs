@@ -845,6 +845,7 @@ fn api_keys(keys: &[(&str, &str)], callers: CallerQuotas) -> AuthConfig {
             .collect(),
         identities: HashMap::new(),
         callers,
+        ..AuthConfig::none()
     }
 }
 

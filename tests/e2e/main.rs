@@ -19,6 +19,7 @@ mod getflow;
 mod hostile;
 mod limits;
 mod observability;
+mod purge;
 mod reload;
 mod replicas;
 mod resilience;

@@ -4,6 +4,9 @@
 //! [`POLL`] covers the times a message is lost (the subscription dropped). A holder that dies
 //! loses the lock when it expires.
 //!
+//! The same channel carries the replicas' purge notices (`cache::purge`), which the subscription
+//! hands to whoever asked for them ([`RedisLock::purge_notices`]).
+//!
 //! Redis failing never fails a call: a lock that cannot be asked for is a permit that
 //! coordinates nothing (the replica fetches on its own, as a single one would), and a wait that
 //! cannot look ends as released (the waiter asks again, then fetches).
@@ -11,16 +14,29 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
     time::Duration,
 };
 
 use futures_util::{StreamExt, future::BoxFuture};
 use redis::{AsyncCommands, Script};
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Instant,
+};
 
 use super::{FetchLock, Held, Locked, Wait, Waited, Waiting, WritePermit};
-use crate::{cache::keys::SharedKeys, domain::Read, store::Redis};
+use crate::{
+    cache::{
+        keys::SharedKeys,
+        purge::{Heard, Notice},
+    },
+    domain::Read,
+    store::Redis,
+};
+
+/// Purge notices heard but not yet applied, at most; a flood beyond is logged and dropped.
+const NOTICES_QUEUED: usize = 1024;
 
 /// A waiting replica looks at Redis at least this often, whatever the messages do.
 const POLL: Duration = Duration::from_millis(50);
@@ -51,6 +67,8 @@ struct Inner {
     channel: String,
     release: Script,
     waiting: Waiters,
+    /// Where purge notices go, once someone asked for them.
+    purges: OnceLock<mpsc::Sender<Heard>>,
 }
 
 impl fmt::Debug for RedisLock {
@@ -76,8 +94,17 @@ impl RedisLock {
                 keys,
                 release: Script::new(RELEASE),
                 waiting: Waiters::default(),
+                purges: OnceLock::new(),
             }),
         }
+    }
+
+    /// The purge notices the subscription hears from now on, and each time it is made (asked
+    /// for once; `None` after).
+    pub(crate) fn purge_notices(&self) -> Option<mpsc::Receiver<Heard>> {
+        let (sender, receiver) = mpsc::channel(NOTICES_QUEUED);
+        self.inner.purges.set(sender).ok()?;
+        Some(receiver)
     }
 
     /// Keeps the subscription to releases and wakes the waits on them. Runs until dropped;
@@ -108,14 +135,18 @@ impl Inner {
         ) {
             return;
         }
+        self.tell(Heard::Subscribed);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = messages.next() => match message {
                     Some(message) => {
-                        if let Ok(lock_key) = message.get_payload::<String>() {
-                            self.waiting.wake(&lock_key);
+                        if let Ok(payload) = message.get_payload::<String>() {
+                            match Notice::decode(&payload) {
+                                Some(notice) => self.tell(Heard::Purge(notice)),
+                                None => self.waiting.wake(&payload),
+                            }
                         }
                     }
                     None => return,
@@ -128,6 +159,20 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    fn tell(&self, heard: Heard) {
+        let Some(purges) = self.purges.get() else {
+            return;
+        };
+        if purges.try_send(heard).is_err() {
+            tracing::warn!(
+                "a purge notice from another replica was dropped (too many queued): this \
+                 replica may serve the purged answers until their TTL ends"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@ use super::{
     limits::{quota, weight},
 };
 use crate::{
-    auth::{ApiKey, AuthConfig, AuthMode, CallerQuotas, TenantSet},
+    auth::{Admins, ApiKey, AuthConfig, AuthMode, CallerQuotas, Role, TenantSet},
     config::{ConfigError, keys::settings},
     limits::Quota,
     server::TlsSettings,
@@ -68,6 +68,11 @@ settings! {
         key(value_name = "WEIGHT", default = "1")
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight: Option<f64>,
+        /// What the caller may do besides reading: admin lets it purge cached answers of its
+        /// tenants (FlowAdminService)
+        key(value_name = "ROLES", default = "none")
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roles: Vec<String>,
     }
 }
 
@@ -93,6 +98,11 @@ settings! {
         key(value_name = "WEIGHT", default = "1")
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight: Option<f64>,
+        /// What the caller may do besides reading: admin lets it purge cached answers of its
+        /// tenants (FlowAdminService)
+        key(value_name = "ROLES", default = "none")
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roles: Vec<String>,
     }
 }
 
@@ -149,6 +159,7 @@ impl AuthSettings {
             by_name: HashMap::new(),
         };
         let mut weights = CallerWeights::new();
+        let mut admins = Admins::default();
         let mut keys = Vec::new();
         for (i, k) in self.keys.iter().enumerate() {
             let key = |field: &str| format!("auth.keys[{i}].{field}");
@@ -174,6 +185,9 @@ impl AuthSettings {
             if let Some(w) = k.weight {
                 weights.insert(Arc::from(k.name.as_str()), weight(&key("weight"), w)?);
             }
+            if is_admin(&key("roles"), &k.name, &k.roles)? {
+                admins.keys.insert(k.name.clone());
+            }
             keys.push(ApiKey {
                 name: k.name.clone(),
                 sha256,
@@ -195,6 +209,9 @@ impl AuthSettings {
             }
             if let Some(w) = id.weight {
                 weights.insert(Arc::from(id.id.as_str()), weight(&key("weight"), w)?);
+            }
+            if is_admin(&key("roles"), &id.id, &id.roles)? {
+                admins.identities.insert(id.id.clone());
             }
             identities.insert(id.id.clone(), tenants);
         }
@@ -224,9 +241,36 @@ impl AuthSettings {
             keys,
             identities,
             callers,
+            admins,
+            // Without authentication every caller is the same anonymous one, so an admin role
+            // would be everybody's: only the sandbox, whose callers are the developer's own and
+            // whose CAMS is simulated, grants it (so that purging can be tried there).
+            anonymous_admin: sandbox && mode == AuthMode::None,
         };
         Ok((auth, weights))
     }
+}
+
+/// Whether `roles` (of the key or identity `who`, at `key`) holds the admin role; an unknown role
+/// is a mistake the operator must hear of, not a role silently not granted.
+fn is_admin(key: &str, who: &str, roles: &[String]) -> Result<bool, ConfigError> {
+    let mut admin = false;
+    for name in roles {
+        match Role::parse(name.trim()) {
+            Some(Role::Admin) => admin = true,
+            None => {
+                let known: Vec<&str> = Role::ALL.iter().map(|(name, _)| *name).collect();
+                return Err(bad(
+                    key,
+                    format!(
+                        "{who:?} has the unknown role {name:?} (known roles: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(admin)
 }
 
 /// A caller's quota from its `rps` and `burst`; the burst defaults to the rate (at least 1).

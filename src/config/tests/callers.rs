@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{load, resolve_file, toml_file};
+use super::{load, load_with_file, resolve_file, toml_file};
 use crate::config::Origin;
 
 fn key_entry(name: &str, extra: &str) -> String {
@@ -70,4 +70,44 @@ fn a_weight_out_of_range_is_refused_naming_the_entry_and_the_file() {
 fn a_misspelt_weight_is_an_unknown_key() {
     let err = resolve_file(&key_entry("a", "wieght = 2\n")).expect_err("unknown");
     assert!(err.problem.contains("wieght"), "{err}");
+}
+
+#[test]
+fn the_admin_role_is_granted_by_name_and_an_unknown_role_is_refused_naming_the_entry() {
+    let c = load_with_file(
+        &format!(
+            "[auth]\nmode = \"api_key\"\n{}{}[[auth.identities]]\nid = \"spiffe://x/ops\"\n\
+             tenants = [\"*\"]\nroles = [\"admin\"]\n",
+            key_entry("ops", "roles = [\"admin\"]\n"),
+            key_entry("billing", ""),
+        ),
+        &[],
+        &[],
+    )
+    .expect("valid");
+    assert!(c.auth.admins.keys.contains("ops"));
+    assert!(!c.auth.admins.keys.contains("billing"));
+    assert!(c.auth.admins.identities.contains("spiffe://x/ops"));
+    assert!(
+        !c.auth.anonymous_admin,
+        "api_key mode has no anonymous caller"
+    );
+
+    let err = resolve_file(&key_entry("ops", "roles = [\"admni\"]\n")).expect_err("a typo");
+    assert_eq!(err.key, "auth.keys[0].roles", "{err}");
+    assert!(err.problem.contains("\"ops\""), "names the key: {err}");
+    assert!(err.problem.contains("\"admni\""), "names the role: {err}");
+    assert!(
+        err.problem.contains("admin"),
+        "names the known roles: {err}"
+    );
+}
+
+/// Without authentication every caller is the one anonymous caller: an admin in the sandbox
+/// only, where the callers are the developer's own and CAMS is simulated.
+#[test]
+fn the_anonymous_caller_is_an_admin_in_the_sandbox_only() {
+    assert!(resolve_file("").expect("sandbox").auth.anonymous_admin);
+    let outside = load(&["--auth-mode", "none"], &[]).expect("none outside the sandbox");
+    assert!(!outside.auth.anonymous_admin);
 }

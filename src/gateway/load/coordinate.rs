@@ -107,15 +107,17 @@ impl Loader {
         fetch: impl Future<Output = Result<Fetched, Error>>,
         permit: WritePermit,
     ) -> Result<Loaded, Error> {
+        // A purge while CAMS answers may have been meant for this very answer: see cache::purge.
+        let since = cache.epoch();
         let fetched = fetch.await?;
         if let Some((made, answer)) = fetched.also {
             cache
-                .store(made, Arc::new(answer), WritePermit::alone())
+                .keep(made, Arc::new(answer), WritePermit::alone(), since)
                 .await;
         }
         let answer = Arc::new(fetched.answer);
         cache
-            .store(query.clone(), Arc::clone(&answer), permit)
+            .keep(query.clone(), Arc::clone(&answer), permit, since)
             .await;
         Ok(Loaded {
             answer,

@@ -7,7 +7,7 @@
 //! Each concern's series, and the methods of [`Metrics`] that record them, have a file of their
 //! own: [`grpc`] (the server's calls), [`cache`], [`rejections`] (calls the gateway refused
 //! itself), [`upstream`] (attempts at CAMS), [`account`] (the account's quota), [`redis`],
-//! [`reloads`] (of the configuration file).
+//! [`reloads`] (of the configuration file), [`purges`] (of cached answers).
 //!
 //! A disabled handle (no admin listener, so nobody could read them) records nothing: every
 //! method is one branch then.
@@ -17,6 +17,7 @@ mod cache;
 mod grpc;
 mod labels;
 mod probes;
+mod purges;
 mod redis;
 mod rejections;
 mod reloads;
@@ -33,6 +34,7 @@ use prometheus_client::{
 pub use account::SlotInUse;
 pub use labels::{CacheResult, QuotaRefusal, RefreshResult, Rejection, UpstreamOutcome};
 pub use probes::Read;
+pub use purges::PurgeOrigin;
 pub use redis::{RedisFailure, RedisMetrics};
 
 use crate::domain::TenantId;
@@ -78,6 +80,7 @@ struct Inner {
     account: account::Account,
     refreshes: cache::Refreshes,
     redis: redis::Families,
+    purges: purges::Purges,
     reloads: reloads::Reloads,
 }
 
@@ -107,6 +110,7 @@ impl Metrics {
         let account = account::Account::register(&mut registry);
         let refreshes = cache::Refreshes::register(&mut registry);
         let redis = redis::Families::register(&mut registry);
+        let purges = purges::Purges::register(&mut registry);
         let reloads = reloads::Reloads::register(&mut registry);
 
         let build = Family::<Labels, Gauge>::default();
@@ -132,6 +136,7 @@ impl Metrics {
             account,
             refreshes,
             redis,
+            purges,
             reloads,
         })))
     }
