@@ -11,8 +11,8 @@ use tonic_health::ServingStatus;
 
 use super::ServeError;
 use crate::{
-    grpc::{FlowApi, status},
-    pb::{self, flow_service_server::FlowServiceServer},
+    grpc::{FlowApi, QuotaApi, status},
+    pb::{self, flow_service_server::FlowServiceServer, quota_service_server::QuotaServiceServer},
     server::{self, Drain, HttpLimits, TlsServer},
 };
 
@@ -40,6 +40,7 @@ pub(super) async fn serve(
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<FlowServiceServer<FlowApi>>().await;
+    reporter.set_serving::<QuotaServiceServer<QuotaApi>>().await;
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
@@ -55,11 +56,14 @@ pub(super) async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let quota = QuotaServiceServer::new(serving.api.quota_service())
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let flows = FlowServiceServer::new(serving.api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let routes = Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(flows)
+        .add_service(quota)
         .prepare();
 
     let drain = serving.drain.clone();
@@ -69,6 +73,9 @@ pub(super) async fn serve(
         tracing::info!("shutting down: reporting NOT_SERVING and draining in-flight calls");
         reporter
             .set_not_serving::<FlowServiceServer<FlowApi>>()
+            .await;
+        reporter
+            .set_not_serving::<QuotaServiceServer<QuotaApi>>()
             .await;
         reporter
             .set_service_status("", ServingStatus::NotServing)

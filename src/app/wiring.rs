@@ -185,6 +185,7 @@ pub async fn flow_api(
         load_timeout: config.call_timeout,
         metrics: metrics.clone(),
         tracer: tracing.calls(),
+        shadow: config.limits.shadow.clone(),
     });
     let api = FlowApi::new(
         gateway,
@@ -196,6 +197,7 @@ pub async fn flow_api(
             metrics: metrics.clone(),
             tracer: tracing.calls(),
         },
+        config.ratelimit_metadata,
     );
     Ok(Wired {
         api,

@@ -4,7 +4,11 @@
 mod tenants;
 mod xfcc;
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -78,6 +82,8 @@ pub struct AuthConfig {
 pub struct CallerQuotas {
     pub default: Option<Quota>,
     pub by_name: HashMap<String, Quota>,
+    /// Callers whose own limit is in shadow (evaluated, never refusing).
+    pub shadowed: HashSet<String>,
 }
 
 impl CallerQuotas {
@@ -160,9 +166,10 @@ impl Authenticator {
         let caller = |name: &str, tenants: TenantSet| {
             let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
-                limit: quotas
-                    .quota(&name)
-                    .map(|_| CallerLimit::new(Arc::clone(&name), Arc::clone(&limits))),
+                limit: quotas.quota(&name).map(|_| {
+                    CallerLimit::new(Arc::clone(&name), Arc::clone(&limits))
+                        .shadowed(quotas.shadowed.contains(&*name))
+                }),
                 name,
                 tenants,
             })
@@ -320,6 +327,7 @@ mod tests {
             callers: CallerQuotas {
                 default: Some(quota(2.0, 2)),
                 by_name: HashMap::from([("spiffe://a/billing".to_owned(), quota(1.0, 1))]),
+                ..CallerQuotas::default()
             },
             ..AuthConfig::none()
         };

@@ -1,43 +1,101 @@
-//! The in-process keyed limiter: one GCRA cell per call (governor). Keys under the default quota
-//! share one map and are forgotten once idle; keys with a quota of their own each have their own
-//! limiter, reached without a lock.
+//! The in-process keyed limiter: one GCRA cell per key (an atomic theoretical arrival time, the
+//! algorithm governor uses, on governor's clocks). Keys under the default quota share one map and
+//! are forgotten once idle; keys with a quota of their own each have their own cell, reached
+//! without a lock. The cell is kept here rather than in a governor limiter so that a decision can
+//! say where the party stands (calls left, time until the burst is whole) and so that the state
+//! can be read without spending it (`GetQuota`).
 
-use std::{collections::HashMap, fmt, num::NonZeroU32, time::Duration};
-
-use governor::{
-    RateLimiter,
-    clock::{Clock, DefaultClock},
-    middleware::NoOpMiddleware,
-    state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
 
-use super::{Key, Quota, Quotas, Rejection};
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock, Reference};
+
+use super::{Key, Quota, Quotas, Rejection, Standing, Verdict};
 
 impl Quota {
-    pub(crate) fn governor(self) -> governor::Quota {
-        // Validated at startup: rps is finite and positive, so the period is too.
-        let period = Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1));
-        governor::Quota::with_period(period)
-            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(self.burst)
+    /// The spacing of calls at the sustained rate. Validated at startup: rps is finite and
+    /// positive, so the period is too.
+    pub(crate) fn period(self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1))
     }
 }
 
-type Learned<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// The GCRA of one quota, in nanoseconds: `t` per call, `tau` the tolerance (a burst of
+/// `burst` calls is `t + tau`), as governor counts them.
+#[derive(Debug, Clone, Copy)]
+struct Gcra {
+    quota: Quota,
+    t: u64,
+    tau: u64,
+}
+
+impl Gcra {
+    fn new(quota: Quota) -> Self {
+        let t = u64::try_from(quota.period().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Self {
+            quota,
+            t,
+            tau: t.saturating_mul(u64::from(quota.burst.get() - 1)),
+        }
+    }
+
+    /// Spends one call of the cell at `now`, or refuses it.
+    fn decide(&self, cell: &AtomicU64, now: u64) -> Result<Standing, Rejection> {
+        let mut current = cell.load(Ordering::Acquire);
+        loop {
+            // A cell idle long enough is as good as fresh.
+            let tat = current.max(now);
+            if now.saturating_add(self.tau) < tat {
+                return Err(Rejection {
+                    quota: self.quota,
+                    retry_after: Duration::from_nanos(tat - self.tau - now),
+                    reset: Duration::from_nanos(tat - now),
+                });
+            }
+            let next = tat.saturating_add(self.t);
+            match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(self.standing(next, now)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Where a cell whose theoretical arrival time is `tat` stands at `now`.
+    fn standing(&self, tat: u64, now: u64) -> Standing {
+        let whole = self.tau.saturating_add(self.t);
+        let room = now.saturating_add(whole).saturating_sub(tat).min(whole);
+        Standing {
+            quota: self.quota,
+            remaining: u32::try_from(room / self.t).unwrap_or(u32::MAX),
+            reset: Duration::from_nanos(tat.saturating_sub(now)),
+        }
+    }
+}
 
 pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
     /// Keys under the default quota.
-    learned: Option<(Quota, Learned<K, C>)>,
+    learned: Option<(Gcra, DashMap<K, AtomicU64>)>,
     /// Keys with a quota of their own.
-    each: HashMap<K, (Quota, Direct<C>)>,
+    each: HashMap<K, (Gcra, AtomicU64)>,
     clock: C,
+    /// The instant the cells' times count from.
+    start: C::Instant,
 }
 
 impl<K: Key, C: Clock> fmt::Debug for GovernorKeyed<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GovernorKeyed")
-            .field("default", &self.learned.as_ref().map(|(quota, _)| quota))
+            .field(
+                "default",
+                &self.learned.as_ref().map(|(gcra, _)| gcra.quota),
+            )
             .field("each", &self.each.len())
             .field("tracked", &self.tracked())
             .finish()
@@ -50,47 +108,63 @@ impl<K: Key> GovernorKeyed<K, DefaultClock> {
     }
 }
 
-impl<K: Key, C: Clock + Clone> GovernorKeyed<K, C> {
+impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     pub fn with_clock(quotas: Quotas<K>, clock: C) -> Self {
         let each = quotas
             .each
             .into_iter()
-            .map(|(key, quota)| {
-                let limiter = RateLimiter::direct_with_clock(quota.governor(), clock.clone());
-                (key, (quota, limiter))
-            })
+            .map(|(key, quota)| (key, (Gcra::new(quota), AtomicU64::new(0))))
             .collect();
         Self {
-            learned: quotas.default.map(|quota| {
-                let limiter = RateLimiter::dashmap_with_clock(quota.governor(), clock.clone());
-                (quota, limiter)
-            }),
+            learned: quotas
+                .default
+                .map(|quota| (Gcra::new(quota), DashMap::new())),
             each,
+            start: clock.now(),
             clock,
         }
     }
 
-    /// Spends one call of `key`'s quota, or says how long until one is free; a key with no quota
-    /// is not limited.
-    pub fn decide(&self, key: &K) -> Result<(), Rejection> {
-        let (quota, outcome) = match (self.each.get(key), &self.learned) {
-            (Some((quota, limiter)), _) => (*quota, limiter.check()),
-            (None, Some((quota, limiter))) => (*quota, limiter.check_key(key)),
-            (None, None) => return Ok(()),
-        };
-        outcome.map_err(|not_until| Rejection {
-            quota,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+    fn now(&self) -> u64 {
+        self.clock.now().duration_since(self.start).as_u64()
     }
-}
 
-impl<K: Key, C: Clock> GovernorKeyed<K, C> {
+    /// Spends one call of `key`'s quota, or says how long until one is free; a key with no quota
+    /// is not limited (and stands nowhere: `Ok(None)`).
+    pub fn decide(&self, key: &K) -> Verdict {
+        let now = self.now();
+        match (self.each.get(key), &self.learned) {
+            (Some((gcra, cell)), _) => gcra.decide(cell, now).map(Some),
+            (None, Some((gcra, learned))) => {
+                if let Some(cell) = learned.get(key) {
+                    return gcra.decide(&cell, now).map(Some);
+                }
+                let cell = learned.entry(key.clone()).or_default();
+                gcra.decide(&cell, now).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Where `key` stands now, spending nothing; `None`: the key is not limited.
+    pub fn peek(&self, key: &K) -> Option<Standing> {
+        let now = self.now();
+        match (self.each.get(key), &self.learned) {
+            (Some((gcra, cell)), _) => Some(gcra.standing(cell.load(Ordering::Acquire), now)),
+            (None, Some((gcra, learned))) => Some(match learned.get(key) {
+                Some(cell) => gcra.standing(cell.load(Ordering::Acquire), now),
+                None => Standing::full(gcra.quota),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// Forgets learned keys whose quota is full again, so that a flood of distinct keys cannot
     /// grow memory without bound. Keys with a quota of their own are configured, and stay.
     pub fn evict_idle(&self) {
         if let Some((_, learned)) = &self.learned {
-            learned.retain_recent();
+            let now = self.now();
+            learned.retain(|_, cell| cell.load(Ordering::Acquire) > now);
             learned.shrink_to_fit();
         }
     }
@@ -105,7 +179,7 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::{num::NonZeroU32, sync::Arc};
 
     use governor::clock::FakeRelativeClock;
 

@@ -6,18 +6,23 @@ use std::{collections::HashMap, fmt};
 
 use governor::clock::{Clock, DefaultClock};
 
+use futures_util::future::BoxFuture;
+
 use super::{TenantCheck, TenantLimits, TenantRejection};
 use crate::{
     domain::TenantId,
-    limits::keyed::{GovernorKeyed, Quota, Quotas},
+    limits::keyed::{GovernorKeyed, Quota, Quotas, Standing},
 };
 
-pub struct GovernorTenantLimits<C: Clock = DefaultClock>(GovernorKeyed<TenantId, C>);
+pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
+    keyed: GovernorKeyed<TenantId, C>,
+    default: Quota,
+}
 
 impl<C: Clock> fmt::Debug for GovernorTenantLimits<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("GovernorTenantLimits")
-            .field(&self.0)
+            .field(&self.keyed)
             .finish()
     }
 }
@@ -28,18 +33,23 @@ impl GovernorTenantLimits<DefaultClock> {
     }
 }
 
-impl<C: Clock + Clone> GovernorTenantLimits<C> {
+impl<C: Clock> GovernorTenantLimits<C> {
     pub fn with_clock(default: Quota, overrides: HashMap<TenantId, Quota>, clock: C) -> Self {
         let quotas = Quotas {
             default: Some(default),
             each: overrides,
         };
-        Self(GovernorKeyed::with_clock(quotas, clock))
+        Self {
+            keyed: GovernorKeyed::with_clock(quotas, clock),
+            default,
+        }
     }
 
-    /// The decision, at once (in-process state only).
-    pub fn decide(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
-        self.0.decide(tenant)
+    /// The decision, at once (in-process state only), and where the tenant stands after it.
+    pub fn decide(&self, tenant: &TenantId) -> Result<Standing, TenantRejection> {
+        self.keyed
+            .decide(tenant)
+            .map(|standing| standing.unwrap_or(Standing::full(self.default)))
     }
 }
 
@@ -49,17 +59,25 @@ where
     C::Instant: Send + Sync,
 {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
-        TenantCheck::Decided(self.decide(tenant))
+        TenantCheck::Decided(self.decide(tenant).map(Some))
+    }
+
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Standing> {
+        let standing = self
+            .keyed
+            .peek(tenant)
+            .unwrap_or(Standing::full(self.default));
+        Box::pin(std::future::ready(standing))
     }
 
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
     /// memory without bound. Overrides are configured, not learned, and stay.
     fn evict_idle(&self) {
-        self.0.evict_idle();
+        self.keyed.evict_idle();
     }
 
     fn tracked(&self) -> usize {
-        self.0.tracked()
+        self.keyed.tracked()
     }
 }
 

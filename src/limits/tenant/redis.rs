@@ -5,14 +5,16 @@
 
 use std::{collections::HashMap, fmt};
 
+use futures_util::future::BoxFuture;
+
 use super::{TenantCheck, TenantLimits};
 use crate::{
     domain::TenantId,
-    limits::keyed::{Kind, Quota, Quotas, RedisKeyed},
+    limits::keyed::{Kind, Quota, Quotas, RedisKeyed, Standing},
     store::Redis,
 };
 
-pub struct RedisTenantLimits(RedisKeyed<TenantId>);
+pub struct RedisTenantLimits(RedisKeyed<TenantId>, Quota);
 
 impl fmt::Debug for RedisTenantLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,13 +34,20 @@ impl RedisTenantLimits {
             default: Some(default),
             each: overrides,
         };
-        Self(RedisKeyed::new(redis, account_tag, Kind::Tenant, quotas))
+        Self(
+            RedisKeyed::new(redis, account_tag, Kind::Tenant, quotas),
+            default,
+        )
     }
 }
 
 impl TenantLimits for RedisTenantLimits {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
         self.0.check(tenant)
+    }
+
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Standing> {
+        Box::pin(async move { self.0.peek(tenant).await.unwrap_or(Standing::full(self.1)) })
     }
 
     fn evict_idle(&self) {
