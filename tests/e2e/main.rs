@@ -19,6 +19,7 @@ mod getflow;
 mod hostile;
 mod limits;
 mod observability;
+mod quota;
 mod replicas;
 mod resilience;
 mod secrets;
