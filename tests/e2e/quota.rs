@@ -319,9 +319,8 @@ fn api_key(callers: CallerQuotas) -> AuthConfig {
 /// GetQuota called a thousand times spends nothing of the tenant's limit nor the caller's:
 /// afterwards exactly what was left passes, then a refusal. It answers each CAMS action's
 /// account budget, and only for tenants the caller may read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_quota_spends_nothing() {
-    let app = limited(
+async fn get_quota_spends_nothing(shared_by: Option<&RedisServer>) {
+    let mut builder = limited(
         TestApp::builder(),
         "t-poll",
         quota(0.01, 5),
@@ -330,9 +329,11 @@ async fn get_quota_spends_nothing() {
     .auth(api_key(CallerQuotas {
         by_name: HashMap::from([("billing".to_owned(), quota(0.01, 20))]),
         ..CallerQuotas::default()
-    }))
-    .spawn()
-    .await;
+    }));
+    if let Some(redis) = shared_by {
+        builder = shared(builder, redis);
+    }
+    let app = builder.spawn().await;
     warm(&app, "t-poll", Some(KEY)).await;
 
     let before = get_quota(&app, "t-poll", Some(KEY))
@@ -406,6 +407,17 @@ async fn get_quota_spends_nothing() {
     assert_eq!(error_info(&status).reason, "TENANT_NOT_ALLOWED");
     let status = get_quota(&app, "t-poll", None).await.expect_err("no key");
     assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_quota_spends_nothing_in_process() {
+    get_quota_spends_nothing(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_quota_spends_nothing_with_redis() {
+    let redis = RedisServer::start();
+    get_quota_spends_nothing(Some(&redis)).await;
 }
 
 /// `n` calls for `space` fired at once: how many were refused, and for which reasons.
@@ -534,4 +546,77 @@ async fn every_limit_in_shadow_with_redis_would_refuse_what_enforced_refuses() {
         "TENANT_RATE_LIMITED",
     )
     .await;
+}
+
+/// Reflection lists QuotaService and describes GetQuota as free of side effects (clients and
+/// proxies may retry it, and HTTP gateways may send it as a GET).
+#[tokio::test]
+async fn reflection_lists_quota_service() {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let app = crate::support::spawn_app().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let mut ask = async |request: MessageRequest| {
+        client
+            .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(request),
+            }]))
+            .await
+            .expect("reflection")
+            .into_inner()
+            .message()
+            .await
+            .expect("stream")
+            .expect("response")
+            .message_response
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        ask(MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("not a list of services")
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "cams.flows.v1.QuotaService"),
+        "{list:?}"
+    );
+
+    let Some(MessageResponse::FileDescriptorResponse(files)) = ask(
+        MessageRequest::FileContainingSymbol("cams.flows.v1.QuotaService".into()),
+    )
+    .await
+    else {
+        panic!("no descriptor for QuotaService")
+    };
+    let methods: Vec<_> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("proto"))
+        .flat_map(|file| file.service)
+        .filter(|service| service.name() == "QuotaService")
+        .flat_map(|service| service.method)
+        .map(|m| {
+            (
+                m.name().to_owned(),
+                m.input_type().to_owned(),
+                m.output_type().to_owned(),
+                m.options.map(|o| o.idempotency_level()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        methods,
+        [(
+            "GetQuota".to_owned(),
+            ".cams.flows.v1.GetQuotaRequest".to_owned(),
+            ".cams.flows.v1.GetQuotaResponse".to_owned(),
+            Some(prost_types::method_options::IdempotencyLevel::NoSideEffects),
+        )]
+    );
 }

@@ -253,6 +253,69 @@ mod tests {
         assert!(callers.decide(&ops).is_err(), "ops refills in a second");
     }
 
+    /// Each decision says what is left and when the burst is whole; a look spends nothing.
+    #[test]
+    fn a_decision_says_where_the_key_stands_and_a_look_spends_nothing() {
+        let clock = FakeRelativeClock::default();
+        let limiter = GovernorKeyed::with_clock(
+            Quotas {
+                default: Some(quota(2.0, 3)),
+                each: HashMap::new(),
+            },
+            clock.clone(),
+        );
+        let a = TenantId::parse("a").expect("valid");
+        let full = limiter.peek(&a).expect("limited");
+        assert_eq!((full.remaining, full.reset), (3, Duration::ZERO));
+        assert_eq!(limiter.tracked(), 0, "a look learns nothing");
+        let left: Vec<_> = (0..3)
+            .map(|_| {
+                let standing = limiter.decide(&a).expect("burst").expect("limited");
+                (standing.remaining, standing.reset)
+            })
+            .collect();
+        assert_eq!(
+            left,
+            [
+                (2, Duration::from_millis(500)),
+                (1, Duration::from_millis(1000)),
+                (0, Duration::from_millis(1500)),
+            ]
+        );
+        for _ in 0..100 {
+            let look = limiter.peek(&a).expect("limited");
+            assert_eq!(
+                (look.remaining, look.reset),
+                (0, Duration::from_millis(1500))
+            );
+        }
+        let refused = limiter.decide(&a).expect_err("spent");
+        assert_eq!(refused.retry_after, Duration::from_millis(500));
+        assert_eq!(refused.reset, Duration::from_millis(1500));
+        assert_eq!(refused.standing().remaining, 0);
+        clock.advance(Duration::from_millis(600));
+        let look = limiter.peek(&a).expect("limited");
+        assert_eq!(
+            (look.remaining, look.reset),
+            (1, Duration::from_millis(900))
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limiter.peek(&a).expect("limited").remaining, 3);
+        assert_eq!(
+            limiter.peek(&TenantId::parse("never").expect("valid")),
+            Some(Standing::full(quota(2.0, 3)))
+        );
+        let unlimited = GovernorKeyed::<Arc<str>, _>::with_clock(
+            Quotas {
+                default: None,
+                each: HashMap::new(),
+            },
+            clock,
+        );
+        assert_eq!(unlimited.peek(&Arc::from("x")), None);
+        assert_eq!(unlimited.decide(&Arc::from("x")), Ok(None));
+    }
+
     #[test]
     fn learned_keys_are_forgotten_once_idle() {
         let clock = FakeRelativeClock::default();
