@@ -620,3 +620,67 @@ async fn reflection_lists_quota_service() {
         )]
     );
 }
+
+/// A call a limit in shadow would have refused is not charged to the next limit in shadow (an
+/// enforced refusal would never have reached it), but an enforced limit still checks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_would_be_refusal_is_charged_to_enforced_limits_only() {
+    const SPACE: &str = "t-chain";
+    let app = |every: bool, key: bool| {
+        let mut callers = CallerQuotas {
+            by_name: HashMap::from([("billing".to_owned(), quota(0.01, 2))]),
+            ..CallerQuotas::default()
+        };
+        if key {
+            callers.shadowed.insert("billing".to_owned());
+        }
+        let shadow = ShadowLimits {
+            all: every,
+            tenants: HashSet::new(),
+        };
+        limited(TestApp::builder(), SPACE, quota(0.01, 3), shadow)
+            .auth(api_key(callers))
+            .admin()
+            .spawn()
+    };
+    let count = |text: &str, reason: &str| shadow_rejections(text, reason, SPACE);
+
+    // Every limit in shadow: after the first call, the caller's limit has 1 call left and would
+    // refuse 9 of 10; the tenant's sees only the one it let through, and would refuse none.
+    let every = app(true, false).await;
+    warm(&every, SPACE, Some(KEY)).await;
+    let (refused, _) = fire(&every, SPACE, Some(KEY), 10).await;
+    assert_eq!(refused, 0);
+    let text = every.scrape().await;
+    assert_eq!(
+        (
+            count(&text, "CALLER_RATE_LIMITED"),
+            count(&text, "TENANT_RATE_LIMITED")
+        ),
+        (9, 0)
+    );
+    let left = get_quota(&every, SPACE, Some(KEY)).await.expect("GetQuota");
+    assert_eq!(
+        tenant_limit(&left).remaining,
+        1,
+        "the tenant was charged 2 calls"
+    );
+    assert!(tenant_limit(&left).shadow && left.caller.is_some_and(|c| c.shadow));
+
+    // Only the caller's limit in shadow: the tenant's, enforced, checks all 10 and refuses 8.
+    let caller_only = app(false, true).await;
+    warm(&caller_only, SPACE, Some(KEY)).await;
+    let (refused, reasons) = fire(&caller_only, SPACE, Some(KEY), 10).await;
+    assert_eq!(
+        (refused, reasons),
+        (8, HashSet::from(["TENANT_RATE_LIMITED".to_owned()]))
+    );
+    let text = caller_only.scrape().await;
+    assert_eq!(
+        (
+            count(&text, "CALLER_RATE_LIMITED"),
+            count(&text, "TENANT_RATE_LIMITED")
+        ),
+        (9, 0)
+    );
+}
