@@ -9,14 +9,14 @@
 //! checks every call that goes on, including one another limit would have refused in shadow.
 
 use std::{
-    collections::HashMap,
     sync::{
-        Mutex, OnceLock, PoisonError,
+        OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
+use dashmap::DashMap;
 use tokio::time::Instant;
 
 use crate::{
@@ -53,8 +53,9 @@ const LOGGED_TENANTS: usize = 4096;
 pub(crate) struct Shadow {
     limits: ShadowLimits,
     metrics: Metrics,
-    /// When each tenant's last would-be refusal was logged.
-    logged: Mutex<HashMap<String, Instant>>,
+    /// When each tenant's last would-be refusal was logged. Sharded: would-be refusals of
+    /// different tenants do not wait on one lock.
+    logged: DashMap<String, Instant>,
 }
 
 impl Shadow {
@@ -62,7 +63,7 @@ impl Shadow {
         Self {
             limits,
             metrics,
-            logged: Mutex::new(HashMap::new()),
+            logged: DashMap::new(),
         }
     }
 
@@ -106,22 +107,28 @@ impl Shadow {
     /// Whether `tenant`'s would-be refusal is due to be logged, and if so notes it.
     fn due(&self, tenant: &str) -> bool {
         let now = Instant::now();
-        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(at) = logged.get_mut(tenant) {
+        if let Some(mut at) = self.logged.get_mut(tenant) {
             if now.duration_since(*at) < LOG_EVERY {
                 return false;
             }
             *at = now;
             return true;
         }
-        if logged.len() >= LOGGED_TENANTS {
-            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
-            if logged.len() >= LOGGED_TENANTS {
+        if self.logged.len() >= LOGGED_TENANTS {
+            self.logged
+                .retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+            if self.logged.len() >= LOGGED_TENANTS {
                 return false;
             }
         }
-        logged.insert(tenant.to_owned(), now);
-        true
+        match self.logged.entry(tenant.to_owned()) {
+            // Another first refusal of the tenant, at the same moment, was logged.
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(now);
+                true
+            }
+        }
     }
 }
 
@@ -183,14 +190,7 @@ mod tests {
         assert!(!shadow.due("one-more"), "full: counted, not logged");
         tokio::time::advance(LOG_EVERY).await;
         assert!(shadow.due("one-more"), "the old ones are forgotten");
-        assert!(
-            shadow
-                .logged
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len()
-                <= LOGGED_TENANTS
-        );
+        assert!(shadow.logged.len() <= LOGGED_TENANTS);
     }
 
     #[test]
