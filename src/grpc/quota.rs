@@ -1,25 +1,30 @@
 //! `cams.flows.v1.QuotaService/GetQuota`: a tenant's and the caller's limits and where they
 //! stand, and the account's budget of each CAMS action, read without spending anything. The
 //! caller is authenticated and authorized like FlowService's, and the call passes the layers
-//! that guard the server (drain, deadline, load shedding); it is not counted in FlowService's
-//! series, which are by CAMS action.
+//! that guard the server (drain, deadline, load shedding) inside one of its own ([`Counted`]):
+//! the `grpc_server_*` series of `cams.flows.v1.QuotaService`, its refusals in
+//! `cams_flows_rejections_total`, and the call's log line (at debug level when it is answered: a
+//! poll is not news). It has no span: nothing it does is remote but
+//! a read of Redis.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use tracing::Level;
 
 use super::{
     FlowApi,
     call::{Answered, Call, Exchange, Handle, Logged, Outcome, Reply, may_read},
     layers::{Bounded, Drained, Shed, Surroundings},
-    status::to_status,
+    status::{code_name, rejection, to_status},
 };
 use crate::{
-    domain::{Action, CacheResult, TenantId},
+    domain::{Action, CacheResult, TenantId, as_logged},
     error::{Error, FieldViolation},
     gateway::Gateway,
     limits::Standing,
     pb::{self, quota_service_server::QuotaService},
+    telemetry::{CallRecord, ErrorChain, call_event, metrics::Metrics},
 };
 
 /// `cams.flows.v1.QuotaService/GetQuota`.
@@ -112,19 +117,83 @@ fn limit_pb(name: &str, standing: Standing, shadow: bool) -> pb::Limit {
     }
 }
 
-/// The layers around GetQuota: those that guard the server.
-pub(crate) type QuotaStack = Drained<Bounded<Shed<GetQuota>>>;
+/// The layers around GetQuota: its series and log line, then those that guard the server.
+pub(crate) type QuotaStack = Counted<Drained<Bounded<Shed<GetQuota>>>>;
 
 pub(crate) fn stack(gateway: Gateway, around: &Surroundings) -> QuotaStack {
-    Drained {
-        expired: around.drain_expired.clone(),
-        inner: Bounded {
-            inner: Shed {
-                in_flight: Arc::clone(&around.in_flight),
-                max_in_flight: around.max_in_flight,
-                inner: GetQuota { gateway },
+    Counted {
+        metrics: around.metrics.clone(),
+        inner: Drained {
+            expired: around.drain_expired.clone(),
+            inner: Bounded {
+                inner: Shed {
+                    in_flight: Arc::clone(&around.in_flight),
+                    max_in_flight: around.max_in_flight,
+                    inner: GetQuota { gateway },
+                },
             },
         },
+    }
+}
+
+/// GetQuota in the metrics and the log: FlowService's layers for both are by CAMS action.
+pub(crate) struct Counted<H> {
+    metrics: Metrics,
+    inner: H,
+}
+
+impl<H: Handle<GetQuotaRpc>> Handle<GetQuotaRpc> for Counted<H> {
+    async fn handle(&self, call: &Call<pb::GetQuotaRequest>) -> Outcome<pb::GetQuotaResponse> {
+        let mut handling = Handling {
+            metrics: &self.metrics,
+            started: call.budget.arrival(),
+            done: false,
+        };
+        self.metrics.quota_call_started();
+        let outcome = self.inner.handle(call).await;
+        handling.done = true;
+        let record = CallRecord {
+            method: "GetQuota",
+            tenant: as_logged(call.message.tenant()),
+            flow_id: "",
+            caller: call.caller.as_ref().ok().map(|c| &*c.name),
+            latency_us: u64::try_from(handling.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            trace: None,
+        };
+        let code = match &outcome {
+            Ok(_) => {
+                call_event!(Level::DEBUG, record, grpc_code = "OK", "served");
+                tonic::Code::Ok
+            }
+            Err(failure) => {
+                if let Some(reason) = rejection(failure) {
+                    self.metrics.rejected(reason, call.message.tenant());
+                }
+                let code = failure.disposition().code;
+                let error = ErrorChain(&**failure);
+                call_event!(Level::INFO, record, grpc_code = code_name(code), error = %error, "failed");
+                code
+            }
+        };
+        self.metrics
+            .quota_call_handled(code, handling.started.elapsed());
+        outcome
+    }
+}
+
+/// Counts the call as `Canceled` if it is dropped before it is answered.
+struct Handling<'a> {
+    metrics: &'a Metrics,
+    started: tokio::time::Instant,
+    done: bool,
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics
+                .quota_call_handled(tonic::Code::Cancelled, self.started.elapsed());
+        }
     }
 }
 

@@ -684,3 +684,47 @@ async fn a_would_be_refusal_is_charged_to_enforced_limits_only() {
         (9, 0)
     );
 }
+
+/// GetQuota has series of its own, apart from FlowService's, and its refusals are counted.
+#[tokio::test]
+async fn get_quota_is_counted_under_quota_service() {
+    let app = TestApp::builder()
+        .auth(api_key(CallerQuotas::default()))
+        .admin()
+        .spawn()
+        .await;
+    get_quota(&app, "t-counted", Some(KEY))
+        .await
+        .expect("GetQuota");
+    get_quota(&app, "elsewhere", Some(KEY))
+        .await
+        .expect_err("a tenant the key may not read");
+    let text = app.scrape().await;
+    let value = |metric: &str, code: &str| -> u64 {
+        text.lines()
+            .find(|line| {
+                line.starts_with(metric)
+                    && line.contains("grpc_service=\"cams.flows.v1.QuotaService\"")
+                    && line.contains("grpc_method=\"GetQuota\"")
+                    && line.contains(&format!("grpc_code=\"{code}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {metric} of GetQuota with {code} in:\n{text}"))
+    };
+    assert_eq!(value("grpc_server_handled_total", "OK"), 1);
+    assert_eq!(value("grpc_server_handled_total", "PermissionDenied"), 1);
+    assert!(
+        text.lines().any(|line| line
+            == "cams_flows_rejections_total{reason=\"TENANT_NOT_ALLOWED\",tenant=\"_other\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("grpc_server_started_total")
+                && line.contains("cams.flows.v1.FlowService")
+                && !line.ends_with(" 0")),
+        "GetQuota is not a FlowService call"
+    );
+}
