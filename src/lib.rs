@@ -30,6 +30,7 @@ pub(crate) mod gateway;
 pub mod grpc;
 pub(crate) mod http_failure;
 pub mod limits;
+pub(crate) mod reload;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cams_flows::sandbox::{Identity, IdentityConfig, Sandbox, SandboxConfig};
 use cams_flows::{
     app::Application,
-    config::{Environment, ServeArgs},
+    config::{ConfigSource, Environment, ServeArgs},
     telemetry::{self, ErrorChain},
 };
 use clap::{Parser, Subcommand};
@@ -150,7 +150,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     for warning in env.warnings() {
         eprintln!("warning: {warning}");
     }
-    let config = match args.load(&env) {
+    let source = ConfigSource::new(args, env);
+    let config = match source.load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -159,7 +160,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     telemetry::init(config.log_format);
     let app = match Application::build(config).await {
-        Ok(app) => app,
+        Ok(app) => app.reloading(source),
         Err(e) => {
             let e = ErrorChain(&e);
             tracing::error!("cannot start: {e}");

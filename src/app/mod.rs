@@ -5,6 +5,7 @@
 
 mod admin;
 mod observe;
+mod reload;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod serve;
@@ -15,6 +16,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
+use reload::Live;
 pub use tasks::Tasks;
 pub use wiring::{Wired, flow_api};
 
@@ -22,7 +24,7 @@ use crate::{
     auth::AuthMode,
     cams::ClientError,
     clock,
-    config::Config,
+    config::{Config, ConfigSource},
     credentials::{CredentialsError, CredentialsProvider, StaticCredentials},
     domain::Action,
     grpc::FlowApi,
@@ -32,8 +34,9 @@ use crate::{
     telemetry::trace::Tracing,
 };
 
-/// How often certificate files are checked for rotation (SIGHUP reloads at once).
-const CERT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the certificate files and the configuration file are checked for changes (SIGHUP
+/// reloads at once).
+const RELOAD_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why the gateway could not start. Each names what to fix; none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,13 @@ pub struct Application {
     sandbox_endpoint: Option<String>,
     admin_addr: Option<SocketAddr>,
     tracing: Tracing,
+    /// Listening since the start, so that SIGHUP never ends the process.
+    hangup: Option<crate::reload::Hangup>,
+    live: Live,
+    /// The configuration the gateway runs with, and where to read it again.
+    config: Config,
+    source: Option<ConfigSource>,
+    reload_poll: Duration,
 }
 
 /// Names the provider in use and when its credentials expire (never a secret); fails the start
@@ -169,6 +179,9 @@ impl Application {
         credentials: Arc<dyn CredentialsProvider>,
         mut tasks: Tasks,
     ) -> Result<Self, StartError> {
+        // First, so that SIGHUP cannot end the process once it is starting, whatever the
+        // configuration: it reloads what can be reloaded (and nothing, when nothing can).
+        let hangup = crate::reload::hangup_signal();
         log_credentials(credentials.as_ref()).await?;
         let drain = Drain::default();
         let wired = flow_api(
@@ -185,10 +198,6 @@ impl Application {
             );
         }
         let tls = config.tls.clone().map(TlsServer::load).transpose()?;
-        if let Some(tls) = &tls {
-            // It holds only a weak reference, so it also ends when the server is dropped.
-            tasks.spawn("certificate reloader", tls.reloader(CERT_POLL_INTERVAL));
-        }
         let listener = bind(config.listen).await?;
         let admin_addr = match config.admin_listen {
             Some(addr) => {
@@ -222,7 +231,27 @@ impl Application {
             sandbox_endpoint: None,
             admin_addr,
             tracing: wired.tracing,
+            hangup,
+            live: wired.live,
+            config,
+            source: None,
+            reload_poll: RELOAD_POLL_INTERVAL,
         })
+    }
+
+    /// Reloads the configuration from `source` (the one this gateway was built from) on SIGHUP
+    /// and when its file changes: its limits, keys and identities and cache times
+    /// (`app::reload`).
+    pub fn reloading(mut self, source: ConfigSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// How often the watched files are checked for changes (the default: every 5 s);
+    /// `Duration::ZERO`: on SIGHUP only.
+    pub fn reload_poll(mut self, every: Duration) -> Self {
+        self.reload_poll = every;
+        self
     }
 
     /// Where the admin listener (`/metrics`) listens, when it is on.
@@ -257,9 +286,29 @@ impl Application {
     /// Serves until `shutdown` completes, then reports NOT_SERVING, stops accepting, gives
     /// in-flight calls up to the drain timeout, and stops the background loops.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        // One watcher and one SIGHUP listener for everything that reloads; it holds weak
+        // references, which these keep alive until the background tasks stop.
+        // Without a file, a reload would read the same flags and environment again.
+        let source = self.source.take().filter(|s| s.file().is_some());
+        let config_reload = source.map(|source| {
+            let target: Arc<dyn crate::reload::Reload> =
+                Arc::new(reload::ConfigReload::new(source, self.live, self.config));
+            target
+        });
+        let mut targets = Vec::new();
+        if let Some(tls) = &self.tls {
+            targets.push(tls.watched());
+        }
+        if let Some(config) = &config_reload {
+            targets.push(Arc::downgrade(config));
+        }
+        self.tasks.spawn(
+            "reloader",
+            crate::reload::watch(targets, self.reload_poll, self.hangup.take()),
+        );
         let served = serve::serve(
             serve::Serving {
                 listener: self.listener,
@@ -276,6 +325,7 @@ impl Application {
         // listener among them) stop.
         self.tracing.shutdown().await;
         self.tasks.stop().await;
+        drop(config_reload);
         tracing::info!("stopped");
         served
     }

@@ -3,12 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Authenticator,
     cache::{
-        CacheTier, FlowCache, RedisTier, SharedKeys,
+        CacheTier, FlowCache, LivePolicy, RedisTier, SharedKeys,
         lock::{FetchLock, LocalLock, RedisLock},
     },
     cams::CamsClient,
@@ -27,7 +28,7 @@ use crate::{
     telemetry::{ErrorChain, metrics::Metrics, trace::Tracing},
 };
 
-use super::{StartError, observe, tasks::Tasks};
+use super::{StartError, observe, reload::Live, tasks::Tasks};
 
 /// The GetFlow service and what tests and operators may inspect of it.
 pub struct Wired {
@@ -39,6 +40,8 @@ pub struct Wired {
     pub metrics: Metrics,
     /// The trace exporter, to be shut down (and flushed) after the drain.
     pub tracing: Tracing,
+    /// What a configuration reload changes.
+    pub(super) live: Live,
 }
 
 /// The credentials `[credentials]` calls for: the default chain (or the pinned provider) over
@@ -151,6 +154,7 @@ pub async fn flow_api(
 
     // The cache compares CAMS's `PreviewUrlExpires`, and times other replicas read: CAMS's clock.
     let cache_clock = client.cams_clock();
+    let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.cache));
     let (tier, lock): (Option<Arc<dyn CacheTier>>, Arc<dyn FetchLock>) = match cache_shared {
         Some(shared) => {
             let keys = SharedKeys::new(&shared.redis, &shared.account_tag);
@@ -159,14 +163,15 @@ pub async fn flow_api(
             let tier = RedisTier::new(
                 shared.redis,
                 keys,
-                config.cache.refresh_window,
+                Arc::clone(&policy),
                 Arc::clone(&cache_clock),
             );
             (Some(Arc::new(tier)), Arc::new(lock))
         }
         None => (None, Arc::new(LocalLock::default())),
     };
-    let cache = FlowCache::new(config.cache, tier, cache_clock);
+    let cache = FlowCache::with_policy(Arc::clone(&policy), tier, cache_clock);
+    let cache_policy = cache.is_some().then_some(policy);
     if let Some(cache) = &cache
         && !config.cache.refresh_window.is_zero()
     {
@@ -187,9 +192,18 @@ pub async fn flow_api(
         tracer: tracing.calls(),
         shadow: config.limits.shadow.clone(),
     });
+    let auth = Arc::new(Authenticator::new(config.auth.clone(), callers));
+    let live = Live {
+        shadow: gateway.shadow_handle(),
+        tenants: Arc::clone(&tenants),
+        accounts: accounts.clone(),
+        auth: Arc::clone(&auth),
+        cache: cache_policy,
+        metrics: metrics.clone(),
+    };
     let api = FlowApi::new(
         gateway,
-        Arc::new(Authenticator::new(config.auth.clone(), callers)),
+        auth,
         config.call_timeout,
         config.max_in_flight,
         drain_expired,
@@ -205,6 +219,7 @@ pub async fn flow_api(
         accounts,
         metrics,
         tracing,
+        live,
     })
 }
 

@@ -10,6 +10,7 @@ use std::{
     sync::Arc,
 };
 
+use arc_swap::ArcSwap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -149,25 +150,23 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Who the configuration knows, built once so that authenticating a call allocates nothing.
+/// Who the configuration knows, built once per configuration so that authenticating a call
+/// allocates nothing; replaced whole when the configuration is reloaded.
 #[derive(Debug)]
-pub struct Authenticator {
-    mode: AuthMode,
+struct Known {
     keys: Vec<([u8; 32], Arc<Caller>)>,
     identities: HashMap<String, Arc<Caller>>,
     anonymous: Arc<Caller>,
 }
 
-impl Authenticator {
-    /// `limits` keeps the quotas of [`AuthConfig::caller_quotas`]: each caller with a quota checks
-    /// its calls there.
-    pub fn new(config: AuthConfig, limits: Arc<dyn CallerLimits>) -> Self {
+impl Known {
+    fn new(config: AuthConfig, limits: &Arc<dyn CallerLimits>) -> Self {
         let quotas = config.callers;
         let caller = |name: &str, tenants: TenantSet| {
             let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
                 limit: quotas.quota(&name).map(|_| {
-                    CallerLimit::new(Arc::clone(&name), Arc::clone(&limits))
+                    CallerLimit::new(Arc::clone(&name), Arc::clone(limits))
                         .shadowed(quotas.shadowed.contains(&*name))
                 }),
                 name,
@@ -175,7 +174,6 @@ impl Authenticator {
             })
         };
         Self {
-            mode: config.mode,
             keys: config
                 .keys
                 .into_iter()
@@ -192,6 +190,35 @@ impl Authenticator {
             anonymous: caller(ANONYMOUS, TenantSet::all()),
         }
     }
+}
+
+/// Authenticates calls against the keys and identities of the configuration, which a reload may
+/// replace ([`Self::reconfigure`]); the mode is fixed at start.
+#[derive(Debug)]
+pub struct Authenticator {
+    mode: AuthMode,
+    known: ArcSwap<Known>,
+    limits: Arc<dyn CallerLimits>,
+}
+
+impl Authenticator {
+    /// `limits` keeps the quotas of [`AuthConfig::caller_quotas`]: each caller with a quota checks
+    /// its calls there.
+    pub fn new(config: AuthConfig, limits: Arc<dyn CallerLimits>) -> Self {
+        Self {
+            mode: config.mode,
+            known: ArcSwap::from_pointee(Known::new(config, &limits)),
+            limits,
+        }
+    }
+
+    /// Replaces the keys, the identities and the callers' quotas (a configuration reload; the
+    /// mode stays). A call authenticated before keeps the caller it was given; the next one is
+    /// authenticated against the new configuration.
+    pub fn reconfigure(&self, config: AuthConfig) {
+        self.limits.reconfigure(config.caller_quotas());
+        self.known.store(Arc::new(Known::new(config, &self.limits)));
+    }
 
     pub fn authenticate(
         &self,
@@ -199,7 +226,7 @@ impl Authenticator {
         conn: Option<&ConnInfo>,
     ) -> Result<Arc<Caller>, AuthError> {
         match self.mode {
-            AuthMode::None => Ok(Arc::clone(&self.anonymous)),
+            AuthMode::None => Ok(Arc::clone(&self.known.load().anonymous)),
             AuthMode::ApiKey => self.by_key(metadata),
             AuthMode::Mtls => {
                 let peer = conn
@@ -226,7 +253,7 @@ impl Authenticator {
     /// A verified identity; one the configuration does not name may read no tenant, so it needs
     /// no limit of its own.
     fn identity(&self, id: &str) -> Arc<Caller> {
-        match self.identities.get(id) {
+        match self.known.load().identities.get(id) {
             Some(known) => Arc::clone(known),
             None => Arc::new(Caller {
                 name: Arc::from(id),
@@ -250,8 +277,9 @@ impl Authenticator {
             .ok_or(AuthError::BadKey)?;
         let presented: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare with every key, whatever matches first, so timing tells nothing.
+        let known = self.known.load();
         let mut found = None;
-        for (sha256, caller) in &self.keys {
+        for (sha256, caller) in &known.keys {
             if bool::from(sha256.ct_eq(&presented)) {
                 found = Some(caller);
             }
@@ -359,5 +387,50 @@ mod tests {
         spend(&ops).expect("a burst of two");
         assert_eq!(spend(&ops).expect_err("spent").quota, quota(2.0, 2));
         assert!(as_peer("spiffe://a/stranger").limit.is_none());
+    }
+
+    /// A reload replaces the keys and the callers' quotas; the mode stays what it was.
+    #[test]
+    fn a_reconfigured_authenticator_knows_the_new_keys_only() {
+        let key = |name: &str, secret: &str| ApiKey {
+            name: name.into(),
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+            tenants: tenants(&["*"]),
+        };
+        let config = AuthConfig {
+            mode: AuthMode::ApiKey,
+            keys: vec![key("first", "first-key")],
+            ..AuthConfig::none()
+        };
+        let limits: Arc<dyn CallerLimits> =
+            Arc::new(GovernorCallerLimits::new(config.caller_quotas()));
+        let auth = Authenticator::new(config, Arc::clone(&limits));
+        let with = |secret: &str| {
+            let mut md = MetadataMap::new();
+            let value = format!("Bearer {secret}");
+            md.insert("authorization", value.parse().expect("ascii"));
+            auth.authenticate(&md, None)
+        };
+        let first = with("first-key").expect("the first key");
+        assert!(first.limit.is_none(), "no caller quota yet");
+        assert_eq!(with("second-key").err(), Some(AuthError::BadKey));
+
+        auth.reconfigure(AuthConfig {
+            mode: AuthMode::None,
+            keys: vec![key("second", "second-key")],
+            callers: CallerQuotas {
+                default: Some(quota(1.0, 1)),
+                ..CallerQuotas::default()
+            },
+            ..AuthConfig::none()
+        });
+        assert_eq!(with("first-key").err(), Some(AuthError::BadKey));
+        let second = with("second-key").expect("the added key, still in api_key mode");
+        let spend = |caller: &Caller| match caller.limit.as_ref().expect("limited").check() {
+            Check::Decided(verdict) => verdict,
+            Check::Pending(_) => panic!("the in-process limits decide at once"),
+        };
+        spend(&second).expect("its burst of one");
+        assert_eq!(spend(&second).expect_err("spent").quota, quota(1.0, 1));
     }
 }

@@ -46,6 +46,8 @@ pub(crate) use local::LocalTier;
 pub(crate) use redis::RedisTier;
 pub use tier::{CacheTier, Tier};
 
+use arc_swap::ArcSwap;
+
 use crate::{clock::SharedClock, domain::Answer, domain::Read};
 use entry::{jittered, servable_until};
 use lock::WritePermit;
@@ -66,6 +68,11 @@ pub struct CacheConfig {
     pub ttl_jitter_percent: u8,
 }
 
+/// The cache's times (TTL, jitter, stale window, refresh window), shared by the cache and its
+/// shared tier and replaced whole by a configuration reload: entries made from then on follow
+/// the new times, entries already kept keep theirs. `max_entries` is read once, at start.
+pub type LivePolicy = Arc<ArcSwap<CacheConfig>>;
+
 /// A cached answer: fresh (perhaps due for a refresh), or only good as a fallback.
 pub enum Lookup {
     Fresh {
@@ -81,7 +88,7 @@ pub enum Lookup {
 /// gateway has, and optionally a tier shared with other replicas behind it.
 #[derive(Clone)]
 pub struct FlowCache {
-    config: CacheConfig,
+    config: LivePolicy,
     local: LocalTier,
     shared: Option<Arc<dyn CacheTier>>,
     clock: SharedClock,
@@ -92,7 +99,7 @@ pub struct FlowCache {
 impl std::fmt::Debug for FlowCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowCache")
-            .field("config", &self.config)
+            .field("config", &self.config.load())
             .field("local", &self.local)
             .field("shared", &self.shared)
             .finish()
@@ -108,11 +115,21 @@ impl FlowCache {
         shared: Option<Arc<dyn CacheTier>>,
         clock: SharedClock,
     ) -> Option<Self> {
+        Self::with_policy(Arc::new(ArcSwap::from_pointee(config)), shared, clock)
+    }
+
+    /// [`Self::new`] with times that a reload may replace (shared with the shared tier).
+    pub fn with_policy(
+        policy: LivePolicy,
+        shared: Option<Arc<dyn CacheTier>>,
+        clock: SharedClock,
+    ) -> Option<Self> {
+        let config = **policy.load();
         if config.ttl.is_zero() && config.stale_if_error.is_zero() {
             return None;
         }
         Some(Self {
-            config,
+            config: policy,
             local: LocalTier::new(config.max_entries, Arc::clone(&clock)),
             shared,
             clock,
@@ -304,17 +321,18 @@ impl FlowCache {
             Some(preview_ends) => t.min(servable_until(preview_ends)),
             None => t,
         };
-        let ttl = jittered(self.config.ttl, self.config.ttl_jitter_percent);
+        let config = self.config.load();
+        let ttl = jittered(config.ttl, config.ttl_jitter_percent);
         let fresh_until = cap(now + ttl);
-        let usable_until = cap(now + ttl + self.config.stale_if_error);
+        let usable_until = cap(now + ttl + config.stale_if_error);
         if usable_until <= now {
             return None;
         }
-        let refresh_at = if self.config.refresh_window.is_zero() {
+        let refresh_at = if config.refresh_window.is_zero() {
             fresh_until
         } else {
             fresh_until
-                .checked_sub(self.config.refresh_window)
+                .checked_sub(config.refresh_window)
                 .map_or(now, |at| at.max(now))
         };
         Some(CachedFlow {

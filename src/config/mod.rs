@@ -13,6 +13,7 @@ mod keys;
 mod load;
 mod sections;
 mod settings;
+mod source;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ pub use crate::{cache::CacheConfig, gateway::RetryConfig, telemetry::LogFormat};
 
 pub use cli::{FlagValue, ServeArgs};
 pub use env::{Environment, Warning};
+pub use source::ConfigSource;
 
 /// The validated configuration of `cams-flows serve`.
 #[derive(Debug, Clone)]

@@ -89,6 +89,11 @@ impl Gateway {
         &self.shadow
     }
 
+    /// The limits in shadow, for a reload to replace.
+    pub(crate) fn shadow_handle(&self) -> Arc<Shadow> {
+        Arc::clone(&self.shadow)
+    }
+
     /// The account's budget of each CAMS action, for a look that spends nothing (`GetQuota`).
     pub(crate) fn accounts(&self) -> &AccountQuotas {
         &self.loader.upstream.accounts

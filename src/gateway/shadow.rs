@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
@@ -51,7 +52,8 @@ const LOGGED_TENANTS: usize = 4096;
 /// The limits in shadow, and where their would-be refusals go.
 #[derive(Debug)]
 pub(crate) struct Shadow {
-    limits: ShadowLimits,
+    /// Replaced whole by a configuration reload.
+    limits: ArcSwap<ShadowLimits>,
     metrics: Metrics,
     /// When each tenant's last would-be refusal was logged. Sharded: would-be refusals of
     /// different tenants do not wait on one lock.
@@ -61,20 +63,25 @@ pub(crate) struct Shadow {
 impl Shadow {
     pub(crate) fn new(limits: ShadowLimits, metrics: Metrics) -> Self {
         Self {
-            limits,
+            limits: ArcSwap::from_pointee(limits),
             metrics,
             logged: DashMap::new(),
         }
     }
 
+    /// Replaces which limits are in shadow (a configuration reload); the next call follows.
+    pub(crate) fn reconfigure(&self, limits: ShadowLimits) {
+        self.limits.store(std::sync::Arc::new(limits));
+    }
+
     /// Whether `tenant`'s limit is in shadow.
     pub(crate) fn tenant(&self, tenant: &TenantId) -> bool {
-        self.limits.tenant(tenant)
+        self.limits.load().tenant(tenant)
     }
 
     /// Whether a caller's limit is in shadow: its own entry says so, or every limit is.
     pub(crate) fn caller(&self, own: bool) -> bool {
-        self.limits.all || own
+        own || self.limits.load().all
     }
 
     /// A limit in shadow would have refused a call of `caller` for `tenant` (as sent): counted,
@@ -214,5 +221,10 @@ mod tests {
             Metrics::disabled(),
         );
         assert!(all.tenant(&other) && all.caller(false));
+        all.reconfigure(ShadowLimits::default());
+        assert!(
+            !all.tenant(&other) && !all.caller(false),
+            "a reload lifts them"
+        );
     }
 }

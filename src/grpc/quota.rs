@@ -93,7 +93,8 @@ impl Handle<GetQuotaRpc> for GetQuota {
             .collect();
         Ok(Reply {
             message: pb::GetQuotaResponse {
-                tenant: Some(limit_pb("tenant", tenant_standing, shadow.tenant(&tenant))),
+                tenant: tenant_standing
+                    .map(|standing| limit_pb("tenant", standing, shadow.tenant(&tenant))),
                 caller: caller_limit,
                 actions,
             },

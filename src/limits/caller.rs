@@ -30,6 +30,10 @@ pub trait CallerLimits: Send + Sync + fmt::Debug {
 
     /// Where the caller stands, spending nothing (`GetQuota`); `None`: the caller is not limited.
     fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>>;
+
+    /// Replaces every caller's quota (a configuration reload); calls being decided finish under
+    /// the old ones. A caller whose quota is unchanged keeps its state.
+    fn reconfigure(&self, each: CallerQuotaMap);
 }
 
 /// Each caller's quota, by name (its key's name or its identity).
@@ -60,6 +64,10 @@ impl CallerLimits for GovernorCallerLimits {
     fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>> {
         Box::pin(std::future::ready(self.0.peek(caller)))
     }
+
+    fn reconfigure(&self, each: CallerQuotaMap) {
+        self.0.reconfigure(quotas(each));
+    }
 }
 
 /// The callers' limits shared by every replica through Redis.
@@ -85,6 +93,10 @@ impl CallerLimits for RedisCallerLimits {
 
     fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>> {
         Box::pin(self.0.peek(caller))
+    }
+
+    fn reconfigure(&self, each: CallerQuotaMap) {
+        self.0.reconfigure(quotas(each));
     }
 }
 

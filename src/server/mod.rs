@@ -19,8 +19,10 @@
 //!    from the stream's arrival, and the end of long-lived streams at the drain.
 //!
 //! The certificates behind [`TlsServer`] are read by [`TlsServer::load`] and replaced while the
-//! server runs by [`TlsServer::reload`], which the future from [`TlsServer::reloader`] calls on
-//! SIGHUP and when the files change; the caller owns that future (spawns it, stops it).
+//! server runs by [`TlsServer::reload`], which the application's reload watcher
+//! ([`crate::reload`], one for the certificates and the configuration file) calls on SIGHUP and
+//! when the files change; [`TlsServer::reloader`] is such a watcher for the certificates alone,
+//! owned by its caller (who spawns it, and stops it).
 
 mod accept;
 mod conn;

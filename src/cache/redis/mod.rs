@@ -11,11 +11,11 @@
 
 mod stored;
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use redis::AsyncCommands;
 
-use super::{CacheTier, CachedFlow, keys::SharedKeys};
+use super::{CacheTier, CachedFlow, LivePolicy, keys::SharedKeys};
 use crate::domain::{Data, What};
 use crate::{
     cams::CLOCK_MARGIN,
@@ -35,7 +35,8 @@ const FUTURE_TOLERANCE: std::time::Duration = CLOCK_MARGIN.saturating_mul(2);
 pub(crate) struct RedisTier {
     redis: Redis,
     keys: SharedKeys,
-    refresh_window: Duration,
+    /// Read for the refresh window, which a reload may change.
+    policy: LivePolicy,
     clock: SharedClock,
 }
 
@@ -52,13 +53,13 @@ impl RedisTier {
     pub(crate) fn new(
         redis: Redis,
         keys: SharedKeys,
-        refresh_window: Duration,
+        policy: LivePolicy,
         clock: SharedClock,
     ) -> Self {
         Self {
             redis,
             keys,
-            refresh_window,
+            policy,
             clock,
         }
     }
@@ -81,7 +82,7 @@ impl CacheTier for RedisTier {
             .map_err(|e| e.to_string())
             .and_then(|stored| {
                 stored
-                    .into_entry(self.refresh_window)
+                    .into_entry(self.policy.load().refresh_window)
                     .filter(|entry| answers(&key.what, &entry.answer.data))
                     .ok_or_else(|| "it holds no answer to this read".to_owned())
             });

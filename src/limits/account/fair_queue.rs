@@ -163,6 +163,11 @@ impl<W> FairQueue<W> {
         }
     }
 
+    /// Replaces the weights; usage so far is kept.
+    pub(super) fn set_weights(&mut self, weights: Weights) {
+        self.weights = weights;
+    }
+
     /// Calls waiting, of both classes.
     pub(super) fn len(&self) -> usize {
         self.caller_len + self.background.len()

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -70,7 +71,7 @@ impl Queue {
 }
 
 struct Inner {
-    limits: AccountLimits,
+    limits: ArcSwap<AccountLimits>,
     store: Arc<dyn SlotStore>,
     queue: Arc<Queue>,
     on_release: Arc<dyn Fn() + Send + Sync>,
@@ -86,7 +87,8 @@ impl Inner {
 
     /// A refusal never says "retry now": at least the average spacing of calls.
     fn retry_after(&self, start: Instant, now: Instant) -> Duration {
-        let spacing = self.limits.window / self.limits.rps.max(1);
+        let limits = self.limits.load();
+        let spacing = limits.window / limits.rps.max(1);
         start.saturating_duration_since(now).max(spacing)
     }
 
@@ -137,7 +139,7 @@ pub struct AccountGate {
 impl std::fmt::Debug for AccountGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountGate")
-            .field("limits", &self.inner.limits)
+            .field("limits", &self.inner.limits.load())
             .field("store", &self.inner.store)
             .field("queued", &self.inner.queue.waiting().len())
             .finish()
@@ -157,7 +159,7 @@ impl AccountGate {
         };
         Self {
             inner: Arc::new(Inner {
-                limits,
+                limits: ArcSwap::from_pointee(limits),
                 store,
                 queue,
                 on_release,
@@ -167,7 +169,7 @@ impl AccountGate {
     }
 
     pub fn limits(&self) -> AccountLimits {
-        self.inner.limits
+        **self.inner.limits.load()
     }
 
     /// Hands free slots to waiters in the fair queue's order; sleeps until the store's next slot
@@ -250,7 +252,7 @@ impl AccountQuota for AccountGate {
         let give_up = if claim.class.is_background() {
             claim.deadline
         } else {
-            claim.deadline.min(now + inner.limits.max_wait)
+            claim.deadline.min(now + inner.limits.load().max_wait)
         };
         // Straight to the store when nobody this call would have to let go first is waiting.
         let queue_ahead = {
@@ -281,7 +283,7 @@ impl AccountQuota for AccountGate {
         }
         let (ticket, rx) = {
             let mut waiting = inner.queue.waiting();
-            if waiting.len() >= inner.limits.max_queue {
+            if waiting.len() >= inner.limits.load().max_queue {
                 return Err(inner.rejection(&waiting, &claim, RejectionCause::QueueFull, now));
             }
             let ahead = waiting.surely_ahead_of_newcomer(claim.party, &claim.class, now);
@@ -323,7 +325,7 @@ impl AccountQuota for AccountGate {
     }
 
     fn rps(&self) -> u32 {
-        self.inner.limits.rps
+        self.inner.limits.load().rps
     }
 
     fn queued(&self) -> usize {
@@ -332,6 +334,15 @@ impl AccountQuota for AccountGate {
 
     fn used_last_second(&self) -> u32 {
         self.inner.recent.last_second(Instant::now())
+    }
+
+    fn reconfigure(&self, limits: AccountLimits, weights: Weights) {
+        let inner = &self.inner;
+        inner.store.set_capacity(limits.rps);
+        inner.limits.store(Arc::new(limits));
+        inner.queue.waiting().set_weights(weights);
+        // More slots, or a longer wait allowed: the waiters may be served now.
+        inner.queue.wake.notify_one();
     }
 }
 

@@ -2,7 +2,10 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,6 +24,9 @@ struct Slots {
     /// Free slots by the instant their rest began, oldest first.
     resting: VecDeque<Instant>,
     busy: usize,
+    /// The slots there should be; fewer than [`Self::len`] just after the quota was lowered
+    /// while calls held slots, which are then dropped as they are released.
+    capacity: usize,
 }
 
 /// A taken slot as it was before: `None` if it had never been used.
@@ -84,12 +90,35 @@ impl Slots {
 
     fn release(&mut self, now: Instant) {
         self.busy = self.busy.saturating_sub(1);
-        self.resting.push_back(now);
+        if self.len() < self.capacity {
+            self.resting.push_back(now);
+        }
+    }
+
+    /// Sets the number of slots. More: new ones, unused. Fewer: free slots go first, those
+    /// ready soonest first, so that every slot kept still rests a whole window after its last
+    /// call and no window sees more calls than the slots there were in it; slots held by calls
+    /// go as they are released.
+    fn resize(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        if let Some(more) = capacity.checked_sub(self.len()) {
+            self.unused += more;
+            return;
+        }
+        let mut excess = self.len() - capacity;
+        let unused = excess.min(self.unused);
+        self.unused -= unused;
+        excess -= unused;
+        let resting = excess.min(self.resting.len());
+        self.resting.drain(..resting);
     }
 
     /// Gives back a slot that was taken but never used, as it was.
     fn restore(&mut self, entry: SlotEntry) {
         self.busy = self.busy.saturating_sub(1);
+        if self.len() >= self.capacity {
+            return;
+        }
         match entry {
             None => self.unused += 1,
             Some(rest_began) => self.resting.push_front(rest_began),
@@ -99,7 +128,7 @@ impl Slots {
 
 struct Inner {
     window: Duration,
-    capacity: u32,
+    capacity: AtomicU32,
     slots: Mutex<Slots>,
 }
 
@@ -122,7 +151,7 @@ impl std::fmt::Debug for LocalSlots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let slots = self.inner.slots();
         f.debug_struct("LocalSlots")
-            .field("capacity", &self.inner.capacity)
+            .field("capacity", &slots.capacity)
             .field("busy", &slots.busy)
             .field("resting", &slots.resting.len())
             .finish()
@@ -135,11 +164,12 @@ impl LocalSlots {
         Self {
             inner: Arc::new(Inner {
                 window,
-                capacity,
+                capacity: AtomicU32::new(capacity),
                 slots: Mutex::new(Slots {
                     unused: capacity as usize,
                     resting: VecDeque::new(),
                     busy: 0,
+                    capacity: capacity as usize,
                 }),
             }),
         }
@@ -204,6 +234,13 @@ impl SlotStore for LocalSlots {
     }
 
     fn capacity(&self) -> u32 {
-        self.inner.capacity
+        self.inner.capacity.load(Ordering::Relaxed)
+    }
+
+    fn set_capacity(&self, rps: u32) {
+        let capacity = rps.max(1);
+        let mut slots = self.inner.slots();
+        slots.resize(capacity as usize);
+        self.inner.capacity.store(capacity, Ordering::Relaxed);
     }
 }

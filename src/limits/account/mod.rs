@@ -89,6 +89,10 @@ pub trait AccountQuota: Send + Sync + fmt::Debug {
     fn used_last_second(&self) -> u32 {
         0
     }
+
+    /// Replaces the limits and the weights (a configuration reload); calls waiting keep their
+    /// place, and calls holding a slot keep it.
+    fn reconfigure(&self, limits: AccountLimits, weights: Weights);
 }
 
 /// The account's budget of every CAMS action: CAMS counts each operation's calls on their own
@@ -158,6 +162,10 @@ pub trait SlotStore: Send + Sync + fmt::Debug + 'static {
 
     /// The number of slots (`rps`).
     fn capacity(&self) -> u32;
+
+    /// Changes the number of slots (a configuration reload): calls holding a slot keep it, and
+    /// no window at CAMS sees more calls than the slots there were during it.
+    fn set_capacity(&self, rps: u32);
 }
 
 /// A slot held for one upstream call. `complete` it once the answer is read; dropping it

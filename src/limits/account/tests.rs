@@ -397,3 +397,44 @@ async fn a_quiet_tenant_behind_six_busy_ones_is_admitted_and_served_in_time() {
         n.abort();
     }
 }
+
+/// A reload that lowers the quota: calls holding slots keep them, and the slots go as they come
+/// back; one that raises it adds slots ready at once.
+#[tokio::test(start_paused = true)]
+async fn a_reconfigured_quota_drops_slots_as_they_free_and_adds_new_ones_at_once() {
+    let gate = gate(4, 0, 10);
+    let limits = |rps| AccountLimits {
+        rps,
+        window: Duration::from_secs(1),
+        max_wait: Duration::ZERO,
+        max_queue: 10,
+    };
+    let far = Instant::now() + Duration::from_secs(5);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(ask(&gate, "t", far).await.expect("within the quota"));
+    }
+    gate.reconfigure(limits(2), Weights::default());
+    assert_eq!(gate.rps(), 2);
+    for lease in held.drain(..) {
+        lease.complete().await;
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for _ in 0..2 {
+        held.push(ask(&gate, "t", far).await.expect("two slots rested"));
+    }
+    assert!(
+        ask(&gate, "t", far).await.is_err(),
+        "two slots kept of four"
+    );
+
+    gate.reconfigure(limits(5), Weights::default());
+    for _ in 0..3 {
+        held.push(
+            ask(&gate, "t", far)
+                .await
+                .expect("a new slot, ready at once"),
+        );
+    }
+    assert!(ask(&gate, "t", far).await.is_err(), "five in all");
+}

@@ -8,10 +8,14 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 
@@ -79,11 +83,16 @@ impl Gcra {
     }
 }
 
-pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
+/// The cells of one configuration, replaced whole when the quotas are reconfigured.
+struct Table<K: Key> {
     /// Keys under the default quota.
-    learned: Option<(Gcra, DashMap<K, AtomicU64>)>,
+    learned: Option<(Gcra, Arc<DashMap<K, AtomicU64>>)>,
     /// Keys with a quota of their own.
-    each: HashMap<K, (Gcra, AtomicU64)>,
+    each: HashMap<K, (Gcra, Arc<AtomicU64>)>,
+}
+
+pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
+    table: ArcSwap<Table<K>>,
     clock: C,
     /// The instant the cells' times count from.
     start: C::Instant,
@@ -91,12 +100,13 @@ pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
 
 impl<K: Key, C: Clock> fmt::Debug for GovernorKeyed<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = self.table.load();
         f.debug_struct("GovernorKeyed")
             .field(
                 "default",
-                &self.learned.as_ref().map(|(gcra, _)| gcra.quota),
+                &table.learned.as_ref().map(|(gcra, _)| gcra.quota),
             )
-            .field("each", &self.each.len())
+            .field("each", &table.each.len())
             .field("tracked", &self.tracked())
             .finish()
     }
@@ -110,19 +120,43 @@ impl<K: Key> GovernorKeyed<K, DefaultClock> {
 
 impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     pub fn with_clock(quotas: Quotas<K>, clock: C) -> Self {
-        let each = quotas
-            .each
-            .into_iter()
-            .map(|(key, quota)| (key, (Gcra::new(quota), AtomicU64::new(0))))
-            .collect();
         Self {
-            learned: quotas
-                .default
-                .map(|quota| (Gcra::new(quota), DashMap::new())),
-            each,
+            table: ArcSwap::from_pointee(Self::table(quotas, None)),
             start: clock.now(),
             clock,
         }
+    }
+
+    /// The cells of `quotas`, keeping from `old` the state of every key whose quota is the same:
+    /// a reload that leaves a quota alone leaves its callers' spending alone too.
+    fn table(quotas: Quotas<K>, old: Option<&Table<K>>) -> Table<K> {
+        let each = quotas
+            .each
+            .into_iter()
+            .map(|(key, quota)| {
+                let cell = old
+                    .and_then(|old| old.each.get(&key))
+                    .filter(|(was, _)| was.quota == quota)
+                    .map_or_else(|| Arc::new(AtomicU64::new(0)), |(_, cell)| Arc::clone(cell));
+                (key, (Gcra::new(quota), cell))
+            })
+            .collect();
+        let learned = quotas.default.map(|quota| {
+            let cells = old
+                .and_then(|old| old.learned.as_ref())
+                .filter(|(was, _)| was.quota == quota)
+                .map_or_else(|| Arc::new(DashMap::new()), |(_, cells)| Arc::clone(cells));
+            (Gcra::new(quota), cells)
+        });
+        Table { learned, each }
+    }
+
+    /// Replaces the quotas; calls deciding now finish under the old ones. A key whose quota
+    /// changes starts afresh (a full burst) under the new one.
+    pub fn reconfigure(&self, quotas: Quotas<K>) {
+        let old = self.table.load();
+        let table = Self::table(quotas, Some(&old));
+        self.table.store(Arc::new(table));
     }
 
     fn now(&self) -> u64 {
@@ -133,7 +167,8 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     /// is not limited (and stands nowhere: `Ok(None)`).
     pub fn decide(&self, key: &K) -> Verdict {
         let now = self.now();
-        match (self.each.get(key), &self.learned) {
+        let table = self.table.load();
+        match (table.each.get(key), &table.learned) {
             (Some((gcra, cell)), _) => gcra.decide(cell, now).map(Some),
             (None, Some((gcra, learned))) => {
                 if let Some(cell) = learned.get(key) {
@@ -149,7 +184,8 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     /// Where `key` stands now, spending nothing; `None`: the key is not limited.
     pub fn peek(&self, key: &K) -> Option<Standing> {
         let now = self.now();
-        match (self.each.get(key), &self.learned) {
+        let table = self.table.load();
+        match (table.each.get(key), &table.learned) {
             (Some((gcra, cell)), _) => Some(gcra.standing(cell.load(Ordering::Acquire), now)),
             (None, Some((gcra, learned))) => Some(match learned.get(key) {
                 Some(cell) => gcra.standing(cell.load(Ordering::Acquire), now),
@@ -162,7 +198,7 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     /// Forgets learned keys whose quota is full again, so that a flood of distinct keys cannot
     /// grow memory without bound. Keys with a quota of their own are configured, and stay.
     pub fn evict_idle(&self) {
-        if let Some((_, learned)) = &self.learned {
+        if let Some((_, learned)) = &self.table.load().learned {
             let now = self.now();
             learned.retain(|_, cell| cell.load(Ordering::Acquire) > now);
             learned.shrink_to_fit();
@@ -171,7 +207,9 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
     /// Learned keys whose state is held now.
     pub fn tracked(&self) -> usize {
-        self.learned
+        self.table
+            .load()
+            .learned
             .as_ref()
             .map_or(0, |(_, learned)| learned.len())
     }
@@ -179,7 +217,7 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
 #[cfg(test)]
 mod tests {
-    use std::{num::NonZeroU32, sync::Arc};
+    use std::num::NonZeroU32;
 
     use governor::clock::FakeRelativeClock;
 
@@ -336,5 +374,30 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         limiter.evict_idle();
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    /// A reload keeps the state of every key whose quota is unchanged (a key that spent its
+    /// burst stays refused), and starts a key whose quota changed afresh under the new one.
+    #[test]
+    fn reconfigured_quotas_keep_the_state_of_unchanged_keys() {
+        let clock = FakeRelativeClock::default();
+        let (vip, slow) = (
+            TenantId::parse("vip").expect("valid"),
+            TenantId::parse("slow").expect("valid"),
+        );
+        let quotas = |vip_quota| Quotas {
+            default: Some(quota(2.0, 2)),
+            each: HashMap::from([(vip.clone(), vip_quota), (slow.clone(), quota(1.0, 1))]),
+        };
+        let limiter = GovernorKeyed::with_clock(quotas(quota(10.0, 5)), clock.clone());
+        let a = TenantId::parse("a").expect("valid");
+        spend_burst(&limiter, &a, quota(2.0, 2));
+        spend_burst(&limiter, &vip, quota(10.0, 5));
+        spend_burst(&limiter, &slow, quota(1.0, 1));
+
+        limiter.reconfigure(quotas(quota(1.0, 3)));
+        assert!(limiter.decide(&a).is_err(), "the default is unchanged");
+        assert!(limiter.decide(&slow).is_err(), "its quota is unchanged");
+        spend_burst(&limiter, &vip, quota(1.0, 3));
     }
 }

@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use dashmap::{DashMap, mapref::one::Ref};
 use redis::Script;
 
@@ -47,6 +48,12 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period, tau, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+-- Never more than one tolerance ahead: a state left by a stricter quota (before a reload raised
+-- it) counts as a spent burst of this one. Under one quota the state is never further ahead.
+if tat > now + tau then
+  tat = now + tau
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil(tau / 1000) + 1)
+end
 local room = math.floor((now + tau - tat) / period)
 if room < 1 then return {0, math.ceil(tat + period - tau - now), math.ceil(tat - now)} end
 local got = math.min(room, want)
@@ -86,7 +93,7 @@ struct Held {
 /// A key's held state: a configured key's, reached without a lock, or a learned key's, under the
 /// map's shared lock.
 enum HeldRef<'a, K: Key> {
-    Own(&'a Held),
+    Own(&'a Arc<Held>),
     Learned(Ref<'a, K, Held>),
 }
 
@@ -101,17 +108,59 @@ impl<K: Key> Deref for HeldRef<'_, K> {
     }
 }
 
+/// The quotas of one configuration and what this replica holds under them, replaced whole when
+/// the quotas are reconfigured.
+struct Table<K: Key> {
+    /// The quota of keys learned as they call; none: only configured keys are limited.
+    default: Option<Quota>,
+    /// Learned keys' states, forgotten once idle.
+    learned: Arc<DashMap<K, Held>>,
+    /// Configured keys: their quota and state, held from the start.
+    each: HashMap<K, (Quota, Arc<Held>)>,
+}
+
+impl<K: Key> Table<K> {
+    /// The table of `quotas`, keeping from `old` what this replica holds of every key whose
+    /// quota is the same. The state in Redis stays whatever the quota: a key's spending carries
+    /// over to its new quota.
+    fn new(quotas: &Quotas<K>, old: Option<&Self>) -> Self {
+        let learned = old
+            .filter(|old| old.default == quotas.default)
+            .map_or_else(Arc::default, |old| Arc::clone(&old.learned));
+        let each = quotas
+            .each
+            .iter()
+            .map(|(key, quota)| {
+                let held = old
+                    .and_then(|old| old.each.get(key))
+                    .filter(|(was, _)| was == quota)
+                    .map_or_else(Arc::default, |(_, held)| Arc::clone(held));
+                (key.clone(), (*quota, held))
+            })
+            .collect();
+        Self {
+            default: quotas.default,
+            learned,
+            each,
+        }
+    }
+
+    /// `key`'s quota, and what this replica holds of its state if anything; `None`: the key is
+    /// not limited.
+    fn held(&self, key: &K) -> Option<(Quota, Option<HeldRef<'_, K>>)> {
+        match self.each.get(key) {
+            Some((quota, held)) => Some((*quota, Some(HeldRef::Own(held)))),
+            None => Some((self.default?, self.learned.get(key).map(HeldRef::Learned))),
+        }
+    }
+}
+
 pub struct RedisKeyed<K: Key> {
     redis: Redis,
     kind: Kind,
     /// `<prefix>:<account tag>:<kind>:`, which the key's text completes.
     key_prefix: String,
-    /// The quota of keys learned as they call; none: only configured keys are limited.
-    default: Option<Quota>,
-    /// Learned keys' states, forgotten once idle.
-    learned: DashMap<K, Held>,
-    /// Configured keys: their quota and state, held from the start.
-    each: HashMap<K, (Quota, Held)>,
+    table: ArcSwap<Table<K>>,
     /// The instant `Held`'s times count from.
     epoch: Instant,
     take: Script,
@@ -122,12 +171,13 @@ pub struct RedisKeyed<K: Key> {
 
 impl<K: Key> fmt::Debug for RedisKeyed<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = self.table.load();
         f.debug_struct("RedisKeyed")
             .field("kind", &self.kind)
             .field("key_prefix", &self.key_prefix)
-            .field("default", &self.default)
-            .field("each", &self.each.len())
-            .field("learned", &self.learned.len())
+            .field("default", &table.default)
+            .field("each", &table.each.len())
+            .field("learned", &table.learned.len())
             .finish_non_exhaustive()
     }
 }
@@ -139,13 +189,7 @@ impl<K: Key> RedisKeyed<K> {
             key_prefix: redis.key(&format!("{account_tag}:{}:", kind.as_str())),
             redis,
             kind,
-            default: quotas.default,
-            learned: DashMap::new(),
-            each: quotas
-                .each
-                .iter()
-                .map(|(key, quota)| (key.clone(), (*quota, Held::default())))
-                .collect(),
+            table: ArcSwap::from_pointee(Table::new(&quotas, None)),
             epoch: Instant::now(),
             take: Script::new(TAKE),
             peek: Script::new(PEEK),
@@ -153,13 +197,13 @@ impl<K: Key> RedisKeyed<K> {
         }
     }
 
-    /// `key`'s quota, and what this replica holds of its state if anything; `None`: the key is
-    /// not limited.
-    fn held(&self, key: &K) -> Option<(Quota, Option<HeldRef<'_, K>>)> {
-        match self.each.get(key) {
-            Some((quota, held)) => Some((*quota, Some(HeldRef::Own(held)))),
-            None => Some((self.default?, self.learned.get(key).map(HeldRef::Learned))),
-        }
+    /// Replaces the quotas; calls deciding now finish under the old ones. What this replica
+    /// holds of a key whose quota changes is dropped (calls taken at the old rate, at most a
+    /// tenth of a second's worth), so the new quota holds from the next take.
+    pub fn reconfigure(&self, quotas: Quotas<K>) {
+        let table = Table::new(&quotas, Some(&self.table.load()));
+        self.table.store(Arc::new(table));
+        self.fallback.reconfigure(quotas);
     }
 
     /// `t` in nanoseconds from the epoch; never 0, which stands for "never".
@@ -172,11 +216,12 @@ impl<K: Key> RedisKeyed<K> {
     /// Where the key stands at `at` for this replica: the calls it holds, and those the shared
     /// state could still give (as of Redis's last answer, refilled since at the quota's rate).
     fn standing(quota: Quota, whole_at: u64, left: u32, at: u64) -> Standing {
-        let ahead = whole_at.saturating_sub(at);
         let period = u64::try_from(quota.period().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
         let whole = period.saturating_mul(u64::from(quota.burst.get()));
+        // A state left by a stricter quota (before a reload raised it) counts as a spent burst.
+        let ahead = whole_at.saturating_sub(at).min(whole);
         let room = u32::try_from(whole.saturating_sub(ahead) / period).unwrap_or(u32::MAX);
         Standing {
             quota,
@@ -219,7 +264,8 @@ impl<K: Key> RedisKeyed<K> {
     /// replica holds a batch of the key's calls (or a refusal), or while Redis is known to be
     /// down; otherwise once a batch is taken from Redis.
     pub fn check<'a>(&'a self, key: &'a K) -> Check<'a> {
-        let Some((quota, held)) = self.held(key) else {
+        let table = self.table.load();
+        let Some((quota, held)) = table.held(key) else {
             return Check::Decided(Ok(None));
         };
         if let Some(decided) = held.and_then(|held| self.decide_local(quota, &held, Instant::now()))
@@ -237,7 +283,7 @@ impl<K: Key> RedisKeyed<K> {
     /// this replica holds; `None`: the key is not limited. One read of Redis (none while it is
     /// known to be down: then the fallback's view).
     pub async fn peek(&self, key: &K) -> Option<Standing> {
-        let (quota, _) = self.held(key)?;
+        let (quota, _) = self.table.load().held(key)?;
         if self.redis.down() {
             return self.fallback.peek(key);
         }
@@ -253,24 +299,32 @@ impl<K: Key> RedisKeyed<K> {
         };
         let at = self.ns(Instant::now());
         let whole_at = at.saturating_add(ahead_us.saturating_mul(1_000));
-        let left = self.held(key).and_then(|(_, held)| held).map_or(0, |held| {
-            if held.until.load(Ordering::Acquire) > at {
-                held.left.load(Ordering::Acquire)
-            } else {
-                0
-            }
-        });
+        let table = self.table.load();
+        let left = table
+            .held(key)
+            .filter(|(now_quota, _)| *now_quota == quota)
+            .and_then(|(_, held)| held)
+            .map_or(0, |held| {
+                if held.until.load(Ordering::Acquire) > at {
+                    held.left.load(Ordering::Acquire)
+                } else {
+                    0
+                }
+            });
         Some(Self::standing(quota, whole_at, left, at))
     }
 
     async fn take_batch(&self, key: &K, quota: Quota) -> Verdict {
-        let taking = match self.each.get(key) {
-            Some((_, held)) => Arc::clone(&held.taking),
-            None => Arc::clone(&self.learned.entry(key.clone()).or_default().taking),
+        let taking = {
+            let table = self.table.load();
+            match table.each.get(key) {
+                Some((_, held)) => Arc::clone(&held.taking),
+                None => Arc::clone(&table.learned.entry(key.clone()).or_default().taking),
+            }
         };
         let _turn = taking.lock().await;
         // The take this call waited for may have left calls, or a refusal.
-        if let Some((_, Some(held))) = self.held(key)
+        if let Some((_, Some(held))) = self.table.load().held(key)
             && let Some(decided) = self.decide_local(quota, &held, Instant::now())
         {
             return decided;
@@ -295,7 +349,12 @@ impl<K: Key> RedisKeyed<K> {
             .run(|mut c| async move { invocation.invoke_async::<(u32, u64, u64)>(&mut c).await })
             .await;
         let now = Instant::now();
-        let held = self.held(key).and_then(|(_, held)| held);
+        let table = self.table.load();
+        // Held only under the quota it was taken for: a reconfigured key starts afresh.
+        let held = table
+            .held(key)
+            .filter(|(now_quota, _)| *now_quota == quota)
+            .and_then(|(_, held)| held);
         match taken {
             Ok((0, wait_us, ahead_us)) => {
                 let retry_after = Duration::from_micros(wait_us);
@@ -334,17 +393,18 @@ impl<K: Key> RedisKeyed<K> {
     /// Configured keys stay.
     pub fn evict_idle(&self) {
         let at = self.ns(Instant::now());
-        self.learned.retain(|_, held| {
+        let table = self.table.load();
+        table.learned.retain(|_, held| {
             held.until.load(Ordering::Acquire) > at
                 || held.refused_until.load(Ordering::Acquire) > at
                 || Arc::strong_count(&held.taking) > 1
         });
-        self.learned.shrink_to_fit();
+        table.learned.shrink_to_fit();
         self.fallback.evict_idle();
     }
 
     /// Learned keys whose state is held now, here and in the fallback.
     pub fn tracked(&self) -> usize {
-        self.learned.len() + self.fallback.tracked()
+        self.table.load().learned.len() + self.fallback.tracked()
     }
 }

@@ -4,19 +4,17 @@
 
 use std::{collections::HashMap, fmt};
 
+use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 
-use futures_util::future::BoxFuture;
-
-use super::{TenantCheck, TenantLimits, TenantRejection};
+use super::{TenantCheck, TenantLimits};
 use crate::{
     domain::TenantId,
-    limits::keyed::{GovernorKeyed, Quota, Quotas, Standing},
+    limits::keyed::{GovernorKeyed, Quota, Quotas, Standing, Verdict},
 };
 
 pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
     keyed: GovernorKeyed<TenantId, C>,
-    default: Quota,
 }
 
 impl<C: Clock> fmt::Debug for GovernorTenantLimits<C> {
@@ -41,15 +39,12 @@ impl<C: Clock> GovernorTenantLimits<C> {
         };
         Self {
             keyed: GovernorKeyed::with_clock(quotas, clock),
-            default,
         }
     }
 
     /// The decision, at once (in-process state only), and where the tenant stands after it.
-    pub fn decide(&self, tenant: &TenantId) -> Result<Standing, TenantRejection> {
-        self.keyed
-            .decide(tenant)
-            .map(|standing| standing.unwrap_or(Standing::full(self.default)))
+    pub fn decide(&self, tenant: &TenantId) -> Verdict {
+        self.keyed.decide(tenant)
     }
 }
 
@@ -59,15 +54,11 @@ where
     C::Instant: Send + Sync,
 {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
-        TenantCheck::Decided(self.decide(tenant).map(Some))
+        TenantCheck::Decided(self.decide(tenant))
     }
 
-    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Standing> {
-        let standing = self
-            .keyed
-            .peek(tenant)
-            .unwrap_or(Standing::full(self.default));
-        Box::pin(std::future::ready(standing))
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(std::future::ready(self.keyed.peek(tenant)))
     }
 
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
@@ -78,6 +69,13 @@ where
 
     fn tracked(&self) -> usize {
         self.keyed.tracked()
+    }
+
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>) {
+        self.keyed.reconfigure(Quotas {
+            default: Some(default),
+            each: overrides,
+        });
     }
 }
 

@@ -9,14 +9,14 @@
 mod governor;
 mod redis;
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
 use futures_util::future::BoxFuture;
 
 pub use governor::GovernorTenantLimits;
 pub use redis::RedisTenantLimits;
 
-use super::keyed::{Check, Rejection, Standing};
+use super::keyed::{Check, Quota, Rejection, Standing};
 use crate::domain::TenantId;
 
 /// A tenant over its quota: when it may call again.
@@ -32,8 +32,9 @@ pub trait TenantLimits: Send + Sync + fmt::Debug {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a>;
 
     /// Where the tenant stands, spending nothing (`GetQuota`): at once in process, one read of
-    /// the store when shared.
-    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Standing>;
+    /// the store when shared. (Every tenant is limited: `None` only for a backend without a
+    /// default quota.)
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>>;
 
     /// Forgets tenants whose state no longer matters (their quota is full again), so that a
     /// flood of distinct ids cannot grow memory without bound. Called periodically.
@@ -41,4 +42,8 @@ pub trait TenantLimits: Send + Sync + fmt::Debug {
 
     /// Tenants whose state is held now.
     fn tracked(&self) -> usize;
+
+    /// Replaces the default quota and the overrides (a configuration reload); calls being
+    /// decided finish under the old ones. A tenant whose quota is unchanged keeps its state.
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>);
 }

@@ -14,7 +14,7 @@ use crate::{
     store::Redis,
 };
 
-pub struct RedisTenantLimits(RedisKeyed<TenantId>, Quota);
+pub struct RedisTenantLimits(RedisKeyed<TenantId>);
 
 impl fmt::Debug for RedisTenantLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,10 +34,7 @@ impl RedisTenantLimits {
             default: Some(default),
             each: overrides,
         };
-        Self(
-            RedisKeyed::new(redis, account_tag, Kind::Tenant, quotas),
-            default,
-        )
+        Self(RedisKeyed::new(redis, account_tag, Kind::Tenant, quotas))
     }
 }
 
@@ -46,8 +43,8 @@ impl TenantLimits for RedisTenantLimits {
         self.0.check(tenant)
     }
 
-    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Standing> {
-        Box::pin(async move { self.0.peek(tenant).await.unwrap_or(Standing::full(self.1)) })
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(self.0.peek(tenant))
     }
 
     fn evict_idle(&self) {
@@ -56,5 +53,12 @@ impl TenantLimits for RedisTenantLimits {
 
     fn tracked(&self) -> usize {
         self.0.tracked()
+    }
+
+    fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>) {
+        self.0.reconfigure(Quotas {
+            default: Some(default),
+            each: overrides,
+        });
     }
 }

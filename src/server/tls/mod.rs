@@ -3,7 +3,8 @@
 //! Mesh CAs rotate workload certificates (and sometimes the CA itself) every few hours, so the
 //! whole rustls [`ServerConfig`] is rebuilt from the files on reload and swapped in atomically:
 //! every new handshake uses the newest configuration, connections already open keep theirs.
-//! [`TlsServer::reloader`] watches the files (and SIGHUP) for that.
+//! The application's reload watcher ([`crate::reload`]) watches the files (and SIGHUP) for that;
+//! [`TlsServer::reloader`] is a watcher of the certificates alone.
 
 mod error;
 mod pem;
@@ -25,10 +26,10 @@ use rustls::{
 use tokio_rustls::TlsAcceptor;
 
 pub use self::error::{TlsError, TlsFile};
-use self::{
-    pem::{LeafSummary, read_certificates, read_client_roots, read_private_key, summarize_leaf},
-    reload::{FileStamp, stamps_now},
+use self::pem::{
+    LeafSummary, read_certificates, read_client_roots, read_private_key, summarize_leaf,
 };
+use crate::reload::{FileStamp, stamps_now};
 
 /// gRPC runs over HTTP/2 only.
 const ALPN_H2: &[u8] = b"h2";

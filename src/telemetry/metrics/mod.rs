@@ -6,7 +6,8 @@
 //!
 //! Each concern's series, and the methods of [`Metrics`] that record them, have a file of their
 //! own: [`grpc`] (the server's calls), [`cache`], [`rejections`] (calls the gateway refused
-//! itself), [`upstream`] (attempts at CAMS), [`account`] (the account's quota), [`redis`].
+//! itself), [`upstream`] (attempts at CAMS), [`account`] (the account's quota), [`redis`],
+//! [`reloads`] (of the configuration file).
 //!
 //! A disabled handle (no admin listener, so nobody could read them) records nothing: every
 //! method is one branch then.
@@ -18,6 +19,7 @@ mod labels;
 mod probes;
 mod redis;
 mod rejections;
+mod reloads;
 mod upstream;
 
 use std::sync::Arc;
@@ -76,6 +78,7 @@ struct Inner {
     account: account::Account,
     refreshes: cache::Refreshes,
     redis: redis::Families,
+    reloads: reloads::Reloads,
 }
 
 fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
@@ -104,6 +107,7 @@ impl Metrics {
         let account = account::Account::register(&mut registry);
         let refreshes = cache::Refreshes::register(&mut registry);
         let redis = redis::Families::register(&mut registry);
+        let reloads = reloads::Reloads::register(&mut registry);
 
         let build = Family::<Labels, Gauge>::default();
         registry.register(
@@ -128,6 +132,7 @@ impl Metrics {
             account,
             refreshes,
             redis,
+            reloads,
         })))
     }
 

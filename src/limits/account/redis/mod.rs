@@ -28,7 +28,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -96,7 +96,9 @@ struct Inner {
     replica: String,
     /// Whether this replica may have a turn claimed in Redis.
     claimed: AtomicBool,
-    capacity: u32,
+    /// The slots `n`, published with every acquire: a reload that changes it reaches the other
+    /// replicas with this replica's next acquire.
+    capacity: AtomicU32,
     window: Duration,
     lease: Duration,
     acquire: Script,
@@ -116,7 +118,7 @@ impl fmt::Debug for RedisSlots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSlots")
             .field("key", &self.inner.slots_key)
-            .field("capacity", &self.inner.capacity)
+            .field("capacity", &self.inner.capacity())
             .field("lease", &self.inner.lease)
             .finish()
     }
@@ -169,7 +171,7 @@ impl RedisSlots {
                 replica: uuid::Uuid::new_v4().simple().to_string(),
                 claimed: AtomicBool::new(false),
                 redis,
-                capacity: rps.max(1),
+                capacity: AtomicU32::new(rps.max(1)),
                 window,
                 lease: call_bound + window + DELIVERY_MARGIN,
                 acquire: Script::new(ACQUIRE),
@@ -248,6 +250,10 @@ struct Acquired {
 }
 
 impl Inner {
+    fn capacity(&self) -> u32 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
     fn holding(&self) -> std::sync::MutexGuard<'_, Holding> {
         self.holding.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -336,7 +342,7 @@ impl SlotStore for RedisSlots {
             .key(&inner.turns_key)
             .key(&inner.seen_key)
             .key(&inner.settings_key)
-            .arg(inner.capacity)
+            .arg(inner.capacity())
             .arg(millis(inner.lease))
             .arg(millis(inner.window))
             .arg(&id)
@@ -444,12 +450,18 @@ impl SlotStore for RedisSlots {
             Some(s) if now.saturating_duration_since(s.at) < inner.window => s.next_free.max(now),
             _ => now,
         };
-        let rounds = u32::try_from(ahead / inner.capacity as usize).unwrap_or(u32::MAX);
+        let rounds = u32::try_from(ahead / inner.capacity() as usize).unwrap_or(u32::MAX);
         first + inner.window.saturating_mul(rounds)
     }
 
     fn capacity(&self) -> u32 {
-        self.inner.capacity
+        self.inner.capacity()
+    }
+
+    /// The log counts calls, not slots: a lower `n` admits nothing until fewer than `n` count,
+    /// so the new bound holds from the next acquire.
+    fn set_capacity(&self, rps: u32) {
+        self.inner.capacity.store(rps.max(1), Ordering::Relaxed);
     }
 
     /// Gives up the turn at once rather than after [`TURN_LAPSE`], so that the other replicas

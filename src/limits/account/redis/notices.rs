@@ -18,7 +18,7 @@ impl Inner {
         }
         if differ {
             tracing::error!(
-                rps = self.capacity,
+                rps = self.capacity(),
                 lease_ms = millis(self.lease),
                 "this replica's account quota settings differ from another replica's (the quota, \
                  call_timeout_ms): the stricter ones hold for every replica (the fewest slots, \
