@@ -51,25 +51,6 @@ done
 # Lifted limits: the figures are the gateway's, not a quota's.
 NO_TENANT_LIMIT=(--tenant-rps 1000000 --tenant-burst 100000)
 NO_LIMITS=(--account-rps 100000 --tenant-rps 100000 --tenant-burst 100000)
-CREDENTIALS=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
-
-# start_redis NAME: an empty Redis without persistence on a free port; sets REDIS_PORT, REDIS_URL.
-start_redis() {
-  REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  start "$1" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no
-  REDIS_PID=$STARTED
-  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-  local i
-  for ((i = 0; i < 100; i++)); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "bench-fleet.sh: redis-server did not start" >&2
-  cat "$WORK/$1.log" >&2
-  return 1
-}
-
-redis_commands() { redis-cli -p "$REDIS_PORT" info stats | sed -nE 's/^total_commands_processed:([0-9]+).*/\1/p'; }
 
 # round_trips OUT CMD...: runs CMD while MONITOR watches the Redis, and writes to OUT the
 # commands clients sent (a script counts once, not once per command it runs). MONITOR slows
@@ -85,30 +66,6 @@ round_trips() {
   kill "$monitor" 2>/dev/null || true
   wait "$monitor" 2>/dev/null || true
   grep -cE '^[0-9.]+ \[[0-9]+ [0-9.]+:[0-9]+\]' "$out.monitor" >"$out" || true
-}
-
-# A gateway in front of the simulated CAMS started last (start_sandbox); sets GATEWAY_TARGET.
-start_replica() {
-  local name=$1
-  shift
-  GATEWAY_ENV=("${CREDENTIALS[@]}" ALIBABA_CLOUD_STS_ENDPOINT="$STS_ENDPOINT")
-  start_gateway "$name" --endpoint "$SANDBOX_ENDPOINT" "$@"
-  GATEWAY_ENV=()
-}
-
-# Calls TARGET until CAMS answers one: a Redis used for the first time admits nothing for one
-# lease and a second (the quota's quiet period).
-wait_admitted() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if "$BENCH" load --json --target "$1" --concurrency 1 --calls 1 --warmup 0s \
-      --flow-id "sim:ok:admitted-$i" 2>/dev/null | jq -e '.ok == 1' >/dev/null; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  echo "bench-fleet.sh: $1 never reached CAMS" >&2
-  return 1
 }
 
 # --- issue 11: quota pressure and noisy neighbours ----------------------------------------------

@@ -1,8 +1,8 @@
 # Functions of the benchmark scripts (scripts/bench.sh, scripts/bench-fleet.sh,
-# scripts/bench-observability.sh), sourced by them after they set GATEWAY, BENCH, RESULTS,
-# CONCURRENCY, CONNECTIONS and ROUND (and, for what uses them, KEY_ID, KEY_SECRET, WARMUP,
-# DURATION). Starting it creates a scratch directory and stops every process started with `start`
-# on exit; a script with more to undo defines `cleanup_more`.
+# scripts/bench-observability.sh, scripts/bench-family.sh, scripts/bench-redis.sh), sourced by them
+# after they set GATEWAY, BENCH, RESULTS, CONCURRENCY, CONNECTIONS and ROUND (and, for what uses
+# them, KEY_ID, KEY_SECRET, WARMUP, DURATION). Starting it creates a scratch directory and stops
+# every process started with `start` on exit; a script with more to undo defines `cleanup_more`.
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -83,10 +83,11 @@ start_gateway() {
   GATEWAY_TARGET="http://$(wait_for "$STARTED" "$WORK/$name.log" '"message":"listening"' | json_field addr)"
 }
 
-# A simulated CAMS on its own, quota lifted, on a free port.
+# start_sandbox NAME [RPS]: a simulated CAMS on its own on a free port, its quota lifted unless
+# RPS says how many calls of each action it accepts in a sliding second (CAMS's own is 5).
 # Its simulated STS tells a gateway with a Redis which account it serves (STS_ENDPOINT).
 start_sandbox() {
-  start "$1" "$GATEWAY" sandbox --listen 127.0.0.1:0 --sts-listen 127.0.0.1:0 --rps 1000000 \
+  start "$1" "$GATEWAY" sandbox --listen 127.0.0.1:0 --sts-listen 127.0.0.1:0 --rps "${2:-1000000}" \
     --access-key-id "$KEY_ID" --access-key-secret "$KEY_SECRET" --log-format json
   SANDBOX_PID=$STARTED
   SANDBOX_ENDPOINT=$(wait_for "$STARTED" "$WORK/$1.log" 'simulated CAMS listening' | json_field endpoint)
@@ -100,6 +101,72 @@ start_miss_gateway() {
   GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET")
   start_gateway "$1" --endpoint "$SANDBOX_ENDPOINT" --cache-ttl-ms 0 "${NO_LIMITS[@]}"
   GATEWAY_ENV=()
+}
+
+# A gateway in front of the simulated CAMS started last (start_sandbox), with its credentials and
+# its STS (which names the account's state in Redis); sets GATEWAY_TARGET and GATEWAY_PID.
+start_replica() {
+  local name=$1
+  shift
+  GATEWAY_ENV=(ALIBABA_CLOUD_ACCESS_KEY_ID="$KEY_ID" ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KEY_SECRET"
+    ALIBABA_CLOUD_STS_ENDPOINT="$STS_ENDPOINT")
+  start_gateway "$name" --endpoint "$SANDBOX_ENDPOINT" "$@"
+  GATEWAY_ENV=()
+}
+
+# Calls TARGET until CAMS answers one: a Redis used for the first time admits nothing for one
+# lease and a second (the quota's quiet period).
+wait_admitted() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if "$BENCH" load --json --target "$1" --concurrency 1 --calls 1 --warmup 0s \
+      --flow-id "sim:ok:admitted-$i" 2>/dev/null | jq -e '.ok == 1' >/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "${0##*/}: $1 never reached CAMS" >&2
+  return 1
+}
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+# A TCP port nothing listens on now (another process may take it before it is used: Redis then
+# fails to start, loudly).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_redis PORT NAME: until the Redis started as NAME answers PING on PORT (10 s at most).
+wait_redis() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "${0##*/}: redis-server $2 did not answer on port $1; its output:" >&2
+  cat "$WORK/$2.log" >&2
+  return 1
+}
+
+# start_redis NAME [DIRECTIVE...]: an empty Redis without persistence on a free port, with
+# more `--name value` directives if given; sets REDIS_PORT, REDIS_PID, REDIS_URL. Its files (a
+# replica's copy of its primary's data, a cluster node's) go to the scratch directory.
+start_redis() {
+  local name=$1
+  shift
+  REDIS_PORT=$(free_port)
+  start "$name" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$WORK" --dbfilename "$name.rdb" "$@"
+  REDIS_PID=$STARTED
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  wait_redis "$REDIS_PORT" "$name"
+}
+
+# redis_commands [PORT]: the commands the Redis on PORT (default REDIS_PORT) has processed since it
+# started, this INFO included.
+redis_commands() {
+  redis-cli -p "${1:-$REDIS_PORT}" info stats | sed -nE 's/^total_commands_processed:([0-9]+).*/\1/p'
 }
 
 # The target a bench server started as PID announces in LOG with `listening <addr>`.
@@ -129,6 +196,11 @@ load() {
     --connections "$CONNECTIONS" --warmup "$WARMUP" --duration "$DURATION" "$@" \
     >"$RESULTS/$name.json"
 }
+
+# cpu_ticks PID: the CPU time PID has used so far, user and system, in clock ticks (getconf
+# CLK_TCK a second). Per call, it is far less sensitive than throughput to what a neighbour does
+# to the machine.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 record_peak() { proc_kib "$1" VmHWM >"$RESULTS/$2.hwm_kb"; }
 

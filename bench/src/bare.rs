@@ -1,5 +1,5 @@
-//! `baseline-grpc`: the limit of the gRPC stack. A bare tonic FlowService that answers every
-//! GetFlow with one constant response, as large as a real one because it is a real one: it is
+//! `baseline-grpc`: the limit of the gRPC stack. A bare tonic FlowService that answers every call
+//! of each RPC with one constant response, as large as a real one because it is a real one: each is
 //! fetched once, at start-up, from an in-process simulated CAMS through the gateway's own client
 //! and converted the way the gateway converts.
 
@@ -10,10 +10,12 @@ use cams_flows::{
     cams::{CamsClient, UpstreamConfig},
     clock,
     credentials::{Credentials, StaticCredentials},
-    domain::{Data, FlowId, Read, TenantId},
+    domain::{Answer, Data, FlowId, ListPage, Read, TenantId, What},
     grpc::CACHE_HEADER,
     pb::{
-        self, GetFlowRequest, GetFlowResponse,
+        self, GetFlowJsonAssetRequest, GetFlowJsonAssetResponse, GetFlowPreviewUrlRequest,
+        GetFlowPreviewUrlResponse, GetFlowRequest, GetFlowResponse, ListFlowsRequest,
+        ListFlowsResponse,
         flow_service_server::{FlowService, FlowServiceServer},
     },
     sandbox::{Sandbox, SandboxConfig},
@@ -31,12 +33,34 @@ use crate::cli::BareArgs;
 /// The sandbox's fast sample flow, as the load generator's tenants would ask for it.
 const SAMPLE_FLOW: &str = "100000000000002";
 const SAMPLE_TENANT: &str = "tenant-0";
+/// A space of 100 flows at the simulated CAMS: its first page is full at any page size.
+const SAMPLE_SPACE: &str = "sim:catalogue:100";
+/// The gateway's page tokens are 17 bytes in unpadded base64url: a full page carries one this
+/// long (the bare server cannot mint a real one, and needs no real one: nobody follows it).
+const PAGE_TOKEN: &str = "AQAAAAK-bench-page-toke";
 
-/// Answers every call with the same response and the `x-cams-cache: hit` header a cached answer
-/// from the gateway carries, so that both send the same bytes.
+/// The four constant answers.
+#[derive(Debug)]
+struct Answers {
+    flow: GetFlowResponse,
+    page: ListFlowsResponse,
+    preview: GetFlowPreviewUrlResponse,
+    asset: GetFlowJsonAssetResponse,
+}
+
+/// Answers every call with its RPC's constant response and the `x-cams-cache: hit` header a
+/// cached answer from the gateway carries, so that both send the same bytes.
 #[derive(Debug, Clone)]
 struct ConstantFlows {
-    response: Arc<GetFlowResponse>,
+    answers: Arc<Answers>,
+}
+
+fn hit<T>(message: T) -> Result<Response<T>, Status> {
+    let mut response = Response::new(message);
+    response
+        .metadata_mut()
+        .insert(CACHE_HEADER, MetadataValue::from_static("hit"));
+    Ok(response)
 }
 
 #[tonic::async_trait]
@@ -45,48 +69,44 @@ impl FlowService for ConstantFlows {
         &self,
         _request: Request<GetFlowRequest>,
     ) -> Result<Response<GetFlowResponse>, Status> {
-        let mut response = Response::new(GetFlowResponse::clone(&self.response));
-        response
-            .metadata_mut()
-            .insert(CACHE_HEADER, MetadataValue::from_static("hit"));
-        Ok(response)
+        hit(self.answers.flow.clone())
     }
 
     async fn list_flows(
         &self,
-        _request: Request<pb::ListFlowsRequest>,
-    ) -> Result<Response<pb::ListFlowsResponse>, Status> {
-        Err(only_get_flow())
+        _request: Request<ListFlowsRequest>,
+    ) -> Result<Response<ListFlowsResponse>, Status> {
+        hit(self.answers.page.clone())
     }
 
     async fn get_flow_preview_url(
         &self,
-        _request: Request<pb::GetFlowPreviewUrlRequest>,
-    ) -> Result<Response<pb::GetFlowPreviewUrlResponse>, Status> {
-        Err(only_get_flow())
+        _request: Request<GetFlowPreviewUrlRequest>,
+    ) -> Result<Response<GetFlowPreviewUrlResponse>, Status> {
+        hit(self.answers.preview.clone())
     }
 
     async fn get_flow_json_asset(
         &self,
-        _request: Request<pb::GetFlowJsonAssetRequest>,
-    ) -> Result<Response<pb::GetFlowJsonAssetResponse>, Status> {
-        Err(only_get_flow())
+        _request: Request<GetFlowJsonAssetRequest>,
+    ) -> Result<Response<GetFlowJsonAssetResponse>, Status> {
+        hit(self.answers.asset.clone())
     }
 }
 
-/// The baselines measure GetFlow only; the other reads are not part of the comparison.
-pub fn only_get_flow() -> Status {
-    Status::unimplemented("the baseline serves GetFlow only")
-}
-
 pub async fn run(args: BareArgs) -> anyhow::Result<()> {
-    let response = sample_response().await?;
+    let answers = sample_answers(args.page_size).await?;
     eprintln!(
-        "baseline-grpc: constant GetFlowResponse of {} bytes encoded",
-        response.encoded_len()
+        "baseline-grpc: constant answers of {} (GetFlow), {} (ListFlows, {} flows), {} \
+         (GetFlowPreviewUrl) and {} (GetFlowJsonAsset) bytes encoded",
+        answers.flow.encoded_len(),
+        answers.page.encoded_len(),
+        answers.page.flows.len(),
+        answers.preview.encoded_len(),
+        answers.asset.encoded_len(),
     );
     let service = ConstantFlows {
-        response: Arc::new(response),
+        answers: Arc::new(answers),
     };
     serve(args.listen, service, args.tcp_nodelay).await
 }
@@ -110,9 +130,9 @@ pub async fn serve<S: FlowService>(
         .context("gRPC server failed")
 }
 
-/// One real answer: a signed call to an in-process simulated CAMS, decoded and converted by the
-/// library's own code.
-async fn sample_response() -> anyhow::Result<GetFlowResponse> {
+/// The real answers: signed calls to an in-process simulated CAMS, decoded and converted by the
+/// library's own code as the gateway converts them.
+async fn sample_answers(page_size: u32) -> anyhow::Result<Answers> {
     let config = SandboxConfig::generated();
     let credentials = Credentials::new(
         config.access_key_id.clone(),
@@ -130,19 +150,94 @@ async fn sample_response() -> anyhow::Result<GetFlowResponse> {
         clock::system(),
     )?;
     let tenant = TenantId::parse(SAMPLE_TENANT).context("sample tenant")?;
-    let flow = FlowId::parse(SAMPLE_FLOW).context("sample flow")?;
-    let answer = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.fetch(&Read::flow(tenant, flow)),
-    )
-    .await
-    .context("the simulated CAMS did not answer")?
-    .context("cannot fetch the sample flow from the simulated CAMS")?;
-    let Data::Flow(flow) = &answer.data else {
-        anyhow::bail!("the simulated CAMS answered GetFlow with something else");
+    let flow_id = FlowId::parse(SAMPLE_FLOW).context("sample flow")?;
+    let space = TenantId::parse(SAMPLE_SPACE).context("sample space")?;
+    let fetch = |tenant: &TenantId, what: What| {
+        let read = Read {
+            tenant: tenant.clone(),
+            what,
+        };
+        let client = client.clone();
+        async move {
+            let name = read.action();
+            tokio::time::timeout(Duration::from_secs(10), client.fetch(&read))
+                .await
+                .with_context(|| format!("the simulated CAMS did not answer {name}"))?
+                .with_context(|| format!("cannot fetch the sample {name} from the simulated CAMS"))
+        }
     };
-    Ok(GetFlowResponse {
+
+    let answer = fetch(&tenant, What::Flow(flow_id.clone())).await?;
+    let Data::Flow(flow) = &answer.data else {
+        return Err(wrong(&answer, "GetFlow"));
+    };
+    let flow = GetFlowResponse {
         flow: Some(pb::Flow::from(flow)),
         request_id: answer.request_id,
+    };
+
+    let list = ListPage {
+        flow_name: String::new(),
+        index: 1,
+        size: page_size,
+    };
+    let answer = fetch(&space, What::List(list)).await?;
+    let Data::List(flows) = &answer.data else {
+        return Err(wrong(&answer, "ListFlow"));
+    };
+    // As the gateway answers: a full page has a next page's token.
+    let full = flows.len() >= page_size as usize;
+    let page = ListFlowsResponse {
+        flows: flows.iter().map(pb::FlowSummary::from).collect(),
+        next_page_token: if full { PAGE_TOKEN } else { "" }.to_owned(),
+        request_id: answer.request_id,
+    };
+
+    let answer = fetch(&tenant, What::PreviewUrl(flow_id.clone())).await?;
+    let Data::PreviewUrl(preview) = &answer.data else {
+        return Err(wrong(&answer, "GetFlowPreviewUrl"));
+    };
+    let preview = GetFlowPreviewUrlResponse {
+        flow_id: preview.flow_id.clone(),
+        preview_url: preview.preview_url.clone(),
+        preview_url_expire_time: preview
+            .preview_url_expires
+            .map(prost_types::Timestamp::from),
+        request_id: answer.request_id,
+    };
+
+    let answer = fetch(&tenant, What::JsonAsset(flow_id)).await?;
+    let Data::JsonAsset(asset) = &answer.data else {
+        return Err(wrong(&answer, "GetFlowJSONAssest"));
+    };
+    let asset = GetFlowJsonAssetResponse {
+        flow_id: asset.flow_id.clone(),
+        file_path: asset.file_path.clone(),
+        request_id: answer.request_id,
+    };
+    Ok(Answers {
+        flow,
+        page,
+        preview,
+        asset,
     })
+}
+
+fn wrong(answer: &Answer, action: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the simulated CAMS answered {action} with something else: {:?}",
+        answer.data
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stand-in token is as long as the gateway's: a version byte, the page index (4 bytes)
+    /// and a 12-byte digest, in unpadded base64url.
+    #[test]
+    fn the_page_token_is_as_long_as_the_gateways() {
+        assert_eq!(PAGE_TOKEN.len(), (17 * 4_usize).div_ceil(3));
+    }
 }

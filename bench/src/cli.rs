@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Load generator and baselines for the cams-flows gateway (see BENCHMARKS.md).
 #[derive(Debug, Parser)]
@@ -17,9 +17,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Unary GetFlow calls against a gRPC target at a fixed concurrency.
+    /// Unary FlowService calls (GetFlow by default) against a gRPC target at a fixed concurrency.
     Load(LoadArgs),
-    /// Serve a bare FlowService that answers every GetFlow with one constant, real-sized response.
+    /// Serve a bare FlowService that answers every call of each RPC with one constant, real
+    /// response.
     BaselineGrpc(BareArgs),
     /// The same calls straight to a simulated CAMS over HTTP with one pooled CamsClient.
     BaselineHttp(DirectArgs),
@@ -95,8 +96,27 @@ pub struct LoadArgs {
     /// per CAMS call.
     #[arg(long)]
     pub cams_stats: Option<String>,
+    /// Which RPC to call; `mixed` cycles GetFlow, ListFlows, GetFlowPreviewUrl and
+    /// GetFlowJsonAsset by call number, the four calls of a cycle on the same key.
+    #[arg(long, value_enum, default_value_t = RpcChoice::GetFlow)]
+    pub rpc: RpcChoice,
+    /// `page_size` of ListFlows calls (0: the gateway's default, 20). Each asks for the first
+    /// page of its tenant's space (`--tenant-prefix sim:catalogue:100:` gives spaces of 100 flows
+    /// at the simulated CAMS).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    pub page_size: i32,
     #[command(flatten)]
     pub shape: Shape,
+}
+
+/// `--rpc`: one of the four reads, or all of them in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RpcChoice {
+    GetFlow,
+    ListFlows,
+    PreviewUrl,
+    JsonAsset,
+    Mixed,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -107,6 +127,10 @@ pub struct BareArgs {
     /// TCP_NODELAY on accepted connections (`false` mimics a server that leaves Nagle on).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tcp_nodelay: bool,
+    /// Flows in the constant ListFlows page (the first page of a catalogue space of 100 flows,
+    /// as the load generator's `--page-size` asks for it).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: u32,
 }
 
 /// Where the simulated CAMS is and the AccessKey it accepts.

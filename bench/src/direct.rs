@@ -9,7 +9,7 @@ use cams_flows::{
     cams::{CamsClient, CamsError, UpstreamConfig},
     clock,
     credentials::{Credentials, StaticCredentials},
-    domain::{FlowId, Read, TenantId},
+    domain::{Action, FlowId, Read, TenantId},
 };
 use secrecy::SecretString;
 
@@ -42,7 +42,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<()> {
             // Two small clones: nothing beside an HTTP exchange.
             let read = Read::flow(keys.tenants[tenant].clone(), keys.flows[flow].clone());
             let result = tokio::time::timeout(timeout, client.fetch(&read)).await;
-            match result {
+            let outcome = match result {
                 Ok(Ok(_)) => Outcome::Ok { cache: None },
                 Ok(Err(error)) => Outcome::Failed {
                     kind: error_kind(&error),
@@ -52,7 +52,8 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<()> {
                     kind: Cow::Borrowed("DeadlineExceeded"),
                     detail: "no answer within the timeout".to_owned(),
                 },
-            }
+            };
+            (Action::GetFlow, outcome)
         }
     };
     let (tally, elapsed) = drive(shape, call).await?;

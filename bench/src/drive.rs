@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::Context;
+use cams_flows::domain::Action;
 use tokio::time::Instant;
 
 use crate::{
@@ -51,11 +52,12 @@ impl Shared {
 }
 
 /// Runs the loop and returns the merged tally of the measured calls and how long the measured
-/// phase took (until the last measured call returned).
+/// phase took (until the last measured call returned). `call` makes call number `seq` and says
+/// which read it was.
 pub async fn drive<F, Fut>(shape: &Shape, call: F) -> anyhow::Result<(Tally, Duration)>
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output = (Action, Outcome)> + Send + 'static,
 {
     let measure_from = Instant::now() + shape.warmup;
     let stop = match shape.calls {
@@ -90,7 +92,7 @@ async fn worker<F, Fut>(
 ) -> anyhow::Result<Tally>
 where
     F: Fn(u64) -> Fut,
-    Fut: Future<Output = Outcome>,
+    Fut: Future<Output = (Action, Outcome)>,
 {
     let mut tally = Tally::new()?;
     loop {
@@ -99,7 +101,7 @@ where
             return Ok(tally);
         }
         let seq = shared.next_seq.fetch_add(1, Relaxed);
-        let outcome = call(seq).await;
+        let (read, outcome) = call(seq).await;
         let latency = started.elapsed();
         let counter = match outcome {
             Outcome::Ok { .. } => &shared.ok,
@@ -108,7 +110,7 @@ where
         counter.fetch_add(1, Relaxed);
         // A call that started during the warm-up is not measured, even if it ends after.
         if started >= shared.measure_from {
-            tally.record(latency, outcome);
+            tally.record(latency, read, outcome);
         }
         if let Some(pace) = pace {
             tokio::time::sleep_until(started + pace).await;

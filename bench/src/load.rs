@@ -1,11 +1,18 @@
-//! `load`: unary GetFlow calls through gRPC, with every response's status checked.
+//! `load`: unary FlowService calls through gRPC (one read, or the four in turn), with every
+//! response's status and content checked.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use cams_flows::{
+    domain::Action,
     grpc::{CACHE_HEADER, status::code_name},
-    pb::{GetFlowRequest, GetFlowResponse, flow_service_client::FlowServiceClient},
+    pb::{
+        GetFlowJsonAssetRequest, GetFlowJsonAssetResponse, GetFlowPreviewUrlRequest,
+        GetFlowPreviewUrlResponse, GetFlowRequest, GetFlowResponse, ListFlowsRequest,
+        ListFlowsResponse, flow_service_client::FlowServiceClient,
+    },
+    sandbox::SandboxStats,
 };
 use tonic::{
     Response, Status,
@@ -14,7 +21,7 @@ use tonic::{
 };
 
 use crate::{
-    cli::LoadArgs,
+    cli::{LoadArgs, RpcChoice},
     drive::drive,
     keys::Keys,
     record::{Outcome, RunInfo},
@@ -22,9 +29,21 @@ use crate::{
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The flows in a ListFlows page whose request says 0 (docs/api.md).
+const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// What every call of a run shares.
+struct Calls {
+    clients: Vec<FlowServiceClient<Channel>>,
+    keys: Keys,
+    rpc: RpcChoice,
+    page_size: i32,
+    timeout: Duration,
+}
+
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let shape = &args.shape;
-    let keys = Arc::new(Keys::from_shape(shape));
+    let keys = Keys::from_shape(shape);
     let info = RunInfo::new(
         shape,
         &keys,
@@ -37,21 +56,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     for target in &args.target {
         per_target.push(connect(target, args.connections).await?);
     }
-    let clients: Arc<[FlowServiceClient<Channel>]> = (0..args.connections as usize)
+    let clients = (0..args.connections as usize)
         .flat_map(|c| per_target.iter().map(move |channels| channels[c].clone()))
         .map(FlowServiceClient::new)
         .collect();
-    let timeout = shape.timeout;
+    let calls = Arc::new(Calls {
+        clients,
+        keys,
+        rpc: args.rpc,
+        page_size: args.page_size,
+        timeout: shape.timeout,
+    });
     let call = move |seq: u64| {
-        let client = clients[(seq % clients.len() as u64) as usize].clone();
-        let request = request(&keys, seq, timeout);
-        async move { outcome(client, request).await }
+        let calls = Arc::clone(&calls);
+        async move { calls.call(seq).await }
     };
-    // CAMS's count when the measured phase starts: before the first call without a warm-up,
-    // else taken while the warm-up calls run.
+    // CAMS's statistics when the measured phase starts: before the first call without a
+    // warm-up, else taken while the warm-up calls run.
     let stats = match args.cams_stats.as_deref() {
         Some(endpoint) if shape.warmup.is_zero() => {
-            let before = cams_accepted(endpoint).await?;
+            let before = cams_stats(endpoint).await?;
             Some(tokio::spawn(async move { Ok(before) }))
         }
         Some(endpoint) => {
@@ -59,7 +83,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let measure_from = tokio::time::Instant::now() + shape.warmup;
             Some(tokio::spawn(async move {
                 tokio::time::sleep_until(measure_from).await;
-                cams_accepted(&endpoint).await
+                cams_stats(&endpoint).await
             }))
         }
         None => None,
@@ -68,13 +92,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mut summary = tally.summarize(info, elapsed);
     if let (Some(before), Some(endpoint)) = (stats, &args.cams_stats) {
         let before = before.await.context("the statistics task")??;
-        summary.with_cams_calls(cams_accepted(endpoint).await? - before);
+        summary.with_cams_stats(&before, &cams_stats(endpoint).await?);
     }
     summary.print(shape.json)
 }
 
-/// The calls the simulated CAMS at `endpoint` has accepted so far.
-async fn cams_accepted(endpoint: &str) -> anyhow::Result<u64> {
+/// What the simulated CAMS at `endpoint` has counted so far.
+async fn cams_stats(endpoint: &str) -> anyhow::Result<SandboxStats> {
     let url = format!("{}/_sandbox/stats", endpoint.trim_end_matches('/'));
     let body = reqwest::get(&url)
         .await
@@ -83,11 +107,8 @@ async fn cams_accepted(endpoint: &str) -> anyhow::Result<u64> {
         .bytes()
         .await
         .with_context(|| format!("GET {url}"))?;
-    let stats: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))?;
-    stats["accepted"]
-        .as_u64()
-        .with_context(|| format!("GET {url}: no `accepted` count"))
+    serde_json::from_slice(&body)
+        .with_context(|| format!("GET {url}: not the simulated CAMS's statistics"))
 }
 
 /// One HTTP/2 connection per channel: tonic multiplexes all of a channel's calls over one.
@@ -107,33 +128,123 @@ async fn connect(target: &str, connections: u32) -> anyhow::Result<Vec<Channel>>
     Ok(channels)
 }
 
-fn request(keys: &Keys, seq: u64, timeout: Duration) -> tonic::Request<GetFlowRequest> {
-    let (tenant, flow) = keys.pick(seq);
-    let mut request = tonic::Request::new(GetFlowRequest {
-        flow_id: keys.flows[flow].clone(),
-        cust_space_id: keys.tenants[tenant].clone(),
-    });
-    request.set_timeout(timeout);
-    request
+impl Calls {
+    /// Call number `seq`: its read, on its key, over its connection; then its answer checked.
+    async fn call(&self, seq: u64) -> (Action, Outcome) {
+        let mut client = self.clients[(seq % self.clients.len() as u64) as usize].clone();
+        let (read, key) = self.rpc.for_call(seq);
+        let (tenant, flow) = self.keys.pick(key);
+        let cust_space_id = self.keys.tenants[tenant].clone();
+        let flow_id = self.keys.flows[flow].clone();
+        let outcome = match read {
+            Action::GetFlow => {
+                let request = self.request(GetFlowRequest {
+                    flow_id,
+                    cust_space_id,
+                });
+                classify(client.get_flow(request).await, check_flow)
+            }
+            Action::ListFlow => {
+                let request = self.request(ListFlowsRequest {
+                    cust_space_id,
+                    flow_name: String::new(),
+                    page_size: self.page_size,
+                    page_token: String::new(),
+                });
+                let page_size = self.page_size;
+                classify(client.list_flows(request).await, |page| {
+                    check_page(page, page_size)
+                })
+            }
+            Action::GetFlowPreviewUrl => {
+                let request = self.request(GetFlowPreviewUrlRequest {
+                    flow_id,
+                    cust_space_id,
+                });
+                classify(client.get_flow_preview_url(request).await, check_preview)
+            }
+            Action::GetFlowJsonAsset => {
+                let request = self.request(GetFlowJsonAssetRequest {
+                    flow_id,
+                    cust_space_id,
+                });
+                classify(client.get_flow_json_asset(request).await, check_asset)
+            }
+        };
+        (read, outcome)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
 }
 
-async fn outcome(
-    mut client: FlowServiceClient<Channel>,
-    request: tonic::Request<GetFlowRequest>,
+/// What makes an OK answer broken: a failure kind and what was wrong.
+type Broken = (&'static str, &'static str);
+
+fn check_flow(answer: &GetFlowResponse) -> Result<(), Broken> {
+    match answer.flow {
+        Some(_) => Ok(()),
+        None => Err((
+            "OK_WITHOUT_FLOW",
+            "status OK but the response carries no flow",
+        )),
+    }
+}
+
+/// A page holds at most its size, every flow has an id, and a full page has a next one.
+fn check_page(page: &ListFlowsResponse, page_size: i32) -> Result<(), Broken> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n,
+    };
+    let len = i32::try_from(page.flows.len()).unwrap_or(i32::MAX);
+    if len > size {
+        return Err(("OK_PAGE_TOO_LONG", "more flows than the page size"));
+    }
+    if page.flows.iter().any(|f| f.flow_id.is_empty()) {
+        return Err(("OK_FLOW_WITHOUT_ID", "a listed flow has no flow_id"));
+    }
+    if len == size && page.next_page_token.is_empty() {
+        return Err((
+            "OK_FULL_PAGE_WITHOUT_TOKEN",
+            "a full page without a next_page_token",
+        ));
+    }
+    Ok(())
+}
+
+fn check_preview(answer: &GetFlowPreviewUrlResponse) -> Result<(), Broken> {
+    if answer.preview_url.is_empty() {
+        return Err(("OK_WITHOUT_PREVIEW_URL", "status OK but no preview_url"));
+    }
+    Ok(())
+}
+
+fn check_asset(answer: &GetFlowJsonAssetResponse) -> Result<(), Broken> {
+    if answer.file_path.is_empty() {
+        return Err(("OK_WITHOUT_FILE_PATH", "status OK but no file_path"));
+    }
+    Ok(())
+}
+
+/// tonic turns a non-OK `grpc-status`, in headers or trailers, into `Err`; an `Ok` whose message
+/// `check` finds broken (a GetFlow answer without a flow, ...) counts as a failure too.
+fn classify<T>(
+    result: Result<Response<T>, Status>,
+    check: impl FnOnce(&T) -> Result<(), Broken>,
 ) -> Outcome {
-    classify(client.get_flow(request).await)
-}
-
-/// tonic turns a non-OK `grpc-status`, in headers or trailers, into `Err`; an `Ok` without a flow
-/// would still be a broken answer, so it counts as a failure too.
-fn classify(result: Result<Response<GetFlowResponse>, Status>) -> Outcome {
     match result {
-        Ok(response) if response.get_ref().flow.is_none() => Outcome::Failed {
-            kind: Cow::Borrowed("OK_WITHOUT_FLOW"),
-            detail: "status OK but the response carries no flow".to_owned(),
-        },
-        Ok(response) => Outcome::Ok {
-            cache: cache_tag(response.metadata()),
+        Ok(response) => match check(response.get_ref()) {
+            Ok(()) => Outcome::Ok {
+                cache: cache_tag(response.metadata()),
+            },
+            Err((kind, detail)) => Outcome::Failed {
+                kind: Cow::Borrowed(kind),
+                detail: detail.to_owned(),
+            },
         },
         Err(status) => Outcome::Failed {
             kind: Cow::Borrowed(code_name(status.code())),
@@ -158,17 +269,24 @@ fn cache_tag(metadata: &MetadataMap) -> Option<Cow<'static, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cams_flows::pb::Flow;
+    use cams_flows::pb::{Flow, FlowSummary};
+
+    fn kind(outcome: &Outcome) -> Option<&str> {
+        match outcome {
+            Outcome::Failed { kind, .. } => Some(kind),
+            Outcome::Ok { .. } => None,
+        }
+    }
 
     #[test]
     fn every_status_is_checked() {
-        let failed = classify(Err(Status::resource_exhausted("tenant over its rate")));
-        assert!(matches!(
-            failed,
-            Outcome::Failed { kind, .. } if kind == "RESOURCE_EXHAUSTED"
-        ));
-        let empty = classify(Ok(Response::new(GetFlowResponse::default())));
-        assert!(matches!(empty, Outcome::Failed { kind, .. } if kind == "OK_WITHOUT_FLOW"));
+        let failed = classify(
+            Err(Status::resource_exhausted("tenant over its rate")),
+            check_flow,
+        );
+        assert_eq!(kind(&failed), Some("RESOURCE_EXHAUSTED"));
+        let empty = classify(Ok(Response::new(GetFlowResponse::default())), check_flow);
+        assert_eq!(kind(&empty), Some("OK_WITHOUT_FLOW"));
 
         let mut response = Response::new(GetFlowResponse {
             flow: Some(Flow::default()),
@@ -179,8 +297,63 @@ mod tests {
             tonic::metadata::MetadataValue::from_static("hit"),
         );
         assert!(matches!(
-            classify(Ok(response)),
+            classify(Ok(response), check_flow),
             Outcome::Ok { cache: Some(tag) } if tag == "hit"
         ));
+    }
+
+    #[test]
+    fn every_read_has_its_answer_checked() {
+        let preview = GetFlowPreviewUrlResponse::default();
+        let outcome = classify(Ok(Response::new(preview)), check_preview);
+        assert_eq!(kind(&outcome), Some("OK_WITHOUT_PREVIEW_URL"));
+        let preview = GetFlowPreviewUrlResponse {
+            preview_url: "https://preview".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            kind(&classify(Ok(Response::new(preview)), check_preview)),
+            None
+        );
+
+        let asset = GetFlowJsonAssetResponse::default();
+        let outcome = classify(Ok(Response::new(asset)), check_asset);
+        assert_eq!(kind(&outcome), Some("OK_WITHOUT_FILE_PATH"));
+        let asset = GetFlowJsonAssetResponse {
+            file_path: "https://bucket/1.json".into(),
+            ..Default::default()
+        };
+        assert_eq!(kind(&classify(Ok(Response::new(asset)), check_asset)), None);
+    }
+
+    #[test]
+    fn a_page_is_checked_against_its_size() {
+        let page = |flows: usize, token: &str| ListFlowsResponse {
+            flows: (0..flows)
+                .map(|i| FlowSummary {
+                    flow_id: format!("f{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            next_page_token: token.to_owned(),
+            request_id: String::new(),
+        };
+        assert_eq!(check_page(&page(20, "next"), 0), Ok(()));
+        assert_eq!(check_page(&page(7, ""), 0), Ok(()));
+        assert_eq!(check_page(&page(0, ""), 5), Ok(()));
+        assert_eq!(
+            check_page(&page(20, ""), 0).map_err(|e| e.0),
+            Err("OK_FULL_PAGE_WITHOUT_TOKEN")
+        );
+        assert_eq!(
+            check_page(&page(6, "next"), 5).map_err(|e| e.0),
+            Err("OK_PAGE_TOO_LONG")
+        );
+        let mut nameless = page(3, "");
+        nameless.flows[1].flow_id.clear();
+        assert_eq!(
+            check_page(&nameless, 5).map_err(|e| e.0),
+            Err("OK_FLOW_WITHOUT_ID")
+        );
     }
 }

@@ -1,10 +1,11 @@
 #![forbid(unsafe_code)]
 //! `cams-flows-bench`: the load generator and the baselines behind BENCHMARKS.md.
 //!
-//! - `load`: closed-loop unary GetFlow calls against a gRPC target (the gateway or the bare
-//!   baseline server), checking the status of every response.
-//! - `baseline-grpc`: a bare tonic FlowService answering a constant, real-sized response; the
-//!   limit of the gRPC stack on this machine.
+//! - `load`: closed-loop unary calls of one of FlowService's reads, or of the four in turn,
+//!   against a gRPC target (the gateway or the bare baseline server), checking the status and
+//!   content of every response.
+//! - `baseline-grpc`: a bare tonic FlowService answering each RPC with a constant, real response;
+//!   the limit of the gRPC stack on this machine.
 //! - `baseline-http`: the same calls made straight to a simulated CAMS through one pooled
 //!   `CamsClient`; the limit of the upstream.
 //! - `baseline-proxy`: a bare FlowService forwarding every call through one `CamsClient`; the
@@ -26,6 +27,7 @@ mod load;
 mod proxy;
 mod record;
 mod report;
+mod rpc;
 
 use std::process::ExitCode;
 
