@@ -7,16 +7,18 @@ use prost::Message;
 
 const PROTO: &str = "proto/cams/flows/v1/flows.proto";
 const ADMIN_PROTO: &str = "proto/cams/flows/v1/admin.proto";
+const QUOTA_PROTO: &str = "proto/cams/flows/v1/quota.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO}");
     println!("cargo:rerun-if-changed={ADMIN_PROTO}");
+    println!("cargo:rerun-if-changed={QUOTA_PROTO}");
     println!("cargo:rerun-if-changed=build.rs");
 
     let fds = protox::Compiler::new(["proto"])?
         .include_imports(true)
         .include_source_info(true)
-        .open_files([PROTO, ADMIN_PROTO])?
+        .open_files([PROTO, ADMIN_PROTO, QUOTA_PROTO])?
         .file_descriptor_set();
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

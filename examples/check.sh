@@ -4,7 +4,8 @@
 # deadline, the service config's timeout, a retry that the service config made, and retries that
 # waited for the gateway's pushback; then ListFlows followed page after page (with a name filter,
 # from the cache, and a made-up page token refused), GetFlowPreviewUrl answered from a cached
-# GetFlow, GetFlowJsonAsset, and the service config's retries of the three.
+# GetFlow, GetFlowJsonAsset, and the service config's retries of the three; the RateLimit metadata
+# of an answer and of a failure, and QuotaService/GetQuota, which spends nothing.
 #
 #   examples/check.sh GATEWAY_BINARY [python] [node]      (both clients when none is named)
 #
@@ -111,6 +112,8 @@ scenarios() {
     expect '^\(server\): SERVING$'
     run 0 health --service cams.flows.v1.FlowService
     expect '^cams.flows.v1.FlowService: SERVING$'
+    run 0 health --service cams.flows.v1.QuotaService
+    expect '^cams.flows.v1.QuotaService: SERVING$'
   fi
 
   # A deadline: the client gives up after 0.5 s although CAMS answers after 3 s. First, while the
@@ -133,6 +136,9 @@ scenarios() {
   run 0 get 100000000000002 --space "cache-$tag"
   expect '"status": "FLOW_STATUS_PUBLISHED"'
   expect '^x-cams-cache: miss$'
+  # The RateLimit metadata: the sandbox's tenant limit (5 calls/s, burst 5) binds, one call spent.
+  expect '^ratelimit-policy: "tenant";q=5;w=1$'
+  expect '^ratelimit: "tenant";r=4;t=1$'
   run 0 get 100000000000002 --space "cache-$tag"
   expect '^x-cams-cache: hit$'
   expect '^cams calls: 1$'
@@ -144,6 +150,20 @@ scenarios() {
   expect '^    httpStatus: 400$'
   expect '^    requestId: [0-9A-F-]{36}$'
   expect '^cams calls: 1$'
+  # ... with the RateLimit metadata in its trailers.
+  expect '^  ratelimit: "tenant";r=4;t=1$'
+
+  # GetQuota: a tenant's limit whole, the account's budget of each action; asked again, still
+  # whole: looking spends nothing.
+  local asked
+  for asked in first again; do
+    run 0 quota --space "quota-$tag"
+    check "the tenant's limit whole ($asked)" \
+      grep -q '^tenant: rps=5 burst=5 remaining=5 reset=0 ms shadow=false$' <<<"$out"
+  done
+  expect '^caller: no limit of its own$'
+  expect '^account GetFlow: rps=5 used_last_second=[0-9]+ waiting=[0-9]+$'
+  expect '^account GetFlowJSONAssest: rps=5 used_last_second=[0-9]+ waiting=[0-9]+$'
 
   # A refusal by the gateway itself: BadRequest names the field; CAMS is not called.
   run 1 get "" --space "invalid-$tag"

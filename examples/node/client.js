@@ -11,6 +11,11 @@
 //   node examples/node/client.js list --space sim:catalogue:45 --name flow_1
 //   node examples/node/client.js preview 100000000000002
 //   node examples/node/client.js asset 100000000000002
+//   node examples/node/client.js quota --space cams-kei1
+//
+// Every answer's RateLimit metadata (ratelimit-policy, ratelimit: the limit that binds, what it
+// leaves, when it resets) is printed with it; quota asks QuotaService/GetQuota, which spends
+// nothing.
 //
 // Exit status: 0 on success, 1 on a gRPC error, 2 on a usage error.
 'use strict';
@@ -25,6 +30,9 @@ const protobuf = require('protobufjs');
 
 const EXAMPLES = path.resolve(__dirname, '..');
 const FLOWS_PROTO = 'cams/flows/v1/flows.proto';
+const QUOTA_PROTO = 'cams/flows/v1/quota.proto';
+// The RateLimit metadata of every FlowService answer (response headers, or trailers on a failure).
+const RATELIMIT_HEADERS = ['ratelimit-policy', 'ratelimit'];
 
 // Each command: the FlowService method it calls, and the CAMS action behind it, by which the
 // simulated CAMS counts its calls.
@@ -37,12 +45,15 @@ const COMMANDS = {
 
 const USAGE = `usage: node client.js [options] get|preview|asset FLOW_ID
        node client.js [options] list [--name FILTER] [--page-size N]
+       node client.js [options] quota
 
 Calls cams.flows.v1.FlowService and prints the answer, or the status with its details:
   get FLOW_ID       GetFlow: the flow
   preview FLOW_ID   GetFlowPreviewUrl: its preview URL and when it expires
   asset FLOW_ID     GetFlowJsonAsset: where its Flow JSON file is
   list              ListFlows: every page, following next_page_token until the last
+  quota             QuotaService/GetQuota: the tenant's and the caller's limits and each CAMS
+                    action's account budget (spends nothing)
 
 options:
   --target HOST:PORT      gateway address (env CAMS_FLOWS_TARGET; default localhost:50051)
@@ -98,15 +109,15 @@ function parseCommandLine() {
     process.exit(0);
   }
   const command = positionals[0];
-  if (command === 'list') {
-    if (positionals.length !== 1) usageError('expected: list, with no argument');
+  if (command === 'list' || command === 'quota') {
+    if (positionals.length !== 1) usageError(`expected: ${command}, with no argument`);
   } else if (command in COMMANDS) {
     if (positionals.length !== 2) usageError(`expected: ${command} FLOW_ID`);
     if (values.name !== undefined || values['page-size'] !== undefined) {
       usageError('--name and --page-size are options of list');
     }
   } else {
-    usageError('expected a command: get, preview, asset or list');
+    usageError('expected a command: get, preview, asset, list or quota');
   }
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeout !== undefined && !(timeout > 0)) {
@@ -119,20 +130,22 @@ function parseCommandLine() {
   return { ...values, command, timeout, pageSize, flowId: positionals[1] };
 }
 
-// The FlowService client constructor, with stubs built from the proto at run time: there is no
-// generated code to keep in sync.
-function loadFlowService(protoDir) {
-  if (!fs.existsSync(path.join(protoDir, FLOWS_PROTO))) {
-    usageError(`${path.join(protoDir, FLOWS_PROTO)} not found (use --proto-dir)`);
+// A client constructor of the gateway's package (FlowService, QuotaService), with stubs built from
+// the proto at run time: there is no generated code to keep in sync.
+function loadService(protoDir, proto = FLOWS_PROTO, service = 'FlowService', defaults = false) {
+  if (!fs.existsSync(path.join(protoDir, proto))) {
+    usageError(`${path.join(protoDir, proto)} not found (use --proto-dir)`);
   }
-  const definition = protoLoader.loadSync(FLOWS_PROTO, {
+  const definition = protoLoader.loadSync(proto, {
     includeDirs: [protoDir],
     keepCase: false, // camelCase field names, as in the proto's JSON mapping
     enums: String, // FLOW_STATUS_DRAFT rather than 1
     longs: String,
-    defaults: false, // leave out fields that hold their default value, as JSON output does
+    // FlowService's answers are printed as JSON output prints them, without the fields that hold
+    // their default value; QuotaService's figures are printed all, a remaining of 0 included.
+    defaults,
   });
-  return grpc.loadPackageDefinition(definition).cams.flows.v1.FlowService;
+  return grpc.loadPackageDefinition(definition).cams.flows.v1[service];
 }
 
 // google.rpc.Status and the detail messages, from the googleapis protos in ./proto (copied
@@ -172,6 +185,7 @@ function printError(error) {
   const trailers = error.metadata;
   const pushback = trailers ? trailers.get('grpc-retry-pushback-ms') : [];
   if (pushback.length > 0) console.log(`  grpc-retry-pushback-ms: ${pushback[0]}`);
+  printRateLimit(trailers, '  ');
   const details = statusDetails(trailers);
   if (details === null) {
     console.log('  (no google.rpc.Status details)');
@@ -214,6 +228,15 @@ function printable(response) {
     }
   }
   return JSON.stringify(response, null, 2);
+}
+
+// The RateLimit metadata, when the answer has it: the limits checked, and the one that binds now
+// with the calls it leaves (r) and the seconds until it is whole (t).
+function printRateLimit(metadata, indent = '') {
+  for (const name of RATELIMIT_HEADERS) {
+    const value = metadata ? metadata.get(name) : [];
+    if (value.length > 0) console.log(`${indent}${name}: ${value[0]}`);
+  }
 }
 
 function cacheHeader(headers) {
@@ -284,6 +307,7 @@ async function readFlow(client, args) {
   } else {
     console.log(printable(response));
     console.log(`x-cams-cache: ${cacheHeader(headers)}`);
+    printRateLimit(headers);
   }
   console.log(`attempts: ${attempts}`);
   return error ? 1 : 0;
@@ -334,6 +358,43 @@ async function listFlows(client, args) {
   return 0;
 }
 
+function printLimit(limit) {
+  const resetMs = durationMs({ seconds: Number(limit.reset.seconds), nanos: limit.reset.nanos });
+  console.log(
+    `${limit.name}: rps=${limit.rps} burst=${limit.burst} remaining=${limit.remaining} ` +
+      `reset=${resetMs} ms shadow=${limit.shadow}`,
+  );
+}
+
+// quota: QuotaService/GetQuota for a tenant: its limit and the caller's, and the account's budget
+// of each CAMS action. It spends nothing, so it may be polled.
+async function quota(args) {
+  const QuotaService = loadService(args['proto-dir'], QUOTA_PROTO, 'QuotaService', true);
+  const client = new QuotaService(args.target, credentials(args));
+  const deadline = new Date(Date.now() + (args.timeout || 5) * 1000);
+  const answer = await new Promise((resolve) => {
+    client.GetQuota({ custSpaceId: args.space }, callMetadata(), { deadline }, (error, response) =>
+      resolve({ error, response }),
+    );
+  });
+  client.close();
+  if (answer.error) {
+    printError(answer.error);
+    return 1;
+  }
+  const { tenant, caller, actions } = answer.response;
+  printLimit(tenant);
+  if (caller) printLimit(caller);
+  else console.log('caller: no limit of its own');
+  for (const action of actions) {
+    console.log(
+      `account ${action.action}: rps=${action.accountRps} ` +
+        `used_last_second=${action.usedLastSecond} waiting=${action.waiting}`,
+    );
+  }
+  return 0;
+}
+
 // How many calls of the command's CAMS action the simulated CAMS accepted (its /_sandbox/stats)
 // for the flow id (`calls_by_flow`) or, for list, the space (`calls_by_space`).
 async function printSandboxCalls(sandboxUrl, args) {
@@ -348,7 +409,11 @@ async function printSandboxCalls(sandboxUrl, args) {
 
 async function main() {
   const args = parseCommandLine();
-  const FlowService = loadFlowService(args['proto-dir']);
+  if (args.command === 'quota') {
+    process.exitCode = await quota(args);
+    return;
+  }
+  const FlowService = loadService(args['proto-dir']);
   const client = new FlowService(args.target, credentials(args), channelOptions(args));
   const started = process.hrtime.bigint();
   const status = await (args.command === 'list' ? listFlows : readFlow)(client, args);

@@ -14,7 +14,12 @@ should branch on.
     python examples/python/client.py list --space sim:catalogue:45 --name flow_1
     python examples/python/client.py preview 100000000000002
     python examples/python/client.py asset 100000000000002
+    python examples/python/client.py quota --space cams-kei1
     python examples/python/client.py health
+
+Every answer's RateLimit metadata (ratelimit-policy, ratelimit: the limit that binds, what it
+leaves, when it resets) is printed with it; `quota` asks QuotaService/GetQuota, which spends
+nothing.
 
 Exit status: 0 on success, 1 on a gRPC error (or a health status other than SERVING).
 """
@@ -39,17 +44,20 @@ EXAMPLES = Path(__file__).resolve().parent.parent
 DEFAULT_PROTO_DIR = EXAMPLES.parent / "proto"
 DEFAULT_SERVICE_CONFIG = EXAMPLES / "service-config.json"
 FLOWS_PROTO = "cams/flows/v1/flows.proto"
+QUOTA_PROTO = "cams/flows/v1/quota.proto"
 SERVICE = "cams.flows.v1.FlowService"
+# The RateLimit metadata of every FlowService answer (response headers, or trailers on a failure).
+RATELIMIT_HEADERS = ("ratelimit-policy", "ratelimit")
 
 
-def load_stubs(proto_dir: Path):
-    """Compiles flows.proto in process; returns (messages module, services module)."""
-    if not (proto_dir / FLOWS_PROTO).is_file():
-        sys.exit(f"error: {proto_dir / FLOWS_PROTO} not found (use --proto-dir)")
+def load_stubs(proto_dir: Path, proto: str = FLOWS_PROTO):
+    """Compiles a proto of the gateway in process; returns (messages module, services module)."""
+    if not (proto_dir / proto).is_file():
+        sys.exit(f"error: {proto_dir / proto} not found (use --proto-dir)")
     # grpc.protos_and_services resolves proto paths against sys.path (plus the well-known types
     # that grpcio-tools ships, such as google/protobuf/timestamp.proto).
     sys.path.insert(0, str(proto_dir))
-    return grpc.protos_and_services(FLOWS_PROTO)
+    return grpc.protos_and_services(proto)
 
 
 def load_service_config(path: str) -> tuple[str | None, dict[str, float]]:
@@ -101,6 +109,7 @@ def print_error(error: grpc.RpcError) -> None:
     trailers = dict(error.trailing_metadata() or ())
     if "grpc-retry-pushback-ms" in trailers:
         print(f"  grpc-retry-pushback-ms: {trailers['grpc-retry-pushback-ms']}")
+    print_ratelimit(trailers, indent="  ")
     status = rpc_status.from_call(error)
     if status is None:
         print("  (no google.rpc.Status details)")
@@ -180,10 +189,20 @@ def call_gateway(args: argparse.Namespace, method: str, counted: tuple[str, str]
     return status
 
 
+def print_ratelimit(metadata: dict[str, str], indent: str = "") -> None:
+    """The RateLimit metadata, when the answer has it: the limits checked, and the one that
+    binds now with the calls it leaves (r) and the seconds until it is whole (t)."""
+    for name in RATELIMIT_HEADERS:
+        if name in metadata:
+            print(f"{indent}{name}: {metadata[name]}")
+
+
 def print_response(response, headers: dict[str, str]) -> None:
-    """A response as the proto's JSON mapping writes it, and where the gateway found it."""
+    """A response as the proto's JSON mapping writes it, where the gateway found it, and what is
+    left of the quota."""
     print(json_format.MessageToJson(response, indent=2))
     print(f"x-cams-cache: {headers.get('x-cams-cache', '')}")
+    print_ratelimit(headers)
 
 
 def flow_read(method: str, request_type: str):
@@ -236,6 +255,42 @@ def list_flows(args: argparse.Namespace) -> int:
         print(f"pages: {pages} flows: {flows}")
 
     return call_gateway(args, "ListFlows", ("calls_by_space", args.space), work)
+
+
+def print_limit(limit) -> None:
+    reset_ms = limit.reset.seconds * 1000 + limit.reset.nanos // 1_000_000
+    print(
+        f"{limit.name}: rps={limit.rps:g} burst={limit.burst} remaining={limit.remaining} "
+        f"reset={reset_ms} ms shadow={str(limit.shadow).lower()}"
+    )
+
+
+def quota(args: argparse.Namespace) -> int:
+    """QuotaService/GetQuota for a tenant: its limit and the caller's, and the account's budget
+    of each CAMS action. It spends nothing, so it may be polled."""
+    protos, services = load_stubs(args.proto_dir, QUOTA_PROTO)
+    with open_channel(args, None) as channel:
+        stub = services.QuotaServiceStub(channel)
+        try:
+            answer = stub.GetQuota(
+                protos.GetQuotaRequest(cust_space_id=args.space),
+                timeout=args.timeout or 5,
+                metadata=call_metadata(),
+            )
+        except grpc.RpcError as error:
+            print_error(error)
+            return 1
+    print_limit(answer.tenant)
+    if answer.HasField("caller"):
+        print_limit(answer.caller)
+    else:
+        print("caller: no limit of its own")
+    for action in answer.actions:
+        print(
+            f"account {action.action}: rps={action.account_rps} "
+            f"used_last_second={action.used_last_second} waiting={action.waiting}"
+        )
+    return 0
 
 
 def health(args: argparse.Namespace) -> int:
@@ -320,6 +375,20 @@ def main() -> int:
     # Where to start: a next_page_token from an earlier listing (used to show a refused token).
     listing.add_argument("--page-token", default="", help=argparse.SUPPRESS)
     listing.set_defaults(run=list_flows)
+
+    asking = commands.add_parser(
+        "quota",
+        help="call cams.flows.v1.QuotaService/GetQuota: the tenant's and the caller's limits "
+        "and each CAMS action's account budget (spends nothing)",
+    )
+    asking.add_argument("--space", default="", help="CustSpaceId (empty: the account's own space)")
+    asking.add_argument(
+        "--proto-dir",
+        type=Path,
+        default=DEFAULT_PROTO_DIR,
+        help=f"directory holding {QUOTA_PROTO} (default: the repository's proto/)",
+    )
+    asking.set_defaults(run=quota)
 
     check = commands.add_parser("health", help="call grpc.health.v1.Health/Check")
     check.add_argument(

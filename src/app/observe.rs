@@ -31,7 +31,8 @@ pub(super) fn metrics(config: &crate::config::Config) -> Metrics {
                 .limits
                 .tenants
                 .keys()
-                .chain(config.limits.weights.keys()),
+                .chain(config.limits.weights.keys())
+                .chain(&config.limits.shadow.tenants),
         )
     } else {
         Metrics::disabled()

@@ -5,9 +5,9 @@
 //! reloadable part whole (calls in flight finish under the settings they started with):
 //!
 //! - `[limits]`: the tenants' default and own quotas, the weights, the account's budget of each
-//!   CAMS action, `max_wait_ms` and `max_queue`;
-//! - `[auth]`: the keys and identities, their tenants, quotas and weights, the callers' default
-//!   quota (not the mode);
+//!   CAMS action, `max_wait_ms` and `max_queue`, and which limits are in shadow;
+//! - `[auth]`: the keys and identities, their tenants, quotas, weights and `shadow`, the
+//!   callers' default quota (not the mode);
 //! - `[cache]`: the TTL, its jitter, the stale and refresh windows (entries kept already keep
 //!   their times).
 //!
@@ -21,6 +21,7 @@ use crate::{
     cache::LivePolicy,
     config::{Config, ConfigSource},
     domain::Action,
+    gateway::Shadow,
     limits::{AccountQuotas, TenantLimits},
     reload::{Cause, FileStamp, Reload},
     telemetry::metrics::Metrics,
@@ -29,6 +30,8 @@ use crate::{
 /// The parts of a running gateway that a reload changes.
 pub(crate) struct Live {
     pub(super) tenants: Arc<dyn TenantLimits>,
+    /// Which tenant and caller limits are in shadow.
+    pub(super) shadow: Arc<Shadow>,
     pub(super) accounts: AccountQuotas,
     pub(super) auth: Arc<Authenticator>,
     /// The cache's times; `None` when the gateway started without a cache.
@@ -67,6 +70,7 @@ impl ConfigReload {
 
         live.tenants
             .reconfigure(new.limits.tenant, new.limits.tenants.clone());
+        live.shadow.reconfigure(new.limits.shadow.clone());
         let weights = new.limits.weights();
         for action in Action::ALL {
             live.accounts
@@ -168,6 +172,7 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             running.preface_timeout,
             running.idle_timeout,
             running.max_connection_age,
+            running.ratelimit_metadata,
         ) != (
             new.max_in_flight,
             new.max_concurrent_streams,
@@ -175,6 +180,7 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             new.preface_timeout,
             new.idle_timeout,
             new.max_connection_age,
+            new.ratelimit_metadata,
         ),
     );
     check("auth.mode", running.auth.mode != new.auth.mode);

@@ -11,10 +11,10 @@ use tonic_health::ServingStatus;
 
 use super::ServeError;
 use crate::{
-    grpc::{FlowAdminApi, FlowApi, status},
+    grpc::{FlowAdminApi, FlowApi, QuotaApi, status},
     pb::{
         self, flow_admin_service_server::FlowAdminServiceServer,
-        flow_service_server::FlowServiceServer,
+        flow_service_server::FlowServiceServer, quota_service_server::QuotaServiceServer,
     },
     server::{self, Drain, HttpLimits, TlsServer},
 };
@@ -44,6 +44,7 @@ pub(super) async fn serve(
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<FlowServiceServer<FlowApi>>().await;
+    reporter.set_serving::<QuotaServiceServer<QuotaApi>>().await;
     reporter
         .set_serving::<FlowAdminServiceServer<FlowAdminApi>>()
         .await;
@@ -62,6 +63,8 @@ pub(super) async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let quota = QuotaServiceServer::new(serving.api.quota_service())
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let flows = FlowServiceServer::new(serving.api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let routes = Routes::new(health)
         .add_service(reflection_v1)
@@ -70,6 +73,7 @@ pub(super) async fn serve(
         .add_service(
             FlowAdminServiceServer::new(serving.admin).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
+        .add_service(quota)
         .prepare();
 
     let drain = serving.drain.clone();
@@ -82,6 +86,9 @@ pub(super) async fn serve(
             .await;
         reporter
             .set_not_serving::<FlowAdminServiceServer<FlowAdminApi>>()
+            .await;
+        reporter
+            .set_not_serving::<QuotaServiceServer<QuotaApi>>()
             .await;
         reporter
             .set_service_status("", ServingStatus::NotServing)

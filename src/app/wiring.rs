@@ -206,9 +206,11 @@ pub async fn flow_api(
         load_timeout: config.call_timeout,
         metrics: metrics.clone(),
         tracer: tracing.calls(),
+        shadow: config.limits.shadow.clone(),
     });
     let auth = Arc::new(Authenticator::new(config.auth.clone(), callers));
     let live = Live {
+        shadow: gateway.shadow_handle(),
         tenants: Arc::clone(&tenants),
         accounts: accounts.clone(),
         auth: Arc::clone(&auth),
@@ -221,6 +223,7 @@ pub async fn flow_api(
         shared_cache,
         config.call_timeout,
         metrics.clone(),
+        gateway.shadow_handle(),
     );
     let api = FlowApi::new(
         gateway,
@@ -232,6 +235,7 @@ pub async fn flow_api(
             metrics: metrics.clone(),
             tracer: tracing.calls(),
         },
+        config.ratelimit_metadata,
     );
     Ok(Wired {
         api,

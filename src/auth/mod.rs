@@ -5,7 +5,11 @@ mod roles;
 mod tenants;
 mod xfcc;
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
@@ -88,6 +92,8 @@ pub struct AuthConfig {
 pub struct CallerQuotas {
     pub default: Option<Quota>,
     pub by_name: HashMap<String, Quota>,
+    /// Callers whose own limit is in shadow (evaluated, never refusing).
+    pub shadowed: HashSet<String>,
 }
 
 impl CallerQuotas {
@@ -171,9 +177,10 @@ impl Known {
         let caller = |name: &str, tenants: TenantSet, admin: bool| {
             let name: Arc<str> = Arc::from(name);
             Arc::new(Caller {
-                limit: quotas
-                    .quota(&name)
-                    .map(|_| CallerLimit::new(Arc::clone(&name), Arc::clone(limits))),
+                limit: quotas.quota(&name).map(|_| {
+                    CallerLimit::new(Arc::clone(&name), Arc::clone(limits))
+                        .shadowed(quotas.shadowed.contains(&*name))
+                }),
                 name,
                 tenants,
                 admin,
@@ -365,6 +372,7 @@ mod tests {
             callers: CallerQuotas {
                 default: Some(quota(2.0, 2)),
                 by_name: HashMap::from([("spiffe://a/billing".to_owned(), quota(1.0, 1))]),
+                ..CallerQuotas::default()
             },
             ..AuthConfig::none()
         };
@@ -429,7 +437,7 @@ mod tests {
             keys: vec![key("second", "second-key")],
             callers: CallerQuotas {
                 default: Some(quota(1.0, 1)),
-                by_name: HashMap::new(),
+                ..CallerQuotas::default()
             },
             ..AuthConfig::none()
         });

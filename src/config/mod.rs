@@ -58,6 +58,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Age at which a connection is told to go away however busy; `None`: never.
     pub max_connection_age: Option<Duration>,
+    /// The RateLimit metadata (`ratelimit-policy`, `ratelimit`) on every FlowService answer.
+    pub ratelimit_metadata: bool,
     pub auth: AuthConfig,
     pub tls: Option<TlsSettings>,
     /// The Redis shared by the replicas; `None` keeps every limit in this process.

@@ -4,6 +4,7 @@
 
 mod load;
 pub(crate) mod retry;
+mod shadow;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,15 +17,19 @@ use crate::{
     domain::Answer,
     domain::{CacheResult, Read},
     error::{Error, Failure},
-    limits::{AccountQuotas, Party, TenantCheck, TenantLimits},
-    telemetry::{metrics::Metrics, trace::CallTracer},
+    limits::{AccountQuotas, Party, ShadowLimits, TenantCheck, TenantLimits},
+    telemetry::{
+        metrics::{Metrics, Rejection},
+        trace::CallTracer,
+    },
 };
 use load::{Loader, Upstream};
 use retry::RetryBudget;
 pub use retry::RetryConfig;
+pub(crate) use shadow::{Noted, Shadow};
 
 #[derive(Debug, Clone)]
-pub struct Served {
+pub(crate) struct Served {
     pub answer: Arc<Answer>,
     pub source: CacheResult,
 }
@@ -43,6 +48,8 @@ pub struct Parts {
     pub load_timeout: Duration,
     pub metrics: Metrics,
     pub tracer: CallTracer,
+    /// The tenant and caller limits in shadow.
+    pub shadow: ShadowLimits,
 }
 
 /// The request path behind the gRPC service.
@@ -51,11 +58,13 @@ pub struct Gateway {
     tenants: Arc<dyn TenantLimits>,
     cache: Option<FlowCache>,
     loader: Arc<Loader>,
+    shadow: Arc<Shadow>,
 }
 
 impl Gateway {
     pub fn new(parts: Parts) -> Self {
         Self {
+            shadow: Arc::new(Shadow::new(parts.shadow, parts.metrics.clone())),
             tenants: parts.tenants,
             cache: parts.cache.clone(),
             loader: Arc::new(Loader {
@@ -75,25 +84,80 @@ impl Gateway {
         }
     }
 
-    /// Serves one read of `caller`, whose share of the account's budget a fetch spends,
-    /// answering by `answer_by` (the call's budget). The answer is of the read's own kind, but
-    /// for a preview URL, which a GetFlow answer of the same flow and space may carry (see
-    /// [`Answer::preview_url`]).
-    pub async fn read(
-        &self,
-        query: &Read,
-        caller: &Arc<str>,
-        answer_by: Instant,
-    ) -> Result<Served, Failure> {
+    /// The limits in shadow.
+    pub(crate) fn shadow(&self) -> &Shadow {
+        &self.shadow
+    }
+
+    /// The limits in shadow, for a reload to replace.
+    pub(crate) fn shadow_handle(&self) -> Arc<Shadow> {
+        Arc::clone(&self.shadow)
+    }
+
+    /// The account's budget of each CAMS action, for a look that spends nothing (`GetQuota`).
+    pub(crate) fn accounts(&self) -> &AccountQuotas {
+        &self.loader.upstream.accounts
+    }
+
+    /// The tenants' limits, for a look that spends nothing (`GetQuota`).
+    pub(crate) fn tenants(&self) -> &Arc<dyn TenantLimits> {
+        &self.tenants
+    }
+
+    /// The tenant within its own rate, or its limit in shadow. A call a limit in shadow already
+    /// would have refused is not charged to a tenant limit in shadow (an enforced refusal would
+    /// never have reached it).
+    async fn admit_tenant(&self, query: &Read, caller: &str, noted: &Noted) -> Result<(), Error> {
+        let shadow = self.shadow.tenant(&query.tenant);
+        if shadow && noted.shadow_refused() {
+            return Ok(());
+        }
         let verdict = match self.tenants.check(&query.tenant) {
             TenantCheck::Decided(verdict) => verdict,
             TenantCheck::Pending(verdict) => verdict.await,
         };
-        verdict.map_err(|r| Error::TenantRateLimited {
-            tenant: query.tenant.clone(),
-            quota: r.quota,
-            retry_after: r.retry_after,
-        })?;
+        match verdict {
+            Ok(standing) => {
+                if let Some(standing) = standing {
+                    let _ = noted.tenant.set(standing);
+                }
+                Ok(())
+            }
+            Err(r) => {
+                let _ = noted.tenant.set(r.standing());
+                if !shadow {
+                    return Err(Error::TenantRateLimited {
+                        tenant: query.tenant.clone(),
+                        quota: r.quota,
+                        retry_after: r.retry_after,
+                    });
+                }
+                self.shadow.refused(
+                    noted,
+                    Rejection::TenantRateLimited,
+                    query.tenant.as_str(),
+                    caller,
+                    r.quota,
+                    r.retry_after,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves one read of `caller`, whose share of the account's budget a fetch spends,
+    /// answering by `answer_by` (the call's budget). The answer is of the read's own kind, but
+    /// for a preview URL, which a GetFlow answer of the same flow and space may carry (see
+    /// [`Answer::preview_url`]).
+    /// Where the tenant's limit leaves the tenant is noted in `noted`.
+    pub(crate) async fn read(
+        &self,
+        query: &Read,
+        caller: &Arc<str>,
+        answer_by: Instant,
+        noted: &Noted,
+    ) -> Result<Served, Failure> {
+        self.admit_tenant(query, caller, noted).await?;
 
         let cached = match &self.cache {
             Some(cache) => cache.lookup_for(query).await,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::{call::Call, call::may_read, status::to_status};
+use super::{
+    call::{Call, Logged, may_read},
+    status::to_status,
+};
 use crate::{
     auth::{Authenticator, Caller},
     cache::{
@@ -17,10 +20,22 @@ use crate::{
     deadline::{Budget, grpc_timeout},
     domain::{FlowId, TenantId},
     error::{Error, FieldViolation},
+    gateway::Shadow,
     pb::{self, flow_admin_service_server::FlowAdminService},
     server::ConnInfo,
     telemetry::metrics::{Metrics, PurgeOrigin},
 };
+
+/// What the call's log line and metrics say of a purge: its tenant, and no one flow.
+impl Logged for pb::InvalidateFlowsRequest {
+    fn tenant(&self) -> &str {
+        &self.cust_space_id
+    }
+
+    fn flow_id(&self) -> Option<&str> {
+        None
+    }
+}
 
 /// Flows one purge may name: a request is bounded like every other.
 pub const MAX_FLOWS: usize = 100;
@@ -39,6 +54,8 @@ struct Inner {
     shared: bool,
     max_call: std::time::Duration,
     metrics: Metrics,
+    /// The limits in shadow: a purge counts against its caller's limit like any call.
+    shadow: Arc<Shadow>,
 }
 
 impl std::fmt::Debug for FlowAdminApi {
@@ -48,12 +65,13 @@ impl std::fmt::Debug for FlowAdminApi {
 }
 
 impl FlowAdminApi {
-    pub fn new(
+    pub(crate) fn new(
         auth: Arc<Authenticator>,
         cache: Option<FlowCache>,
         shared: bool,
         max_call: std::time::Duration,
         metrics: Metrics,
+        shadow: Arc<Shadow>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -62,12 +80,13 @@ impl FlowAdminApi {
                 shared,
                 max_call,
                 metrics,
+                shadow,
             }),
         }
     }
 
     async fn invalidate(&self, call: &Call<pb::InvalidateFlowsRequest>) -> Result<Purged, Error> {
-        let caller = call.admitted_caller().await?;
+        let caller = call.admitted_caller(&self.inner.shadow).await?;
         if !caller.admin {
             return Err(Error::AdminRoleRequired {
                 caller: caller.name.to_string(),

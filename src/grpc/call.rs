@@ -18,16 +18,22 @@ use crate::{
     deadline::Budget,
     domain::{Action, CacheResult, TenantId},
     error::{Error, Failure},
+    gateway::{Noted, Shadow},
     limits::CallerCheck,
+    telemetry::metrics::Rejection,
 };
 
-/// One RPC of the gateway: its messages, and its name in metrics, spans and logs.
-pub(crate) trait Rpc: 'static {
+/// One RPC of the server: its messages.
+pub(crate) trait Exchange: 'static {
+    type Request: Logged + Send + Sync + 'static;
+    type Response: Answered + Send + 'static;
+}
+
+/// One RPC of FlowService, and its name in metrics, spans and logs.
+pub(crate) trait Rpc: Exchange {
     /// The CAMS action that answers it, which names it in metrics, spans and logs
     /// ([`Action::grpc_method`]).
     const ACTION: Action;
-    type Request: Logged + Send + Sync + 'static;
-    type Response: Answered + Send + 'static;
 }
 
 /// What the call's log line, span and metrics say of a request, valid or not.
@@ -55,6 +61,8 @@ pub(crate) struct Call<Req> {
     pub metadata: MetadataMap,
     /// The call's trace and span ids, once a span is made for it.
     pub trace: OnceLock<(TraceId, SpanId)>,
+    /// Where the call's limits left its caller and its tenant.
+    pub noted: Noted,
 }
 
 impl<Req> Call<Req> {
@@ -70,13 +78,18 @@ impl<Req> Call<Req> {
             caller,
             metadata,
             trace: OnceLock::new(),
+            noted: Noted::default(),
         }
     }
 
-    /// The caller, authenticated and within its own rate: the first thing every handler asks.
-    /// Decided at once, without waiting, unless the callers' limits are shared and this replica
-    /// must take a new batch of the caller's calls from the shared state.
-    pub(crate) async fn admitted_caller(&self) -> Result<&Arc<Caller>, Error> {
+    /// The caller, authenticated and within its own rate (or its limit in shadow): the first
+    /// thing every handler asks. Decided at once, without waiting, unless the callers' limits
+    /// are shared and this replica must take a new batch of the caller's calls from the shared
+    /// state. Where the limit leaves the caller is noted for the answer's metadata.
+    pub(crate) async fn admitted_caller(&self, shadow: &Shadow) -> Result<&Arc<Caller>, Error>
+    where
+        Req: Logged,
+    {
         let caller = self
             .caller
             .as_ref()
@@ -86,11 +99,31 @@ impl<Req> Call<Req> {
                 CallerCheck::Decided(verdict) => verdict,
                 CallerCheck::Pending(verdict) => verdict.await,
             };
-            verdict.map_err(|r| Error::CallerRateLimited {
-                caller: caller.name.to_string(),
-                quota: r.quota,
-                retry_after: r.retry_after,
-            })?;
+            match verdict {
+                Ok(standing) => {
+                    if let Some(standing) = standing {
+                        let _ = self.noted.caller.set(standing);
+                    }
+                }
+                Err(r) => {
+                    let _ = self.noted.caller.set(r.standing());
+                    if !shadow.caller(limit.is_shadow()) {
+                        return Err(Error::CallerRateLimited {
+                            caller: caller.name.to_string(),
+                            quota: r.quota,
+                            retry_after: r.retry_after,
+                        });
+                    }
+                    shadow.refused(
+                        &self.noted,
+                        Rejection::CallerRateLimited,
+                        self.message.tenant(),
+                        &caller.name,
+                        r.quota,
+                        r.retry_after,
+                    );
+                }
+            }
         }
         Ok(caller)
     }
@@ -120,7 +153,7 @@ pub(crate) struct Reply<Resp> {
 pub(crate) type Outcome<Resp> = Result<Reply<Resp>, Failure>;
 
 /// A layer around a call, or the handler at its centre.
-pub(crate) trait Handle<R: Rpc>: Send + Sync + 'static {
+pub(crate) trait Handle<R: Exchange>: Send + Sync + 'static {
     fn handle<'a>(
         &'a self,
         call: &'a Call<R::Request>,

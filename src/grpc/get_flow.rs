@@ -8,17 +8,20 @@ use crate::{
 };
 
 use super::{
-    call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read},
+    call::{Answered, Call, Exchange, Handle, Logged, Outcome, Reply, Rpc, may_read},
     unexpected,
 };
 
 /// `cams.flows.v1.FlowService/GetFlow`.
 pub(crate) struct GetFlowRpc;
 
-impl Rpc for GetFlowRpc {
-    const ACTION: Action = Action::GetFlow;
+impl Exchange for GetFlowRpc {
     type Request = pb::GetFlowRequest;
     type Response = pb::GetFlowResponse;
+}
+
+impl Rpc for GetFlowRpc {
+    const ACTION: Action = Action::GetFlow;
 }
 
 impl Logged for pb::GetFlowRequest {
@@ -43,12 +46,12 @@ pub(crate) struct GetFlow {
 
 impl Handle<GetFlowRpc> for GetFlow {
     async fn handle(&self, call: &Call<pb::GetFlowRequest>) -> Outcome<pb::GetFlowResponse> {
-        let caller = call.admitted_caller().await?;
+        let caller = call.admitted_caller(self.gateway.shadow()).await?;
         let query = Read::try_from(&call.message)?;
         may_read(caller, &query.tenant)?;
         let served = self
             .gateway
-            .read(&query, &caller.name, call.budget.answer_by())
+            .read(&query, &caller.name, call.budget.answer_by(), &call.noted)
             .await?;
         let Data::Flow(flow) = &served.answer.data else {
             return Err(unexpected().into());

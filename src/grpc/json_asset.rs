@@ -1,7 +1,7 @@
 //! `GetFlowJsonAsset`'s business (CAMS's `GetFlowJSONAssest`).
 
 use super::{
-    call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read},
+    call::{Answered, Call, Exchange, Handle, Logged, Outcome, Reply, Rpc, may_read},
     convert::flow_read,
     unexpected,
 };
@@ -14,10 +14,13 @@ use crate::{
 /// `cams.flows.v1.FlowService/GetFlowJsonAsset`.
 pub(crate) struct GetFlowJsonAssetRpc;
 
-impl Rpc for GetFlowJsonAssetRpc {
-    const ACTION: Action = Action::GetFlowJsonAsset;
+impl Exchange for GetFlowJsonAssetRpc {
     type Request = pb::GetFlowJsonAssetRequest;
     type Response = pb::GetFlowJsonAssetResponse;
+}
+
+impl Rpc for GetFlowJsonAssetRpc {
+    const ACTION: Action = Action::GetFlowJsonAsset;
 }
 
 impl Logged for pb::GetFlowJsonAssetRequest {
@@ -45,13 +48,13 @@ impl Handle<GetFlowJsonAssetRpc> for GetFlowJsonAsset {
         &self,
         call: &Call<pb::GetFlowJsonAssetRequest>,
     ) -> Outcome<pb::GetFlowJsonAssetResponse> {
-        let caller = call.admitted_caller().await?;
+        let caller = call.admitted_caller(self.gateway.shadow()).await?;
         let request = &call.message;
         let query = flow_read(&request.flow_id, &request.cust_space_id, What::JsonAsset)?;
         may_read(caller, &query.tenant)?;
         let served = self
             .gateway
-            .read(&query, &caller.name, call.budget.answer_by())
+            .read(&query, &caller.name, call.budget.answer_by(), &call.noted)
             .await?;
         let Data::JsonAsset(asset) = &served.answer.data else {
             return Err(unexpected().into());

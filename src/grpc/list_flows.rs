@@ -2,7 +2,7 @@
 //! the gateway, then the page's token for the next one.
 
 use super::{
-    call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read},
+    call::{Answered, Call, Exchange, Handle, Logged, Outcome, Reply, Rpc, may_read},
     page_token::Binding,
     unexpected,
 };
@@ -20,10 +20,13 @@ pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 /// `cams.flows.v1.FlowService/ListFlows`.
 pub(crate) struct ListFlowsRpc;
 
-impl Rpc for ListFlowsRpc {
-    const ACTION: Action = Action::ListFlow;
+impl Exchange for ListFlowsRpc {
     type Request = pb::ListFlowsRequest;
     type Response = pb::ListFlowsResponse;
+}
+
+impl Rpc for ListFlowsRpc {
+    const ACTION: Action = Action::ListFlow;
 }
 
 impl Logged for pb::ListFlowsRequest {
@@ -99,12 +102,12 @@ fn read(request: &pb::ListFlowsRequest) -> Result<Read, Error> {
 
 impl Handle<ListFlowsRpc> for ListFlows {
     async fn handle(&self, call: &Call<pb::ListFlowsRequest>) -> Outcome<pb::ListFlowsResponse> {
-        let caller = call.admitted_caller().await?;
+        let caller = call.admitted_caller(self.gateway.shadow()).await?;
         let query = read(&call.message)?;
         may_read(caller, &query.tenant)?;
         let served = self
             .gateway
-            .read(&query, &caller.name, call.budget.answer_by())
+            .read(&query, &caller.name, call.budget.answer_by(), &call.noted)
             .await?;
         let (Data::List(flows), What::List(page)) = (&served.answer.data, &query.what) else {
             return Err(unexpected().into());

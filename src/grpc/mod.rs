@@ -13,10 +13,13 @@ mod layers;
 mod list_flows;
 mod page_token;
 mod preview_url;
+mod quota;
+mod ratelimit;
 mod service;
 pub mod status;
 
 pub use admin::{FlowAdminApi, MAX_FLOWS};
+pub use quota::QuotaApi;
 pub use service::{FlowApi, Observe};
 
 /// The failure of a handler that got an answer of another read than it asked for: the cache or

@@ -1,7 +1,7 @@
 //! `GetFlowPreviewUrl`'s business. The answer may come from GetFlow's (it carries the same URL).
 
 use super::{
-    call::{Answered, Call, Handle, Logged, Outcome, Reply, Rpc, may_read},
+    call::{Answered, Call, Exchange, Handle, Logged, Outcome, Reply, Rpc, may_read},
     convert::{flow_read, timestamp},
     unexpected,
 };
@@ -14,10 +14,13 @@ use crate::{
 /// `cams.flows.v1.FlowService/GetFlowPreviewUrl`.
 pub(crate) struct GetFlowPreviewUrlRpc;
 
-impl Rpc for GetFlowPreviewUrlRpc {
-    const ACTION: Action = Action::GetFlowPreviewUrl;
+impl Exchange for GetFlowPreviewUrlRpc {
     type Request = pb::GetFlowPreviewUrlRequest;
     type Response = pb::GetFlowPreviewUrlResponse;
+}
+
+impl Rpc for GetFlowPreviewUrlRpc {
+    const ACTION: Action = Action::GetFlowPreviewUrl;
 }
 
 impl Logged for pb::GetFlowPreviewUrlRequest {
@@ -45,13 +48,13 @@ impl Handle<GetFlowPreviewUrlRpc> for GetFlowPreviewUrl {
         &self,
         call: &Call<pb::GetFlowPreviewUrlRequest>,
     ) -> Outcome<pb::GetFlowPreviewUrlResponse> {
-        let caller = call.admitted_caller().await?;
+        let caller = call.admitted_caller(self.gateway.shadow()).await?;
         let request = &call.message;
         let query = flow_read(&request.flow_id, &request.cust_space_id, What::PreviewUrl)?;
         may_read(caller, &query.tenant)?;
         let served = self
             .gateway
-            .read(&query, &caller.name, call.budget.answer_by())
+            .read(&query, &caller.name, call.budget.answer_by(), &call.noted)
             .await?;
         let Some(preview) = served.answer.preview_url() else {
             return Err(unexpected().into());

@@ -10,12 +10,14 @@ use tonic::{Request, Response, Status};
 
 use super::{
     CACHE_HEADER,
-    call::{Call, Handle, Rpc},
+    call::{Call, Exchange, Handle},
     get_flow::{GetFlow, GetFlowRpc},
     json_asset::{GetFlowJsonAsset, GetFlowJsonAssetRpc},
     layers::{Stack, Surroundings, stack},
     list_flows::{ListFlows, ListFlowsRpc},
     preview_url::{GetFlowPreviewUrl, GetFlowPreviewUrlRpc},
+    quota::{self, QuotaStack},
+    ratelimit,
     status::to_status,
 };
 use crate::{
@@ -37,10 +39,13 @@ struct Inner {
     auth: Arc<Authenticator>,
     /// Bound on every call, for a request that did not come through the server's layers.
     max_call: Duration,
+    /// The RateLimit metadata on every answer (`server.ratelimit_metadata`).
+    ratelimit_metadata: bool,
     get_flow: Stack<GetFlow>,
     list_flows: Stack<ListFlows>,
     preview_url: Stack<GetFlowPreviewUrl>,
     json_asset: Stack<GetFlowJsonAsset>,
+    quota: QuotaStack,
 }
 
 impl std::fmt::Debug for FlowApi {
@@ -64,6 +69,7 @@ impl FlowApi {
         max_in_flight: usize,
         drain_expired: CancellationToken,
         observe: Observe,
+        ratelimit_metadata: bool,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
         let permits = Arc::downgrade(&in_flight);
@@ -93,6 +99,7 @@ impl FlowApi {
             inner: Arc::new(Inner {
                 auth,
                 max_call,
+                ratelimit_metadata,
                 get_flow: stack(
                     GetFlow {
                         gateway: gateway.clone(),
@@ -111,6 +118,7 @@ impl FlowApi {
                     },
                     &around,
                 ),
+                quota: quota::stack(gateway.clone(), &around),
                 json_asset: stack(GetFlowJsonAsset { gateway }, &around),
             }),
         }
@@ -118,7 +126,7 @@ impl FlowApi {
 
     /// The call as the layers see it: its budget (made by the server's layers when the stream
     /// arrived), and its caller, authenticated before anything else is looked at.
-    fn call<M>(&self, request: Request<M>) -> Call<M> {
+    pub(super) fn call<M>(&self, request: Request<M>) -> Call<M> {
         let budget = request
             .extensions()
             .get::<Budget>()
@@ -139,11 +147,20 @@ impl FlowApi {
     }
 }
 
+impl FlowApi {
+    pub(super) fn quota_stack(&self) -> &QuotaStack {
+        &self.inner.quota
+    }
+}
+
 /// Runs `call` through `stack` and answers as tonic expects, naming in `x-cams-cache` how the
-/// answer was served.
-async fn answer<R: Rpc, H: Handle<R>>(
+/// answer was served, and with `ratelimit_metadata` where the limits leave the caller and the
+/// tenant: in the response headers of a success, in the trailers of a failure (a failure is a
+/// trailers-only response).
+async fn answer<R: Exchange, H: Handle<R>>(
     stack: &H,
     call: Call<R::Request>,
+    ratelimit_metadata: bool,
 ) -> Result<Response<R::Response>, Status> {
     match stack.handle(&call).await {
         Ok(reply) => {
@@ -152,9 +169,18 @@ async fn answer<R: Rpc, H: Handle<R>>(
                 CACHE_HEADER,
                 tonic::metadata::MetadataValue::from_static(reply.source.as_str()),
             );
+            if ratelimit_metadata {
+                ratelimit::insert(&call.noted, response.metadata_mut());
+            }
             Ok(response)
         }
-        Err(failure) => Err(to_status(&failure)),
+        Err(failure) => {
+            let mut status = to_status(&failure);
+            if ratelimit_metadata {
+                ratelimit::insert(&call.noted, status.metadata_mut());
+            }
+            Err(status)
+        }
     }
 }
 
@@ -165,7 +191,7 @@ impl FlowService for FlowApi {
         request: Request<pb::GetFlowRequest>,
     ) -> Result<Response<pb::GetFlowResponse>, Status> {
         let call = self.call(request);
-        answer::<GetFlowRpc, _>(&self.inner.get_flow, call).await
+        answer::<GetFlowRpc, _>(&self.inner.get_flow, call, self.inner.ratelimit_metadata).await
     }
 
     async fn list_flows(
@@ -173,7 +199,7 @@ impl FlowService for FlowApi {
         request: Request<pb::ListFlowsRequest>,
     ) -> Result<Response<pb::ListFlowsResponse>, Status> {
         let call = self.call(request);
-        answer::<ListFlowsRpc, _>(&self.inner.list_flows, call).await
+        answer::<ListFlowsRpc, _>(&self.inner.list_flows, call, self.inner.ratelimit_metadata).await
     }
 
     async fn get_flow_preview_url(
@@ -181,7 +207,12 @@ impl FlowService for FlowApi {
         request: Request<pb::GetFlowPreviewUrlRequest>,
     ) -> Result<Response<pb::GetFlowPreviewUrlResponse>, Status> {
         let call = self.call(request);
-        answer::<GetFlowPreviewUrlRpc, _>(&self.inner.preview_url, call).await
+        answer::<GetFlowPreviewUrlRpc, _>(
+            &self.inner.preview_url,
+            call,
+            self.inner.ratelimit_metadata,
+        )
+        .await
     }
 
     async fn get_flow_json_asset(
@@ -189,6 +220,11 @@ impl FlowService for FlowApi {
         request: Request<pb::GetFlowJsonAssetRequest>,
     ) -> Result<Response<pb::GetFlowJsonAssetResponse>, Status> {
         let call = self.call(request);
-        answer::<GetFlowJsonAssetRpc, _>(&self.inner.json_asset, call).await
+        answer::<GetFlowJsonAssetRpc, _>(
+            &self.inner.json_asset,
+            call,
+            self.inner.ratelimit_metadata,
+        )
+        .await
     }
 }

@@ -10,7 +10,9 @@
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
-use super::keyed::{Check, GovernorKeyed, Kind, Quota, Quotas, RedisKeyed, Rejection};
+use futures_util::future::BoxFuture;
+
+use super::keyed::{Check, GovernorKeyed, Kind, Quota, Quotas, RedisKeyed, Rejection, Standing};
 use crate::store::Redis;
 
 /// A caller over its quota: when it may call again.
@@ -25,6 +27,9 @@ pub trait CallerLimits: Send + Sync + fmt::Debug {
     /// Spends one call of the caller's quota, or says how long until one is free; a caller
     /// without a quota is not limited.
     fn check<'a>(&'a self, caller: &'a Arc<str>) -> CallerCheck<'a>;
+
+    /// Where the caller stands, spending nothing (`GetQuota`); `None`: the caller is not limited.
+    fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>>;
 
     /// Replaces every caller's quota (a configuration reload); calls being decided finish under
     /// the old ones. A caller whose quota is unchanged keeps its state.
@@ -56,6 +61,10 @@ impl CallerLimits for GovernorCallerLimits {
         Check::Decided(self.0.decide(caller))
     }
 
+    fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(std::future::ready(self.0.peek(caller)))
+    }
+
     fn reconfigure(&self, each: CallerQuotaMap) {
         self.0.reconfigure(quotas(each));
     }
@@ -82,6 +91,10 @@ impl CallerLimits for RedisCallerLimits {
         self.0.check(caller)
     }
 
+    fn peek<'a>(&'a self, caller: &'a Arc<str>) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(self.0.peek(caller))
+    }
+
     fn reconfigure(&self, each: CallerQuotaMap) {
         self.0.reconfigure(quotas(each));
     }
@@ -92,6 +105,9 @@ impl CallerLimits for RedisCallerLimits {
 pub struct CallerLimit {
     name: Arc<str>,
     limits: Arc<dyn CallerLimits>,
+    /// Evaluated and counted, never refusing (`shadow` on the caller's entry, or
+    /// `limits.shadow`).
+    shadow: bool,
 }
 
 impl fmt::Debug for CallerLimit {
@@ -99,18 +115,38 @@ impl fmt::Debug for CallerLimit {
         f.debug_struct("CallerLimit")
             .field("name", &self.name)
             .field("limits", &self.limits)
+            .field("shadow", &self.shadow)
             .finish()
     }
 }
 
 impl CallerLimit {
     pub fn new(name: Arc<str>, limits: Arc<dyn CallerLimits>) -> Self {
-        Self { name, limits }
+        Self {
+            name,
+            limits,
+            shadow: false,
+        }
+    }
+
+    /// The limit in shadow: evaluated and counted, never refusing.
+    pub fn shadowed(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
     }
 
     /// Spends one call of the caller's quota, or says how long until one is free.
     pub fn check(&self) -> CallerCheck<'_> {
         self.limits.check(&self.name)
+    }
+
+    /// Where the caller stands, spending nothing.
+    pub fn peek(&self) -> BoxFuture<'_, Option<Standing>> {
+        self.limits.peek(&self.name)
     }
 }
 

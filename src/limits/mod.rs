@@ -8,7 +8,11 @@ pub mod caller;
 pub mod keyed;
 pub mod tenant;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountQuotas, AccountRejection, Busy, Claim, Class,
@@ -18,7 +22,7 @@ pub use caller::{
     CallerCheck, CallerLimit, CallerLimits, CallerQuotaMap, CallerRejection, GovernorCallerLimits,
     RedisCallerLimits,
 };
-pub use keyed::Quota;
+pub use keyed::{Quota, Standing, Verdict};
 pub use tenant::{
     GovernorTenantLimits, RedisTenantLimits, TenantCheck, TenantLimits, TenantRejection,
 };
@@ -50,6 +54,27 @@ pub struct LimitsConfig {
     pub max_wait: Duration,
     /// Calls that may wait for account capacity at once.
     pub max_queue: usize,
+    /// The tenant and caller limits evaluated without refusing anyone.
+    pub shadow: ShadowLimits,
+}
+
+/// Limits in shadow: evaluated, a would-be refusal counted
+/// (`cams_flows_shadow_rejections_total`) and logged, but the call goes on. The account's quota is
+/// never in shadow: CAMS would throttle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShadowLimits {
+    /// Every tenant's and every caller's limit (`limits.shadow`).
+    pub all: bool,
+    /// These tenants' limits (`limits.tenants."<id>".shadow`). A caller's own is on its
+    /// `[[auth.keys]]` or `[[auth.identities]]` entry.
+    pub tenants: HashSet<TenantId>,
+}
+
+impl ShadowLimits {
+    /// Whether `tenant`'s limit is in shadow.
+    pub fn tenant(&self, tenant: &TenantId) -> bool {
+        self.all || self.tenants.contains(tenant)
+    }
 }
 
 impl LimitsConfig {

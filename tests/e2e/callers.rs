@@ -44,8 +44,8 @@ fn quota(rps: f64, burst: u32) -> Quota {
 /// The decision on one call, and whether the limiter had to ask its store for it.
 async fn decide(check: Check<'_>) -> (Result<(), Rejection>, bool) {
     match check {
-        Check::Decided(verdict) => (verdict, false),
-        Check::Pending(verdict) => (verdict.await, true),
+        Check::Decided(verdict) => (verdict.map(drop), false),
+        Check::Pending(verdict) => (verdict.await.map(drop), true),
     }
 }
 

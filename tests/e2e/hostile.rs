@@ -884,6 +884,7 @@ async fn a_caller_over_its_own_rate_is_refused_and_others_are_not() {
             CallerQuotas {
                 default: None,
                 by_name: HashMap::from([("limited".to_owned(), quota(1.0, 2))]),
+                ..CallerQuotas::default()
             },
         ))
         .spawn()

@@ -20,6 +20,7 @@ mod hostile;
 mod limits;
 mod observability;
 mod purge;
+mod quota;
 mod reload;
 mod replicas;
 mod resilience;

@@ -73,6 +73,11 @@ settings! {
         key(value_name = "ROLES", default = "none")
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         roles: Vec<String>,
+        /// Evaluate the caller's own limit without refusing (counted and logged, see
+        /// limits.shadow)
+        key(value_name = "BOOL", default = "limits.shadow")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<bool>,
     }
 }
 
@@ -103,6 +108,11 @@ settings! {
         key(value_name = "ROLES", default = "none")
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         roles: Vec<String>,
+        /// Evaluate the caller's own limit without refusing (counted and logged, see
+        /// limits.shadow)
+        key(value_name = "BOOL", default = "limits.shadow")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<bool>,
     }
 }
 
@@ -156,7 +166,7 @@ impl AuthSettings {
         let default_quota = caller_quota("auth.caller_", self.caller_rps, self.caller_burst, None)?;
         let mut callers = CallerQuotas {
             default: default_quota,
-            by_name: HashMap::new(),
+            ..CallerQuotas::default()
         };
         let mut weights = CallerWeights::new();
         let mut admins = Admins::default();
@@ -182,6 +192,9 @@ impl AuthSettings {
             if let Some(q) = caller_quota(&key(""), k.rps, k.burst, default_quota)? {
                 callers.by_name.insert(k.name.clone(), q);
             }
+            if k.shadow == Some(true) {
+                callers.shadowed.insert(k.name.clone());
+            }
             if let Some(w) = k.weight {
                 weights.insert(Arc::from(k.name.as_str()), weight(&key("weight"), w)?);
             }
@@ -206,6 +219,9 @@ impl AuthSettings {
             let tenants = TenantSet::parse(&id.tenants).map_err(|e| bad(key("tenants"), e))?;
             if let Some(q) = caller_quota(&key(""), id.rps, id.burst, default_quota)? {
                 callers.by_name.insert(id.id.clone(), q);
+            }
+            if id.shadow == Some(true) {
+                callers.shadowed.insert(id.id.clone());
             }
             if let Some(w) = id.weight {
                 weights.insert(Arc::from(id.id.as_str()), weight(&key("weight"), w)?);

@@ -1,12 +1,16 @@
 //! `[limits]`: the account's CAMS quota and each tenant's share of it.
 
-use std::{collections::BTreeMap, collections::HashMap, num::NonZeroU32, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    num::NonZeroU32,
+    time::Duration,
+};
 
 use super::{bad, bounded, valid_defaults};
 use crate::{
     config::{ConfigError, keys::settings, sections::CacheSettings},
     domain::TenantId,
-    limits::{ActionBudgets, LimitsConfig, Quota},
+    limits::{ActionBudgets, LimitsConfig, Quota, ShadowLimits},
 };
 
 settings! {
@@ -28,6 +32,12 @@ settings! {
         /// Calls that may wait for account capacity at once
         key(value_name = "N", alias = "max-queue")
         max_queue: usize = 256,
+        /// Evaluate every tenant's and caller's limit without refusing: a would-be refusal is
+        /// counted (cams_flows_shadow_rejections_total) and logged, the call goes on. The
+        /// account's CAMS quota is always enforced
+        key(value_name = "BOOL")
+        #[serde(deserialize_with = "crate::config::settings::boolish")]
+        shadow: bool = false,
         /// The account's budget of each other CAMS action
         section actions: ActionsSettings,
         /// Per-tenant overrides, one table per CustSpaceId (`""` is the account's own space)
@@ -92,6 +102,10 @@ settings! {
         key(value_name = "WEIGHT", default = "1")
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight: Option<f64>,
+        /// Evaluate the tenant's limit without refusing (counted and logged, see limits.shadow)
+        key(value_name = "BOOL", default = "limits.shadow")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<bool>,
     }
 }
 
@@ -110,11 +124,18 @@ impl LimitsSettings {
         )?;
         let mut tenants = HashMap::new();
         let mut weights = HashMap::new();
+        let mut shadow = ShadowLimits {
+            all: self.shadow,
+            tenants: HashSet::new(),
+        };
         for (id, t) in &self.tenants {
             let key = format!("limits.tenants.{id:?}");
             let tenant_id = TenantId::parse(id.as_str()).map_err(|e| bad(&key, e))?;
             if let Some(w) = t.weight {
                 weights.insert(tenant_id.clone(), weight(&format!("{key}.weight"), w)?);
+            }
+            if t.shadow == Some(true) {
+                shadow.tenants.insert(tenant_id.clone());
             }
             if t.rps.is_some() || t.burst.is_some() {
                 let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
@@ -157,6 +178,7 @@ impl LimitsSettings {
             callers: HashMap::new(),
             max_wait: Duration::from_millis(self.max_wait_ms),
             max_queue: self.max_queue,
+            shadow,
         })
     }
 }

@@ -61,6 +61,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         preface_timeout: server.preface_timeout,
         idle_timeout: server.idle_timeout,
         max_connection_age: server.max_connection_age,
+        ratelimit_metadata: server.ratelimit_metadata,
         auth,
         tls,
         redis: s.redis.validate()?,

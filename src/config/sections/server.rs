@@ -28,6 +28,11 @@ settings! {
         /// its calls have had their bound; 0: never
         key(value_name = "MS")
         max_connection_age_ms: u64 = 1_800_000,
+        /// Send the RateLimit metadata (ratelimit-policy, ratelimit: the tenant's and the
+        /// caller's limits, what is left, when it resets) on every FlowService answer
+        key(value_name = "BOOL")
+        #[serde(deserialize_with = "crate::config::settings::boolish")]
+        ratelimit_metadata: bool = true,
     }
 }
 
@@ -39,6 +44,7 @@ pub(super) struct Server {
     pub(super) preface_timeout: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) max_connection_age: Option<Duration>,
+    pub(super) ratelimit_metadata: bool,
 }
 
 pub(super) fn listen(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -70,6 +76,7 @@ impl ServerSettings {
                     10_000..=86_400_000,
                 )?)),
             },
+            ratelimit_metadata: self.ratelimit_metadata,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! A caller's weight in the account queue: `weight` on its `[[auth.keys]]` or
-//! `[[auth.identities]]` entry, by the caller's name.
+//! A caller's weight in the account queue (`weight` on its `[[auth.keys]]` or
+//! `[[auth.identities]]` entry, by the caller's name), and a caller's limit in shadow.
 
 use std::sync::Arc;
 
@@ -110,4 +110,59 @@ fn the_anonymous_caller_is_an_admin_in_the_sandbox_only() {
     assert!(resolve_file("").expect("sandbox").auth.anonymous_admin);
     let outside = load(&["--auth-mode", "none"], &[]).expect("none outside the sandbox");
     assert!(!outside.auth.anonymous_admin);
+}
+
+/// Limits in shadow: all of them (`limits.shadow`, also from a flag or the environment), one
+/// tenant's, one key's or identity's own.
+#[test]
+fn shadow_limits_from_the_file_the_flag_and_the_environment() {
+    let c = resolve_file(&format!(
+        "[limits.tenants.\"vip\"]\nshadow = true\n[limits.tenants.\"other\"]\nrps = 2\n{}{}\
+         [[auth.identities]]\nid = \"spiffe://x/batch\"\ntenants = [\"*\"]\nrps = 1\nshadow = true\n",
+        key_entry("billing", "rps = 3\nshadow = true\n"),
+        key_entry("reports", "rps = 3\nshadow = false\n"),
+    ))
+    .expect("valid");
+    let vip = crate::domain::TenantId::parse("vip").expect("id");
+    let other = crate::domain::TenantId::parse("other").expect("id");
+    assert!(!c.limits.shadow.all);
+    assert!(c.limits.shadow.tenant(&vip) && !c.limits.shadow.tenant(&other));
+    assert!(
+        !c.limits.tenants.contains_key(&vip),
+        "shadow alone overrides no quota"
+    );
+    let shadowed = &c.auth.callers.shadowed;
+    assert!(shadowed.contains("billing") && shadowed.contains("spiffe://x/batch"));
+    assert!(!shadowed.contains("reports"));
+
+    let c = resolve_file("").expect("defaults");
+    assert_eq!(c.limits.shadow, crate::limits::ShadowLimits::default());
+    assert!(
+        c.ratelimit_metadata,
+        "the RateLimit metadata is on by default"
+    );
+
+    let c = load(
+        &[
+            "--auth-mode",
+            "none",
+            "--limits-shadow",
+            "true",
+            "--server-ratelimit-metadata",
+            "false",
+        ],
+        &[],
+    )
+    .expect("valid");
+    assert!(c.limits.shadow.all && c.limits.shadow.tenant(&other));
+    assert!(!c.ratelimit_metadata);
+    let c = load(
+        &["--auth-mode", "none"],
+        &[
+            ("CAMS_FLOWS_LIMITS_SHADOW", "yes"),
+            ("CAMS_FLOWS_SERVER_RATELIMIT_METADATA", "off"),
+        ],
+    )
+    .expect("valid");
+    assert!(c.limits.shadow.all && !c.ratelimit_metadata);
 }

@@ -5,14 +5,14 @@
 
 use crate::{
     error::Error,
-    grpc::call::{Call, Handle, Outcome, Rpc},
+    grpc::call::{Call, Exchange, Handle, Outcome},
 };
 
 pub(crate) struct Bounded<H> {
     pub inner: H,
 }
 
-impl<R: Rpc, H: Handle<R>> Handle<R> for Bounded<H> {
+impl<R: Exchange, H: Handle<R>> Handle<R> for Bounded<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
         tokio::time::timeout_at(call.budget.answer_by(), self.inner.handle(call))
             .await

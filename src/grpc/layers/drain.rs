@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::Error,
-    grpc::call::{Call, Handle, Outcome, Rpc},
+    grpc::call::{Call, Exchange, Handle, Outcome},
 };
 
 pub(crate) struct Drained<H> {
@@ -13,7 +13,7 @@ pub(crate) struct Drained<H> {
     pub inner: H,
 }
 
-impl<R: Rpc, H: Handle<R>> Handle<R> for Drained<H> {
+impl<R: Exchange, H: Handle<R>> Handle<R> for Drained<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
         tokio::select! {
             biased;

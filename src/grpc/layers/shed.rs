@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     error::Error,
-    grpc::call::{Call, Handle, Outcome, Rpc},
+    grpc::call::{Call, Exchange, Handle, Outcome},
 };
 
 pub(crate) struct Shed<H> {
@@ -17,7 +17,7 @@ pub(crate) struct Shed<H> {
     pub inner: H,
 }
 
-impl<R: Rpc, H: Handle<R>> Handle<R> for Shed<H> {
+impl<R: Exchange, H: Handle<R>> Handle<R> for Shed<H> {
     async fn handle(&self, call: &Call<R::Request>) -> Outcome<R::Response> {
         let Ok(_admitted) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             return Err(Error::Overloaded {

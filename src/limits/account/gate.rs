@@ -22,6 +22,7 @@ use super::{
     AccountLimits, AccountQuota, AccountRejection, Busy, Claim, Lease, RejectionCause, SlotLease,
     SlotStore,
     fair_queue::{Class, FairQueue, Party, Ticket, Weights},
+    recent::Recent,
 };
 
 /// What a waiter is handed: a slot, or the reason it will get none (the store is unavailable).
@@ -74,10 +75,13 @@ struct Inner {
     store: Arc<dyn SlotStore>,
     queue: Arc<Queue>,
     on_release: Arc<dyn Fn() + Send + Sync>,
+    /// The slots taken in the last second.
+    recent: Recent,
 }
 
 impl Inner {
     fn lease(&self, slot: Box<dyn SlotLease>) -> Lease {
+        self.recent.record(Instant::now());
         Lease::new(slot, Some(Arc::clone(&self.on_release)))
     }
 
@@ -159,6 +163,7 @@ impl AccountGate {
                 store,
                 queue,
                 on_release,
+                recent: Recent::new(),
             }),
         }
     }
@@ -325,6 +330,10 @@ impl AccountQuota for AccountGate {
 
     fn queued(&self) -> usize {
         self.inner.queue.waiting().len()
+    }
+
+    fn used_last_second(&self) -> u32 {
+        self.inner.recent.last_second(Instant::now())
     }
 
     fn reconfigure(&self, limits: AccountLimits, weights: Weights) {

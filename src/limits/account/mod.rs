@@ -21,6 +21,7 @@
 mod fair_queue;
 mod gate;
 mod local;
+mod recent;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -83,6 +84,11 @@ pub trait AccountQuota: Send + Sync + fmt::Debug {
 
     /// Calls waiting for a slot now.
     fn queued(&self) -> usize;
+
+    /// Slots this process took in the last second.
+    fn used_last_second(&self) -> u32 {
+        0
+    }
 
     /// Replaces the limits and the weights (a configuration reload); calls waiting keep their
     /// place, and calls holding a slot keep it.

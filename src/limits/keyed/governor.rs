@@ -1,51 +1,111 @@
-//! The in-process keyed limiter: one GCRA cell per call (governor). Keys under the default quota
-//! share one map and are forgotten once idle; keys with a quota of their own each have their own
-//! limiter, reached without a lock.
+//! The in-process keyed limiter: one GCRA cell per key (an atomic theoretical arrival time, the
+//! algorithm governor uses, on governor's clocks). Keys under the default quota share one map and
+//! are forgotten once idle; keys with a quota of their own each have their own cell, reached
+//! without a lock. The cell is kept here rather than in a governor limiter so that a decision can
+//! say where the party stands (calls left, time until the burst is whole) and so that the state
+//! can be read without spending it (`GetQuota`).
 
-use std::{collections::HashMap, fmt, num::NonZeroU32, sync::Arc, time::Duration};
-
-use arc_swap::ArcSwap;
-
-use governor::{
-    RateLimiter,
-    clock::{Clock, DefaultClock},
-    middleware::NoOpMiddleware,
-    state::{InMemoryState, NotKeyed, keyed::DashMapStateStore},
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
-use super::{Key, Quota, Quotas, Rejection};
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock, Reference};
+
+use super::{Key, Quota, Quotas, Rejection, Standing, Verdict};
 
 impl Quota {
-    pub(crate) fn governor(self) -> governor::Quota {
-        // Validated at startup: rps is finite and positive, so the period is too.
-        let period = Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1));
-        governor::Quota::with_period(period)
-            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(self.burst)
+    /// The spacing of calls at the sustained rate. Validated at startup: rps is finite and
+    /// positive, so the period is too.
+    pub(crate) fn period(self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1))
     }
 }
 
-type Learned<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// The GCRA of one quota, in nanoseconds: `t` per call, `tau` the tolerance (a burst of
+/// `burst` calls is `t + tau`), as governor counts them.
+#[derive(Debug, Clone, Copy)]
+struct Gcra {
+    quota: Quota,
+    t: u64,
+    tau: u64,
+}
 
-/// The limiters of one configuration, replaced whole when the quotas are reconfigured.
-struct Table<K: Key, C: Clock> {
+impl Gcra {
+    fn new(quota: Quota) -> Self {
+        let t = u64::try_from(quota.period().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Self {
+            quota,
+            t,
+            tau: t.saturating_mul(u64::from(quota.burst.get() - 1)),
+        }
+    }
+
+    /// Spends one call of the cell at `now`, or refuses it.
+    fn decide(&self, cell: &AtomicU64, now: u64) -> Result<Standing, Rejection> {
+        let mut current = cell.load(Ordering::Acquire);
+        loop {
+            // A cell idle long enough is as good as fresh.
+            let tat = current.max(now);
+            if now.saturating_add(self.tau) < tat {
+                return Err(Rejection {
+                    quota: self.quota,
+                    retry_after: Duration::from_nanos(tat - self.tau - now),
+                    reset: Duration::from_nanos(tat - now),
+                });
+            }
+            let next = tat.saturating_add(self.t);
+            match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(self.standing(next, now)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Where a cell whose theoretical arrival time is `tat` stands at `now`.
+    fn standing(&self, tat: u64, now: u64) -> Standing {
+        let whole = self.tau.saturating_add(self.t);
+        let room = now.saturating_add(whole).saturating_sub(tat).min(whole);
+        Standing {
+            quota: self.quota,
+            remaining: u32::try_from(room / self.t).unwrap_or(u32::MAX),
+            reset: Duration::from_nanos(tat.saturating_sub(now)),
+        }
+    }
+}
+
+/// The cells of one configuration, replaced whole when the quotas are reconfigured.
+struct Table<K: Key> {
     /// Keys under the default quota.
-    learned: Option<(Quota, Arc<Learned<K, C>>)>,
+    learned: Option<(Gcra, Arc<DashMap<K, AtomicU64>>)>,
     /// Keys with a quota of their own.
-    each: HashMap<K, (Quota, Arc<Direct<C>>)>,
+    each: HashMap<K, (Gcra, Arc<AtomicU64>)>,
 }
 
 pub struct GovernorKeyed<K: Key, C: Clock = DefaultClock> {
-    table: ArcSwap<Table<K, C>>,
+    table: ArcSwap<Table<K>>,
     clock: C,
+    /// The instant the cells' times count from.
+    start: C::Instant,
 }
 
 impl<K: Key, C: Clock> fmt::Debug for GovernorKeyed<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let table = self.table.load();
         f.debug_struct("GovernorKeyed")
-            .field("default", &table.learned.as_ref().map(|(quota, _)| quota))
+            .field(
+                "default",
+                &table.learned.as_ref().map(|(gcra, _)| gcra.quota),
+            )
             .field("each", &table.each.len())
             .field("tracked", &self.tracked())
             .finish()
@@ -58,47 +118,35 @@ impl<K: Key> GovernorKeyed<K, DefaultClock> {
     }
 }
 
-impl<K: Key, C: Clock + Clone> GovernorKeyed<K, C> {
+impl<K: Key, C: Clock> GovernorKeyed<K, C> {
     pub fn with_clock(quotas: Quotas<K>, clock: C) -> Self {
-        let table = Self::table(quotas, None, &clock);
         Self {
-            table: ArcSwap::from_pointee(table),
+            table: ArcSwap::from_pointee(Self::table(quotas, None)),
+            start: clock.now(),
             clock,
         }
     }
 
-    /// The limiters of `quotas`, keeping from `old` the state of every key whose quota is the
-    /// same: a reload that leaves a quota alone leaves its callers' spending alone too.
-    fn table(quotas: Quotas<K>, old: Option<&Table<K, C>>, clock: &C) -> Table<K, C> {
+    /// The cells of `quotas`, keeping from `old` the state of every key whose quota is the same:
+    /// a reload that leaves a quota alone leaves its callers' spending alone too.
+    fn table(quotas: Quotas<K>, old: Option<&Table<K>>) -> Table<K> {
         let each = quotas
             .each
             .into_iter()
             .map(|(key, quota)| {
-                let kept = old
+                let cell = old
                     .and_then(|old| old.each.get(&key))
-                    .filter(|(was, _)| *was == quota)
-                    .map(|(_, limiter)| Arc::clone(limiter));
-                let limiter = kept.unwrap_or_else(|| {
-                    Arc::new(RateLimiter::direct_with_clock(
-                        quota.governor(),
-                        clock.clone(),
-                    ))
-                });
-                (key, (quota, limiter))
+                    .filter(|(was, _)| was.quota == quota)
+                    .map_or_else(|| Arc::new(AtomicU64::new(0)), |(_, cell)| Arc::clone(cell));
+                (key, (Gcra::new(quota), cell))
             })
             .collect();
         let learned = quotas.default.map(|quota| {
-            let kept = old
+            let cells = old
                 .and_then(|old| old.learned.as_ref())
-                .filter(|(was, _)| *was == quota)
-                .map(|(_, limiter)| Arc::clone(limiter));
-            let limiter = kept.unwrap_or_else(|| {
-                Arc::new(RateLimiter::dashmap_with_clock(
-                    quota.governor(),
-                    clock.clone(),
-                ))
-            });
-            (quota, limiter)
+                .filter(|(was, _)| was.quota == quota)
+                .map_or_else(|| Arc::new(DashMap::new()), |(_, cells)| Arc::clone(cells));
+            (Gcra::new(quota), cells)
         });
         Table { learned, each }
     }
@@ -107,32 +155,52 @@ impl<K: Key, C: Clock + Clone> GovernorKeyed<K, C> {
     /// changes starts afresh (a full burst) under the new one.
     pub fn reconfigure(&self, quotas: Quotas<K>) {
         let old = self.table.load();
-        let table = Self::table(quotas, Some(&old), &self.clock);
+        let table = Self::table(quotas, Some(&old));
         self.table.store(Arc::new(table));
     }
 
-    /// Spends one call of `key`'s quota, or says how long until one is free; a key with no quota
-    /// is not limited.
-    pub fn decide(&self, key: &K) -> Result<(), Rejection> {
-        let table = self.table.load();
-        let (quota, outcome) = match (table.each.get(key), &table.learned) {
-            (Some((quota, limiter)), _) => (*quota, limiter.check()),
-            (None, Some((quota, limiter))) => (*quota, limiter.check_key(key)),
-            (None, None) => return Ok(()),
-        };
-        outcome.map_err(|not_until| Rejection {
-            quota,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+    fn now(&self) -> u64 {
+        self.clock.now().duration_since(self.start).as_u64()
     }
-}
 
-impl<K: Key, C: Clock> GovernorKeyed<K, C> {
+    /// Spends one call of `key`'s quota, or says how long until one is free; a key with no quota
+    /// is not limited (and stands nowhere: `Ok(None)`).
+    pub fn decide(&self, key: &K) -> Verdict {
+        let now = self.now();
+        let table = self.table.load();
+        match (table.each.get(key), &table.learned) {
+            (Some((gcra, cell)), _) => gcra.decide(cell, now).map(Some),
+            (None, Some((gcra, learned))) => {
+                if let Some(cell) = learned.get(key) {
+                    return gcra.decide(&cell, now).map(Some);
+                }
+                let cell = learned.entry(key.clone()).or_default();
+                gcra.decide(&cell, now).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Where `key` stands now, spending nothing; `None`: the key is not limited.
+    pub fn peek(&self, key: &K) -> Option<Standing> {
+        let now = self.now();
+        let table = self.table.load();
+        match (table.each.get(key), &table.learned) {
+            (Some((gcra, cell)), _) => Some(gcra.standing(cell.load(Ordering::Acquire), now)),
+            (None, Some((gcra, learned))) => Some(match learned.get(key) {
+                Some(cell) => gcra.standing(cell.load(Ordering::Acquire), now),
+                None => Standing::full(gcra.quota),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// Forgets learned keys whose quota is full again, so that a flood of distinct keys cannot
     /// grow memory without bound. Keys with a quota of their own are configured, and stay.
     pub fn evict_idle(&self) {
         if let Some((_, learned)) = &self.table.load().learned {
-            learned.retain_recent();
+            let now = self.now();
+            learned.retain(|_, cell| cell.load(Ordering::Acquire) > now);
             learned.shrink_to_fit();
         }
     }
@@ -149,6 +217,8 @@ impl<K: Key, C: Clock> GovernorKeyed<K, C> {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use governor::clock::FakeRelativeClock;
 
     use super::*;
@@ -219,6 +289,69 @@ mod tests {
         clock.advance(Duration::from_millis(250));
         callers.decide(&billing).expect("one call refilled");
         assert!(callers.decide(&ops).is_err(), "ops refills in a second");
+    }
+
+    /// Each decision says what is left and when the burst is whole; a look spends nothing.
+    #[test]
+    fn a_decision_says_where_the_key_stands_and_a_look_spends_nothing() {
+        let clock = FakeRelativeClock::default();
+        let limiter = GovernorKeyed::with_clock(
+            Quotas {
+                default: Some(quota(2.0, 3)),
+                each: HashMap::new(),
+            },
+            clock.clone(),
+        );
+        let a = TenantId::parse("a").expect("valid");
+        let full = limiter.peek(&a).expect("limited");
+        assert_eq!((full.remaining, full.reset), (3, Duration::ZERO));
+        assert_eq!(limiter.tracked(), 0, "a look learns nothing");
+        let left: Vec<_> = (0..3)
+            .map(|_| {
+                let standing = limiter.decide(&a).expect("burst").expect("limited");
+                (standing.remaining, standing.reset)
+            })
+            .collect();
+        assert_eq!(
+            left,
+            [
+                (2, Duration::from_millis(500)),
+                (1, Duration::from_millis(1000)),
+                (0, Duration::from_millis(1500)),
+            ]
+        );
+        for _ in 0..100 {
+            let look = limiter.peek(&a).expect("limited");
+            assert_eq!(
+                (look.remaining, look.reset),
+                (0, Duration::from_millis(1500))
+            );
+        }
+        let refused = limiter.decide(&a).expect_err("spent");
+        assert_eq!(refused.retry_after, Duration::from_millis(500));
+        assert_eq!(refused.reset, Duration::from_millis(1500));
+        assert_eq!(refused.standing().remaining, 0);
+        clock.advance(Duration::from_millis(600));
+        let look = limiter.peek(&a).expect("limited");
+        assert_eq!(
+            (look.remaining, look.reset),
+            (1, Duration::from_millis(900))
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limiter.peek(&a).expect("limited").remaining, 3);
+        assert_eq!(
+            limiter.peek(&TenantId::parse("never").expect("valid")),
+            Some(Standing::full(quota(2.0, 3)))
+        );
+        let unlimited = GovernorKeyed::<Arc<str>, _>::with_clock(
+            Quotas {
+                default: None,
+                each: HashMap::new(),
+            },
+            clock,
+        );
+        assert_eq!(unlimited.peek(&Arc::from("x")), None);
+        assert_eq!(unlimited.decide(&Arc::from("x")), Ok(None));
     }
 
     #[test]

@@ -35,14 +35,54 @@ impl Quota {
 pub struct Rejection {
     pub quota: Quota,
     pub retry_after: Duration,
+    /// Until the whole burst is back.
+    pub reset: Duration,
 }
+
+impl Rejection {
+    /// Where the party stands: nothing left until `retry_after`.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            quota: self.quota,
+            remaining: 0,
+            reset: self.reset,
+        }
+    }
+}
+
+/// Where a party stands, as the decision on its last call left it (or as a look that spends
+/// nothing finds it): the calls it may still make at once, and how long until its whole burst is
+/// back. Read from the state the decision already holds, never asked of a store for itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub quota: Quota,
+    /// Calls the party may still make at once.
+    pub remaining: u32,
+    /// Until the whole burst is back (zero: it is).
+    pub reset: Duration,
+}
+
+impl Standing {
+    /// A party that has spent nothing.
+    pub fn full(quota: Quota) -> Self {
+        Self {
+            quota,
+            remaining: quota.burst.get(),
+            reset: Duration::ZERO,
+        }
+    }
+}
+
+/// The decision on one call: admitted (and where the party stands after it; `None` for a party
+/// that is not limited), or refused.
+pub type Verdict = Result<Option<Standing>, Rejection>;
 
 /// A decision on one call: taken at once, or (for a shared store that has to be asked) to be
 /// awaited. The cache-hit path of an in-process limiter never awaits, nor does a shared one's
 /// while a batch taken from the store lasts.
 pub enum Check<'a> {
-    Decided(Result<(), Rejection>),
-    Pending(BoxFuture<'a, Result<(), Rejection>>),
+    Decided(Verdict),
+    Pending(BoxFuture<'a, Verdict>),
 }
 
 /// What names a party in a limiter.

@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use dashmap::{DashMap, mapref::one::Ref};
 use redis::Script;
 
-use super::{Check, GovernorKeyed, Key, Kind, Quota, Quotas, Rejection};
+use super::{Check, GovernorKeyed, Key, Kind, Quota, Quotas, Rejection, Standing, Verdict};
 use crate::store::Redis;
 
 /// How long a batch of calls taken from Redis may be spent.
@@ -38,8 +38,10 @@ pub(crate) const LEASE_LIFE: Duration = Duration::from_secs(1);
 const BATCH_OF_A_SECOND: f64 = 0.1;
 
 /// Takes up to `want` calls from the key's GCRA (period `T` µs, tolerance `tau` µs): returns
-/// `{got, 0}`, or `{0, µs until one is free}`. Lua numbers are doubles: microseconds since the
-/// epoch stay exact (below 2^53).
+/// `{got, 0, ahead}`, or `{0, µs until one is free, ahead}`, where `ahead` is how far (µs) the
+/// key's state runs ahead of now after the take: from it the caller knows the calls left and when
+/// the burst is whole, without asking again. Lua numbers are doubles: microseconds since the epoch
+/// stay exact (below 2^53).
 const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -53,11 +55,20 @@ if tat > now + tau then
   redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil(tau / 1000) + 1)
 end
 local room = math.floor((now + tau - tat) / period)
-if room < 1 then return {0, math.ceil(tat + period - tau - now)} end
+if room < 1 then return {0, math.ceil(tat + period - tau - now), math.ceil(tat - now)} end
 local got = math.min(room, want)
 tat = tat + got * period
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return {got, 0}
+return {got, 0, math.ceil(tat - now)}
+";
+
+/// How far (µs) the key's state runs ahead of now, read without spending anything.
+const PEEK: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then return 0 end
+return math.ceil(tat - now)
 ";
 
 /// What this replica holds of a key's shared state. Atomics, read without a write lock: every
@@ -70,6 +81,9 @@ struct Held {
     until: AtomicU64,
     /// Until when Redis refused the key, likewise: calls are refused here without asking again.
     refused_until: AtomicU64,
+    /// When the key's shared state, as Redis last told it, is whole again (likewise): what the
+    /// calls' rate-limit metadata is derived from, without a round trip of its own.
+    whole_at: AtomicU64,
     /// One take from Redis at a time per key: calls that find the batch spent while a take is
     /// under way wait for it instead of each asking Redis (and each dropping the batch the one
     /// before took).
@@ -150,6 +164,7 @@ pub struct RedisKeyed<K: Key> {
     /// The instant `Held`'s times count from.
     epoch: Instant,
     take: Script,
+    peek: Script,
     /// Used while Redis does not answer.
     fallback: GovernorKeyed<K>,
 }
@@ -177,6 +192,7 @@ impl<K: Key> RedisKeyed<K> {
             table: ArcSwap::from_pointee(Table::new(&quotas, None)),
             epoch: Instant::now(),
             take: Script::new(TAKE),
+            peek: Script::new(PEEK),
             fallback: GovernorKeyed::new(quotas),
         }
     }
@@ -197,30 +213,49 @@ impl<K: Key> RedisKeyed<K> {
             .max(1)
     }
 
+    /// Where the key stands at `at` for this replica: the calls it holds, and those the shared
+    /// state could still give (as of Redis's last answer, refilled since at the quota's rate).
+    fn standing(quota: Quota, whole_at: u64, left: u32, at: u64) -> Standing {
+        let period = u64::try_from(quota.period().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let whole = period.saturating_mul(u64::from(quota.burst.get()));
+        // A state left by a stricter quota (before a reload raised it) counts as a spent burst.
+        let ahead = whole_at.saturating_sub(at).min(whole);
+        let room = u32::try_from(whole.saturating_sub(ahead) / period).unwrap_or(u32::MAX);
+        Standing {
+            quota,
+            remaining: left.saturating_add(room).min(quota.burst.get()),
+            reset: Duration::from_nanos(ahead),
+        }
+    }
+
     /// Decides from what this replica holds, if it can: a call of a batch still good, or the
     /// refusal Redis gave while it lasts.
-    fn decide_local(
-        &self,
-        quota: Quota,
-        held: &Held,
-        now: Instant,
-    ) -> Option<Result<(), Rejection>> {
+    fn decide_local(&self, quota: Quota, held: &Held, now: Instant) -> Option<Verdict> {
         let at = self.ns(now);
         if held.until.load(Ordering::Acquire) > at
-            && held
-                .left
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                    left.checked_sub(1)
-                })
-                .is_ok()
+            && let Ok(before) =
+                held.left
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                        left.checked_sub(1)
+                    })
         {
-            return Some(Ok(()));
+            return Some(Ok(Some(Self::standing(
+                quota,
+                held.whole_at.load(Ordering::Acquire),
+                before - 1,
+                at,
+            ))));
         }
         let refused_until = held.refused_until.load(Ordering::Acquire);
         (refused_until > at).then(|| {
             Err(Rejection {
                 quota,
                 retry_after: Duration::from_nanos(refused_until - at),
+                reset: Duration::from_nanos(
+                    held.whole_at.load(Ordering::Acquire).saturating_sub(at),
+                ),
             })
         })
     }
@@ -231,7 +266,7 @@ impl<K: Key> RedisKeyed<K> {
     pub fn check<'a>(&'a self, key: &'a K) -> Check<'a> {
         let table = self.table.load();
         let Some((quota, held)) = table.held(key) else {
-            return Check::Decided(Ok(()));
+            return Check::Decided(Ok(None));
         };
         if let Some(decided) = held.and_then(|held| self.decide_local(quota, &held, Instant::now()))
         {
@@ -244,7 +279,42 @@ impl<K: Key> RedisKeyed<K> {
         Check::Pending(Box::pin(self.take_batch(key, quota)))
     }
 
-    async fn take_batch(&self, key: &K, quota: Quota) -> Result<(), Rejection> {
+    /// Where `key` stands, spending nothing: the shared state as Redis has it now, plus the calls
+    /// this replica holds; `None`: the key is not limited. One read of Redis (none while it is
+    /// known to be down: then the fallback's view).
+    pub async fn peek(&self, key: &K) -> Option<Standing> {
+        let (quota, _) = self.table.load().held(key)?;
+        if self.redis.down() {
+            return self.fallback.peek(key);
+        }
+        let invocation = self
+            .peek
+            .key(format!("{}{}", self.key_prefix, key.as_str()));
+        let ahead = self
+            .redis
+            .run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
+            .await;
+        let Ok(ahead_us) = ahead else {
+            return self.fallback.peek(key);
+        };
+        let at = self.ns(Instant::now());
+        let whole_at = at.saturating_add(ahead_us.saturating_mul(1_000));
+        let table = self.table.load();
+        let left = table
+            .held(key)
+            .filter(|(now_quota, _)| *now_quota == quota)
+            .and_then(|(_, held)| held)
+            .map_or(0, |held| {
+                if held.until.load(Ordering::Acquire) > at {
+                    held.left.load(Ordering::Acquire)
+                } else {
+                    0
+                }
+            });
+        Some(Self::standing(quota, whole_at, left, at))
+    }
+
+    async fn take_batch(&self, key: &K, quota: Quota) -> Verdict {
         let taking = {
             let table = self.table.load();
             match table.each.get(key) {
@@ -276,7 +346,7 @@ impl<K: Key> RedisKeyed<K> {
         let sent = Instant::now();
         let taken = self
             .redis
-            .run(|mut c| async move { invocation.invoke_async::<(u32, u64)>(&mut c).await })
+            .run(|mut c| async move { invocation.invoke_async::<(u32, u64, u64)>(&mut c).await })
             .await;
         let now = Instant::now();
         let table = self.table.load();
@@ -286,23 +356,34 @@ impl<K: Key> RedisKeyed<K> {
             .filter(|(now_quota, _)| *now_quota == quota)
             .and_then(|(_, held)| held);
         match taken {
-            Ok((0, wait_us)) => {
+            Ok((0, wait_us, ahead_us)) => {
                 let retry_after = Duration::from_micros(wait_us);
+                let reset = Duration::from_micros(ahead_us);
                 if let Some(held) = held {
+                    held.whole_at.store(self.ns(now + reset), Ordering::Release);
                     held.refused_until
                         .store(self.ns(now + retry_after), Ordering::Release);
                 }
-                Err(Rejection { quota, retry_after })
+                Err(Rejection {
+                    quota,
+                    retry_after,
+                    reset,
+                })
             }
-            Ok((got, _)) => {
-                if let Some(held) = held {
-                    // The count first: a reader that sees the new lifetime sees these calls.
-                    held.left.store(got - 1, Ordering::Release);
-                    held.until
-                        .store(self.ns(sent + LEASE_LIFE), Ordering::Release);
-                    held.refused_until.store(0, Ordering::Release);
-                }
-                Ok(())
+            Ok((got, _, ahead_us)) => {
+                let at = self.ns(now);
+                let whole_at = self.ns(now + Duration::from_micros(ahead_us));
+                let standing = Self::standing(quota, whole_at, got - 1, at);
+                let Some(held) = held else {
+                    return Ok(Some(standing));
+                };
+                held.whole_at.store(whole_at, Ordering::Release);
+                // The count first: a reader that sees the new lifetime sees these calls.
+                held.left.store(got - 1, Ordering::Release);
+                held.until
+                    .store(self.ns(sent + LEASE_LIFE), Ordering::Release);
+                held.refused_until.store(0, Ordering::Release);
+                Ok(Some(standing))
             }
             Err(_) => self.fallback.decide(key),
         }

@@ -4,20 +4,23 @@
 
 use std::{collections::HashMap, fmt};
 
+use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 
-use super::{TenantCheck, TenantLimits, TenantRejection};
+use super::{TenantCheck, TenantLimits};
 use crate::{
     domain::TenantId,
-    limits::keyed::{GovernorKeyed, Quota, Quotas},
+    limits::keyed::{GovernorKeyed, Quota, Quotas, Standing, Verdict},
 };
 
-pub struct GovernorTenantLimits<C: Clock = DefaultClock>(GovernorKeyed<TenantId, C>);
+pub struct GovernorTenantLimits<C: Clock = DefaultClock> {
+    keyed: GovernorKeyed<TenantId, C>,
+}
 
 impl<C: Clock> fmt::Debug for GovernorTenantLimits<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("GovernorTenantLimits")
-            .field(&self.0)
+            .field(&self.keyed)
             .finish()
     }
 }
@@ -28,18 +31,20 @@ impl GovernorTenantLimits<DefaultClock> {
     }
 }
 
-impl<C: Clock + Clone> GovernorTenantLimits<C> {
+impl<C: Clock> GovernorTenantLimits<C> {
     pub fn with_clock(default: Quota, overrides: HashMap<TenantId, Quota>, clock: C) -> Self {
         let quotas = Quotas {
             default: Some(default),
             each: overrides,
         };
-        Self(GovernorKeyed::with_clock(quotas, clock))
+        Self {
+            keyed: GovernorKeyed::with_clock(quotas, clock),
+        }
     }
 
-    /// The decision, at once (in-process state only).
-    pub fn decide(&self, tenant: &TenantId) -> Result<(), TenantRejection> {
-        self.0.decide(tenant)
+    /// The decision, at once (in-process state only), and where the tenant stands after it.
+    pub fn decide(&self, tenant: &TenantId) -> Verdict {
+        self.keyed.decide(tenant)
     }
 }
 
@@ -52,18 +57,22 @@ where
         TenantCheck::Decided(self.decide(tenant))
     }
 
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(std::future::ready(self.keyed.peek(tenant)))
+    }
+
     /// Forgets tenants whose quota is full again, so that a flood of distinct ids cannot grow
     /// memory without bound. Overrides are configured, not learned, and stay.
     fn evict_idle(&self) {
-        self.0.evict_idle();
+        self.keyed.evict_idle();
     }
 
     fn tracked(&self) -> usize {
-        self.0.tracked()
+        self.keyed.tracked()
     }
 
     fn reconfigure(&self, default: Quota, overrides: HashMap<TenantId, Quota>) {
-        self.0.reconfigure(Quotas {
+        self.keyed.reconfigure(Quotas {
             default: Some(default),
             each: overrides,
         });

@@ -11,10 +11,12 @@ mod redis;
 
 use std::{collections::HashMap, fmt};
 
+use futures_util::future::BoxFuture;
+
 pub use governor::GovernorTenantLimits;
 pub use redis::RedisTenantLimits;
 
-use super::keyed::{Check, Quota, Rejection};
+use super::keyed::{Check, Quota, Rejection, Standing};
 use crate::domain::TenantId;
 
 /// A tenant over its quota: when it may call again.
@@ -28,6 +30,11 @@ pub type TenantCheck<'a> = Check<'a>;
 pub trait TenantLimits: Send + Sync + fmt::Debug {
     /// Spends one call of the tenant's quota, or says how long until one is free.
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a>;
+
+    /// Where the tenant stands, spending nothing (`GetQuota`): at once in process, one read of
+    /// the store when shared. (Every tenant is limited: `None` only for a backend without a
+    /// default quota.)
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>>;
 
     /// Forgets tenants whose state no longer matters (their quota is full again), so that a
     /// flood of distinct ids cannot grow memory without bound. Called periodically.

@@ -5,10 +5,12 @@
 
 use std::{collections::HashMap, fmt};
 
+use futures_util::future::BoxFuture;
+
 use super::{TenantCheck, TenantLimits};
 use crate::{
     domain::TenantId,
-    limits::keyed::{Kind, Quota, Quotas, RedisKeyed},
+    limits::keyed::{Kind, Quota, Quotas, RedisKeyed, Standing},
     store::Redis,
 };
 
@@ -39,6 +41,10 @@ impl RedisTenantLimits {
 impl TenantLimits for RedisTenantLimits {
     fn check<'a>(&'a self, tenant: &'a TenantId) -> TenantCheck<'a> {
         self.0.check(tenant)
+    }
+
+    fn peek<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Option<Standing>> {
+        Box::pin(self.0.peek(tenant))
     }
 
     fn evict_idle(&self) {

@@ -16,6 +16,9 @@ use crate::domain::Action;
 
 /// The service's methods, labelled as go-grpc-middleware labels them: one per CAMS action.
 const GRPC_SERVICE: &str = "cams.flows.v1.FlowService";
+/// QuotaService, and its one method, beside FlowService's.
+const QUOTA_SERVICE: &str = "cams.flows.v1.QuotaService";
+const QUOTA_METHOD: &str = "GetQuota";
 const GRPC_TYPE: &str = "unary";
 
 /// A cache hit is answered in a fraction of a millisecond; the finer buckets tell hits apart from
@@ -31,8 +34,8 @@ struct Method {
     handling: Histogram,
 }
 
-/// Indexed by [`Action::index`].
-pub(super) struct Calls([Method; 4]);
+/// FlowService's methods, indexed by [`Action::index`], and QuotaService's GetQuota.
+pub(super) struct Calls([Method; 4], Method);
 
 impl Calls {
     pub(super) fn register(registry: &mut Registry) -> Self {
@@ -57,11 +60,11 @@ impl Calls {
             "Time from a call's arrival to its answer, in seconds",
             handling_family.clone(),
         );
-        Self(Action::ALL.map(|action| {
+        let method = |service: &str, method: &str| {
             let grpc = labels([
                 ("grpc_type", GRPC_TYPE),
-                ("grpc_service", GRPC_SERVICE),
-                ("grpc_method", action.grpc_method()),
+                ("grpc_service", service),
+                ("grpc_method", method),
             ]);
             Method {
                 started: started_family.get_or_create_owned(&grpc),
@@ -72,11 +75,31 @@ impl Calls {
                 }),
                 handling: handling_family.get_or_create_owned(&grpc),
             }
-        }))
+        };
+        Self(
+            Action::ALL.map(|action| method(GRPC_SERVICE, action.grpc_method())),
+            method(QUOTA_SERVICE, QUOTA_METHOD),
+        )
     }
 }
 
 impl Metrics {
+    /// A GetQuota call has arrived.
+    pub fn quota_call_started(&self) {
+        if let Some(inner) = &self.0 {
+            inner.calls.1.started.inc();
+        }
+    }
+
+    /// A GetQuota call has been answered with `code` after `elapsed`.
+    pub fn quota_call_handled(&self, code: tonic::Code, elapsed: Duration) {
+        if let Some(inner) = &self.0 {
+            let method = &inner.calls.1;
+            method.handled[grpc_code_index(code)].inc();
+            method.handling.observe(elapsed.as_secs_f64());
+        }
+    }
+
     /// A call of the RPC serving `action` has arrived.
     pub fn call_started(&self, action: Action) {
         if let Some(inner) = &self.0 {

@@ -1,6 +1,6 @@
-//! The calls the gateway refused itself, by reason and tenant. Only the tenants named in the
-//! configuration get a `tenant` value of their own; every other caller counts as `_other`, so
-//! that no id a caller sends can add a series.
+//! The calls the gateway refused itself, by reason and tenant, and those a limit in shadow would
+//! have refused. Only the tenants named in the configuration get a `tenant` value of their own;
+//! every other caller counts as `_other`, so that no id a caller sends can add a series.
 
 use std::collections::HashMap;
 
@@ -18,6 +18,9 @@ use crate::domain::TenantId;
 pub(super) struct Rejections {
     /// `tenant index × reason`; index 0 is `_other`.
     rows: Vec<[Counter; 11]>,
+    /// `tenant index × reason` of the would-be refusals of limits in shadow (the caller's and the
+    /// tenant's), by [`shadow_index`].
+    shadow: Vec<[Counter; 2]>,
     /// Named tenants by their `CustSpaceId`, to their row in `rows`.
     tenants: HashMap<String, usize>,
 }
@@ -46,6 +49,24 @@ impl Rejections {
                 name => name.to_owned(),
             });
         }
+        let shadow_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "cams_flows_shadow_rejections",
+            "Calls a limit in shadow would have refused and let through, by reason (the ErrorInfo \
+             reason an enforced limit gives) and tenant (named tenants only, the rest as _other)",
+            shadow_family.clone(),
+        );
+        let shadow = tenant_names
+            .iter()
+            .map(|tenant| {
+                SHADOWED.map(|reason| {
+                    shadow_family.get_or_create_owned(&labels([
+                        ("reason", reason.as_str()),
+                        ("tenant", tenant),
+                    ]))
+                })
+            })
+            .collect();
         let rows = tenant_names
             .iter()
             .map(|tenant| {
@@ -59,12 +80,33 @@ impl Rejections {
             .collect();
         Self {
             rows,
+            shadow,
             tenants: tenant_index,
         }
     }
 }
 
+/// The refusals a limit in shadow can stand in for.
+const SHADOWED: [Rejection; 2] = [Rejection::CallerRateLimited, Rejection::TenantRateLimited];
+
+fn shadow_index(reason: Rejection) -> Option<usize> {
+    SHADOWED.iter().position(|r| *r == reason)
+}
+
 impl Metrics {
+    /// A limit in shadow would have refused a call for `tenant` (the raw `CustSpaceId`) for
+    /// `reason`, and let it through; labelled like [`Self::rejected`].
+    pub fn shadow_rejected(&self, reason: Rejection, tenant: &str) {
+        if let Some(inner) = &self.0 {
+            let rejections = &inner.rejections;
+            let index = rejections.tenants.get(tenant).copied().unwrap_or(0);
+            if let (Some(row), Some(reason)) = (rejections.shadow.get(index), shadow_index(reason))
+            {
+                row[reason].inc();
+            }
+        }
+    }
+
     /// The gateway refused a call for `tenant` (the raw `CustSpaceId`, which may not even be
     /// valid): labelled with the tenant only if it is named in the configuration.
     pub fn rejected(&self, reason: Rejection, tenant: &str) {
