@@ -93,6 +93,10 @@ struct PurgeArgs {
     /// How long to wait for the gateway's answer, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
+    /// Send the API key without TLS to a gateway on another host (a mesh sidecar that
+    /// encrypts, say); without it, the key goes in cleartext only to this host.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,6 +184,7 @@ async fn purge_cached(args: PurgeArgs) -> ExitCode {
         client_cert: args.cert_file.zip(args.key_file),
         server_name: args.server_name,
         timeout: std::time::Duration::from_millis(args.timeout_ms),
+        plaintext: args.plaintext,
     };
     match purge(&order).await {
         Ok(purged) => {

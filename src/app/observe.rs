@@ -32,7 +32,7 @@ pub(super) fn metrics(config: &crate::config::Config) -> Metrics {
                 .tenants
                 .keys()
                 .chain(config.limits.weights.keys())
-                .chain(&config.limits.shadow.tenants),
+                .chain(config.limits.shadow.tenants.keys()),
         )
     } else {
         Metrics::disabled()

@@ -34,6 +34,8 @@ pub struct PurgeOrder {
     /// The name the gateway's certificate must carry, when not the target's host.
     pub server_name: Option<String>,
     pub timeout: Duration,
+    /// Whether an API key may go without TLS to another host (`--plaintext`).
+    pub plaintext: bool,
 }
 
 /// Why the purge did not happen, in words for an operator.
@@ -112,6 +114,15 @@ async fn connect(order: &PurgeOrder) -> Result<Channel, PurgeError> {
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| PurgeError::Usage(format!("--target {:?}: {e}", order.target)))?
         .connect_timeout(order.timeout);
+    let host = endpoint.uri().host().unwrap_or_default();
+    if order.api_key.is_some() && !tls && !order.plaintext && !on_this_host(host) {
+        // An admin key read off the wire purges every tenant it names: it goes in cleartext
+        // only where nobody else can see it, or where the operator says a sidecar encrypts.
+        return Err(PurgeError::Usage(format!(
+            "refusing to send the API key without TLS to {host}: dial https:// or give \
+             --ca-file, or --plaintext if something on the way encrypts (a mesh sidecar)"
+        )));
+    }
     if tls {
         let Some(ca) = &order.ca_file else {
             return Err(PurgeError::Usage(
@@ -145,4 +156,72 @@ async fn connect(order: &PurgeOrder) -> Result<Channel, PurgeError> {
 
 fn read(path: &PathBuf, flag: &str) -> Result<Vec<u8>, PurgeError> {
     std::fs::read(path).map_err(|e| PurgeError::Usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Whether `host` (a URI's host: a name, an address, `[v6]`) is this machine's loopback.
+fn on_this_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(target: &str, plaintext: bool) -> PurgeOrder {
+        PurgeOrder {
+            target: target.into(),
+            tenant: Some("t".into()),
+            flows: Vec::new(),
+            api_key: Some(SecretString::from("admin-key")),
+            ca_file: None,
+            client_cert: None,
+            server_name: None,
+            timeout: Duration::from_millis(200),
+            plaintext,
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_host() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(on_this_host(host), "{host}");
+        }
+        for host in ["gateway.internal", "10.0.0.7", "[2001:db8::1]", ""] {
+            assert!(!on_this_host(host), "{host}");
+        }
+    }
+
+    /// The key is never sent in cleartext to another host unless the operator says so; the
+    /// refusal comes before any connection and does not show the key.
+    #[tokio::test]
+    async fn an_api_key_goes_without_tls_to_another_host_only_with_plaintext() {
+        let refused = purge(&order("gateway.internal:50051", false))
+            .await
+            .expect_err("refused");
+        let said = refused.to_string();
+        assert!(matches!(refused, PurgeError::Usage(_)), "{said}");
+        assert!(
+            said.contains("--plaintext") && !said.contains("admin-key"),
+            "{said}"
+        );
+        // With --plaintext it dials (and, with nothing there, cannot reach it).
+        let unreachable = purge(&order("http://192.0.2.1:9", true))
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            matches!(unreachable, PurgeError::Unreachable { .. }),
+            "{unreachable}"
+        );
+    }
 }

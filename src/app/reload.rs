@@ -80,6 +80,9 @@ impl ConfigReload {
 
         let mut auth = new.auth;
         auth.mode = running.auth.mode;
+        // Whether the anonymous caller is an admin follows the running process (the sandbox is
+        // chosen at start), never a file that claims to be the sandbox's.
+        auth.anonymous_admin = running.auth.anonymous_admin;
         live.auth.reconfigure(auth.clone());
 
         let mut cache = new.cache;
@@ -130,7 +133,30 @@ impl Reload for ConfigReload {
 
     fn reload(&self, cause: Cause) {
         match self.source.load() {
-            Ok(config) => self.apply(config, cause),
+            Ok(config) => {
+                let mode = self
+                    .running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .auth
+                    .mode;
+                if config.auth.mode != mode {
+                    // The keys and identities were validated for the new mode: applied under
+                    // the running one they would refuse every caller (api_key with no keys,
+                    // mtls with no identities). The mode needs a restart, so the file does.
+                    self.live.metrics.config_reloaded(false);
+                    tracing::error!(
+                        cause = cause.as_str(),
+                        key = "auth.mode",
+                        running = mode.as_str(),
+                        file = config.auth.mode.as_str(),
+                        "configuration reload refused: auth.mode changed, which needs a restart; \
+                         the running settings stay"
+                    );
+                    return;
+                }
+                self.apply(config, cause)
+            }
             Err(error) => {
                 self.live.metrics.config_reloaded(false);
                 tracing::error!(

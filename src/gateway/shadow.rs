@@ -79,9 +79,9 @@ impl Shadow {
         self.limits.load().tenant(tenant)
     }
 
-    /// Whether a caller's limit is in shadow: its own entry says so, or every limit is.
-    pub(crate) fn caller(&self, own: bool) -> bool {
-        own || self.limits.load().all
+    /// Whether a caller's limit is in shadow: as its own entry says, else as every limit is.
+    pub(crate) fn caller(&self, own: Option<bool>) -> bool {
+        own.unwrap_or(self.limits.load().all)
     }
 
     /// A limit in shadow would have refused a call of `caller` for `tenant` (as sent): counted,
@@ -207,23 +207,26 @@ mod tests {
         let some = Shadow::new(
             ShadowLimits {
                 all: false,
-                tenants: [vip.clone()].into(),
+                tenants: [(vip.clone(), true)].into(),
             },
             Metrics::disabled(),
         );
         assert!(some.tenant(&vip) && !some.tenant(&other));
-        assert!(some.caller(true) && !some.caller(false));
+        assert!(some.caller(Some(true)) && !some.caller(Some(false)) && !some.caller(None));
+        // Under limits.shadow, an entry's explicit false keeps its limit enforced.
         let all = Shadow::new(
             ShadowLimits {
                 all: true,
-                ..ShadowLimits::default()
+                tenants: [(vip.clone(), false)].into(),
             },
             Metrics::disabled(),
         );
-        assert!(all.tenant(&other) && all.caller(false));
+        assert!(all.tenant(&other) && all.caller(None));
+        assert!(!all.tenant(&vip), "the tenant's own shadow = false");
+        assert!(!all.caller(Some(false)), "the key's own shadow = false");
         all.reconfigure(ShadowLimits::default());
         assert!(
-            !all.tenant(&other) && !all.caller(false),
+            !all.tenant(&other) && !all.caller(None),
             "a reload lifts them"
         );
     }

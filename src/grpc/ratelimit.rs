@@ -59,13 +59,8 @@ fn render(limits: [Option<(&str, &Standing)>; 2]) -> Option<(String, String)> {
         if !policy.is_empty() {
             policy.push_str(", ");
         }
-        let quota = standing.quota;
-        let _ = write!(
-            policy,
-            "\"{name}\";q={};w={}",
-            quota.burst,
-            window_secs(quota.rps, quota.burst.get())
-        );
+        let (q, w) = policy_of(standing.quota.rps, standing.quota.burst.get());
+        let _ = write!(policy, "\"{name}\";q={q};w={w}");
         binding = match binding {
             Some(held) if !binds_before(standing, held.1) => Some(held),
             _ => Some((name, standing)),
@@ -88,8 +83,22 @@ fn binds_before(a: &Standing, b: &Standing) -> bool {
     (a.remaining, std::cmp::Reverse(a.reset)) < (b.remaining, std::cmp::Reverse(b.reset))
 }
 
-/// The draft's window of a GCRA: the time a spent burst takes to come back, whole seconds
-/// rounded up, at least 1.
+/// The draft's quota and window of a GCRA: the window is the time a spent burst takes to come
+/// back, whole seconds rounded up, at least 1; the quota is the burst, or the calls the rate
+/// gives in that window when more (a rate of 50 with a burst of 10 is `q=50;w=1`, not a
+/// policy of 10 calls a second that a client following the draft would hold itself to).
+fn policy_of(rps: f64, burst: u32) -> (u64, u64) {
+    let w = window_secs(rps, burst);
+    let by_rate = (rps * w as f64).floor();
+    let q = if by_rate.is_finite() && by_rate > f64::from(burst) {
+        by_rate as u64
+    } else {
+        u64::from(burst)
+    };
+    (q, w)
+}
+
+/// The time a spent burst takes to come back, whole seconds rounded up, at least 1.
 fn window_secs(rps: f64, burst: u32) -> u64 {
     let secs = (f64::from(burst) / rps).ceil();
     if secs.is_finite() && secs >= 1.0 {
@@ -178,6 +187,18 @@ mod tests {
         assert_eq!(window_secs(2.0, 3), 2, "1.5 s");
         assert_eq!(window_secs(100.0, 1), 1, "at least a second");
         assert_eq!(window_secs(0.1, 1), 10);
+        assert_eq!(policy_of(5.0, 5), (5, 1));
+        assert_eq!(policy_of(0.01, 10), (10, 1000));
+        assert_eq!(
+            policy_of(50.0, 10),
+            (50, 1),
+            "the rate, not the burst, in a second"
+        );
+        assert_eq!(
+            policy_of(2.0, 3),
+            (4, 2),
+            "1.5 s rounded up: two seconds of the rate"
+        );
         assert_eq!(ceil_secs(Duration::ZERO), 0);
         assert_eq!(ceil_secs(Duration::from_nanos(1)), 1);
         assert_eq!(ceil_secs(Duration::from_secs(2)), 2);

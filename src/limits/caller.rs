@@ -105,9 +105,9 @@ impl CallerLimits for RedisCallerLimits {
 pub struct CallerLimit {
     name: Arc<str>,
     limits: Arc<dyn CallerLimits>,
-    /// Evaluated and counted, never refusing (`shadow` on the caller's entry, or
-    /// `limits.shadow`).
-    shadow: bool,
+    /// Whether the caller's own entry puts its limit in shadow (evaluated and counted, never
+    /// refusing) or keeps it enforced; `None`: as `limits.shadow` says.
+    shadow: Option<bool>,
 }
 
 impl fmt::Debug for CallerLimit {
@@ -125,17 +125,18 @@ impl CallerLimit {
         Self {
             name,
             limits,
-            shadow: false,
+            shadow: None,
         }
     }
 
-    /// The limit in shadow: evaluated and counted, never refusing.
-    pub fn shadowed(mut self, shadow: bool) -> Self {
+    /// Whether the caller's own entry puts its limit in shadow (evaluated and counted, never
+    /// refusing) or keeps it enforced; `None`: as `limits.shadow` says.
+    pub fn shadowed(mut self, shadow: Option<bool>) -> Self {
         self.shadow = shadow;
         self
     }
 
-    pub fn is_shadow(&self) -> bool {
+    pub fn is_shadow(&self) -> Option<bool> {
         self.shadow
     }
 

@@ -8,11 +8,7 @@ pub mod caller;
 pub mod keyed;
 pub mod tenant;
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use account::{
     AccountGate, AccountLimits, AccountQuota, AccountQuotas, AccountRejection, Busy, Claim, Class,
@@ -65,15 +61,16 @@ pub struct LimitsConfig {
 pub struct ShadowLimits {
     /// Every tenant's and every caller's limit (`limits.shadow`).
     pub all: bool,
-    /// These tenants' limits (`limits.tenants."<id>".shadow`). A caller's own is on its
-    /// `[[auth.keys]]` or `[[auth.identities]]` entry.
-    pub tenants: HashSet<TenantId>,
+    /// Tenants whose own entry says (`limits.tenants."<id>".shadow`), either way: `false` keeps
+    /// a tenant enforced under `limits.shadow`. A caller's own is on its `[[auth.keys]]` or
+    /// `[[auth.identities]]` entry.
+    pub tenants: HashMap<TenantId, bool>,
 }
 
 impl ShadowLimits {
     /// Whether `tenant`'s limit is in shadow.
     pub fn tenant(&self, tenant: &TenantId) -> bool {
-        self.all || self.tenants.contains(tenant)
+        self.tenants.get(tenant).copied().unwrap_or(self.all)
     }
 }
 

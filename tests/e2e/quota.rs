@@ -490,7 +490,10 @@ async fn a_tenant_in_shadow_would_refuse_what_enforced_refuses() {
         |shadowed| {
             let shadow = ShadowLimits {
                 all: false,
-                tenants: shadowed.then(|| tenant("t-shadow")).into_iter().collect(),
+                tenants: shadowed
+                    .then(|| (tenant("t-shadow"), true))
+                    .into_iter()
+                    .collect(),
             };
             limited(TestApp::builder(), "t-shadow", quota(0.01, 5), shadow)
         },
@@ -511,7 +514,7 @@ async fn a_caller_in_shadow_would_refuse_what_enforced_refuses() {
                 ..CallerQuotas::default()
             };
             if shadowed {
-                callers.shadowed.insert("billing".to_owned());
+                callers.shadowed.insert("billing".to_owned(), true);
             }
             limited(
                 TestApp::builder(),
@@ -536,7 +539,7 @@ async fn every_limit_in_shadow_with_redis_would_refuse_what_enforced_refuses() {
         |shadowed| {
             let shadow = ShadowLimits {
                 all: shadowed,
-                tenants: HashSet::new(),
+                tenants: HashMap::new(),
             };
             shared(
                 limited(TestApp::builder(), "t-redis", quota(0.01, 5), shadow),
@@ -634,11 +637,11 @@ async fn a_would_be_refusal_is_charged_to_enforced_limits_only() {
             ..CallerQuotas::default()
         };
         if key {
-            callers.shadowed.insert("billing".to_owned());
+            callers.shadowed.insert("billing".to_owned(), true);
         }
         let shadow = ShadowLimits {
             all: every,
-            tenants: HashSet::new(),
+            tenants: HashMap::new(),
         };
         limited(TestApp::builder(), SPACE, quota(0.01, 3), shadow)
             .auth(api_key(callers))

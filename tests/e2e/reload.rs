@@ -474,6 +474,25 @@ async fn a_key_added_by_a_reload_is_accepted_and_a_key_removed_is_refused() {
         .await
         .expect_err("the removed key");
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Another mode needs a restart: a file that changes it is refused whole, rather than its
+    // keys (none, for mode none) applied under the running api_key mode, refusing everyone.
+    let errors = gateway.reloads("error").await;
+    gateway.write("[auth]\nmode = \"none\"\n");
+    let outcome = hangup(&gateway.running).await;
+    assert_eq!(outcome["level"], "ERROR", "{outcome}");
+    assert_eq!(outcome["key"], "auth.mode", "{outcome}");
+    assert!(
+        gateway.reloads("error").await > errors,
+        "counted as an error"
+    );
+    call("key-second-0123456789")
+        .await
+        .expect("the running keys stay");
+    let refused = call("key-first-0123456789")
+        .await
+        .expect_err("still api_key mode");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 }
 
 // ---- cache ----

@@ -192,8 +192,8 @@ impl AuthSettings {
             if let Some(q) = caller_quota(&key(""), k.rps, k.burst, default_quota)? {
                 callers.by_name.insert(k.name.clone(), q);
             }
-            if k.shadow == Some(true) {
-                callers.shadowed.insert(k.name.clone());
+            if let Some(own) = k.shadow {
+                callers.shadowed.insert(k.name.clone(), own);
             }
             if let Some(w) = k.weight {
                 weights.insert(Arc::from(k.name.as_str()), weight(&key("weight"), w)?);
@@ -220,8 +220,8 @@ impl AuthSettings {
             if let Some(q) = caller_quota(&key(""), id.rps, id.burst, default_quota)? {
                 callers.by_name.insert(id.id.clone(), q);
             }
-            if id.shadow == Some(true) {
-                callers.shadowed.insert(id.id.clone());
+            if let Some(own) = id.shadow {
+                callers.shadowed.insert(id.id.clone(), own);
             }
             if let Some(w) = id.weight {
                 weights.insert(Arc::from(id.id.as_str()), weight(&key("weight"), w)?);

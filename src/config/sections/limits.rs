@@ -1,7 +1,7 @@
 //! `[limits]`: the account's CAMS quota and each tenant's share of it.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     num::NonZeroU32,
     time::Duration,
 };
@@ -126,7 +126,7 @@ impl LimitsSettings {
         let mut weights = HashMap::new();
         let mut shadow = ShadowLimits {
             all: self.shadow,
-            tenants: HashSet::new(),
+            tenants: HashMap::new(),
         };
         for (id, t) in &self.tenants {
             let key = format!("limits.tenants.{id:?}");
@@ -134,8 +134,8 @@ impl LimitsSettings {
             if let Some(w) = t.weight {
                 weights.insert(tenant_id.clone(), weight(&format!("{key}.weight"), w)?);
             }
-            if t.shadow == Some(true) {
-                shadow.tenants.insert(tenant_id.clone());
+            if let Some(own) = t.shadow {
+                shadow.tenants.insert(tenant_id.clone(), own);
             }
             if t.rps.is_some() || t.burst.is_some() {
                 let q = tenant_override(&key, t, tenant, uncached_account_rps)?;
@@ -218,6 +218,10 @@ fn tenant_override(
 
 /// `uncached_account_rps` is the account's rate when every call goes to CAMS (no cache), which
 /// no tenant can exceed.
+/// The lowest rate a limit may have: below it a call's spacing outgrows what a limiter counts
+/// in (and a typo such as `1e-20` is more likely than a wish for one call in a thousand years).
+const MIN_RPS: f64 = 1.0 / 86_400.0;
+
 pub(super) fn quota(
     rps_key: &str,
     burst_key: &str,
@@ -225,8 +229,13 @@ pub(super) fn quota(
     burst: u32,
     uncached_account_rps: Option<u32>,
 ) -> Result<Quota, ConfigError> {
-    if !rps.is_finite() || rps <= 0.0 {
-        return Err(bad(rps_key, format!("{rps} must be a positive number")));
+    if !rps.is_finite() || rps < MIN_RPS {
+        return Err(bad(
+            rps_key,
+            format!(
+                "{rps} must be a positive number of calls per second, at least one a day (0.0000116)"
+            ),
+        ));
     }
     if let Some(account_rps) = uncached_account_rps.filter(|a| rps > f64::from(*a)) {
         return Err(bad(

@@ -132,8 +132,13 @@ fn shadow_limits_from_the_file_the_flag_and_the_environment() {
         "shadow alone overrides no quota"
     );
     let shadowed = &c.auth.callers.shadowed;
-    assert!(shadowed.contains("billing") && shadowed.contains("spiffe://x/batch"));
-    assert!(!shadowed.contains("reports"));
+    assert_eq!(shadowed.get("billing"), Some(&true));
+    assert_eq!(shadowed.get("spiffe://x/batch"), Some(&true));
+    assert_eq!(
+        shadowed.get("reports"),
+        Some(&false),
+        "an explicit false is kept, to hold the key enforced under limits.shadow"
+    );
 
     let c = resolve_file("").expect("defaults");
     assert_eq!(c.limits.shadow, crate::limits::ShadowLimits::default());

@@ -96,6 +96,12 @@ fn errors_name_the_key() {
         ("[limits]\naccount_rps = 0\n", "limits.account_rps"),
         ("[limits]\naccount_rps = 1000001\n", "limits.account_rps"),
         ("[limits]\ntenant_rps = -1\n", "limits.tenant_rps"),
+        // A rate so low its spacing would not fit a limiter's clock (a typo, not a wish).
+        ("[limits]\ntenant_rps = 1e-20\n", "limits.tenant_rps"),
+        (
+            "[limits.tenants.\"t\"]\nrps = 1e-9\n",
+            "limits.tenants.\"t\".rps",
+        ),
         (
             "[cache]\nttl_ms = 0\n[limits]\ntenant_rps = 6\n",
             "limits.tenant_rps",

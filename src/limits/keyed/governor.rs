@@ -25,7 +25,11 @@ impl Quota {
     /// The spacing of calls at the sustained rate. Validated at startup: rps is finite and
     /// positive, so the period is too.
     pub(crate) fn period(self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rps).max(Duration::from_nanos(1))
+        // Validation bounds rps from below; saturating keeps a rate that slipped past it from
+        // panicking on a request's path.
+        Duration::try_from_secs_f64(1.0 / self.rps)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_nanos(1))
     }
 }
 
