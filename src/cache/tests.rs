@@ -122,10 +122,10 @@ async fn the_refresh_window_and_jitter_never_pass_the_preview_url() {
     .expect("on");
     let expires = start + Duration::from_secs(10);
     for _ in 0..50 {
-        let entry = cache.entry(answer(Some(expires))).expect("kept");
+        let entry = cache.entry(answer(Some(expires)), None).expect("kept");
         assert!(entry.refresh_at <= entry.fresh_until);
         assert!(entry.fresh_until <= expires && entry.usable_until <= expires);
-        let plain = cache.entry(answer(None)).expect("kept");
+        let plain = cache.entry(answer(None), None).expect("kept");
         let ttl = plain.fresh_until.duration_since(start).expect("after");
         assert!(
             ttl >= Duration::from_secs(27) && ttl <= Duration::from_secs(33),
@@ -278,6 +278,29 @@ async fn an_answer_fetched_across_a_purge_is_not_kept() {
     cache
         .keep(key("a"), answer(None), WritePermit::alone(), cache.epoch())
         .await;
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh { .. }
+    ));
+}
+
+/// An entry read from the shared tier while a purge dropped this replica's copies (a wait on
+/// another replica's fetch, then the read of its answer) is served, not kept here.
+#[tokio::test]
+async fn an_entry_adopted_across_a_purge_is_not_kept() {
+    let cache = FlowCache::new(config(30, 0), None, crate::clock::system()).expect("on");
+    let tenant = purge::Scope::tenant(TenantId::parse("a").expect("tenant"));
+    let entry = cache.entry(answer(None), None).expect("an entry");
+
+    let before = cache.epoch();
+    cache.purge_local(&tenant).await;
+    cache.adopt(key("a"), entry.clone(), before).await;
+    assert!(
+        matches!(cache.lookup(&key("a")).await, Lookup::Absent),
+        "read before the purge: not kept"
+    );
+
+    cache.adopt(key("a"), entry, cache.epoch()).await;
     assert!(matches!(
         cache.lookup(&key("a")).await,
         Lookup::Fresh { .. }
