@@ -29,6 +29,10 @@ pub struct CachedFlow {
     pub refresh_at: SystemTime,
     /// This process's view of the entry's demand; not shared with other processes.
     pub demand: Arc<Demand>,
+    /// The shared tier's purge mark as the entry's fetch began (`CacheTier::mark`), when this
+    /// process fetched it: what a later put of the entry (a fresher preview URL) is checked
+    /// against. `None` for an entry read from the shared tier, which is then not put back.
+    pub(crate) began: Option<u64>,
 }
 
 /// How much an entry is wanted near the end of its TTL, and whether its refresh has started.

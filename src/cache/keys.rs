@@ -85,6 +85,18 @@ impl SharedKeys {
         )
     }
 
+    /// The number of the last purge of `tenant`'s entries: in the index's slot, so that the
+    /// script that indexes an entry reads it too.
+    pub(crate) fn purged(&self, tenant: &TenantId) -> String {
+        let tenant = tenant.as_str();
+        format!(
+            "{}purged:{{{}:{}:{tenant}}}",
+            self.base,
+            self.account_tag,
+            tenant.len()
+        )
+    }
+
     /// The names of the entries about one flow (GetFlow, its preview URL, its JSON asset).
     pub(crate) fn of_flow(&self, tenant: &TenantId, flow: &FlowId) -> [String; 3] {
         let read = |what: What| {

@@ -125,8 +125,13 @@ impl CacheTier for LocalTier {
         self.lookup(key).await
     }
 
-    async fn put(&self, key: Read, entry: CachedFlow) {
+    /// A purge here is a removal under the same lock as the insert: nothing to compare.
+    async fn put(&self, key: Read, entry: CachedFlow, _began: u64) {
         self.insert(key, entry).await;
+    }
+
+    async fn mark(&self) -> Option<u64> {
+        Some(0)
     }
 
     async fn purge(&self, scope: &Scope) -> Result<u64, StoreError> {
@@ -170,6 +175,7 @@ mod tests {
             usable_until: now + usable_for,
             refresh_at: now + usable_for,
             demand: Arc::default(),
+            began: None,
         }
     }
 

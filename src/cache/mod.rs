@@ -150,6 +150,17 @@ impl FlowCache {
         self.epochs.now()
     }
 
+    /// [`Self::epoch`], with the shared tier's purge mark: what a fetch notes before it asks
+    /// CAMS, so that its answer is kept in neither tier if a purge began since, on any replica.
+    /// Without the mark (Redis did not answer) the answer is kept in this replica's tier only.
+    pub async fn began(&self) -> Epoch {
+        let mut epoch = self.epochs.now();
+        if let Some(shared) = &self.shared {
+            epoch.shared = shared.mark().await;
+        }
+        epoch
+    }
+
     /// Drops what `scope` covers from the shared tier (which tells the other replicas) and from
     /// this replica's. The local tier is purged even when the shared one cannot be, and after
     /// it: a local miss meanwhile would otherwise copy the shared entry back.
@@ -288,41 +299,47 @@ impl FlowCache {
     /// margin of dying, by CAMS's clock): such an answer is passed on, never kept. `permit` is the fetch lock the answer was fetched
     /// under: it is released once the answer is where the waiters will look.
     pub async fn store(&self, key: Read, answer: Arc<Answer>, permit: WritePermit) {
-        self.keep(key, answer, permit, self.epoch()).await;
+        let since = self.began().await;
+        self.keep(key, answer, permit, since).await;
     }
 
     /// [`Self::store`] of an answer whose fetch began at `since`: if a purge began after, the
     /// answer may be what the purge meant to drop, and is passed on, never kept.
     pub async fn keep(&self, key: Read, answer: Arc<Answer>, permit: WritePermit, since: Epoch) {
         let Some(entry) = self
-            .entry(Arc::clone(&answer))
+            .entry(Arc::clone(&answer), since.shared)
             .filter(|_| self.epochs.unchanged_since(since))
         else {
             permit.release().await;
             return;
         };
-        self.freshen_flow(&key, &answer).await;
+        self.freshen_flow(&key, &answer, since).await;
         self.local.insert(key.clone(), entry.clone()).await;
-        match &self.shared {
+        match (&self.shared, since.shared) {
             // The answer need not wait for Redis: the fill, then the release that tells the
-            // replicas waiting for it, run on their own.
-            Some(shared) => {
+            // replicas waiting for it, run on their own. The local epoch alone cannot stop the
+            // fill: a purge may come between its check and the write, or from another replica
+            // whose notice is still on its way; the shared tier refuses an answer fetched
+            // before a purge of its tenant, by the mark.
+            (Some(shared), Some(began)) => {
                 let shared = Arc::clone(shared);
                 let epochs = self.epochs.clone();
                 tokio::spawn(async move {
                     if epochs.unchanged_since(since) {
-                        shared.put(key, entry).await;
+                        shared.put(key, entry, began).await;
                     }
                     permit.release().await;
                 });
             }
-            None => permit.release().await,
+            _ => permit.release().await,
         }
     }
 
     /// A preview URL learnt on its own serves GetFlow too: the cached answer of the same flow
     /// and space, if its URL dies sooner, gets this one (its other fields and times stay).
-    async fn freshen_flow(&self, key: &Read, answer: &Answer) {
+    /// The entry is put back to the shared tier under the mark of its own fetch, older than
+    /// this one's: a purge since (whose notice may not have reached this replica yet) refuses it.
+    async fn freshen_flow(&self, key: &Read, answer: &Answer, since: Epoch) {
         let (Some(flow_key), Some(preview)) = (key.answered_by_flow(), answer.preview_url()) else {
             return;
         };
@@ -336,10 +353,13 @@ impl FlowCache {
             answer: Arc::new(fresher),
             ..entry
         };
+        if !self.epochs.unchanged_since(since) {
+            return;
+        }
         self.local.insert(flow_key.clone(), entry.clone()).await;
-        if let Some(shared) = &self.shared {
+        if let (Some(shared), Some(began)) = (&self.shared, entry.began) {
             let shared = Arc::clone(shared);
-            tokio::spawn(async move { shared.put(flow_key, entry).await });
+            tokio::spawn(async move { shared.put(flow_key, entry, began).await });
         }
     }
 
@@ -372,13 +392,16 @@ impl FlowCache {
         (now < entry.usable_until).then(|| now.duration_since(entry.fetched_at).unwrap_or_default())
     }
 
-    /// Keeps locally an entry another replica fetched.
-    pub async fn adopt(&self, key: Read, entry: CachedFlow) {
-        self.local.insert(key, entry).await;
+    /// Keeps locally an entry another replica fetched, read from the shared tier after `since`
+    /// ([`Self::epoch`]): unless a purge began here since, which the read may have raced.
+    pub async fn adopt(&self, key: Read, entry: CachedFlow, since: Epoch) {
+        if self.epochs.unchanged_since(since) {
+            self.local.insert(key, entry).await;
+        }
     }
 
     /// The times of an answer fetched now, on CAMS's clock.
-    fn entry(&self, answer: Arc<Answer>) -> Option<CachedFlow> {
+    fn entry(&self, answer: Arc<Answer>, began: Option<u64>) -> Option<CachedFlow> {
         let now = self.clock.now();
         let cap = |t: SystemTime| match answer.preview_url_expires() {
             Some(preview_ends) => t.min(servable_until(preview_ends)),
@@ -405,6 +428,7 @@ impl FlowCache {
             usable_until,
             refresh_at,
             demand: Arc::default(),
+            began,
         })
     }
 }

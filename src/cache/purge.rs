@@ -9,14 +9,16 @@
 //!
 //! A notice sent while a replica's subscription is down is lost; each purge also moves the
 //! account's purge counter on, and a replica that subscribes again and finds it moved past the
-//! last notice it heard drops its whole tier ([`follow`]).
+//! last notice it heard (or cannot read it) drops its whole tier ([`follow`]); so does one that
+//! dropped a notice because too many were queued ([`Heard::Missed`]).
 //!
 //! A fetch that was under way when the purge came must not put back the answer it got before
 //! the flow changed: each purge moves the cache's epoch on, a fetch notes the epoch before it
 //! asks CAMS, and an answer fetched under an older epoch is passed to its callers but not kept
-//! (nor is an entry read from the shared tier while a purge ran). What remains is the time a
-//! notice takes to reach another replica: a fetch that ends there in those milliseconds may
-//! still keep its answer, in its own tier and the shared one.
+//! (nor is an entry read from the shared tier while a purge ran). The epoch covers this
+//! replica's tier; the shared tier has a mark of its own, the account's purge counter as the
+//! fetch began, against which it refuses the answer if its tenant was purged since, on any
+//! replica (`redis/mod.rs`).
 
 use std::sync::{
     Arc,
@@ -79,22 +81,29 @@ pub struct Purged {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Epochs(Arc<AtomicU64>);
 
-/// One reading of [`Epochs`].
+/// One reading of [`Epochs`], and of the shared tier's purge mark when the fetch that noted it
+/// asked for one (`FlowCache::began`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Epoch(u64);
+pub struct Epoch {
+    local: u64,
+    pub(crate) shared: Option<u64>,
+}
 
 impl Epochs {
     pub(crate) fn now(&self) -> Epoch {
-        Epoch(self.0.load(Ordering::Acquire))
+        Epoch {
+            local: self.0.load(Ordering::Acquire),
+            shared: None,
+        }
     }
 
     pub(crate) fn advance(&self) {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether no purge began since `then`.
+    /// Whether no purge began here since `then`.
     pub(crate) fn unchanged_since(&self, then: Epoch) -> bool {
-        self.now() == then
+        self.now().local == then.local
     }
 }
 
@@ -121,6 +130,9 @@ pub(crate) enum Heard {
     /// account's purge counter, compared with the last notice heard, tells whether there were
     /// any.
     Subscribed,
+    /// Notices were heard but dropped (too many queued): which entries they covered is not
+    /// known.
+    Missed,
 }
 
 /// The account's purge counter in the shared tier, read by [`follow`].
@@ -203,27 +215,47 @@ pub(crate) async fn follow(
                 }
             }
             Heard::Subscribed => {
-                let Ok(now) = counter.purges_so_far().await else {
-                    continue;
+                let missed = match counter.purges_so_far().await {
+                    Ok(now) => {
+                        let missed = match seen {
+                            Some(before) => now != before,
+                            // Entries cached before the first subscription may predate a purge.
+                            None => cache.local_entries() > 0,
+                        };
+                        seen = Some(now);
+                        missed
+                    }
+                    // Whether purges were missed cannot be known: as if they were.
+                    Err(_) => true,
                 };
-                let missed = match seen {
-                    Some(before) => now != before,
-                    // Entries cached before the first subscription may predate a purge.
-                    None => cache.local_entries() > 0,
-                };
-                seen = Some(now);
                 if missed {
-                    let local = cache.purge_all_local().await;
-                    metrics.purged_everything(local);
+                    let local = dropped_all(&cache, &metrics).await;
                     tracing::warn!(
                         dropped = local,
                         "purges were made while this replica was not subscribed to their \
-                         notices: its own cache is dropped (it refills from the shared cache)"
+                         notices (or the count of purges could not be read): its own cache is \
+                         dropped (it refills from the shared cache)"
                     );
                 }
             }
+            Heard::Missed => {
+                let local = dropped_all(&cache, &metrics).await;
+                tracing::warn!(
+                    dropped = local,
+                    "purge notices were dropped (too many queued): this replica's own cache is \
+                     dropped (it refills from the shared cache)"
+                );
+            }
         }
     }
+}
+
+/// Drops the whole local tier: purges were made that this replica did not hear of, or may have
+/// been. How many entries it held.
+async fn dropped_all(cache: &FlowCache, metrics: &Metrics) -> u64 {
+    let local = cache.purge_all_local().await;
+    metrics.purged_everything(local);
+    local
 }
 
 async fn applied(cache: &FlowCache, notice: &Notice, metrics: &Metrics) {
@@ -279,6 +311,75 @@ mod tests {
         let all = Scope::tenant(tenant("t"));
         assert!(all.covers(&read("t", What::Flow(flow("g")))));
         assert!(!all.covers(&read("", What::Flow(flow("g")))));
+    }
+
+    /// A purge counter that cannot be read.
+    struct Unreadable;
+
+    #[async_trait::async_trait]
+    impl PurgeCounter for Unreadable {
+        async fn purges_so_far(&self) -> Result<u64, crate::store::StoreError> {
+            Err(crate::store::StoreError::NotConnected)
+        }
+    }
+
+    /// What is left in a cache holding one entry after [`follow`] has heard `heard`, then the
+    /// end of the channel.
+    async fn left_after(heard: Vec<Heard>) -> u64 {
+        let cache = FlowCache::new(
+            crate::cache::CacheConfig {
+                ttl: std::time::Duration::from_secs(30),
+                ..crate::cache::CacheConfig::default()
+            },
+            None,
+            crate::clock::system(),
+        )
+        .expect("on");
+        let read = Read::flow(tenant("t"), flow("f"));
+        let answer = Arc::new(crate::domain::Answer {
+            data: crate::domain::Data::Flow(crate::domain::Flow {
+                flow_id: "f".into(),
+                flow_name: "n".into(),
+                raw_status: "DRAFT".into(),
+                raw_categories: Vec::new(),
+                json_version: String::new(),
+                data_api_version: String::new(),
+                preview_url: String::new(),
+                preview_url_expires: None,
+                endpoint_uri: String::new(),
+            }),
+            request_id: "r".into(),
+        });
+        cache
+            .keep(
+                read.clone(),
+                answer,
+                crate::cache::lock::WritePermit::alone(),
+                cache.epoch(),
+            )
+            .await;
+        assert!(cache.local.lookup(&read).await.is_some(), "kept");
+        let (sender, receiver) = mpsc::channel(8);
+        for h in heard {
+            sender.try_send(h).expect("room");
+        }
+        drop(sender);
+        follow(
+            cache.clone(),
+            receiver,
+            Arc::new(Unreadable),
+            ("me".into(), "acct".into()),
+            Metrics::new(std::iter::empty()),
+        )
+        .await;
+        u64::from(cache.local.lookup(&read).await.is_some())
+    }
+
+    #[tokio::test]
+    async fn dropped_notices_or_an_unreadable_counter_drop_the_local_tier() {
+        assert_eq!(left_after(vec![]).await, 1, "nothing heard: kept");
+        assert_eq!(left_after(vec![Heard::Missed]).await, 0);
+        assert_eq!(left_after(vec![Heard::Subscribed]).await, 0);
     }
 
     #[test]

@@ -122,10 +122,10 @@ async fn the_refresh_window_and_jitter_never_pass_the_preview_url() {
     .expect("on");
     let expires = start + Duration::from_secs(10);
     for _ in 0..50 {
-        let entry = cache.entry(answer(Some(expires))).expect("kept");
+        let entry = cache.entry(answer(Some(expires)), None).expect("kept");
         assert!(entry.refresh_at <= entry.fresh_until);
         assert!(entry.fresh_until <= expires && entry.usable_until <= expires);
-        let plain = cache.entry(answer(None)).expect("kept");
+        let plain = cache.entry(answer(None), None).expect("kept");
         let ttl = plain.fresh_until.duration_since(start).expect("after");
         assert!(
             ttl >= Duration::from_secs(27) && ttl <= Duration::from_secs(33),
@@ -282,4 +282,135 @@ async fn an_answer_fetched_across_a_purge_is_not_kept() {
         cache.lookup(&key("a")).await,
         Lookup::Fresh { .. }
     ));
+}
+
+/// An entry read from the shared tier while a purge dropped this replica's copies (a wait on
+/// another replica's fetch, then the read of its answer) is served, not kept here.
+#[tokio::test]
+async fn an_entry_adopted_across_a_purge_is_not_kept() {
+    let cache = FlowCache::new(config(30, 0), None, crate::clock::system()).expect("on");
+    let tenant = purge::Scope::tenant(TenantId::parse("a").expect("tenant"));
+    let entry = cache.entry(answer(None), None).expect("an entry");
+
+    let before = cache.epoch();
+    cache.purge_local(&tenant).await;
+    cache.adopt(key("a"), entry.clone(), before).await;
+    assert!(
+        matches!(cache.lookup(&key("a")).await, Lookup::Absent),
+        "read before the purge: not kept"
+    );
+
+    cache.adopt(key("a"), entry, cache.epoch()).await;
+    assert!(matches!(
+        cache.lookup(&key("a")).await,
+        Lookup::Fresh { .. }
+    ));
+}
+
+/// A shared tier that records what is put in it, under which mark, and hands out `mark`.
+#[derive(Debug, Default)]
+struct Recording {
+    puts: Mutex<Vec<(Read, u64)>>,
+    mark: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl CacheTier for Recording {
+    async fn get(&self, _: &Read) -> Option<CachedFlow> {
+        None
+    }
+
+    async fn put(&self, key: Read, _: CachedFlow, began: u64) {
+        self.puts.lock().expect("puts").push((key, began));
+    }
+
+    async fn mark(&self) -> Option<u64> {
+        Some(self.mark.load(Ordering::Relaxed))
+    }
+
+    async fn purge(&self, _: &purge::Scope) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+impl Recording {
+    /// The puts so far, once there are `n` (the fills run on their own).
+    async fn puts(&self, n: usize) -> Vec<(Read, u64)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let puts = self.puts.lock().expect("puts").clone();
+            if puts.len() >= n {
+                return puts;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} puts, got {puts:?}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// A preview URL fetched later gives the cached GetFlow answer its fresher URL; that entry goes
+/// back to the shared tier under the mark of its own (older) fetch, so that a purge between the
+/// two refuses it there, and not at all if it was read from the shared tier.
+#[tokio::test]
+async fn a_freshened_flow_is_put_under_its_own_fetchs_mark() {
+    let shared = Arc::new(Recording::default());
+    let cache = FlowCache::new(
+        config(30, 0),
+        Some(Arc::clone(&shared) as Arc<dyn CacheTier>),
+        crate::clock::system(),
+    )
+    .expect("on");
+    let now = SystemTime::now();
+    let preview = |tenant: &str, dies: SystemTime| {
+        (
+            Read {
+                tenant: TenantId::parse(tenant).expect("tenant"),
+                what: crate::domain::What::PreviewUrl(FlowId::parse("f").expect("flow")),
+            },
+            Arc::new(Answer {
+                data: Data::PreviewUrl(crate::domain::PreviewUrl {
+                    flow_id: "f".into(),
+                    preview_url: "https://fresher".into(),
+                    preview_url_expires: Some(dies),
+                }),
+                request_id: "r".into(),
+            }),
+        )
+    };
+
+    shared.mark.store(3, Ordering::Relaxed);
+    let flow_began = cache.began().await;
+    cache
+        .keep(
+            key("a"),
+            answer(Some(now + Duration::from_secs(600))),
+            WritePermit::alone(),
+            flow_began,
+        )
+        .await;
+    shared.mark.store(5, Ordering::Relaxed);
+    let (read, fresher) = preview("a", now + Duration::from_secs(1200));
+    let since = cache.began().await;
+    cache
+        .keep(read.clone(), fresher, WritePermit::alone(), since)
+        .await;
+    let mut puts = shared.puts(3).await;
+    puts.sort_by_key(|(_, began)| *began);
+    assert_eq!(puts, vec![(key("a"), 3), (key("a"), 3), (read, 5)]);
+
+    // Read from the shared tier: freshened here, not put back.
+    shared.puts.lock().expect("puts").clear();
+    let adopted = cache
+        .entry(answer(Some(now + Duration::from_secs(600))), None)
+        .expect("an entry");
+    cache.adopt(key("b"), adopted, cache.epoch()).await;
+    let (read, fresher) = preview("b", now + Duration::from_secs(1200));
+    let since = cache.began().await;
+    cache
+        .keep(read.clone(), fresher, WritePermit::alone(), since)
+        .await;
+    assert_eq!(shared.puts(1).await, vec![(read, 5)]);
 }

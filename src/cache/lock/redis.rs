@@ -14,7 +14,10 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -35,7 +38,8 @@ use crate::{
     store::Redis,
 };
 
-/// Purge notices heard but not yet applied, at most; a flood beyond is logged and dropped.
+/// Purge notices heard but not yet applied, at most; a flood beyond is dropped, and the
+/// replica's own tier with it once the queue has room (`Heard::Missed`).
 const NOTICES_QUEUED: usize = 1024;
 
 /// A waiting replica looks at Redis at least this often, whatever the messages do.
@@ -69,6 +73,8 @@ struct Inner {
     waiting: Waiters,
     /// Where purge notices go, once someone asked for them.
     purges: OnceLock<mpsc::Sender<Heard>>,
+    /// A notice was dropped and `Heard::Missed` is not queued yet.
+    missed: AtomicBool,
 }
 
 impl fmt::Debug for RedisLock {
@@ -95,6 +101,7 @@ impl RedisLock {
                 release: Script::new(RELEASE),
                 waiting: Waiters::default(),
                 purges: OnceLock::new(),
+                missed: AtomicBool::new(false),
             }),
         }
     }
@@ -152,6 +159,8 @@ impl Inner {
                     None => return,
                 },
                 _ = ping.tick() => {
+                    // A drop with no notice after it is told here, within a tick.
+                    self.tell_missed();
                     let alive = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
                     if !matches!(alive, Ok(Ok(_))) {
                         tracing::debug!("the subscription to fetch-lock releases does not answer; subscribing again");
@@ -168,11 +177,23 @@ impl Inner {
         let Some(purges) = self.purges.get() else {
             return;
         };
+        self.tell_missed();
         if purges.try_send(heard).is_err() {
+            self.missed.store(true, Ordering::Release);
             tracing::warn!(
                 "a purge notice from another replica was dropped (too many queued): this \
-                 replica may serve the purged answers until their TTL ends"
+                 replica's own cache is dropped once the queue has room"
             );
+        }
+    }
+
+    /// Queues `Heard::Missed` if a notice was dropped and it is not queued yet.
+    fn tell_missed(&self) {
+        let Some(purges) = self.purges.get() else {
+            return;
+        };
+        if self.missed.load(Ordering::Acquire) && purges.try_send(Heard::Missed).is_ok() {
+            self.missed.store(false, Ordering::Release);
         }
     }
 }
@@ -350,5 +371,57 @@ mod tests {
         drop(second);
         assert_eq!(waiters.len(), 0);
         drop(waking);
+    }
+
+    /// A notice dropped from a full queue is made up for by `Heard::Missed` once there is
+    /// room, whether another notice comes (its turn) or none does (the next PING tick's).
+    #[tokio::test]
+    async fn a_dropped_notice_is_told_as_missed_once_there_is_room() {
+        let redis = Redis::new(&crate::store::RedisConfig::standalone(
+            "redis://127.0.0.1:1/",
+            "t",
+        ))
+        .expect("a handle (it connects lazily: no Redis is needed)");
+        let lock = RedisLock::new(redis, "acct");
+        let mut heard = lock.purge_notices().expect("asked once");
+        let notice = || {
+            let scope = crate::cache::purge::Scope::tenant(
+                crate::domain::TenantId::parse("t").expect("tenant"),
+            );
+            Heard::Purge(Notice::of(&scope, "other", "acct", 1))
+        };
+        for _ in 0..=NOTICES_QUEUED {
+            lock.inner.tell(notice());
+        }
+        lock.inner.tell_missed();
+        let mut purges = 0;
+        while let Ok(next) = heard.try_recv() {
+            assert!(matches!(next, Heard::Purge(_)), "no room for Missed yet");
+            purges += 1;
+        }
+        assert_eq!(purges, NOTICES_QUEUED);
+
+        lock.inner.tell_missed();
+        assert!(matches!(heard.try_recv(), Ok(Heard::Missed)));
+        lock.inner.tell_missed();
+        assert!(heard.try_recv().is_err(), "told once");
+
+        // With a notice to tell after the drop, Missed goes first.
+        for _ in 0..=NOTICES_QUEUED {
+            lock.inner.tell(notice());
+        }
+        let _ = heard.try_recv();
+        let _ = heard.try_recv();
+        lock.inner.tell(notice());
+        let mut queued = Vec::new();
+        while let Ok(next) = heard.try_recv() {
+            queued.push(next);
+        }
+        assert!(matches!(
+            queued.as_slice(),
+            [.., Heard::Missed, Heard::Purge(_)]
+        ));
+        lock.inner.tell_missed();
+        assert!(heard.try_recv().is_err(), "told once");
     }
 }

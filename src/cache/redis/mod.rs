@@ -7,19 +7,35 @@
 //!
 //! Each put also notes the entry in its tenant's index (a sorted set scored by when the entry
 //! ends, pruned on every put, `keys.rs`), before the entry is written, so that a purge that runs
-//! between the two finds the name; the hit path reads only the entry. A purge deletes the names
-//! the index and the scope give, one key per command (a tenant's entries are in many slots of a
-//! Redis Cluster), and publishes a notice for the other replicas (`cache::purge`).
+//! between the two finds the name; the hit path reads only the entry. Names leave the index only
+//! when their entries end: a purge that took them out could race a put that had just added one.
+//! A purge deletes the names the index and the scope give, one key per command (a tenant's
+//! entries are in many slots of a Redis Cluster), and publishes a notice for the other replicas
+//! (`cache::purge`).
+//!
+//! A fetch that began before a purge must not leave its answer here after it, whichever replica
+//! made it and however its commands interleave with the purge's. Each purge moves the account's
+//! purge counter on and notes the new value as its tenant's last purge (a key in the index's
+//! slot) before it reads the index; a fetch reads the counter before it asks CAMS (its mark).
+//! The put is refused when the tenant's last purge is past the mark, checked twice: in the
+//! script that indexes the entry, and again after the entry is written, which then deletes it if
+//! it is still the one written. The second check is what makes it safe: the first can pass just
+//! before the purge; then either the second sees the purge, or it ran before the purge read the
+//! index, so the entry was written (and indexed) before the purge deleted it. The check is a
+//! round trip of its own, not part of the write: in a Redis Cluster a script may only touch keys
+//! of one slot, and the entry's slot is not its tenant's.
 //!
 //! Redis failing never fails a call: while the last exchange failed the tier is skipped (no call
 //! waits out `redis.timeout_ms` for it), and the gateway goes on as a single replica would. Who
 //! fetches a flow is the fetch lock's to say (`cache::lock`).
 
 mod stored;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use redis::{AsyncCommands, Script};
 
 use super::{
@@ -27,7 +43,7 @@ use super::{
     keys::SharedKeys,
     purge::{Notice, PurgeCounter, Scope},
 };
-use crate::domain::{Data, What};
+use crate::domain::{Data, TenantId, What};
 use crate::{
     cams::CLOCK_MARGIN,
     clock::{SharedClock, millis_between},
@@ -38,8 +54,11 @@ use stored::Stored;
 
 /// Notes an entry in its tenant's index until it ends (by Redis's clock: the index lives in
 /// Redis alone), prunes the names of entries that have ended, and keeps the index as long as
-/// its longest entry.
+/// its longest entry; unless the tenant was purged since the entry's fetch began (`ARGV[3]`, the
+/// counter as it began), when it answers 0 and the entry is not written.
 const INDEX: &str = r"
+local purged = tonumber(redis.call('GET', KEYS[2]) or '0')
+if purged > tonumber(ARGV[3]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local left = tonumber(ARGV[2])
@@ -48,6 +67,25 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('PTTL', KEYS[1]) < left then redis.call('PEXPIRE', KEYS[1], left) end
 return 1
 ";
+
+/// Notes a purge as its tenant's last (concurrent purges may note theirs out of order: the
+/// highest stays), for `ARGV[2]` ms.
+const PURGED: &str = r"
+local before = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > before then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1
+";
+
+/// Deletes an entry if it is still the one written (a fetch begun after the purge may have
+/// replaced it since).
+const UNWRITE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// A tenant's last purge is remembered at least this long, and as long as an entry may live:
+/// longer than any fetch that began before it can take to put its answer.
+const PURGED_FLOOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Deletions a purge has in flight at once.
 const PURGE_CONCURRENCY: usize = 32;
@@ -66,6 +104,8 @@ pub(crate) struct RedisTier {
     policy: LivePolicy,
     clock: SharedClock,
     index: Script,
+    purged: Script,
+    unwrite: Script,
     /// This replica, in the purge notices it sends.
     replica: String,
 }
@@ -92,6 +132,8 @@ impl RedisTier {
             policy,
             clock,
             index: Script::new(INDEX),
+            purged: Script::new(PURGED),
+            unwrite: Script::new(UNWRITE),
             replica: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
@@ -103,30 +145,48 @@ impl RedisTier {
 
     /// The names of the entries `scope` covers: from the tenant's index, and, for named flows,
     /// their entries by name too (an entry written by a release without the index is found so).
-    /// With the index's names that are among them.
-    async fn doomed(&self, scope: &Scope) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    async fn doomed(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
         let index = self.keys.index(&scope.tenant);
         let indexed: Vec<String> = self
             .redis
             .run(|mut c| async move { c.zrange(index, 0, -1).await })
             .await?;
         if scope.is_tenant_wide() {
-            return Ok((indexed.clone(), indexed));
+            return Ok(indexed);
         }
         let mut names: Vec<String> = scope
             .flows
             .iter()
             .flat_map(|flow| self.keys.of_flow(&scope.tenant, flow))
             .collect();
+        names.extend(indexed.into_iter().filter(|name| self.keys.is_list(name)));
         names.sort_unstable();
         names.dedup();
-        let lists = indexed.iter().filter(|name| self.keys.is_list(name));
-        names.extend(lists.cloned());
-        let from_index = indexed
-            .into_iter()
-            .filter(|name| names.binary_search(name).is_ok() || self.keys.is_list(name))
-            .collect();
-        Ok((names, from_index))
+        Ok(names)
+    }
+
+    /// The tenant's last purge, by number (0 when none is remembered).
+    async fn last_purge(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let purged = self.keys.purged(tenant);
+        let last: Option<u64> = self
+            .redis
+            .run(|mut c| async move { c.get(purged).await })
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// Notes purge `seq` as the last of `scope`'s tenant.
+    async fn note_purge(&self, scope: &Scope, seq: u64) -> Result<(), StoreError> {
+        let policy = self.policy.load();
+        let keep = (policy.ttl + policy.stale_if_error).max(PURGED_FLOOR);
+        let mut invocation = self.purged.key(self.keys.purged(&scope.tenant));
+        invocation
+            .arg(seq)
+            .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+        self.redis
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await?;
+        Ok(())
     }
 }
 
@@ -176,13 +236,67 @@ impl CacheTier for RedisTier {
         }
     }
 
-    async fn put(&self, key: Read, entry: CachedFlow) {
+    async fn put(&self, key: Read, entry: CachedFlow, began: u64) {
         if self.redis.down() {
             return;
         }
-        let Ok(value) = serde_json::to_vec(&Stored::of(&entry)) else {
+        let Some(write) = self.write_of(&key, &entry, began) else {
             return;
         };
+        // Indexed first: a purge between the two then finds the name.
+        if self.indexed(&write).await && self.written(&write).await {
+            self.taken_back_if_purged(write).await;
+        }
+    }
+
+    async fn mark(&self) -> Option<u64> {
+        if self.redis.down() {
+            return None;
+        }
+        self.purges_so_far().await.ok()
+    }
+
+    /// Moves the purge counter on and notes it as the tenant's last purge (which refuses the
+    /// puts of fetches begun before), deletes the entries, then tells the other replicas. Once
+    /// the counter has moved, the notice is published whatever else failed (the other replicas
+    /// drop their copies all the same), and the first failure is returned after.
+    async fn purge(&self, scope: &Scope) -> Result<u64, StoreError> {
+        let counter = self.keys.purges();
+        let seq: u64 = self
+            .redis
+            .run(|mut c| async move { c.incr(counter, 1u64).await })
+            .await?;
+        let noted = self.note_purge(scope, seq).await;
+        let deleted = match self.doomed(scope).await {
+            Ok(names) => self.delete(names).await,
+            Err(error) => Err(error),
+        };
+        let notice = Notice::of(scope, &self.replica, self.keys.account(), seq).encode();
+        let channel = self.keys.released_channel();
+        let published = self
+            .redis
+            .run(|mut c| async move { c.publish::<_, _, u64>(channel, notice).await })
+            .await;
+        noted?;
+        let deleted = deleted?;
+        published?;
+        Ok(deleted)
+    }
+}
+
+/// An entry on its way into the tier, through the steps of a put.
+struct Write {
+    tenant: TenantId,
+    key: String,
+    value: Vec<u8>,
+    left_ms: u64,
+    /// The purge counter as the entry's fetch began.
+    began: u64,
+}
+
+impl RedisTier {
+    fn write_of(&self, key: &Read, entry: &CachedFlow, began: u64) -> Option<Write> {
+        let value = serde_json::to_vec(&Stored::of(entry)).ok()?;
         // The time left, not the time to end at: Redis would read an end on its own clock, and
         // the entry's times are CAMS's.
         let left = entry
@@ -190,71 +304,85 @@ impl CacheTier for RedisTier {
             .duration_since(self.clock.now())
             .unwrap_or_default();
         let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-        if left_ms == 0 {
-            return;
-        }
-        let value_key = self.keys.value(&key);
-        // Indexed first: a purge between the two then finds the name.
-        let mut invocation = self.index.key(self.keys.index(&key.tenant));
-        invocation.arg(&value_key).arg(left_ms);
+        (left_ms > 0).then(|| Write {
+            tenant: key.tenant.clone(),
+            key: self.keys.value(key),
+            value,
+            left_ms,
+            began,
+        })
+    }
+
+    /// Notes the entry in its tenant's index; false if that failed (a purge would not find
+    /// it) or the tenant was purged since the fetch began: the entry is then not written.
+    async fn indexed(&self, write: &Write) -> bool {
+        let mut invocation = self.index.key(self.keys.index(&write.tenant));
+        invocation
+            .key(self.keys.purged(&write.tenant))
+            .arg(&write.key)
+            .arg(write.left_ms)
+            .arg(write.began);
         let indexed = self
             .redis
             .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await;
-        if indexed.is_err() {
-            // Not indexed, a purge would not find it: not kept.
-            return;
-        }
-        let _ = self
-            .redis
+        matches!(indexed, Ok(1))
+    }
+
+    async fn written(&self, write: &Write) -> bool {
+        let (key, value, left_ms) = (write.key.clone(), write.value.clone(), write.left_ms);
+        self.redis
             .run(|mut c| async move {
                 redis::cmd("SET")
-                    .arg(value_key)
+                    .arg(key)
                     .arg(value)
                     .arg("PX")
                     .arg(left_ms)
                     .query_async::<()>(&mut c)
                     .await
             })
-            .await;
+            .await
+            .is_ok()
     }
 
-    /// Deletes the entries, then their names from the index (not the index itself: a put
-    /// under way may have just added a name), then tells the other replicas.
-    async fn purge(&self, scope: &Scope) -> Result<u64, StoreError> {
-        let (names, indexed) = self.doomed(scope).await?;
-        let deleted = self.delete(names).await?;
-        if !indexed.is_empty() {
-            let index = self.keys.index(&scope.tenant);
-            self.redis
-                .run(|mut c| async move { c.zrem::<_, _, u64>(index, indexed).await })
-                .await?;
+    /// Deletes the entry just written if its tenant was purged since its fetch began (and it is
+    /// still the one written); not knowing whether it was counts as purged.
+    async fn taken_back_if_purged(&self, write: Write) {
+        if matches!(self.last_purge(&write.tenant).await, Ok(last) if last <= write.began) {
+            return;
         }
-        let counter = self.keys.purges();
-        let seq: u64 = self
+        let mut invocation = self.unwrite.key(&write.key);
+        invocation.arg(write.value);
+        let unwritten = self
             .redis
-            .run(|mut c| async move { c.incr(counter, 1u64).await })
-            .await?;
-        let notice = Notice::of(scope, &self.replica, self.keys.account(), seq).encode();
-        let channel = self.keys.released_channel();
-        self.redis
-            .run(|mut c| async move { c.publish::<_, _, u64>(channel, notice).await })
-            .await?;
-        Ok(deleted)
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await;
+        if unwritten.is_err() {
+            tracing::warn!(
+                key = write.key,
+                "an answer fetched before a purge could not be taken back from the shared \
+                 cache; it may be served until its TTL ends"
+            );
+        }
     }
 }
 
 impl RedisTier {
+    /// Deletes every name it can; the first failure, if any, after all were tried.
     async fn delete(&self, names: Vec<String>) -> Result<u64, StoreError> {
-        let counts: Vec<u64> = stream::iter(names)
+        let counts: Vec<Result<u64, StoreError>> = stream::iter(names)
             .map(|name| {
                 self.redis
                     .run(|mut c| async move { c.del::<_, u64>(name).await })
             })
             .buffer_unordered(PURGE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(counts.into_iter().sum())
+            .collect()
+            .await;
+        let mut deleted = 0;
+        for count in counts {
+            deleted += count?;
+        }
+        Ok(deleted)
     }
 }
 

@@ -212,6 +212,7 @@ impl Stored {
                     .map_or(fetched_at, |at| at.max(fetched_at))
             },
             demand: Arc::new(Demand::default()),
+            began: None,
         })
     }
 }
@@ -249,6 +250,7 @@ mod tests {
             usable_until: now + Duration::from_secs(60),
             refresh_at: now + Duration::from_secs(24),
             demand: Arc::default(),
+            began: None,
         }
     }
 

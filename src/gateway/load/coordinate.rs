@@ -10,6 +10,7 @@ use crate::{
     cache::{
         CachedFlow, FlowCache, Loaded, Tier, Waiters,
         lock::{Locked, Waited, WritePermit},
+        purge::Epoch,
     },
     domain::Read,
     error::Error,
@@ -57,8 +58,11 @@ impl Loader {
                 Turn::Elsewhere(waiting) => waiting,
             };
             let waited = waiting.until(waiters.latest().min(bound)).await;
+            let since = cache.epoch();
             match cache.fresh_now(query).await {
-                Some((entry, Tier::Shared)) => return Ok(Self::adopted(cache, query, entry).await),
+                Some((entry, Tier::Shared)) => {
+                    return Ok(Self::adopted(cache, query, entry, since).await);
+                }
                 Some((entry, Tier::Local)) => {
                     return Ok(Loaded {
                         answer: entry.answer,
@@ -86,10 +90,11 @@ impl Loader {
             Locked::Write(permit) => {
                 // Another replica may have filled the entry between this one's lookup and its
                 // lock (or refreshed it just before this one's refresh came due).
+                let since = cache.epoch();
                 match cache.settled_elsewhere(query).await {
                     Some(entry) => {
                         permit.release().await;
-                        Turn::Settled(Self::adopted(cache, query, entry).await)
+                        Turn::Settled(Self::adopted(cache, query, entry, since).await)
                     }
                     None => Turn::Fetch(permit),
                 }
@@ -108,7 +113,7 @@ impl Loader {
         permit: WritePermit,
     ) -> Result<Loaded, Error> {
         // A purge while CAMS answers may have been meant for this very answer: see cache::purge.
-        let since = cache.epoch();
+        let since = cache.began().await;
         let fetched = fetch.await?;
         if let Some((made, answer)) = fetched.also {
             cache
@@ -125,9 +130,10 @@ impl Loader {
         })
     }
 
-    async fn adopted(cache: &FlowCache, query: &Read, entry: CachedFlow) -> Loaded {
+    /// `since` is the purge epoch from before the shared read that found `entry`.
+    async fn adopted(cache: &FlowCache, query: &Read, entry: CachedFlow, since: Epoch) -> Loaded {
         let answer = Arc::clone(&entry.answer);
-        cache.adopt(query.clone(), entry).await;
+        cache.adopt(query.clone(), entry, since).await;
         Loaded {
             answer,
             shared: true,
