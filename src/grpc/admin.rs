@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -17,12 +16,10 @@ use crate::{
         FlowCache,
         purge::{Purged, Scope},
     },
-    deadline::{Budget, grpc_timeout},
     domain::{FlowId, TenantId},
     error::{Error, FieldViolation},
     gateway::Shadow,
     pb::{self, flow_admin_service_server::FlowAdminService},
-    server::ConnInfo,
     telemetry::metrics::{Metrics, PurgeOrigin},
 };
 
@@ -184,23 +181,7 @@ impl FlowAdminService for FlowAdminApi {
         &self,
         request: Request<pb::InvalidateFlowsRequest>,
     ) -> Result<Response<pb::InvalidateFlowsResponse>, Status> {
-        let budget = request
-            .extensions()
-            .get::<Budget>()
-            .copied()
-            .unwrap_or_else(|| {
-                Budget::new(
-                    Instant::now(),
-                    grpc_timeout(request.metadata().as_ref()),
-                    self.inner.max_call,
-                )
-            });
-        let caller = self
-            .inner
-            .auth
-            .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
-        let (metadata, _, message) = request.into_parts();
-        let call = Call::new(message, budget, caller, metadata);
+        let call = Call::arrived(request, &self.inner.auth, self.inner.max_call);
         match self.invalidate(&call).await {
             Ok(purged) => Ok(Response::new(pb::InvalidateFlowsResponse {
                 local_entries: purged.local,

@@ -8,18 +8,21 @@
 use std::{
     future::Future,
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use opentelemetry::trace::{SpanId, TraceId};
-use tonic::metadata::MetadataMap;
+use tokio::time::Instant;
+use tonic::{Request, metadata::MetadataMap};
 
 use crate::{
-    auth::{AuthError, Caller},
-    deadline::Budget,
+    auth::{AuthError, Authenticator, Caller},
+    deadline::{Budget, grpc_timeout},
     domain::{Action, CacheResult, TenantId},
     error::{Error, Failure},
     gateway::{Noted, Shadow},
     limits::CallerCheck,
+    server::ConnInfo,
     telemetry::metrics::Rejection,
 };
 
@@ -66,6 +69,26 @@ pub(crate) struct Call<Req> {
 }
 
 impl<Req> Call<Req> {
+    /// The call as it arrived: its budget (made by the server's layers when the stream arrived,
+    /// or from its `grpc-timeout` and `max_call` where no layer made one), and its caller,
+    /// authenticated before anything else is looked at.
+    pub(crate) fn arrived(request: Request<Req>, auth: &Authenticator, max_call: Duration) -> Self {
+        let budget = request
+            .extensions()
+            .get::<Budget>()
+            .copied()
+            .unwrap_or_else(|| {
+                Budget::new(
+                    Instant::now(),
+                    grpc_timeout(request.metadata().as_ref()),
+                    max_call,
+                )
+            });
+        let caller = auth.authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
+        let (metadata, _, message) = request.into_parts();
+        Self::new(message, budget, caller, metadata)
+    }
+
     pub(crate) fn new(
         message: Req,
         budget: Budget,

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -22,10 +22,8 @@ use super::{
 };
 use crate::{
     auth::Authenticator,
-    deadline::{Budget, grpc_timeout},
     gateway::Gateway,
     pb::{self, flow_service_server::FlowService},
-    server::ConnInfo,
     telemetry::{metrics::Metrics, trace::CallTracer},
 };
 
@@ -127,23 +125,7 @@ impl FlowApi {
     /// The call as the layers see it: its budget (made by the server's layers when the stream
     /// arrived), and its caller, authenticated before anything else is looked at.
     pub(super) fn call<M>(&self, request: Request<M>) -> Call<M> {
-        let budget = request
-            .extensions()
-            .get::<Budget>()
-            .copied()
-            .unwrap_or_else(|| {
-                Budget::new(
-                    Instant::now(),
-                    grpc_timeout(request.metadata().as_ref()),
-                    self.inner.max_call,
-                )
-            });
-        let caller = self
-            .inner
-            .auth
-            .authenticate(request.metadata(), request.extensions().get::<ConnInfo>());
-        let (metadata, _, message) = request.into_parts();
-        Call::new(message, budget, caller, metadata)
+        Call::arrived(request, &self.inner.auth, self.inner.max_call)
     }
 }
 
