@@ -264,7 +264,7 @@ async fn applied(cache: &FlowCache, notice: &Notice, metrics: &Metrics) {
         return;
     };
     let local = cache.purge_local(&scope).await;
-    metrics.purged(&scope, PurgeOrigin::Peer, Purged { local, shared: 0 });
+    metrics.purged(scope.is_tenant_wide(), PurgeOrigin::Peer, local, 0);
     tracing::info!(
         tenant = scope.tenant.as_str(),
         flows = scope.flows.len(),

@@ -95,9 +95,12 @@ impl FlowAdminApi {
             return Ok(Purged::default());
         };
         let (purged, shared) = cache.purge(&scope).await;
-        self.inner
-            .metrics
-            .purged(&scope, PurgeOrigin::Local, purged);
+        self.inner.metrics.purged(
+            scope.is_tenant_wide(),
+            PurgeOrigin::Local,
+            purged.local,
+            purged.shared,
+        );
         log(caller, &scope, purged, shared.is_ok());
         shared.map_err(|error| {
             tracing::warn!(%error, "the shared cache could not be purged");

@@ -7,7 +7,6 @@ use prometheus_client::{
 };
 
 use super::{Labels, Metrics, labels};
-use crate::cache::purge::{Purged, Scope};
 
 /// Where a purge began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +69,13 @@ impl Purges {
 }
 
 impl Metrics {
-    /// One purge of `scope` that began at `origin`, and what it dropped here.
-    pub fn purged(&self, scope: &Scope, origin: PurgeOrigin, dropped: Purged) {
+    /// One purge (of a whole tenant, or of named flows) that began at `origin`, and the entries
+    /// it dropped here from the local and the shared tier.
+    pub fn purged(&self, tenant_wide: bool, origin: PurgeOrigin, local: u64, shared: u64) {
         if let Some(inner) = &self.0 {
-            let scope = usize::from(scope.is_tenant_wide());
-            inner.purges.purges[scope][origin as usize].inc();
-            inner.purges.entries[0].inc_by(dropped.local);
-            inner.purges.entries[1].inc_by(dropped.shared);
+            inner.purges.purges[usize::from(tenant_wide)][origin as usize].inc();
+            inner.purges.entries[0].inc_by(local);
+            inner.purges.entries[1].inc_by(shared);
         }
     }
 
